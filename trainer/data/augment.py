@@ -1,0 +1,170 @@
+"""Resizing, augmentation (paper §3.2) and normalisation of a core and its expert masks.
+
+Paper §3.2: each image is resized to the model size (1024² in the paper); the image randomly
+flips, rotates by 90°, 180° or 270° with probability 0.5, and is randomly rescaled within
+0.9–1.1. Every geometric step is applied identically to the image and to every expert mask.
+
+- Images are resized bilinearly with antialiasing (``torch.nn.functional.interpolate``, the
+  same filter as Pillow), masks with nearest-neighbour ("nearest-exact"), so masks only ever
+  hold values that were already there.
+- Rescaling keeps the output size: a zoomed-in core is centre-cropped, a zoomed-out one is
+  centre-padded — the image with the mean colour (0 after normalisation; pass
+  ``image_fill=0.0`` for an already normalised image), the masks with ``IGNORE_INDEX``.
+- Flips are horizontal and vertical, each with probability 0.5. Rotations by 90°/270° need a
+  square image; on a non-square one the rotation is always 180° so shapes are kept.
+- Randomness comes only from the ``numpy.random.Generator`` passed in, and the same number of
+  draws is made whatever the options, so a seed always means the same transform.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TypeVar, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from trainer.data.classes import IGNORE_INDEX
+
+#: ImageNet mean/std on the 0-255 scale, as mmsegmentation normalises (RGB order).
+MEAN: tuple[float, float, float] = (123.675, 116.28, 103.53)
+STD: tuple[float, float, float] = (58.395, 57.12, 57.375)
+
+Masks = Union[np.ndarray, Sequence[np.ndarray], Mapping[str, np.ndarray]]
+M = TypeVar("M", np.ndarray, list, dict)
+
+
+def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    return (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
+
+
+def _split_masks(masks: Masks) -> tuple[np.ndarray, object]:
+    """Masks as one E×H×W uint8 stack, plus what is needed to give them back in kind."""
+    if isinstance(masks, Mapping):
+        keys = list(masks)
+        arrays = [np.asarray(masks[k]) for k in keys]
+        kind: object = keys
+    elif isinstance(masks, np.ndarray):
+        if masks.ndim != 3:
+            raise ValueError(f"masks must be E×H×W, got shape {masks.shape}")
+        return masks, "array"
+    else:
+        arrays, kind = [np.asarray(m) for m in masks], "list"
+    if not arrays:
+        return np.zeros((0, 0, 0), np.uint8), kind
+    return np.stack(arrays), kind
+
+
+def _join_masks(stack: np.ndarray, kind: object) -> Masks:
+    if kind == "array":
+        return stack
+    if kind == "list":
+        return list(stack)
+    return dict(zip(kind, stack))  # type: ignore[arg-type]
+
+
+def resize_image(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Bilinear, antialiased resize of ``H×W×C`` (uint8 stays uint8, floats become float32)."""
+    h, w = _hw(size)
+    if image.shape[:2] == (h, w):
+        return image
+    out = np.empty((h, w, image.shape[2]), np.float32)
+    for c in range(image.shape[2]):  # one channel at a time: a 5120² core stays ~100 MB in float
+        t = torch.from_numpy(np.ascontiguousarray(image[..., c], dtype=np.float32))[None, None]
+        out[..., c] = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False, antialias=True)[0, 0].numpy()
+    if image.dtype == np.uint8:
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(out)
+
+
+def resize_masks(stack: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of an ``E×H×W`` uint8 stack (no new values appear)."""
+    h, w = _hw(size)
+    if stack.shape[0] == 0:
+        return np.zeros((0, h, w), np.uint8)
+    if stack.shape[-2:] == (h, w):
+        return stack
+    t = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.uint8))[None]
+    return F.interpolate(t, size=(h, w), mode="nearest-exact")[0].numpy()
+
+
+def resize_core(image: np.ndarray, masks: M, size: int | tuple[int, int]) -> tuple[np.ndarray, M]:
+    """Resize a core to the model size: image bilinear (antialiased), masks nearest."""
+    stack, kind = _split_masks(masks)
+    return resize_image(image, size), _join_masks(resize_masks(stack, size), kind)  # type: ignore[return-value]
+
+
+def _centre_fit(arr: np.ndarray, h: int, w: int, fill: float | np.ndarray) -> np.ndarray:
+    """Centre-crop or centre-pad the last two axes of ``arr`` (…×h'×w') to ``h×w``."""
+    out = np.empty(arr.shape[:-2] + (h, w), dtype=arr.dtype)
+    out[...] = fill
+    src, dst = [], []
+    for have, want in zip(arr.shape[-2:], (h, w)):
+        if have >= want:  # crop
+            a = (have - want) // 2
+            src.append(slice(a, a + want))
+            dst.append(slice(0, want))
+        else:  # pad
+            a = (want - have) // 2
+            src.append(slice(0, have))
+            dst.append(slice(a, a + have))
+    out[(..., *dst)] = arr[(..., *src)]
+    return out
+
+
+def augment(
+    image: np.ndarray,
+    masks: M,
+    rng: np.random.Generator,
+    flip: bool = True,
+    rot90_p: float = 0.5,
+    scale: tuple[float, float] | None = (0.9, 1.1),
+    image_fill: float | Sequence[float] | None = None,
+) -> tuple[np.ndarray, M]:
+    """Random rescale, flips and 90° rotations (paper §3.2), identical for image and masks.
+
+    ``image`` is ``H×W×C`` (uint8, or float e.g. already normalised); ``masks`` an ``E×H×W``
+    array, a list of ``H×W`` arrays or a dict of them, returned in the same kind. Shapes are
+    kept. ``image_fill`` is the colour of padded image pixels (default :data:`MEAN`).
+    """
+    h, w = image.shape[:2]
+    stack, kind = _split_masks(masks)
+    if stack.shape[0] and stack.shape[-2:] != (h, w):
+        raise ValueError(f"masks are {stack.shape[-2:]}, image is {(h, w)}")
+    # Fixed number of draws, whatever the options: the seed alone fixes the transform.
+    u_scale, u_hflip, u_vflip, u_rot = rng.random(4)
+    k = int(rng.integers(1, 4))
+    img = np.moveaxis(image, -1, 0)  # C×H×W: every step below acts on the last two axes
+    if scale is not None:
+        ratio = scale[0] + u_scale * (scale[1] - scale[0])
+        sh, sw = max(1, round(h * ratio)), max(1, round(w * ratio))
+        if (sh, sw) != (h, w):
+            fill = MEAN if image_fill is None else image_fill
+            fill_c = np.asarray(fill, dtype=np.float64).reshape(-1, 1, 1) * np.ones((img.shape[0], 1, 1))
+            if image.dtype == np.uint8:
+                fill_c = np.rint(fill_c)
+            scaled = np.moveaxis(resize_image(image, (sh, sw)), -1, 0)
+            img = _centre_fit(scaled, h, w, fill_c.astype(image.dtype))
+            stack = _centre_fit(resize_masks(stack, (sh, sw)), h, w, IGNORE_INDEX)
+    if flip and u_hflip < 0.5:
+        img, stack = img[..., ::-1], stack[..., ::-1]
+    if flip and u_vflip < 0.5:
+        img, stack = img[..., ::-1, :], stack[..., ::-1, :]
+    if u_rot < rot90_p:
+        k = k if h == w else 2
+        img, stack = np.rot90(img, k, axes=(-2, -1)), np.rot90(stack, k, axes=(-2, -1))
+    img = np.ascontiguousarray(np.moveaxis(img, 0, -1))
+    return img, _join_masks(np.ascontiguousarray(stack), kind)  # type: ignore[return-value]
+
+
+def normalise(image: np.ndarray) -> np.ndarray:
+    """``uint8 H×W×3`` → float32 ``H×W×3`` with :data:`MEAN` subtracted and divided by :data:`STD`."""
+    mean = np.asarray(MEAN, dtype=np.float32)
+    std = np.asarray(STD, dtype=np.float32)
+    return (image.astype(np.float32) - mean) / std
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """``uint8 H×W×3`` → normalised float32 tensor ``3×H×W`` (the network input)."""
+    return torch.from_numpy(np.ascontiguousarray(normalise(image).transpose(2, 0, 1)))

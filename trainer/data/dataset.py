@@ -1,0 +1,166 @@
+"""The torch dataset of cores with their expert masks, and a resumable batch sampler.
+
+Items are indexed by ``(index, seed)``: the sampler decides which core *and* which
+augmentation each slot of a batch gets, so iteration *i* of a run is the same whether the
+run was resumed or not (the random state lives in the sampler's arithmetic, not in a
+generator that a restart would reset).
+
+Use them together::
+
+    loader = DataLoader(dataset, batch_sampler=IterationSampler(len(dataset), 2, seed, it0, total))
+
+torch's default collate stacks the tensors and turns ``name`` into a list of str.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from trainer.data.augment import augment as augment_core
+from trainer.data.augment import normalise, resize_image, resize_masks
+from trainer.data.classes import IGNORE_INDEX
+from trainer.data.io import read_image, read_mask
+from trainer.data.records import CoreRecord, MultiExpertSet
+from trainer.data.vote import majority_vote
+from trainer.errors import InputError
+
+
+class MultiExpertDataset(Dataset):
+    """Cores resized to ``size``, optionally augmented (paper §3.2), with one mask per expert.
+
+    ``experts`` are the training experts, in channel order. Each item is a dict:
+    ``image`` float32 3×S×S (normalised), ``experts`` int64 E×S×S (``IGNORE_INDEX`` everywhere
+    for an expert who did not annotate that core), ``present`` bool E, ``vote`` int64 S×S
+    (eq. 1 over the present experts, tie rule ``tie``), ``name`` str.
+
+    The resized, un-augmented core is cached in memory per index (each DataLoader worker
+    holds its own cache). An ``int`` key means ``(index, index)``.
+    """
+
+    def __init__(
+        self,
+        ds: MultiExpertSet,
+        cores: Sequence[str | CoreRecord],
+        experts: Sequence[str],
+        size: int | tuple[int, int],
+        augment: bool = True,
+        tie: str = "highest",
+        cache: bool = True,
+    ):
+        self.ds = ds
+        self.records = [c if isinstance(c, CoreRecord) else ds.core(c) for c in cores]
+        self.experts = tuple(experts)
+        unknown = [e for e in self.experts if e not in ds.experts]
+        if unknown:
+            raise InputError(f"experts {unknown} are not in this dataset (experts: {list(ds.experts)})", ds.root)
+        self.size = size
+        self.augment = augment
+        self.tie = tie
+        self.cache = cache
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def load_resized(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(image uint8 S×S×3, masks uint8 E×S×S, present bool E) for core ``index``, cached."""
+        if index in self._cache:
+            return self._cache[index]
+        rec = self.records[index]
+        image = read_image(rec.image_path)
+        present = np.array([e in rec.masks for e in self.experts], dtype=bool)
+        masks = [read_mask(rec.masks[e], self.ds.scheme, shape=image.shape[:2]) for e in self.experts if e in rec.masks]
+        image_s = resize_image(image, self.size)
+        h, w = image_s.shape[:2]
+        stack = np.full((len(self.experts), h, w), IGNORE_INDEX, dtype=np.uint8)
+        if masks:
+            stack[present] = resize_masks(np.stack(masks), (h, w))
+        item = (image_s, stack, present)
+        if self.cache:
+            self._cache[index] = item
+        return item
+
+    def __getitem__(self, key: tuple[int, int] | int) -> dict:
+        index, seed = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), int(key))
+        image, stack, present = self.load_resized(index)
+        image = normalise(image)  # augment in normalised space: padding with 0 is the mean colour
+        if self.augment:
+            image, stack = augment_core(image, stack, np.random.default_rng(seed), image_fill=0.0)
+        vote = majority_vote(stack, self.ds.scheme.num_classes, self.tie)  # eq. (1)
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+            "experts": torch.from_numpy(stack.astype(np.int64)),
+            "present": torch.from_numpy(present.copy()),
+            "vote": torch.from_numpy(vote.astype(np.int64)),
+            "name": self.records[index].name,
+        }
+
+
+class IterationSampler(Sampler):
+    """Batch sampler: yields, per training iteration, a list of ``(index, seed)`` pairs.
+
+    - ``batch_size`` is the *global* batch (all ranks together); each of ``world_size`` ranks
+      yields its own contiguous, disjoint slice of ``batch_size // world_size`` pairs, so a run
+      sees the same global batches on one GPU or several.
+    - Iterations ``start_iter … num_iters - 1`` are yielded (``num_iters`` is the run's total).
+    - The sample stream is a sequence of epochs; epoch *e* is the permutation
+      ``default_rng([seed, e]).permutation(n)``, and global slot *s* of iteration *i* takes
+      position ``i * batch_size + s`` of that stream. Its augmentation seed is derived from
+      ``(seed, i, s)``. Nothing depends on earlier iterations, hence resuming is exact.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        seed: int,
+        start_iter: int,
+        num_iters: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if n <= 0:
+            raise ValueError("the dataset is empty")
+        if batch_size <= 0 or batch_size % world_size:
+            raise ValueError(f"batch_size {batch_size} must be a positive multiple of world_size {world_size}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+        if seed < 0 or start_iter < 0:
+            raise ValueError("seed and start_iter must be >= 0")
+        self.n, self.batch_size, self.seed = n, batch_size, seed
+        self.start_iter, self.num_iters = start_iter, num_iters
+        self.rank, self.world_size = rank, world_size
+        self._perms: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return max(0, self.num_iters - self.start_iter)
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        if epoch not in self._perms:
+            if len(self._perms) >= 4:  # a batch spans at most a few epochs
+                self._perms.pop(next(iter(self._perms)))
+            self._perms[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+        return self._perms[epoch]
+
+    def sample_seed(self, iteration: int, slot: int) -> int:
+        """Augmentation seed of global ``slot`` in ``iteration``."""
+        return int(np.random.SeedSequence([self.seed, iteration, slot]).generate_state(1, np.uint64)[0])
+
+    def batch_for(self, iteration: int) -> list[tuple[int, int]]:
+        """This rank's ``(index, seed)`` pairs for ``iteration``."""
+        local = self.batch_size // self.world_size
+        slots = range(self.rank * local, (self.rank + 1) * local)
+        out = []
+        for slot in slots:
+            pos = iteration * self.batch_size + slot
+            index = int(self._perm(pos // self.n)[pos % self.n])
+            out.append((index, self.sample_seed(iteration, slot)))
+        return out
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for iteration in range(self.start_iter, self.num_iters):
+            yield self.batch_for(iteration)

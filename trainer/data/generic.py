@@ -1,0 +1,173 @@
+"""A generic multi-annotator layout, for data that is not Gleason 2019.
+
+::
+
+    root/
+      images/<name>.<png|jpg|jpeg|tif|tiff>
+      masks/<annotator>/<name>.png       one folder per annotator; each may cover any subset
+      classes.json                       optional
+
+``classes.json``::
+
+    {"classes": ["benign", "G3", "G4", "G5"],     # class names, index = position
+     "values": {"0": 0, "1": 0, "3": 1},          # raw mask value -> class index
+     "ignore": [255],                             # raw values no loss or metric counts
+     "export_values": [1, 3, 4, 5]}               # optional: value written per class
+
+Without ``"values"``, value *i* means class *i*. Without ``"export_values"`` a class is
+written back as the smallest raw value that maps to it.
+
+**Without classes.json** every mask is scanned once when the dataset is opened: mask values
+are class indices, the classes are ``0..max`` (the largest value found, excluding 255) named
+``"class0"…"classK"``, and 255 (``IGNORE_INDEX``) is the ignore value. Values above 255 need a
+``classes.json``. Scanning reads every mask, so large datasets open faster with the file.
+
+Experts are the annotator folder names (sorted). An image no annotator covered is skipped
+with a note; a mask without an image is noted and ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from trainer.data.classes import IGNORE_INDEX, ClassScheme
+from trainer.data.io import IMAGE_SUFFIXES, read_mask_values
+from trainer.data.records import CoreRecord, MultiExpertSet
+from trainer.errors import InputError
+
+CLASSES_FILE = "classes.json"
+MASK_SUFFIXES: tuple[str, ...] = (".png",)
+
+
+def is_generic_dir(path: str | Path) -> bool:
+    """True when ``path`` holds both ``images/`` and ``masks/``."""
+    path = Path(path)
+    return (path / "images").is_dir() and (path / "masks").is_dir()
+
+
+def _int_key(raw: object, path: Path, what: str) -> int:
+    try:
+        value = int(raw)  # JSON object keys are strings
+    except (TypeError, ValueError):
+        raise InputError(f"{what} {raw!r} is not an integer", path) from None
+    if not 0 <= value <= 65535:
+        raise InputError(f"{what} {value} is outside 0..65535", path)
+    return value
+
+
+def load_class_scheme(path: str | Path) -> ClassScheme:
+    """Parse a ``classes.json`` (format in the module docstring); errors name the file."""
+    path = Path(path)
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"cannot read class definition: {e}", path) from None
+    if not isinstance(spec, dict):
+        raise InputError("expected a JSON object with a 'classes' list", path)
+    names = spec.get("classes")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise InputError("'classes' must be a non-empty list of class names", path)
+    if len(names) >= IGNORE_INDEX:
+        raise InputError(f"at most {IGNORE_INDEX - 1} classes are supported", path)
+    raw_values = spec.get("values", {str(i): i for i in range(len(names))})
+    if not isinstance(raw_values, dict):
+        raise InputError("'values' must map mask values to class indices", path)
+    values: dict[int, int] = {}
+    for raw, cls in raw_values.items():
+        if not isinstance(cls, int) or not 0 <= cls < len(names):
+            raise InputError(f"value {raw!r} maps to {cls!r}, not a class index 0..{len(names) - 1}", path)
+        values[_int_key(raw, path, "mask value")] = cls
+    ignore = tuple(_int_key(v, path, "ignore value") for v in spec.get("ignore", []))
+    if set(ignore) & set(values):
+        raise InputError(f"values {sorted(set(ignore) & set(values))} are both classes and ignored", path)
+    export = spec.get("export_values")
+    if export is None:
+        missing = [names[c] for c in range(len(names)) if c not in values.values()]
+        if missing:
+            raise InputError(f"classes {missing} have no mask value (add them to 'values')", path)
+        export = [min(v for v, c in values.items() if c == cls) for cls in range(len(names))]
+    elif not isinstance(export, list) or len(export) != len(names):
+        raise InputError(f"'export_values' must list one value per class ({len(names)})", path)
+    export = [_int_key(v, path, "export value") for v in export]
+    return ClassScheme(tuple(names), values, ignore, tuple(export))
+
+
+def _scan_scheme(mask_files: list[Path], root: Path) -> ClassScheme:
+    """Infer a scheme from the values in every mask (no classes.json): class i = value i."""
+    max_value = -1
+    for path in mask_files:
+        values = read_mask_values(path)
+        if values.size == 0:
+            continue
+        found = values[values != IGNORE_INDEX]
+        if found.size:
+            top = int(found.max())
+            if top > IGNORE_INDEX or found.min() < 0:
+                raise InputError(
+                    f"mask values outside 0..254 need a {CLASSES_FILE} at {root} to say what they mean",
+                    path,
+                )
+            max_value = max(max_value, top)
+    if max_value < 0:
+        raise InputError("every mask is empty or ignored (255); nothing to learn from", root / "masks")
+    n = max_value + 1
+    return ClassScheme(
+        names=tuple(f"class{i}" for i in range(n)),
+        values={i: i for i in range(n)},
+        ignore=(IGNORE_INDEX,),
+        export_values=tuple(range(n)),
+    )
+
+
+def _list_files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
+    files: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes:
+            if p.stem in files:
+                raise InputError(f"two files for {p.stem!r}: {files[p.stem].name} and {p.name}", folder)
+            files[p.stem] = p
+    return files
+
+
+def open_generic(root: str | Path) -> MultiExpertSet:
+    """List a generic-layout folder (see module docstring) as a :class:`MultiExpertSet`."""
+    root = Path(root)
+    for sub in ("images", "masks"):
+        if not (root / sub).is_dir():
+            raise InputError(f"folder '{sub}/' is missing", root / sub)
+    images = _list_files(root / "images", IMAGE_SUFFIXES)
+    if not images:
+        raise InputError(f"image folder holds no images ({', '.join(IMAGE_SUFFIXES)})", root / "images")
+    annotators = sorted(p for p in (root / "masks").iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not annotators:
+        raise InputError("no annotator folders (masks/<annotator>/<name>.png)", root / "masks")
+    notes: list[str] = []
+    masks: dict[str, dict[str, Path]] = {}
+    for folder in annotators:
+        files = _list_files(folder, MASK_SUFFIXES)
+        if not files:
+            notes.append(f"masks/{folder.name}/ holds no .png masks; annotator ignored")
+            continue
+        masks[folder.name] = files
+        for orphan in sorted(set(files) - set(images)):
+            notes.append(f"masks/{folder.name}/{files[orphan].name}: no image for this mask, ignored")
+    if not masks:
+        raise InputError("no annotator folder holds any .png mask", root / "masks")
+    experts = tuple(masks)
+    cores: list[CoreRecord] = []
+    for name, image_path in images.items():
+        core_masks = {e: masks[e][name] for e in experts if name in masks[e]}
+        if not core_masks:
+            notes.append(f"{name}: no annotator mask, skipped")
+            continue
+        cores.append(CoreRecord(name, image_path, core_masks))
+    if not cores:
+        raise InputError("no image has a mask from any annotator", root)
+    if (root / CLASSES_FILE).is_file():
+        scheme = load_class_scheme(root / CLASSES_FILE)
+    else:
+        used = [p for c in cores for p in c.masks.values()]
+        scheme = _scan_scheme(used, root)
+        notes.append(f"no {CLASSES_FILE}: mask values are class indices, {scheme.num_classes} classes found")
+    return MultiExpertSet(root, "generic", scheme, experts, cores, notes)

@@ -1,0 +1,276 @@
+"""Reading images and masks, writing masks: the only place that touches image files.
+
+Contracts (docs/DESIGN.md): images come back as ``uint8 H×W×3`` RGB, masks as ``uint8 H×W``
+class indices (``IGNORE_INDEX`` for ignored values). Every failure is an :class:`InputError`
+that names the file. Expert files are only ever opened read-only; :func:`write_mask_png`
+writes atomically and never overwrites unless asked.
+
+Decisions worth knowing:
+
+- Truncated files are errors: we never set ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES`` and we
+  decode the whole file inside the ``try`` so a short JPEG/PNG fails here, not later.
+- ``PIL.Image.MAX_IMAGE_PIXELS`` is raised to 25000² (Gleason cores are 5120², whole TMA
+  spots can reach ~20000²) but kept finite, so decompression bombs are still refused.
+- RGBA: alpha is checked; fully opaque pixels keep their colour, transparent ones are
+  composited onto white (a bright-field slide's background), then alpha is dropped.
+- 16-bit grey images are scaled to 8 bits (``v / 257``); float images are refused.
+- EXIF orientation is *not* applied: masks are drawn on the stored pixel grid.
+- TIFFs Pillow cannot decode (tiled, 16-bit RGB, BigTIFF) are retried with ``tifffile``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from trainer.data.classes import IGNORE_INDEX, ClassScheme
+from trainer.errors import InputError
+
+#: Largest image we decode without Pillow's decompression-bomb warning (25000² pixels).
+MAX_PIXELS = 25_000 * 25_000
+if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < MAX_PIXELS:
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+
+# Everything Pillow raises for unreadable, truncated or hostile files.
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError)
+
+
+class MaskExistsError(InputError, FileExistsError):
+    """:func:`write_mask_png` refused to replace an existing file (pass ``overwrite=True``)."""
+
+
+def _open_decoded(path: Path) -> Image.Image:
+    """Open ``path`` read-only and decode every pixel, so truncation is detected now."""
+    try:
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            img.load()
+        return img
+    except FileNotFoundError:
+        raise InputError("file not found", path) from None
+    except UnidentifiedImageError:
+        raise InputError("not an image Pillow can read (unknown or corrupt format)", path) from None
+    except _DECODE_ERRORS as e:
+        raise InputError(f"cannot read image (corrupt or truncated?): {e}", path) from None
+
+
+def _alpha_to_white(rgba: np.ndarray) -> np.ndarray:
+    """Drop alpha: opaque pixels keep their colour, transparent ones blend onto white."""
+    alpha = rgba[..., 3:4]
+    if np.all(alpha == 255):
+        return np.ascontiguousarray(rgba[..., :3])
+    a = alpha.astype(np.float32) / 255.0
+    rgb = rgba[..., :3].astype(np.float32) * a + 255.0 * (1.0 - a)
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def _array_to_rgb(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Bring a decoded array (grey/RGB/RGBA, 8 or 16 bit) to ``uint8 H×W×3``."""
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8) * 255
+    if arr.dtype.kind in "iu" and arr.dtype != np.uint8:
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise InputError(f"integer image with values outside 0..65535 ({arr.dtype})", path)
+        arr = np.rint(arr.astype(np.float32) / 257.0).astype(np.uint8)  # 16 -> 8 bit
+    if arr.dtype != np.uint8:
+        raise InputError(f"unsupported pixel type {arr.dtype} (need 8- or 16-bit)", path)
+    if arr.ndim == 2:
+        return np.repeat(arr[..., None], 3, axis=2)  # grey -> three equal channels
+    if arr.ndim == 3 and arr.shape[2] == 3:
+        return np.ascontiguousarray(arr)
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        return _alpha_to_white(arr)
+    raise InputError(f"unsupported image shape {arr.shape} (need grey, RGB or RGBA)", path)
+
+
+def _pil_to_array(img: Image.Image, path: Path) -> np.ndarray:
+    """Pixels of a decoded Pillow image, converting the exotic modes Pillow knows."""
+    mode = img.mode
+    if mode in ("L", "RGB", "RGBA") or mode.startswith("I;16") or mode == "I":
+        return np.asarray(img)
+    if mode == "1":
+        return np.asarray(img.convert("L"))
+    if mode in ("LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info):
+        return np.asarray(img.convert("RGBA"))
+    if mode in ("P", "CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+        return np.asarray(img.convert("RGB"))
+    raise InputError(f"unsupported image mode {mode!r} (need grey, RGB or RGBA)", path)
+
+
+def _read_tiff(path: Path) -> np.ndarray | None:
+    """Fallback for TIFFs Pillow cannot decode; ``None`` when tifffile is unavailable/fails."""
+    try:
+        import tifffile
+    except ImportError:
+        return None
+    try:
+        return np.asarray(tifffile.imread(path, key=0))
+    except Exception:  # noqa: BLE001 - any failure means "not readable"; Pillow's error is reported
+        return None
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read an image file as ``uint8 H×W×3`` RGB (read-only; see module notes for modes)."""
+    path = Path(path)
+    try:
+        img = _open_decoded(path)
+    except InputError:
+        arr = _read_tiff(path) if path.suffix.lower() in (".tif", ".tiff") and path.is_file() else None
+        if arr is None:
+            raise
+        return _array_to_rgb(arr, path)
+    return _array_to_rgb(_pil_to_array(img, path), path)
+
+
+def _mask_values(img: Image.Image, path: Path) -> np.ndarray:
+    """Raw integer values of a mask image: grey, palette indices, or RGB with equal channels."""
+    mode = img.mode
+    if mode in ("L", "P") or mode.startswith("I;16") or mode == "I":
+        return np.asarray(img)  # for 'P' these are the palette indices, i.e. the label values
+    if mode == "1":
+        return np.asarray(img.convert("L")) // 255
+    if mode == "RGB":
+        rgb = np.asarray(img)
+        if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
+            raise InputError("RGB mask whose channels differ; masks must hold label values", path)
+        return rgb[..., 0]
+    raise InputError(f"unsupported mask mode {mode!r} (need grey, palette or grey-valued RGB)", path)
+
+
+def _value_lut(scheme: ClassScheme, max_value: int) -> np.ndarray:
+    """Lookup table raw value -> class index; -1 marks values the scheme does not know."""
+    lut = np.full(max_value + 1, -1, dtype=np.int16)
+    for raw, cls in scheme.values.items():
+        if raw <= max_value:
+            lut[raw] = cls
+    for raw in scheme.ignore:
+        if raw <= max_value:
+            lut[raw] = IGNORE_INDEX
+    return lut
+
+
+def values_to_classes(values: np.ndarray, scheme: ClassScheme, path: str | Path | None = None) -> np.ndarray:
+    """Map raw mask values to class indices; unknown values raise, listing what was found."""
+    values = np.asarray(values)
+    if values.dtype.kind not in "iu":
+        raise InputError(f"mask holds {values.dtype} values, need integers", path)
+    if values.size == 0:
+        return np.zeros(values.shape, np.uint8)
+    if values.min() < 0:
+        raise InputError(f"mask has negative values (values found: {np.unique(values).tolist()})", path)
+    if values.max() > 65535:
+        raise InputError(f"mask has values above 65535 (largest {int(values.max())}); not a label mask", path)
+    # One table lookup; the (slow) unique scan runs only when something is wrong.
+    mapped = _value_lut(scheme, int(values.max()))[values]
+    unknown_pixels = mapped < 0
+    if unknown_pixels.any():
+        unknown = np.unique(values[unknown_pixels]).tolist()
+        known = sorted(set(scheme.values) | set(scheme.ignore))
+        raise InputError(
+            f"mask has values {unknown} that the class scheme does not define "
+            f"(values found: {np.unique(values).tolist()}; allowed: {known})",
+            path,
+        )
+    return mapped.astype(np.uint8)
+
+
+def read_mask_values(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Raw label values of a mask file (read-only), checked against the image ``shape``."""
+    path = Path(path)
+    img = _open_decoded(path)
+    if shape is not None and tuple(shape[:2]) != (img.height, img.width):
+        raise InputError(
+            f"mask size {img.width}×{img.height} (W×H) differs from its image's "
+            f"{shape[1]}×{shape[0]}",
+            path,
+        )
+    return _mask_values(img, path)
+
+
+def read_mask(path: str | Path, scheme: ClassScheme, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a label mask as ``uint8 H×W`` class indices via ``scheme`` (read-only).
+
+    ``shape`` is the ``(H, W)`` of the image the mask belongs to; a different mask size is an
+    error naming both sizes. Values not in ``scheme`` raise, listing the values found.
+    """
+    return values_to_classes(read_mask_values(path, shape), scheme, path)
+
+
+def classes_to_values(class_map: np.ndarray, scheme: ClassScheme, ignore_value: int | None = None) -> np.ndarray:
+    """Map class indices back to the scheme's export values (benign -> 1 for Gleason)."""
+    class_map = np.asarray(class_map)
+    if class_map.ndim != 2:
+        raise ValueError(f"class map must be H×W, got shape {class_map.shape}")
+    export = [scheme.export_value(c) for c in range(scheme.num_classes)]
+    if ignore_value is None and scheme.ignore:
+        ignore_value = scheme.ignore[0]
+    lut = np.full(256, -1, dtype=np.int64)
+    lut[: len(export)] = export
+    if ignore_value is not None:
+        lut[IGNORE_INDEX] = ignore_value
+    if class_map.dtype.kind not in "iu" or (class_map.size and (class_map.min() < 0 or class_map.max() > 255)):
+        raise ValueError(f"class map must hold integers 0..255, got {class_map.dtype}")
+    out = lut[class_map]
+    if out.size and out.min() < 0:
+        bad = sorted(set(np.unique(class_map[out < 0]).tolist()))
+        hint = " (pass ignore_value for IGNORE_INDEX pixels)" if IGNORE_INDEX in bad else ""
+        raise ValueError(f"class map has indices {bad} with no export value{hint}")
+    return out.astype(np.uint8 if out.size == 0 or out.max() <= 255 else np.uint16)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Persist a rename on POSIX; directories cannot be opened this way on Windows."""
+    if os.name != "posix":
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_mask_png(
+    path: str | Path,
+    class_map: np.ndarray,
+    scheme: ClassScheme,
+    overwrite: bool = False,
+    ignore_value: int | None = None,
+) -> Path:
+    """Write ``class_map`` (class indices) as a PNG of export values, atomically.
+
+    The PNG is written to a temporary file in the same folder, fsynced and moved into place
+    with ``os.replace``, so readers never see half a file. An existing ``path`` raises
+    :class:`MaskExistsError` unless ``overwrite=True``. ``IGNORE_INDEX`` pixels are written as
+    ``ignore_value`` (default: the scheme's first ignore value; an error if it has none).
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise MaskExistsError("file exists; refusing to overwrite it (overwrite=True replaces it)", path)
+    if not path.parent.is_dir():
+        raise InputError("folder does not exist", path.parent)
+    values = classes_to_values(class_map, scheme, ignore_value)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            Image.fromarray(values).save(f, format="PNG")
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp makes the file private (0600); give it the usual mode, or keep the replaced one's.
+        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o644)
+        if path.exists() and not overwrite:  # created while we were writing
+            raise MaskExistsError("file appeared while writing; refusing to overwrite it", path)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path

@@ -1,0 +1,88 @@
+"""What a multi-expert dataset holds: cores, their image file and each expert's mask file.
+
+Layout readers (:mod:`gleason2019`, :mod:`generic`) only list files and build these records;
+pixels are read on demand by :func:`load_core`. Not every expert annotated every core: a
+core's ``masks`` holds only the experts that did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from trainer.data.classes import ClassScheme
+from trainer.data.io import read_image, read_mask
+from trainer.errors import InputError
+
+
+@dataclass
+class CoreRecord:
+    """One core (image) and the mask file of every expert who annotated it."""
+
+    name: str
+    image_path: Path
+    masks: dict[str, Path]
+
+    @property
+    def experts(self) -> tuple[str, ...]:
+        """Names of the experts who annotated this core."""
+        return tuple(self.masks)
+
+    def has_experts(self, experts: tuple[str, ...] | list[str]) -> bool:
+        """True when every expert in ``experts`` annotated this core."""
+        return all(e in self.masks for e in experts)
+
+
+@dataclass
+class MultiExpertSet:
+    """A dataset of cores annotated by several experts.
+
+    ``layout`` is ``"gleason2019"`` or ``"generic"``; ``experts`` lists every expert of the
+    dataset in a stable order; ``notes`` records what was skipped while reading, for the user.
+    """
+
+    root: Path
+    layout: str
+    scheme: ClassScheme
+    experts: tuple[str, ...]
+    cores: list[CoreRecord]
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._by_name = {c.name: c for c in self.cores}
+
+    def __len__(self) -> int:
+        return len(self.cores)
+
+    @property
+    def names(self) -> list[str]:
+        """Core names in dataset order."""
+        return [c.name for c in self.cores]
+
+    def core(self, name: str) -> CoreRecord:
+        """The record of core ``name``; an :class:`InputError` naming the dataset if absent."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise InputError(f"no core named {name!r} in this dataset", self.root) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._by_name
+
+
+@dataclass
+class LoadedCore:
+    """Pixels of one core: ``image`` uint8 H×W×3 and ``masks`` expert -> uint8 H×W class map."""
+
+    name: str
+    image: np.ndarray
+    masks: dict[str, np.ndarray]
+
+
+def load_core(record: CoreRecord, scheme: ClassScheme) -> LoadedCore:
+    """Read a core's image and every expert mask (checked against the image size)."""
+    image = read_image(record.image_path)
+    masks = {e: read_mask(p, scheme, shape=image.shape[:2]) for e, p in record.masks.items()}
+    return LoadedCore(record.name, image, masks)
