@@ -1,0 +1,214 @@
+"""Per-pixel losses: focal loss, the roughness heatmap (eq. 5) and the GAF loss (eq. 6).
+
+Every function here returns a *per-pixel* map (``B×H×W`` or ``B×K×H×W``), zero at ignored
+pixels. Reductions (mean over valid pixels, the weighting of eq. 3) happen in
+:mod:`trainer.reweighting`, so the N+1 losses of Fig. 1 share one code path.
+
+All arithmetic runs in float32 even under ``torch.autocast``: the focal term ``(1-p)^γ`` with
+γ < 1 and ``log p`` near 0 are exactly where half precision loses everything.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# MEAN/STD (ImageNet, 0-255 scale) are the network input's normalisation; re-exported here so the
+# roughness map of a raw image (GUI) is computed on exactly what the network sees.
+from trainer.data.augment import MEAN, STD
+from trainer.data.classes import IGNORE_INDEX
+
+#: Paper §3.2: "Gaussian kernel with a radius of 5 and a standard deviation of 3", λa = 50, λb = 1.
+#: The authors' code calls OpenCV with a 5×5 kernel, so ``ksize`` = 5 (radius 2 in SciPy's terms).
+LAMBDA_A = 50.0
+LAMBDA_B = 1.0
+KSIZE = 5
+SIGMA = 3.0
+
+# Floor for (1 - p_t) before the power: d/dp (1-p)^γ is infinite at p = 1 for γ < 1 and autograd
+# would turn inf * 0 into NaN. The loss itself changes by < 1e-12 · |log p_t|, i.e. not at all.
+_FOCAL_EPS = 1e-12
+
+AlphaLike = float | Sequence[float] | Tensor | None
+
+
+def _alpha_per_class(alpha: AlphaLike, num_classes: int, device: torch.device) -> Tensor | None:
+    """``alpha`` as a float32 vector of length C (None stays None = α_t ≡ 1)."""
+    if alpha is None:
+        return None
+    if isinstance(alpha, (int, float)):
+        return torch.full((num_classes,), float(alpha), dtype=torch.float32, device=device)
+    a = torch.as_tensor(alpha, dtype=torch.float32, device=device).flatten()
+    if a.numel() != num_classes:
+        raise ValueError(f"alpha has {a.numel()} entries but the logits have {num_classes} classes")
+    return a
+
+
+def focal_loss_multi(
+    logits: Tensor,
+    targets: Tensor,
+    alpha: AlphaLike = None,
+    gamma: float = 0.1,
+    ignore_index: int = IGNORE_INDEX,
+) -> Tensor:
+    """Focal loss of one prediction against K label maps at once.
+
+    Args:
+        logits: ``B×C×H×W`` raw scores (any float dtype).
+        targets: ``B×K×H×W`` integer class maps (e.g. the vote and the N experts of Fig. 1);
+            ``ignore_index`` marks pixels that count for nothing.
+        alpha: None (α_t = 1), one float for every class, or a per-class sequence of length C.
+        gamma: focusing parameter γ (the authors' configs use 0.1; γ = 0 is cross-entropy).
+
+    Returns:
+        float32 ``B×K×H×W`` map ``-α_t (1-p_t)^γ log p_t``, exactly 0 at ignored pixels.
+
+    The paper writes ``L_focal = -Σ_t α_t (1-p_t)^γ p_t`` (section 2.2), dropping the log; that is a
+    typo for Lin et al.'s focal loss [13], which is what is implemented here.
+    """
+    if targets.dim() != 4 or logits.dim() != 4:
+        raise ValueError(f"expected logits B×C×H×W and targets B×K×H×W, got {tuple(logits.shape)}, {tuple(targets.shape)}")
+    if logits.shape[0] != targets.shape[0] or logits.shape[2:] != targets.shape[2:]:
+        raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} do not match")
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        logp = F.log_softmax(logits.float(), dim=1)  # B×C×H×W, stable log p
+        valid = targets != ignore_index
+        t = torch.where(valid, targets, torch.zeros_like(targets)).long()
+        # gather along the class axis with a K-channel index: out[b,k] = logp[b, t[b,k]]
+        logpt = torch.gather(logp, 1, t)  # B×K×H×W
+        one_minus_p = (-torch.expm1(logpt)).clamp_min(_FOCAL_EPS)  # 1 - p_t without cancellation
+        loss = -logpt if gamma == 0 else -one_minus_p.pow(gamma) * logpt
+        a = _alpha_per_class(alpha, logits.shape[1], logits.device)
+        if a is not None:
+            loss = loss * a[t]
+        return torch.where(valid, loss, torch.zeros_like(loss))
+
+
+def focal_loss(
+    logits: Tensor,
+    target: Tensor,
+    alpha: AlphaLike = None,
+    gamma: float = 0.1,
+    ignore_index: int = IGNORE_INDEX,
+) -> Tensor:
+    """Focal loss per pixel: logits ``B×C×H×W``, target ``B×H×W`` → float32 ``B×H×W`` (0 where ignored)."""
+    return focal_loss_multi(logits, target.unsqueeze(1), alpha, gamma, ignore_index)[:, 0]
+
+
+def gaussian_kernel1d(ksize: int = KSIZE, sigma: float = SIGMA, device=None, dtype=torch.float32) -> Tensor:
+    """Normalised 1-D Gaussian ``exp(-x²/2σ²)`` on ``x = -(k-1)/2 … (k-1)/2`` (OpenCV's getGaussianKernel)."""
+    if ksize < 1 or ksize % 2 == 0:
+        raise ValueError(f"ksize must be a positive odd number, got {ksize}")
+    if sigma <= 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    half = (ksize - 1) / 2
+    x = [i - half for i in range(ksize)]
+    w = [math.exp(-(v * v) / (2.0 * sigma * sigma)) for v in x]
+    s = sum(w)
+    return torch.tensor([v / s for v in w], device=device, dtype=dtype)
+
+
+def gaussian_blur(x: Tensor, ksize: int = KSIZE, sigma: float = SIGMA) -> Tensor:
+    """Blur each channel of ``B×C×H×W`` with a separable Gaussian, reflect-101 borders (= OpenCV default).
+
+    ``F.pad(mode="reflect")`` excludes the edge pixel (``dcb|abcd|cba``), which is OpenCV's
+    BORDER_REFLECT_101 and SciPy's ``mode="mirror"``.
+    """
+    b, c, h, w = x.shape
+    r = ksize // 2
+    k = gaussian_kernel1d(ksize, sigma, device=x.device, dtype=x.dtype)
+    y = x.reshape(b * c, 1, h, w)
+    y = F.pad(y, (r, r, r, r), mode="reflect")
+    y = F.conv2d(y, k.view(1, 1, 1, ksize))  # along W
+    y = F.conv2d(y, k.view(1, 1, ksize, 1))  # along H
+    return y.reshape(b, c, h, w)
+
+
+def roughness_map(
+    x: Tensor,
+    lambda_a: float = LAMBDA_A,
+    lambda_b: float = LAMBDA_B,
+    ksize: int = KSIZE,
+    sigma: float = SIGMA,
+) -> Tensor:
+    """Gaussian attention heatmap of eq. (5) on the channel mean of the (normalised) network input.
+
+    Args:
+        x: ``B×3×H×W`` or ``B×1×H×W`` network input (ImageNet-normalised, as the network sees it).
+
+    Returns:
+        float32 ``B×H×W`` map ``λa·|I − Gauss(I)| + λb`` with ``I`` the channel mean. Detached: it is a
+        prior computed from the input, not something to learn through.
+    """
+    if x.dim() != 4:
+        raise ValueError(f"expected B×C×H×W input, got {tuple(x.shape)}")
+    with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
+        i = x.detach().float().mean(dim=1, keepdim=True)  # B×1×H×W
+        heat = lambda_a * (i - gaussian_blur(i, ksize, sigma)).abs() + lambda_b  # eq. (5)
+    return heat[:, 0]
+
+
+def roughness_map_numpy(
+    image: np.ndarray,
+    lambda_a: float = LAMBDA_A,
+    lambda_b: float = LAMBDA_B,
+    ksize: int = KSIZE,
+    sigma: float = SIGMA,
+    mean: Sequence[float] = MEAN,
+    std: Sequence[float] = STD,
+) -> np.ndarray:
+    """Roughness map of an ``H×W×3`` (or grey ``H×W``) image on the 0-255 scale → float32 ``H×W``.
+
+    Normalises like the network input (per-channel ``(v - mean) / std``) so the GUI shows exactly
+    the heatmap the loss uses; grey images are stacked to three channels first (DESIGN.md).
+    """
+    a = np.asarray(image)
+    if a.ndim == 2:
+        a = np.stack([a] * 3, axis=-1)
+    if a.ndim != 3 or a.shape[-1] != 3:
+        raise ValueError(f"expected an H×W or H×W×3 image, got shape {a.shape}")
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).permute(2, 0, 1)
+    t = (t - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    return roughness_map(t[None], lambda_a, lambda_b, ksize, sigma)[0].numpy()
+
+
+def gaf_loss(
+    logits: Tensor,
+    target: Tensor,
+    image: Tensor | None = None,
+    alpha: AlphaLike = None,
+    gamma: float = 0.1,
+    ignore_index: int = IGNORE_INDEX,
+    heatmap: Tensor | None = None,
+    lambda_a: float = LAMBDA_A,
+    lambda_b: float = LAMBDA_B,
+    ksize: int = KSIZE,
+    sigma: float = SIGMA,
+) -> Tensor:
+    """Gaussian attention focal loss, eq. (6): ``W_heat ⊙ L_focal`` per pixel.
+
+    Args:
+        logits: ``B×C×H×W``.
+        target: ``B×H×W`` (one label map) or ``B×K×H×W`` (vote + experts in one batched call).
+        image: ``B×3×H×W`` normalised network input; ignored if ``heatmap`` is given.
+        heatmap: precomputed ``B×H×W`` :func:`roughness_map` (compute it once per batch).
+
+    Returns:
+        float32 map shaped like ``target``, 0 at ignored pixels.
+    """
+    if heatmap is None:
+        if image is None:
+            raise ValueError("gaf_loss needs the network input image or a precomputed heatmap")
+        heatmap = roughness_map(image, lambda_a, lambda_b, ksize, sigma)
+    heatmap = heatmap.detach().float()
+    if heatmap.shape[-2:] != target.shape[-2:]:
+        # the model's logits are at the input size; this only triggers for a heatmap at another size
+        heatmap = F.interpolate(heatmap[:, None], size=target.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    if target.dim() == 3:
+        return heatmap * focal_loss(logits, target, alpha, gamma, ignore_index)
+    return heatmap[:, None] * focal_loss_multi(logits, target, alpha, gamma, ignore_index)
