@@ -1,0 +1,263 @@
+"""``python -m trainer {synth,split,train,predict,evaluate}``.
+
+Exit code 0 on success; 2 with one clear line on stderr for bad input (a file that cannot be read,
+an option out of range, a checkpoint of another architecture); 3 when training hit a NaN loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+from .errors import InputError, NonFiniteLossError
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML/JSON file with sections data, model, loss, train; flags override it")
+    p.add_argument("--data", help="dataset folder (Gleason 2019 layout or images/ + masks/<annotator>/)")
+    p.add_argument("--split-file", help="JSON split {train, val, test}; default: the paper's split")
+    p.add_argument("--train-experts", help="comma-separated expert names (default 1,3,4 for Gleason 2019)")
+    p.add_argument("--val-fraction", type=float)
+    p.add_argument("--model", help="hrnet18, hrnet48, unet, deeplabv3plus or pspnet")
+    p.add_argument("--encoder", help="SMP encoder for unet/deeplabv3plus/pspnet (e.g. resnet18)")
+    p.add_argument("--pretrained", nargs="?", const=True, default=None,
+                   help="ImageNet weights from the model hub, or a local backbone weights file")
+    p.add_argument("--loss", choices=["focal", "gafl"])
+    p.add_argument("--reweight", action=argparse.BooleanOptionalAction, default=None,
+                   help="label re-weighting with the weighting CNN (eq. 2-4)")
+    p.add_argument("--gamma", type=float, help="focal loss γ (authors' configs: 0.1)")
+    p.add_argument("--lambda-step", type=int, help="n of eq. (7-8) grows by one every N iterations (1000)")
+    p.add_argument("--weight-input-scale", type=float, help="weighting CNN input scale (1.0; 0.5 is faster)")
+    p.add_argument("--iters", type=int)
+    p.add_argument("--size", type=int, help="model input size (paper: 1024)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--device", help="auto, cpu or cuda")
+    p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--workers", type=int, help="data loader worker processes")
+    p.add_argument("--out", help="run folder (config, events.jsonl, last.pt, best.pt)")
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--val-every", type=int)
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last.pt (with --iters: up to N)")
+    p.add_argument("--init", metavar="CKPT", help="fine-tune: start from the weights of CKPT")
+
+
+def _overrides(a: argparse.Namespace) -> dict:
+    experts = a.train_experts.split(",") if a.train_experts else None
+    return {
+        "data": {"path": a.data, "split_file": a.split_file, "train_experts": experts,
+                 "val_fraction": a.val_fraction, "size": a.size, "num_workers": a.workers},
+        "model": {"name": a.model, "encoder": a.encoder, "pretrained": a.pretrained},
+        "loss": {"loss": a.loss, "reweight": a.reweight, "gamma": a.gamma, "lambda_step": a.lambda_step,
+                 "weight_input_scale": a.weight_input_scale},
+        "train": {"iters": a.iters, "batch_size": a.batch_size, "lr": a.lr, "device": a.device,
+                  "seed": a.seed, "out": a.out, "checkpoint_every": a.checkpoint_every,
+                  "val_every": a.val_every, "init": a.init, "amp": False if a.no_amp else None},
+    }
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from .config import RunConfig, load_config_file, merge
+    from .engine import train
+
+    if a.resume:
+        run = Path(a.resume)
+        if not (run / "last.pt").is_file():
+            raise InputError("no last.pt to resume from", run)
+        base = load_config_file(run / "config.json")
+        over = _overrides(a)
+        over["train"]["out"] = str(run)
+        over["train"]["init"] = None
+    else:
+        base = load_config_file(a.config) if a.config else {}
+        over = _overrides(a)
+    cfg = RunConfig.from_dict(merge(base, over))
+    if a.resume:
+        cfg.train.init = None
+    return _run_training(cfg, resume=bool(a.resume))
+
+
+def _run_training(cfg, resume: bool) -> int:
+    from tqdm import tqdm
+
+    from . import events as ev
+    from .engine import train
+
+    bar = None
+    quiet = not sys.stderr.isatty()
+    try:
+        for event in train(cfg, resume=resume):
+            if isinstance(event, ev.RunStarted):
+                print(f"run {event.run_dir}: device {event.device}, world {event.world_size}, "
+                      f"experts {','.join(event.experts)}, split {event.counts}", flush=True)
+                bar = tqdm(total=event.total_iterations, initial=event.start_iteration, disable=quiet,
+                           desc="train", dynamic_ncols=True)
+            elif isinstance(event, ev.IterationDone):
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix({k: f"{v:.4f}" for k, v in event.losses.items() if "/" not in k})
+                if quiet and (event.iteration % 50 == 0 or event.iteration == event.total_iterations):
+                    terms = " ".join(f"{k}={v:.4f}" for k, v in event.losses.items())
+                    print(f"iter {event.iteration}/{event.total_iterations} {terms} "
+                          f"λ1={event.lambda1:.3f} λ2={event.lambda2:.3f} lr={event.lr:.5f} "
+                          f"{event.seconds:.2f}s/it", flush=True)
+            elif isinstance(event, ev.ValidationDone):
+                dice = " ".join(f"{k}={v:.3f}" for k, v in event.dice.items())
+                (bar.write if bar else print)(f"val @ {event.iteration}: mean Dice {event.mean_dice:.4f} ({dice})"
+                                              + (" best" if event.is_best else ""))
+            elif isinstance(event, ev.Message):
+                (bar.write if bar else print)(event.text)
+            elif isinstance(event, ev.RunFinished):
+                if bar is not None:
+                    bar.close()
+                print(f"finished at iteration {event.iteration}: last {event.last_path}, best {event.best_path}")
+    finally:
+        if bar is not None:
+            bar.close()
+    return 0
+
+
+def cmd_synth(a: argparse.Namespace) -> int:
+    from .synthetic import write_dataset
+
+    info = write_dataset(a.out, cores=a.cores, size=a.size, seed=a.seed)
+    n_all = sum(1 for c in info.get("cores", []) if len(c.get("experts", [])) == 6) if isinstance(info, dict) else 0
+    print(f"wrote {a.cores} synthetic cores ({a.size}²) to {a.out}; {n_all} annotated by all six experts")
+    return 0
+
+
+def cmd_split(a: argparse.Namespace) -> int:
+    from .data import open_dataset
+    from .data.splits import paper_split, save_split
+    from .training_setup import default_train_experts
+
+    ds = open_dataset(a.data)
+    experts = tuple(a.train_experts.split(",")) if a.train_experts else default_train_experts(ds.layout, ds.experts)
+    split = paper_split(ds, train_experts=experts, val_fraction=a.val_fraction, seed=a.seed)
+    print(split.summary())
+    for note in ds.notes:
+        print(f"note: {note}")
+    if a.out:
+        save_split(split, a.out)
+        print(f"wrote {a.out}")
+    return 0
+
+
+def cmd_predict(a: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .data.io import read_image, write_mask_png
+    from .inference import load_predictor, predict_core
+
+    predictor = load_predictor(a.checkpoint, a.device)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for image_path in a.image:
+        image = read_image(image_path)
+        pred = predict_core(predictor, image, size=a.size)
+        stem = Path(image_path).stem
+        write_mask_png(out / f"{stem}_classimg_nonconvex.png", pred.classes, predictor.scheme, overwrite=a.overwrite)
+        np.save(out / f"{stem}_probabilities.npy", pred.probabilities.astype(np.float32))
+        np.save(out / f"{stem}_roughness.npy", pred.roughness)
+        meta = {"image": str(image_path), "checkpoint": str(a.checkpoint), "classes": list(predictor.classes),
+                "seconds": pred.seconds, "device": pred.device, "experts": None}
+        if pred.weights:
+            np.save(out / f"{stem}_weights.npy", np.stack(list(pred.weights.values())))
+            meta["experts"] = list(pred.weights)
+        (out / f"{stem}_prediction.json").write_text(json.dumps(meta, indent=2))
+        print(f"{image_path}: {pred.seconds:.2f} s on {pred.device} -> {out / (stem + '_classimg_nonconvex.png')}")
+    return 0
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from .data import open_dataset
+    from .data.splits import load_split, paper_split
+    from .evaluation import evaluate, table2_header, table2_row
+    from .inference import load_predictor
+    from .training_setup import default_train_experts
+
+    predictor = load_predictor(a.checkpoint, a.device)
+    ds = open_dataset(a.data)
+    if a.split_file:
+        split = load_split(a.split_file, ds)
+    else:
+        split = paper_split(ds, train_experts=default_train_experts(ds.layout, ds.experts))
+    names = list(getattr(split, a.split)) if a.split != "all" else [c.name for c in ds.cores]
+    if not names:
+        raise InputError(f"the {a.split} split is empty", a.data)
+    result = evaluate(predictor, ds, [ds.core(n) for n in names], size=a.size)
+    result.update({"checkpoint": str(a.checkpoint), "data": str(a.data), "split": a.split})
+    print(table2_header(ds.scheme.names))
+    print(table2_row(result, ds.scheme.names, Path(a.checkpoint).parent.name or "model"))
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(result, indent=2, default=lambda o: None))
+        print(f"wrote {a.json}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write synthetic multi-expert cores with known truth")
+    p.add_argument("--out", required=True)
+    p.add_argument("--cores", type=int, default=8)
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("split", help="print (and save) the paper's train/val/test split")
+    p.add_argument("--data", required=True)
+    p.add_argument("--train-experts")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="write the split as JSON")
+    p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("train", help="train (or resume, or fine-tune) a model")
+    _add_train_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("predict", help="predict cores with a checkpoint")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--image", required=True, nargs="+")
+    p.add_argument("--out", required=True)
+    p.add_argument("--size", type=int, help="model input size (default: the training size)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--overwrite", action="store_true", help="replace existing class-map PNGs")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="Dice per class (Table 2) and κ on a split")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
+    p.add_argument("--split-file")
+    p.add_argument("--size", type=int)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json")
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Run configuration: plain dataclasses saved into every run folder and checkpoint.
+
+Defaults are the paper's (section 3.2): 1024² input, batch 2, SGD lr 0.01 with poly decay, 10k
+iterations, validation and checkpoint every 1k, GAFL with λa = 50, λb = 1, Gaussian size 5 / σ 3,
+λ schedule step 1000 (eq. 7–8). The focal γ follows the authors' public configs (0.1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+
+
+@dataclass
+class DataConfig:
+    path: str = ""
+    split_file: str | None = None
+    train_experts: list[str] | None = None  # None: "1","3","4" for Gleason 2019, all annotators otherwise
+    val_fraction: float = 0.2
+    split_seed: int = 0
+    size: int = 1024
+    num_workers: int = 0
+    augment: bool = True
+    vote_tie: str = "highest"
+
+
+@dataclass
+class ModelConfig:
+    name: str = "hrnet18"
+    encoder: str | None = None
+    pretrained: bool | str = False
+
+
+@dataclass
+class LossConfig:
+    loss: str = "gafl"  # "focal" or "gafl"
+    reweight: bool = True
+    gamma: float = 0.1
+    alpha: float | list[float] | None = None
+    lambda_a: float = 50.0
+    lambda_b: float = 1.0
+    gauss_ksize: int = 5
+    gauss_sigma: float = 3.0
+    lambda_step: int = 1000  # n of eq. (7-8) grows by one every lambda_step iterations
+    weight_input_scale: float = 1.0  # run the weighting CNN at this fraction of the input size
+
+
+@dataclass
+class TrainConfig:
+    iters: int = 10_000
+    batch_size: int = 2
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    poly_power: float = 0.9
+    min_lr: float = 1e-4
+    val_every: int = 1000
+    checkpoint_every: int = 1000
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True  # mixed precision, used on CUDA only
+    channels_last: bool = False
+    out: str = "runs/run"
+    init: str | None = None
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        cfg = cls()
+        for section, values in (d or {}).items():
+            if not hasattr(cfg, section):
+                raise InputError(f"unknown config section {section!r} (valid: data, model, loss, train)")
+            target = getattr(cfg, section)
+            valid = {f.name for f in dataclasses.fields(target)}
+            for key, value in (values or {}).items():
+                if key not in valid:
+                    raise InputError(f"unknown option {section}.{key} (valid: {', '.join(sorted(valid))})")
+                setattr(target, key, value)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.loss.loss not in ("focal", "gafl"):
+            raise InputError(f"loss must be 'focal' or 'gafl', not {self.loss.loss!r}")
+        if self.train.device not in ("auto", "cpu", "cuda") and not str(self.train.device).startswith("cuda:"):
+            raise InputError(f"device must be auto, cpu or cuda, not {self.train.device!r}")
+        for name in ("iters", "batch_size", "val_every", "checkpoint_every"):
+            if int(getattr(self.train, name)) < 1:
+                raise InputError(f"train.{name} must be at least 1")
+        if self.data.size < 32:
+            raise InputError(f"data.size must be at least 32, not {self.data.size}")
+        if not 0 <= self.data.val_fraction < 1:
+            raise InputError("data.val_fraction must be in [0, 1)")
+        if self.data.vote_tie not in ("highest", "lowest", "ignore"):
+            raise InputError(f"data.vote_tie must be highest, lowest or ignore, not {self.data.vote_tie!r}")
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON config file into a nested dict (sections data/model/loss/train)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read config file ({exc.strerror})", path) from exc
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as exc:  # noqa: BLE001 - any parse error is the user's file
+        raise InputError(f"not a valid config file: {exc}", path) from exc
+    if not isinstance(data, dict):
+        raise InputError("config file must hold a mapping of sections", path)
+    return data
+
+
+def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Nested dict merge; values in ``overrides`` that are None are skipped (flag not given)."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for section, values in overrides.items():
+        sect = out.setdefault(section, {})
+        for key, value in values.items():
+            if value is not None:
+                sect[key] = value
+    return out

@@ -1,0 +1,219 @@
+"""The one training loop: a generator of typed events that honours a stop signal.
+
+``train(cfg)`` yields :mod:`trainer.events` objects. The CLI prints them, the GUI worker forwards
+them; there is no second loop. Each iteration implements Fig. 1 of the paper: the segmentation
+network's logits are compared with the vote and with every expert (N+1 focal or GAF losses in one
+batched call), the weighting CNN re-weights the N expert losses (eq. 2–3) and the λ schedule mixes
+the two terms (eq. 4, 7–8).
+
+Exact resume: batches and augmentations are a pure function of (seed, iteration) through
+:class:`~trainer.data.dataset.IterationSampler`, and the torch RNG state is saved in every
+checkpoint, so ``--resume`` continues with the same losses an uninterrupted run would have had.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import threading
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable, Iterator
+
+import torch
+import torch.distributed as dist
+
+from . import events as ev
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import RunConfig
+from .errors import CheckpointError, InputError, NonFiniteLossError
+from .metrics import DiceAccumulator
+from .training_setup import TrainingSetup, build_setup, resolve_device
+
+StopSignal = Callable[[], bool] | threading.Event | None
+
+
+def _as_callable(stop: StopSignal) -> Callable[[], bool]:
+    if stop is None:
+        return lambda: False
+    if isinstance(stop, threading.Event):
+        return stop.is_set
+    return stop
+
+
+def poly_lr(base: float, iteration: int, total: int, power: float, min_lr: float) -> float:
+    """mmsegmentation's poly schedule: (base − min)·(1 − it/total)^power + min."""
+    frac = min(max(iteration / max(total, 1), 0.0), 1.0)
+    return (base - min_lr) * (1.0 - frac) ** power + min_lr
+
+
+def _ddp_env() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return world, rank, local
+
+
+def train(cfg: RunConfig, stop: StopSignal = None, resume: bool = False) -> Iterator[ev.Event]:
+    """Run (or resume) training; yields events until the run finishes or ``stop`` is set.
+
+    Raises :class:`InputError` for bad data or options (before any iteration) and
+    :class:`NonFiniteLossError` when the loss becomes NaN/Inf (after saving the last good state).
+    """
+    cfg.validate()
+    should_stop = _as_callable(stop)
+    world, rank, local_rank = _ddp_env()
+    device = resolve_device(cfg.train.device, local_rank if world > 1 else None)
+    own_group = False
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        own_group = True
+    try:
+        yield from _train(cfg, should_stop, resume, device, world, rank)
+    finally:
+        if own_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, world: int,
+           rank: int) -> Iterator[ev.Event]:
+    run_dir = Path(cfg.train.out)
+    is_main = rank == 0
+    torch.manual_seed(cfg.train.seed)
+    setup = build_setup(cfg, device, world, rank)
+    start_iter, best, best_iter = 0, -math.inf, None
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+
+    if resume:
+        payload = load_checkpoint(last_path)
+        setup.load_state(payload, with_optimizer=True)
+        start_iter = int(payload["iteration"])
+        best = float(payload.get("best_metric", -math.inf))
+        best_iter = payload.get("best_iteration")
+        rng = payload.get("rng") or {}
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if device.type == "cuda" and rng.get("cuda"):
+            torch.cuda.set_rng_state_all(list(rng["cuda"]))
+    elif cfg.train.init:
+        notes = setup.load_init(cfg.train.init)
+        for note in notes:
+            yield ev.Message(note)
+
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    log = _EventLog(run_dir / "events.jsonl" if is_main else None)
+
+    def emit(event: ev.Event) -> ev.Event:
+        log.write(event)
+        return event
+
+    yield emit(ev.RunStarted(str(run_dir), start_iter, cfg.train.iters, str(device), world,
+                             setup.split.counts(), list(setup.experts), list(setup.scheme.names)))
+    if start_iter >= cfg.train.iters:
+        yield emit(ev.Message(f"run already at iteration {start_iter} ≥ {cfg.train.iters}; nothing to do"))
+
+    saved_at = {"last": start_iter if resume else None}
+
+    def checkpoint(iteration: int, which: str) -> ev.CheckpointSaved | None:
+        # Never overwrite a good checkpoint with diverged weights.
+        if not setup.weights_finite():
+            raise NonFiniteLossError(_diverged("weights became NaN/Inf", iteration, saved_at["last"], last_path))
+        if not is_main:
+            return None
+        path = last_path if which == "last" else best_path
+        save_checkpoint(path, setup.state(iteration, best, best_iter))
+        if which == "last":
+            saved_at["last"] = iteration
+        return ev.CheckpointSaved(iteration, str(path), which)
+
+    loader = setup.train_loader(start_iter, cfg.train.iters)
+    t_run = time.perf_counter()
+    iteration = start_iter
+    stopped = False
+    for batch in loader:
+        if should_stop():
+            stopped = True
+            break
+        t0 = time.perf_counter()
+        lr = poly_lr(cfg.train.lr, iteration, cfg.train.iters, cfg.train.poly_power, cfg.train.min_lr)
+        for group in setup.optimizer.param_groups:
+            group["lr"] = lr
+        terms, lam1, lam2 = setup.step_losses(batch, iteration)
+        total = terms["total"]
+        if not torch.isfinite(total.detach()).all():
+            raise NonFiniteLossError(_diverged(f"loss became {total.item()}", iteration + 1, saved_at["last"],
+                                               last_path))
+        setup.backward_and_step(total)
+        iteration += 1
+        losses = {k: float(v.detach()) for k, v in terms.items()}
+        yield emit(ev.IterationDone(iteration, cfg.train.iters, losses, lam1, lam2, lr,
+                                    time.perf_counter() - t0))
+
+        last_one = iteration == cfg.train.iters
+        if iteration % cfg.train.val_every == 0 or last_one:
+            val = setup.validate() if is_main else None
+            if val is not None:
+                dice, mean = val
+                is_best = not math.isnan(mean) and mean > best
+                if is_best:
+                    best, best_iter = mean, iteration
+                yield emit(ev.ValidationDone(iteration, dice, mean, is_best))
+                if is_best:
+                    yield emit(checkpoint(iteration, "best"))
+            if world > 1:
+                dist.barrier()
+        if iteration % cfg.train.checkpoint_every == 0 and not last_one:
+            saved = checkpoint(iteration, "last")
+            if saved:
+                yield emit(saved)
+        if should_stop():
+            stopped = iteration < cfg.train.iters
+            break
+
+    saved = checkpoint(iteration, "last")
+    if saved:
+        yield emit(saved)
+    has_best = is_main and best_path.exists()
+    yield emit(ev.RunFinished(
+        iteration, stopped, str(last_path), str(best_path) if has_best else None,
+        None if best == -math.inf else best, time.perf_counter() - t_run,
+        extra={"best_iteration": best_iter, "param_checksum": setup.param_checksum()},
+    ))
+    log.close()
+
+
+def _diverged(what: str, iteration: int, saved: int | None, last_path: Path) -> str:
+    kept = (f"the last good checkpoint ({last_path}, iteration {saved}) is kept" if saved is not None
+            else "no checkpoint had been written yet")
+    return (f"{what} at iteration {iteration}; training stopped and {kept}. "
+            "Lower the learning rate, check the data, or disable mixed precision.")
+
+
+class _EventLog:
+    """JSON-lines event log in the run folder (rank 0 only); flushed per line so a GUI can follow it."""
+
+    def __init__(self, path: Path | None):
+        self.fh = open(path, "a", encoding="utf-8") if path is not None else None
+
+    def write(self, event: ev.Event | None) -> None:
+        if self.fh is not None and event is not None:
+            self.fh.write(json.dumps(event.to_dict(), default=_json_default) + "\n")
+            self.fh.flush()
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+
+
+def _json_default(obj):
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return str(obj)
+
+
+__all__ = ["train", "poly_lr", "TrainingSetup", "resolve_device", "CheckpointError", "InputError"]

@@ -1,0 +1,312 @@
+"""What one training run holds: data, networks, optimiser, and the loss of one iteration.
+
+:func:`build_setup` turns a :class:`~trainer.config.RunConfig` into a :class:`TrainingSetup`; the
+engine (``engine.py``) drives it. Kept apart so the loop itself stays short enough to read.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
+
+from .checkpoint import load_checkpoint
+from .config import RunConfig
+from .data import open_dataset
+from .data.classes import IGNORE_INDEX, ClassScheme
+from .data.dataset import IterationSampler, MultiExpertDataset
+from .data.splits import Split, load_split, paper_split
+from .data.vote import majority_vote_torch
+from .errors import CheckpointError, InputError
+from .losses import focal_loss_multi, roughness_map
+from .metrics import DiceAccumulator
+from .models import build_from_config, create_model
+from .reweighting import WeightingCNN, combine_losses, lambda_schedule
+
+
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """``auto`` → CUDA when present, else CPU. Asking for CUDA without one is an error, not a fallback."""
+    name = str(name)
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError("device 'cuda' was chosen but no CUDA device is available; use 'cpu' or 'auto'")
+        if name == "cuda" and local_rank is not None:
+            name = f"cuda:{local_rank}"
+        dev = torch.device(name)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"device {name} does not exist ({torch.cuda.device_count()} CUDA devices)")
+        return dev
+    if name != "cpu":
+        raise InputError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return torch.device("cpu")
+
+
+def default_train_experts(layout: str, experts: tuple[str, ...]) -> tuple[str, ...]:
+    if layout == "gleason2019" and {"1", "3", "4"} <= set(experts):
+        return ("1", "3", "4")  # the paper's training pathologists (section 3.1)
+    return tuple(experts)
+
+
+def make_split(cfg: RunConfig, ds, train_experts) -> Split:
+    if cfg.data.split_file:
+        return load_split(cfg.data.split_file, ds)
+    return paper_split(ds, train_experts=train_experts, val_fraction=cfg.data.val_fraction,
+                       seed=cfg.data.split_seed)
+
+
+@dataclass
+class TrainingSetup:
+    cfg: RunConfig
+    device: torch.device
+    scheme: ClassScheme
+    experts: tuple[str, ...]
+    split: Split
+    train_set: MultiExpertDataset
+    val_set: MultiExpertDataset | None
+    model: torch.nn.Module
+    weighting: WeightingCNN | None
+    optimizer: torch.optim.Optimizer
+    world: int = 1
+    rank: int = 0
+    ddp_model: torch.nn.Module | None = None
+    ddp_weighting: torch.nn.Module | None = None
+    scaler: torch.amp.GradScaler | None = None
+    amp_dtype: torch.dtype | None = None
+    _alpha: list[float] | float | None = field(default=None)
+
+    # ----------------------------------------------------------------- data
+    def train_loader(self, start_iter: int, total_iters: int) -> DataLoader:
+        # batch_size is per process (the paper's batch 2 on one GPU); the sampler deals a global
+        # batch of batch_size × world, each rank taking its own disjoint slice.
+        sampler = IterationSampler(len(self.train_set), self.cfg.train.batch_size * self.world,
+                                   self.cfg.train.seed, start_iter, total_iters,
+                                   rank=self.rank, world_size=self.world)
+        # A private generator: a DataLoader iterator otherwise draws its base seed from the global
+        # torch RNG, which would shift dropout's random stream after a resume.
+        gen = torch.Generator().manual_seed(self.cfg.train.seed)
+        return DataLoader(self.train_set, batch_sampler=sampler, num_workers=self.cfg.data.num_workers,
+                          pin_memory=self.device.type == "cuda", generator=gen)
+
+    # --------------------------------------------------------------- losses
+    def step_losses(self, batch: dict, iteration: int):
+        """Losses of one iteration (Fig. 1). Returns ({term: scalar tensor}, λ1, λ2)."""
+        cfg = self.cfg.loss
+        nb = self.device.type == "cuda"
+        image = batch["image"].to(self.device, non_blocking=nb)
+        vote = batch["vote"].to(self.device, non_blocking=nb)
+        if self.cfg.train.channels_last and self.device.type == "cuda":
+            image = image.contiguous(memory_format=torch.channels_last)
+        model = self.ddp_model or self.model
+        self.model.train()
+        autocast = (torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype is not None
+                    else nullcontext())
+        with autocast:
+            logits = model(image)
+        logits = logits.float()
+        if self.weighting is not None:
+            experts = batch["experts"].to(self.device, non_blocking=nb)
+            present = batch["present"].to(self.device, non_blocking=nb)
+            targets = torch.cat([vote[:, None], experts], dim=1)  # B×(N+1)×H×W: vote first
+        else:
+            targets = vote[:, None]
+        # The N+1 focal losses in one batched call (section 2.1).
+        maps = focal_loss_multi(logits, targets, alpha=cfg.alpha, gamma=cfg.gamma, ignore_index=IGNORE_INDEX)
+        if cfg.loss == "gafl":
+            heat = roughness_map(image.float(), cfg.lambda_a, cfg.lambda_b, cfg.gauss_ksize, cfg.gauss_sigma)
+            maps = maps * heat[:, None]  # eq. (6), the same prior for all N+1 losses
+        valid = targets != IGNORE_INDEX
+        if self.weighting is None:
+            v = valid[:, 0]
+            vote_loss = (maps[:, 0] * v).sum() / v.sum().clamp_min(1)
+            return {"total": vote_loss, "vote": vote_loss}, 1.0, 0.0
+        lam1, lam2 = lambda_schedule(iteration, cfg.lambda_step)  # eq. (7-8)
+        wnet = self.ddp_weighting or self.weighting
+        with autocast:
+            weights = wnet(image, present=present, size=logits.shape[-2:])
+        weights = weights.float()
+        terms = combine_losses(maps[:, 0], maps[:, 1:], weights, present, valid[:, 0], valid[:, 1:],
+                               lam1, lam2)
+        # Mean weight per expert over its labelled pixels: shows a collapse onto one expert.
+        with torch.no_grad():
+            v = valid[:, 1:].float()
+            for i, name in enumerate(self.experts):
+                denom = v[:, i].sum()
+                if denom > 0:
+                    terms[f"weight/{name}"] = (weights[:, i] * v[:, i]).sum() / denom
+        return terms, lam1, lam2
+
+    def backward_and_step(self, total: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(total).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            total.backward()
+            self.optimizer.step()
+
+    # ----------------------------------------------------------- validation
+    @torch.no_grad()
+    def validate(self):
+        """Set-level Dice per class on the validation vote (paper: every 1k iterations)."""
+        if self.val_set is None or len(self.val_set) == 0:
+            return None
+        self.model.eval()
+        acc = DiceAccumulator(self.scheme.num_classes)
+        for i in range(len(self.val_set)):
+            item = self.val_set[(i, 0)]
+            image = item["image"][None].to(self.device)
+            autocast = (torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype is not None
+                        else nullcontext())
+            with autocast:
+                pred = self.model(image).argmax(1)[0].cpu().numpy()
+            acc.update(item["vote"].numpy(), pred)
+        self.model.train()
+        dice = acc.dice()
+        return ({n: float(d) for n, d in zip(self.scheme.names, dice)}, acc.mean_dice())
+
+    # ---------------------------------------------------------- checkpoints
+    def state(self, iteration: int, best: float, best_iter) -> dict:
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "model_config": dict(self.model.config),
+            "model": self.model.state_dict(),
+            "weighting_config": None if self.weighting is None else dict(self.weighting.config),
+            "weighting": None if self.weighting is None else self.weighting.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "iteration": int(iteration),
+            "best_metric": float(best) if best != -math.inf else None,
+            "best_iteration": best_iter,
+            "config": self.cfg.to_dict(),
+            "scheme": self.scheme.to_dict(),
+            "experts": list(self.experts),
+            "input_size": int(self.cfg.data.size),
+            "rng": rng,
+        }
+
+    def load_state(self, payload: dict, with_optimizer: bool) -> None:
+        check_compatible(payload, self.model.config, "this run")
+        self.model.load_state_dict(payload["model"])
+        if self.weighting is not None:
+            if payload.get("weighting") is None:
+                raise CheckpointError("checkpoint has no weighting CNN but this run re-weights experts")
+            self.weighting.load_state_dict(payload["weighting"])
+        if with_optimizer and payload.get("optimizer") is not None:
+            self.optimizer.load_state_dict(payload["optimizer"])
+
+    def load_init(self, path) -> list[str]:
+        """Fine-tuning start: the checkpoint's weights, a fresh optimiser and iteration 0."""
+        payload = load_checkpoint(path)
+        try:
+            check_compatible(payload, self.model.config, "this run")
+        except CheckpointError as exc:
+            raise CheckpointError(str(exc).split(": ", 1)[-1], path) from None
+        self.model.load_state_dict(payload["model"])
+        notes = [f"initialised the segmentation network from {path}"]
+        if self.weighting is not None:
+            wcfg = payload.get("weighting_config") or {}
+            if payload.get("weighting") is not None and wcfg.get("num_experts") == self.weighting.config["num_experts"]:
+                self.weighting.load_state_dict(payload["weighting"])
+                notes.append("initialised the weighting CNN from the checkpoint too")
+            else:
+                notes.append("the checkpoint's weighting CNN does not match this run's experts; it starts fresh")
+        return notes
+
+    def weights_finite(self) -> bool:
+        nets = [n for n in (self.model, self.weighting) if n is not None]
+        return all(bool(torch.isfinite(t).all()) for net in nets for t in net.state_dict().values()
+                   if t.is_floating_point())
+
+    def param_checksum(self) -> float:
+        """Sum of |parameters| of both networks — equal on every DDP rank when weights are in sync."""
+        total = 0.0
+        for net in (self.model, self.weighting):
+            if net is not None:
+                total += float(sum(p.detach().double().abs().sum() for p in net.parameters()))
+        return total
+
+
+def check_compatible(payload: dict, model_config: dict, what: str) -> None:
+    ck = payload.get("model_config", {})
+    keys = ("name", "num_classes", "encoder")
+    if any(ck.get(k) != model_config.get(k) for k in keys):
+        def desc(c):
+            enc = f" ({c.get('encoder')})" if c.get("encoder") else ""
+            return f"{c.get('name')}{enc} with {c.get('num_classes')} classes"
+        raise CheckpointError(f"checkpoint holds {desc(ck)}, but {what} uses {desc(model_config)}")
+
+
+def freeze_unused(model: torch.nn.Module, size: int, device: torch.device) -> list[str]:
+    """Set requires_grad=False on parameters that a forward/backward pass leaves without gradient."""
+    was_training = model.training
+    saved = {k: v.clone() for k, v in model.state_dict().items()}  # the probe must not move BN stats
+    model.train()
+    x = torch.zeros(2, 3, min(size, 64), min(size, 64), device=device)
+    model.zero_grad(set_to_none=True)
+    model(x).float().sum().backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    for n, p in model.named_parameters():
+        if n in unused:
+            p.requires_grad_(False)
+    model.zero_grad(set_to_none=True)
+    model.load_state_dict(saved)
+    model.train(was_training)
+    return unused
+
+
+def build_setup(cfg: RunConfig, device: torch.device, world: int = 1, rank: int = 0) -> TrainingSetup:
+    if not cfg.data.path:
+        raise InputError("no training data given (--data DIR)")
+    ds = open_dataset(cfg.data.path)
+    train_experts = tuple(cfg.data.train_experts or default_train_experts(ds.layout, ds.experts))
+    unknown = [e for e in train_experts if e not in ds.experts]
+    if unknown:
+        raise InputError(f"experts {unknown} not found in the dataset (found: {list(ds.experts)})", cfg.data.path)
+    split = make_split(cfg, ds, train_experts)
+    if not split.train:
+        raise InputError(
+            f"no training cores: none is annotated by all of experts {list(train_experts)} "
+            "outside the test set", cfg.data.path)
+    size = cfg.data.size
+    train_set = MultiExpertDataset(ds, [ds.core(n) for n in split.train], train_experts, size,
+                                   augment=cfg.data.augment, tie=cfg.data.vote_tie)
+    val_set = (MultiExpertDataset(ds, [ds.core(n) for n in split.val], train_experts, size,
+                                  augment=False, tie=cfg.data.vote_tie) if split.val else None)
+    model = create_model(cfg.model.name, ds.scheme.num_classes, pretrained=cfg.model.pretrained,
+                         encoder=cfg.model.encoder).to(device)
+    weighting = None
+    if cfg.loss.reweight:
+        weighting = WeightingCNN(len(train_experts), input_scale=cfg.loss.weight_input_scale).to(device)
+    if cfg.train.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    params = list(model.parameters()) + (list(weighting.parameters()) if weighting is not None else [])
+    optimizer = torch.optim.SGD(params, lr=cfg.train.lr, momentum=cfg.train.momentum,
+                                weight_decay=cfg.train.weight_decay)
+    amp_dtype, scaler = None, None
+    if device.type == "cuda" and cfg.train.amp:
+        if torch.cuda.is_bf16_supported():
+            amp_dtype = torch.bfloat16
+        else:
+            amp_dtype, scaler = torch.float16, torch.amp.GradScaler("cuda")
+    setup = TrainingSetup(cfg, device, ds.scheme, train_experts, split, train_set, val_set, model, weighting,
+                          optimizer, world, rank, scaler=scaler, amp_dtype=amp_dtype)
+    if world > 1:
+        # DDP needs every parameter to get a gradient; some SMP models keep encoder stages they
+        # never use (PSPNet uses 3 of 5). Freezing those changes nothing: SGD skips them anyway.
+        freeze_unused(model, size, device)
+        ids = [device.index] if device.type == "cuda" else None
+        setup.ddp_model = DDP(model, device_ids=ids)
+        if weighting is not None:
+            setup.ddp_weighting = DDP(weighting, device_ids=ids)
+    return setup
