@@ -153,8 +153,15 @@ def cmd_predict(a: argparse.Namespace) -> int:
     from .data.io import read_image, write_mask_png
     from .inference import load_predictor, predict_core
 
-    predictor = load_predictor(a.checkpoint, a.device)
+    from .data.io import MaskExistsError
+
     out = Path(a.out)
+    if not a.overwrite:  # fail before the expensive part, not after
+        for image_path in a.image:
+            target = out / f"{Path(image_path).stem}_classimg_nonconvex.png"
+            if target.exists():
+                raise MaskExistsError("file exists; refusing to overwrite it (use --overwrite)", target)
+    predictor = load_predictor(a.checkpoint, a.device)
     out.mkdir(parents=True, exist_ok=True)
     for image_path in a.image:
         image = read_image(image_path)
@@ -244,15 +251,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except NonFiniteLossError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

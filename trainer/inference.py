@@ -58,14 +58,17 @@ def load_predictor(checkpoint: str | Path, device: str = "auto") -> Predictor:
         model = build_from_config(payload["model_config"])
         model.load_state_dict(payload["model"])
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"weights do not fit the model they claim to be ({exc})", checkpoint) from exc
+        cfg = payload.get("model_config", {})
+        raise CheckpointError(
+            f"weights do not fit the {cfg.get('name')} with {cfg.get('num_classes')} classes the checkpoint "
+            f"describes ({_first_problem(exc)})", checkpoint) from exc
     weighting = None
     if payload.get("weighting") is not None and payload.get("weighting_config"):
         try:
             weighting = WeightingCNN(**payload["weighting_config"])
             weighting.load_state_dict(payload["weighting"])
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"weighting CNN weights do not fit ({exc})", checkpoint) from exc
+            raise CheckpointError(f"weighting CNN weights do not fit ({_first_problem(exc)})", checkpoint) from exc
         weighting = weighting.to(dev).eval()
     scheme = ClassScheme.from_dict(payload["scheme"]) if payload.get("scheme") else None
     if scheme is None or scheme.num_classes != payload["model_config"].get("num_classes"):
@@ -75,9 +78,17 @@ def load_predictor(checkpoint: str | Path, device: str = "auto") -> Predictor:
                      int(payload.get("input_size", 1024)), dev, loss_cfg, str(checkpoint))
 
 
+def _first_problem(exc: Exception) -> str:
+    """The first specific line of a (multi-line) load_state_dict error."""
+    lines = [l.strip() for l in str(exc).splitlines() if l.strip()]
+    specific = [l for l in lines if l.startswith(("size mismatch", "Missing key", "Unexpected key"))]
+    return (specific or lines or [type(exc).__name__])[0].rstrip(".")
+
+
 def image_to_tensor(image: np.ndarray, device: torch.device, size: int | None) -> torch.Tensor:
     """uint8 H×W×3 → normalised float32 1×3×S×S on ``device`` (antialiased bilinear resize)."""
-    x = torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float()
+    arr = image if image.flags.writeable and image.flags.c_contiguous else np.array(image, order="C")
+    x = torch.from_numpy(arr).to(device).permute(2, 0, 1)[None].float()
     if size is not None and tuple(x.shape[-2:]) != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)

@@ -283,8 +283,11 @@ def build_setup(cfg: RunConfig, device: torch.device, world: int = 1, rank: int 
                                    augment=cfg.data.augment, tie=cfg.data.vote_tie)
     val_set = (MultiExpertDataset(ds, [ds.core(n) for n in split.val], train_experts, size,
                                   augment=False, tie=cfg.data.vote_tie) if split.val else None)
-    model = create_model(cfg.model.name, ds.scheme.num_classes, pretrained=cfg.model.pretrained,
-                         encoder=cfg.model.encoder).to(device)
+    try:
+        model = create_model(cfg.model.name, ds.scheme.num_classes, pretrained=cfg.model.pretrained,
+                             encoder=cfg.model.encoder).to(device)
+    except KeyError as exc:  # unknown model or encoder: the registry's message lists the choices
+        raise InputError(str(exc.args[0]) if exc.args else str(exc)) from None
     weighting = None
     if cfg.loss.reweight:
         weighting = WeightingCNN(len(train_experts), input_scale=cfg.loss.weight_input_scale).to(device)

@@ -1,0 +1,97 @@
+"""Training-step time per model and loss variant, measured side by side in one run (P2).
+
+Each variant builds the real training setup (trainer.training_setup) on the same data and times
+full iterations (data → forward → N+1 losses → backward → SGD step) after warm-up iterations.
+
+    python benchmarks/bench_train_step.py --size 256 --models hrnet18,unet --iters 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from trainer.config import RunConfig  # noqa: E402
+from trainer.training_setup import build_setup, resolve_device  # noqa: E402
+
+VARIANTS = {
+    "focal": dict(loss="focal", reweight=False),
+    "gafl": dict(loss="gafl", reweight=False),
+    "reweight": dict(loss="focal", reweight=True),
+    "both": dict(loss="gafl", reweight=True),
+    "both-half": dict(loss="gafl", reweight=True, weight_input_scale=0.5),
+}
+
+
+def machine() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
+
+
+def time_variant(data: str, model: str, variant: str, size: int, batch: int, iters: int, warmup: int,
+                 device: str) -> list[float]:
+    cfg = RunConfig()
+    cfg.data.path, cfg.data.size = data, size
+    cfg.model.name = model
+    cfg.train.batch_size, cfg.train.device, cfg.train.iters = batch, device, warmup + iters
+    for k, v in VARIANTS[variant].items():
+        setattr(cfg.loss, k, v)
+    dev = resolve_device(device)
+    setup = build_setup(cfg, dev)
+    times = []
+    for i, batch_ in enumerate(setup.train_loader(0, warmup + iters)):
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        terms, _, _ = setup.step_losses(batch_, i)
+        setup.backward_and_step(terms["total"])
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def main(argv=None) -> int:
+    root = Path(__file__).resolve().parents[1]
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", default=str(root / "sample_data" / "gleason_synthetic"))
+    p.add_argument("--models", default="hrnet18,hrnet48,unet,deeplabv3plus,pspnet")
+    p.add_argument("--variants", default="focal,both")
+    p.add_argument("--size", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=2)
+    p.add_argument("--iters", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--device", default="auto")
+    a = p.parse_args(argv)
+    variants = a.variants.split(",")
+    print(f"# training step, batch {a.batch_size}, {a.size}², median of {a.iters} after {a.warmup} warm-up")
+    print(f"# machine: {machine()}; torch threads {torch.get_num_threads()}")
+    print("| model | " + " | ".join(f"{v} s/it" for v in variants) + " | " +
+          " | ".join(f"{v}/focal" for v in variants if v != "focal") + " |")
+    print("|---" * (1 + 2 * len(variants) - ("focal" in variants)) + "|")
+    for model in a.models.split(","):
+        med = {}
+        for v in variants:
+            med[v] = statistics.median(time_variant(a.data, model, v, a.size, a.batch_size, a.iters,
+                                                    a.warmup, a.device))
+        ratios = [f"{med[v] / med['focal']:.2f}×" for v in variants if v != "focal" and "focal" in med]
+        print(f"| {model} | " + " | ".join(f"{med[v]:.3f}" for v in variants) + " | " + " | ".join(ratios) + " |",
+              flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
