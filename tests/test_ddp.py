@@ -49,3 +49,26 @@ def test_ddp_two_cpu_processes_keep_identical_weights(synthetic_data, tmp_path):
     single = tiny_config(synthetic_data, tmp_path / "single", iters=3, val_every=100, checkpoint_every=100)
     one = [e for e in train(single) if isinstance(e, ev.RunFinished)][0].extra["param_checksum"]
     assert one != results[0]
+
+
+@pytest.mark.slow
+def test_torchrun_cli_two_processes(tmp_path):
+    """The user's path: `torchrun --nproc_per_node 2 -m trainer train …` (gloo on CPU)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sample = Path(__file__).resolve().parents[1] / "sample_data" / "gleason_synthetic"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+           str(_free_port()), "-m", "trainer", "train", "--data", str(sample), "--model", "pspnet", "--encoder",
+           "resnet18", "--size", "64", "--iters", "2", "--device", "cpu", "--out", str(tmp_path / "run")]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.count("finished at iteration 2") == 1  # only rank 0 reports
+    events = [json.loads(l) for l in (tmp_path / "run" / "events.jsonl").read_text().splitlines()]
+    started = events[0]
+    assert started["kind"] == "RunStarted" and started["world_size"] == 2
+    assert sum(e["kind"] == "IterationDone" for e in events) == 2

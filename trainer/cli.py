@@ -87,6 +87,12 @@ def _run_training(cfg, resume: bool) -> int:
     from . import events as ev
     from .engine import train
 
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
+        for _ in train(cfg, resume=resume):
+            pass
+        return 0
     bar = None
     quiet = not sys.stderr.isatty()
     try:

@@ -149,7 +149,7 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
                                                last_path))
         setup.backward_and_step(total)
         iteration += 1
-        losses = {k: float(v.detach()) for k, v in terms.items()}
+        losses = _mean_over_ranks(terms, world)
         yield emit(ev.IterationDone(iteration, cfg.train.iters, losses, lam1, lam2, lr,
                                     time.perf_counter() - t0))
 
@@ -184,6 +184,16 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
         extra={"best_iteration": best_iter, "param_checksum": setup.param_checksum()},
     ))
     log.close()
+
+
+def _mean_over_ranks(terms: dict[str, torch.Tensor], world: int) -> dict[str, float]:
+    """Loss terms for the log: the mean over DDP ranks, so rank 0 logs the global batch's losses."""
+    keys = sorted(terms)
+    vals = torch.stack([terms[k].detach().float() for k in keys])
+    if world > 1:
+        dist.all_reduce(vals)
+        vals = vals / world
+    return {k: float(v) for k, v in zip(keys, vals.cpu())}
 
 
 def _diverged(what: str, iteration: int, saved: int | None, last_path: Path) -> str:
