@@ -90,7 +90,8 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
         payload = load_checkpoint(last_path)
         setup.load_state(payload, with_optimizer=True)
         start_iter = int(payload["iteration"])
-        best = float(payload.get("best_metric", -math.inf))
+        best_metric = payload.get("best_metric")  # None until the first validation
+        best = -math.inf if best_metric is None else float(best_metric)
         best_iter = payload.get("best_iteration")
         rng = payload.get("rng") or {}
         if "torch" in rng:

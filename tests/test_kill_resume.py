@@ -1,0 +1,77 @@
+"""kill -9 during training, also in the middle of a checkpoint write: last.pt stays loadable and
+--resume continues with the same next losses as an uninterrupted run (seeded, CPU)."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from trainer import events as ev
+from trainer.checkpoint import load_checkpoint
+from trainer.engine import train
+
+from test_engine import tiny_config
+
+ITERS = 6
+
+# The child slows every fsync of a checkpoint so that the kill can land mid-write.
+CHILD = textwrap.dedent("""
+    import os, sys, time
+    import trainer.checkpoint as ck
+    real = os.fsync
+    def slow_fsync(fd):
+        time.sleep(0.4)
+        real(fd)
+    ck.os.fsync = slow_fsync
+    from trainer.cli import main
+    sys.exit(main(sys.argv[1:]))
+""")
+
+
+def _cli_args(data, out):
+    return ["train", "--data", str(data), "--model", "pspnet", "--encoder", "resnet18", "--size", "64",
+            "--iters", str(ITERS), "--device", "cpu", "--out", str(out), "--checkpoint-every", "1",
+            "--val-every", "3", "--lambda-step", "2"]
+
+
+@pytest.mark.slow
+def test_kill_during_checkpoint_write_then_resume(synthetic_data, tmp_path):
+    ref_cfg = tiny_config(synthetic_data, tmp_path / "ref", iters=ITERS, checkpoint_every=1, val_every=3)
+    reference = [e.losses["total"] for e in train(ref_cfg) if isinstance(e, ev.IterationDone)]
+
+    run = tmp_path / "killed"
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    child = subprocess.Popen([sys.executable, "-c", CHILD, *_cli_args(synthetic_data, run)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 240
+        killed_mid_write = False
+        while time.time() < deadline and child.poll() is None:
+            tmps = list(run.glob(".last.pt.*.tmp")) if run.exists() else []
+            if tmps and (run / "last.pt").exists():  # a second checkpoint is being written
+                os.kill(child.pid, signal.SIGKILL)
+                killed_mid_write = True
+                break
+            time.sleep(0.02)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert killed_mid_write, "the child finished before it could be killed"
+    assert child.returncode == -signal.SIGKILL
+
+    last = load_checkpoint(run / "last.pt")  # loadable despite the kill mid-write
+    done = int(last["iteration"])
+    assert 1 <= done < ITERS
+
+    cfg = tiny_config(synthetic_data, run, iters=ITERS, checkpoint_every=1, val_every=3)
+    resumed = [e.losses["total"] for e in train(cfg, resume=True) if isinstance(e, ev.IterationDone)]
+    assert len(resumed) == ITERS - done
+    assert resumed == pytest.approx(reference[done:], rel=1e-6, abs=1e-7)
+    # the partial temp file of the killed write is never mistaken for a checkpoint
+    assert load_checkpoint(run / "last.pt")["iteration"] == ITERS
