@@ -44,12 +44,16 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-every", type=int)
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its last.pt (with --iters: up to N)")
     p.add_argument("--init", metavar="CKPT", help="fine-tune: start from the weights of CKPT")
+    p.add_argument("--corrected", nargs=2, action="append", metavar=("IMAGE", "MASK"),
+                   help="add a core with corrected labels (mask PNG in the dataset's values); repeatable")
 
 
 def _overrides(a: argparse.Namespace) -> dict:
     experts = a.train_experts.split(",") if a.train_experts else None
+    corrected = ([{"name": Path(img).stem, "image": img, "mask": mask} for img, mask in a.corrected]
+                 if a.corrected else None)
     return {
-        "data": {"path": a.data, "split_file": a.split_file, "train_experts": experts,
+        "data": {"path": a.data, "split_file": a.split_file, "train_experts": experts, "corrected": corrected,
                  "val_fraction": a.val_fraction, "size": a.size, "num_workers": a.workers},
         "model": {"name": a.model, "encoder": a.encoder, "pretrained": a.pretrained},
         "loss": {"loss": a.loss, "reweight": a.reweight, "gamma": a.gamma, "lambda_step": a.lambda_step,

@@ -27,6 +27,9 @@ class DataConfig:
     num_workers: int = 0
     augment: bool = True
     vote_tie: str = "highest"
+    # Fine-tuning on corrected cores: [{"name", "image", "mask"}] (mask in the dataset's raw values).
+    corrected: list[dict] = field(default_factory=list)
+    corrected_repeat: int = 0  # 0: about a quarter of the samples come from the corrected cores
 
 
 @dataclass
@@ -48,6 +51,7 @@ class LossConfig:
     gauss_sigma: float = 3.0
     lambda_step: int = 1000  # n of eq. (7-8) grows by one every lambda_step iterations
     weight_input_scale: float = 1.0  # run the weighting CNN at this fraction of the input size
+    weight_stride: int = 32  # weighting CNN output stride: 32 (paper, layer4), 16 or 8 (cut ResNet-18)
 
 
 @dataclass
@@ -106,6 +110,8 @@ class RunConfig:
             raise InputError(f"data.size must be at least 32, not {self.data.size}")
         if not 0 <= self.data.val_fraction < 1:
             raise InputError("data.val_fraction must be in [0, 1)")
+        if int(self.loss.weight_stride) not in (8, 16, 32):
+            raise InputError(f"loss.weight_stride must be 8, 16 or 32, not {self.loss.weight_stride!r}")
         if self.data.vote_tie not in ("highest", "lowest", "ignore"):
             raise InputError(f"data.vote_tie must be highest, lowest or ignore, not {self.data.vote_tie!r}")
 

@@ -98,10 +98,9 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
             torch.set_rng_state(rng["torch"])
         if device.type == "cuda" and rng.get("cuda"):
             torch.cuda.set_rng_state_all(list(rng["cuda"]))
-    elif cfg.train.init:
+    notes: list[str] = []
+    if not resume and cfg.train.init:
         notes = setup.load_init(cfg.train.init)
-        for note in notes:
-            yield ev.Message(note)
 
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -114,6 +113,8 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
 
     yield emit(ev.RunStarted(str(run_dir), start_iter, cfg.train.iters, str(device), world,
                              setup.split.counts(), list(setup.experts), list(setup.scheme.names)))
+    for note in notes:
+        yield emit(ev.Message(note))
     if start_iter >= cfg.train.iters:
         yield emit(ev.Message(f"run already at iteration {start_iter} ≥ {cfg.train.iters}; nothing to do"))
 

@@ -35,22 +35,40 @@ class WeightingCNN(nn.Module):
         input_scale: run the CNN on the input resized by this factor (e.g. 0.5 for speed); the
             output is still resized to the requested size. In training mode BatchNorm needs
             more than one value per channel at layer4: ``B · (H·s/32) · (W·s/32) > 1``.
+        stride: 32 (the paper: layer4 features, 512 channels) or 16 / 8 (the ResNet-18 cut after
+            layer3 / layer2, 256 / 128 channels). The weight map has ``side/stride`` cells per
+            side: 32 at the paper's 1024² but only 5 at a 160² core, too coarse to outline
+            anything; stride 8 at 160² gives 20, close to the paper's map (and costs less).
     """
 
-    def __init__(self, num_experts: int, pretrained: bool | str | Path = False, input_scale: float = 1.0):
+    STRIDES = {32: None, 16: ("layer4",), 8: ("layer3", "layer4")}  # stride -> ResNet stages cut off
+
+    def __init__(self, num_experts: int, pretrained: bool | str | Path = False, input_scale: float = 1.0,
+                 stride: int = 32):
         super().__init__()
         if num_experts < 1:
             raise ValueError(f"num_experts must be ≥ 1, got {num_experts}")
         if not 0 < input_scale <= 1:
             raise ValueError(f"input_scale must be in (0, 1], got {input_scale}")
+        if int(stride) not in self.STRIDES:
+            raise ValueError(f"stride must be one of {sorted(self.STRIDES)}, got {stride}")
         self.num_experts = num_experts
         self.input_scale = float(input_scale)
+        self.stride = int(stride)
         #: plain dict that rebuilds the architecture: ``WeightingCNN(**config)`` (checkpoints)
         self.config = {"num_experts": int(num_experts), "input_scale": self.input_scale}
+        if self.stride != 32:  # stride-32 configs stay as before, so older checkpoints load unchanged
+            self.config["stride"] = self.stride
         self.backbone = create_timm_backbone(
             "resnet18", pretrained, "the weighting CNN (resnet18)", num_classes=0, global_pool=""
         )
-        self.head = nn.Conv2d(self.backbone.num_features, num_experts, kernel_size=1)
+        channels = self.backbone.num_features
+        for stage in self.STRIDES[self.stride] or ():
+            # Identity keeps timm's forward_features path; dropped stages hold no parameters
+            # (DDP would otherwise see parameters without gradients).
+            setattr(self.backbone, stage, nn.Identity())
+            channels //= 2
+        self.head = nn.Conv2d(channels, num_experts, kernel_size=1)
 
     def forward(self, x: Tensor, present: Tensor | None = None, size: tuple[int, int] | None = None) -> Tensor:
         """Weights for each expert at each pixel.
@@ -67,7 +85,7 @@ class WeightingCNN(nn.Module):
         size = tuple(size) if size is not None else tuple(x.shape[-2:])
         if self.input_scale != 1.0:
             x = F.interpolate(x, scale_factor=self.input_scale, mode="bilinear", align_corners=False)
-        logits = self.head(self.backbone.forward_features(x))  # B×N×h'×w', stride 32
+        logits = self.head(self.backbone.forward_features(x))  # B×N×h'×w', stride 32 (or 16/8)
         logits = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
         b, n = logits.shape[:2]
         if present is None:

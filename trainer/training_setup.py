@@ -21,6 +21,7 @@ from .checkpoint import load_checkpoint
 from .config import RunConfig
 from .data import open_dataset
 from .data.classes import IGNORE_INDEX, ClassScheme
+from .data.corrected import CorrectedCore, CorrectedCoreSet, MixedDataset, default_repeat
 from .data.dataset import IterationSampler, MultiExpertDataset
 from .data.splits import Split, load_split, paper_split
 from .data.vote import majority_vote_torch
@@ -70,7 +71,7 @@ class TrainingSetup:
     scheme: ClassScheme
     experts: tuple[str, ...]
     split: Split
-    train_set: MultiExpertDataset
+    train_set: MultiExpertDataset | MixedDataset
     val_set: MultiExpertDataset | None
     model: torch.nn.Module
     weighting: WeightingCNN | None
@@ -281,6 +282,11 @@ def build_setup(cfg: RunConfig, device: torch.device, world: int = 1, rank: int 
     size = cfg.data.size
     train_set = MultiExpertDataset(ds, [ds.core(n) for n in split.train], train_experts, size,
                                    augment=cfg.data.augment, tie=cfg.data.vote_tie)
+    if cfg.data.corrected:
+        extra = CorrectedCoreSet([CorrectedCore.from_dict(d) for d in cfg.data.corrected], ds.scheme,
+                                 len(train_experts), size, augment=cfg.data.augment)
+        repeat = cfg.data.corrected_repeat or default_repeat(len(train_set), len(extra))
+        train_set = MixedDataset(train_set, extra, repeat)
     val_set = (MultiExpertDataset(ds, [ds.core(n) for n in split.val], train_experts, size,
                                   augment=False, tie=cfg.data.vote_tie) if split.val else None)
     try:
@@ -290,7 +296,8 @@ def build_setup(cfg: RunConfig, device: torch.device, world: int = 1, rank: int 
         raise InputError(str(exc.args[0]) if exc.args else str(exc)) from None
     weighting = None
     if cfg.loss.reweight:
-        weighting = WeightingCNN(len(train_experts), input_scale=cfg.loss.weight_input_scale).to(device)
+        weighting = WeightingCNN(len(train_experts), input_scale=cfg.loss.weight_input_scale,
+                                 stride=cfg.loss.weight_stride).to(device)
     if cfg.train.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     params = list(model.parameters()) + (list(weighting.parameters()) if weighting is not None else [])
