@@ -257,7 +257,10 @@ def write_mask_png(
     if not path.parent.is_dir():
         raise InputError("folder does not exist", path.parent)
     values = classes_to_values(class_map, scheme, ignore_value)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:  # read-only folder, no permission
+        raise InputError(f"cannot write here ({exc.strerror or exc})", path) from exc
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -269,8 +272,10 @@ def write_mask_png(
         if path.exists() and not overwrite:  # created while we were writing
             raise MaskExistsError("file appeared while writing; refusing to overwrite it", path)
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)  # nothing half-written is left behind
+        if isinstance(exc, OSError) and not isinstance(exc, InputError):  # disk full, I/O error
+            raise InputError(f"cannot write the mask ({exc.strerror or exc}); nothing was written", path) from exc
         raise
     _fsync_dir(path.parent)
     return path
