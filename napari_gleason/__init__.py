@@ -1,0 +1,1 @@
+"""napari-gleason: review multi-expert Gleason annotations and train the noisy-label model."""

@@ -1,0 +1,103 @@
+"""Export a consensus or an edited labels layer as a mask file, or into the review store.
+
+Masks are written in the dataset's own values (Gleason: benign 1, G3 3, G4 4, G5 5) with the
+trainer's atomic writer, under the dataset's file name (``<core>_classimg_nonconvex.png`` for
+Gleason 2019, ``<core>.png`` for the generic layout), into a *new* folder beside the experts'
+(``Maps_consensus/`` by default). Three rules protect what is already there:
+
+- an expert's folder is never a destination (``Maps1_T``…, ``masks/<annotator>/``);
+- an existing export is replaced only when ``ask_overwrite(path)`` answers True (the GUI asks
+  with a dialog; tests pass a function);
+- if anything fails, nothing is left behind (temporary file + ``os.replace``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from trainer.data.classes import ClassScheme
+from trainer.data.gleason2019 import EXPERT_NAMES, MASK_SUFFIX, maps_dir_name
+from trainer.data.io import write_mask_png
+from trainer.errors import InputError
+
+AskOverwrite = Callable[[Path], bool]
+
+
+def never(_path: Path) -> bool:
+    """Default answer to "overwrite?": no."""
+    return False
+
+
+def export_filename(core: str, layout: str | None) -> str:
+    return f"{core}{MASK_SUFFIX}" if layout in (None, "gleason2019") else f"{core}.png"
+
+
+def default_folder(dataset_root: Path, layout: str | None, what: str = "consensus") -> Path:
+    """``<root>/Maps_<what>/`` (Gleason) or ``<root>/masks_<what>/`` (generic: outside ``masks/``,
+    so the export is not mistaken for one more annotator)."""
+    return Path(dataset_root) / (f"Maps_{what}" if layout in (None, "gleason2019") else f"masks_{what}")
+
+
+def expert_folders(dataset_root: Path | None) -> list[Path]:
+    """Folders holding experts' masks under ``dataset_root`` (both layouts)."""
+    if dataset_root is None:
+        return []
+    root = Path(dataset_root)
+    out = [root / maps_dir_name(e) for e in EXPERT_NAMES]
+    masks = root / "masks"
+    out += [masks, *(p for p in masks.iterdir() if p.is_dir())] if masks.is_dir() else []
+    return out
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except (ValueError, OSError):
+        return False
+
+
+def export_mask(
+    class_map: np.ndarray,
+    core: str,
+    scheme: ClassScheme,
+    folder: str | Path,
+    *,
+    layout: str | None = None,
+    dataset_root: str | Path | None = None,
+    ask_overwrite: AskOverwrite = never,
+) -> Path | None:
+    """Write ``class_map`` (class indices) to ``folder/<file name of core>``.
+
+    Returns the path written, or ``None`` when the file existed and ``ask_overwrite`` said no.
+    Unlabelled pixels (``IGNORE_INDEX``) are written as the scheme's ignore value, or 0
+    (Gleason: background) when it has none.
+    """
+    folder = Path(folder)
+    for expert_dir in expert_folders(None if dataset_root is None else Path(dataset_root)):
+        if _inside(folder, expert_dir):
+            raise InputError("refusing to export into an expert's folder; choose a new folder", folder)
+    path = folder / export_filename(core, layout)
+    overwrite = False
+    if path.exists():
+        if not ask_overwrite(path):
+            return None
+        overwrite = True
+    folder.mkdir(parents=True, exist_ok=True)
+    ignore_value = scheme.ignore[0] if scheme.ignore else 0
+    return write_mask_png(path, class_map, scheme, overwrite=overwrite, ignore_value=ignore_value)
+
+
+def export_to_store(
+    store, core: str, role: str, class_map: np.ndarray, ask_overwrite: AskOverwrite = never
+) -> Path | None:
+    """Keep ``class_map`` in the review store as label image ``role``; ``None`` if declined."""
+    from ._store import label_key
+
+    exists = label_key(role) in {p.name for p in store.label_roles(core).values()}
+    if exists and not ask_overwrite(store.path / core / "labels" / label_key(role)):
+        return None
+    return store.write_labels(core, role, class_map, overwrite=exists)

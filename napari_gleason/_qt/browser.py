@@ -1,0 +1,229 @@
+"""Dataset browser: the cores of a dataset (or review store) in a sortable table.
+
+Columns: core name, experts present, disagreement score (:func:`disagreement_score`: the mean
+share of experts differing from the vote). Scores need every core's masks, the slowest part, so
+they are computed in a worker that fills the column row by row behind a progress bar. Clicking
+a row, or previous/next (which follow the table's current sort order), loads that core — also
+in a worker — and :func:`show_core` swaps it in place of the last one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import math
+from pathlib import Path
+
+from napari.utils.notifications import show_error
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from trainer.errors import InputError
+
+from .. import _workers
+from .._analysis import disagreement_score
+from .._dataset import open_source
+from .._layers import show_core
+
+if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
+    import napari
+
+COLUMNS = ("Core", "Experts", "Disagreement")
+
+
+class _NumberItem(QTableWidgetItem):
+    """Sorts by value; "not available" (NaN) counts as lowest, so a descending sort puts the
+    most disputed cores first and the single-expert cores last."""
+
+    def __init__(self, value: float = math.nan, text: str | None = None):
+        super().__init__(text if text is not None else ("—" if math.isnan(value) else f"{value:.3f}"))
+        self.value = float(value)
+        self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+
+    def __lt__(self, other):
+        a, b = self.value, getattr(other, "value", math.nan)
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and not math.isnan(b)
+        return a < b
+
+
+def score_steps(source, names: list[str]):
+    """Headless: yield ``(name, score, error)`` per core; a broken core is reported, not fatal."""
+    for name in names:
+        try:
+            yield name, disagreement_score(source.masks(name), source.scheme.num_classes), None
+        except (InputError, ValueError) as e:
+            yield name, math.nan, str(e)
+
+
+class BrowserWidget(QWidget):
+    def __init__(self, viewer: napari.viewer.Viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = viewer
+        self.source = None
+        self.current: str | None = None
+        self._score_worker = None
+        self._loads = 0  # loads in flight (a quick "next, next" starts several)
+        self._open = QPushButton("Open dataset folder or store…")
+        self.path_label = QLabel("no dataset")
+        self.path_label.setWordWrap(True)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)  # by name first
+        self.table.setSortingEnabled(True)
+        self.progress = QProgressBar()
+        self.progress.setFormat("disagreement scores %v/%m")
+        self._prev = QPushButton("◀ previous")
+        self._next = QPushButton("next ▶")
+        nav = QHBoxLayout()
+        nav.addWidget(self._prev)
+        nav.addWidget(self._next)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._open)
+        layout.addWidget(self.path_label)
+        layout.addWidget(self.table)
+        layout.addWidget(self.progress)
+        layout.addLayout(nav)
+        self._add_callbacks()
+
+    def _add_callbacks(self) -> None:
+        self._open.clicked.connect(self._on_open_clicked)
+        self.table.cellClicked.connect(lambda row, _col: self._on_row_activated(row))
+        self._prev.clicked.connect(lambda: self._on_step(-1))
+        self._next.clicked.connect(lambda: self._on_step(+1))
+
+    @property
+    def busy(self) -> bool:
+        return self._score_worker is not None or self._loads > 0
+
+    # --- opening -----------------------------------------------------------------------------
+    def _on_open_clicked(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a Gleason 2019 / generic dataset folder or a review store")
+        if path:
+            self.open(path)
+
+    def open(self, path: str | Path) -> bool:
+        try:
+            source = open_source(path)
+        except InputError as e:
+            show_error(f"napari-gleason could not open it: {e}")
+            return False
+        self.set_source(source)
+        return True
+
+    def set_source(self, source, load_first: bool = True) -> None:
+        """List ``source``'s cores, start scoring them, and show the first one."""
+        if self._score_worker is not None:
+            self._score_worker.quit()
+        self.source = source
+        kind = "review store" if source.kind == "store" else "dataset"
+        self.path_label.setText(f"{kind}: {source.root} — {len(source.names)} cores")
+        self.table.setSortingEnabled(False)  # rows move while sorted; fill first, sort after
+        self.table.setRowCount(len(source.names))
+        for row, name in enumerate(source.names):
+            experts = source.experts_of(name)
+            item = QTableWidgetItem(name)
+            item.setData(Qt.ItemDataRole.UserRole, name)
+            self.table.setItem(row, 0, item)
+            count = _NumberItem(len(experts), f"{len(experts)}: {', '.join(experts)}")
+            self.table.setItem(row, 1, count)
+            self.table.setItem(row, 2, _NumberItem(math.nan, "…"))
+        self.table.setSortingEnabled(True)
+        self.progress.setRange(0, len(source.names))
+        self.progress.setValue(0)
+        self._score_worker = _workers.start(
+            score_steps, source, list(source.names), what="disagreement scores",
+            on_yield=lambda item, s=source: self._on_score(s, item),
+            on_finish=lambda s=source: self._on_scores_done(s),
+        )
+        if load_first and source.names:
+            self.load(self.ordered_names()[0])
+
+    def _row_of(self, name: str) -> int:
+        for row in range(self.table.rowCount()):
+            if self.table.item(row, 0).data(Qt.ItemDataRole.UserRole) == name:
+                return row
+        return -1
+
+    def _on_score(self, source, item) -> None:
+        if source is not self.source:
+            return
+        name, score, error = item
+        row = self._row_of(name)
+        if row >= 0:
+            sorting = self.table.isSortingEnabled()
+            self.table.setSortingEnabled(False)
+            cell = _NumberItem(score, "error" if error else None)
+            if error:
+                cell.setToolTip(error)
+            self.table.setItem(row, 2, cell)
+            self.table.setSortingEnabled(sorting)
+        self.progress.setValue(self.progress.value() + 1)
+
+    def _on_scores_done(self, source) -> None:
+        if source is self.source:
+            self._score_worker = None
+
+    # --- navigating --------------------------------------------------------------------------
+    def ordered_names(self) -> list[str]:
+        """Core names in the table's current (sorted) order."""
+        return [self.table.item(r, 0).data(Qt.ItemDataRole.UserRole) for r in range(self.table.rowCount())]
+
+    def sort_by(self, column: str, descending: bool = False) -> None:
+        order = Qt.SortOrder.DescendingOrder if descending else Qt.SortOrder.AscendingOrder
+        self.table.sortItems(COLUMNS.index(column), order)
+
+    def _on_row_activated(self, row: int) -> None:
+        item = self.table.item(row, 0)
+        if item is not None:
+            self.load(item.data(Qt.ItemDataRole.UserRole))
+
+    def _on_step(self, delta: int) -> str | None:
+        names = self.ordered_names()
+        if not names:
+            return None
+        index = names.index(self.current) + delta if self.current in names else 0
+        name = names[max(0, min(len(names) - 1, index))]
+        self.load(name)
+        return name
+
+    def load(self, name: str) -> None:
+        """Read core ``name`` in a worker, then show it (on the GUI thread)."""
+        if self.source is None:
+            return
+        self.current = name
+        row = self._row_of(name)
+        if row >= 0:
+            self.table.blockSignals(True)
+            self.table.selectRow(row)
+            self.table.blockSignals(False)
+        source = self.source
+        self._loads += 1
+        _workers.start(
+            source.load, name, what=f"loading {name}",
+            on_return=lambda core: self._on_core_loaded(source, core),
+            on_finish=self._on_load_finished,
+        )
+
+    def _on_load_finished(self) -> None:
+        self._loads -= 1
+
+    def _on_core_loaded(self, source, core) -> None:
+        if source is not self.source or core.name != self.current:
+            return  # the user moved on while it was loading
+        show_core(self.viewer, core)
+        self.viewer.reset_view()

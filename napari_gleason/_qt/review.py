@@ -1,0 +1,119 @@
+"""The review widget: experts, consensus and disagreement, roughness, export for the core on screen.
+
+The widget holds no copy of the core: it reads the image and expert layers (by role) whenever
+the core on screen changes — opened by the reader, the browser, the sample data or a script —
+and recomputes the derived layers in workers. Changes are coalesced with a short timer, so
+loading a core with six experts (seven layer events) triggers one recomputation.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
+
+from .._layers import CoreInfo, current_core, find_layer, level0, role_of, role_prefix
+from .consensus import ConsensusPanel
+from .experts import ExpertsPanel
+from .export import ExportPanel
+from .roughness import RoughnessPanel
+
+if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
+    import napari
+
+REFRESH_DELAY_MS = 150
+
+#: Roles whose arrival or removal means "another core" (derived layers are ours: ignore them).
+_CORE_ROLES = ("image", "expert")
+
+
+class ReviewWidget(QWidget):
+    def __init__(self, viewer: napari.viewer.Viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = viewer
+        self.info: CoreInfo | None = None
+        self._key = None
+        self._image_layer = None
+        self.title = QLabel("Open a core (File ▸ Open, a dataset folder, or File ▸ Open Sample ▸ napari-gleason)")
+        self.title.setWordWrap(True)
+        self.experts = ExpertsPanel(viewer)
+        self.consensus = ConsensusPanel(viewer)
+        self.roughness = RoughnessPanel(viewer)
+        self.export = ExportPanel(viewer)
+        body = QWidget()
+        inner = QVBoxLayout(body)
+        for w in (self.title, self.experts, self.consensus, self.roughness, self.export):
+            inner.addWidget(w)
+        inner.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(body)
+        QVBoxLayout(self).addWidget(scroll)
+        self.setMinimumWidth(420)
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        # Wait a moment before recomputing: a new core's first frame is drawn first, and the
+        # seven layer events of one core load coalesce into one recomputation.
+        self._timer.setInterval(REFRESH_DELAY_MS)
+        self._add_callbacks()
+        self._schedule_refresh()
+
+    def _add_callbacks(self) -> None:
+        self._timer.timeout.connect(self._on_core_changed)
+        self.viewer.layers.events.inserted.connect(self._on_layers_changed)
+        self.viewer.layers.events.removed.connect(self._on_layers_changed)
+
+    @property
+    def busy(self) -> bool:
+        """True while anything is still being computed (tests wait on this)."""
+        return self._timer.isActive() or self.consensus.busy or self.roughness.busy or self.export.busy
+
+    def _on_layers_changed(self, event) -> None:
+        role = role_of(event.value)
+        if role is not None and role_prefix(role) in _CORE_ROLES:
+            self._schedule_refresh()
+
+    def _schedule_refresh(self, event=None) -> None:
+        self._timer.start()
+
+    def _watch_image(self, layer) -> None:
+        """Follow the image layer's data: the browser swaps cores by updating it in place."""
+        if layer is self._image_layer:
+            return
+        if self._image_layer is not None:
+            self._image_layer.events.data.disconnect(self._schedule_refresh)
+        self._image_layer = layer
+        if layer is not None:
+            layer.events.data.connect(self._schedule_refresh)
+
+    def _on_core_changed(self) -> None:
+        """Re-read the core from the layers; recompute only if it really is another core."""
+        info = current_core(self.viewer)
+        self._watch_image(find_layer(self.viewer, "image"))
+        self.experts.refresh()
+        if info is None:
+            self.info, self._key = None, None
+            return
+        key = (info.name, id(level0(info.image)), tuple(info.experts),
+               tuple(id(level0(lyr)) for lyr in info.experts.values()))
+        if key == self._key:
+            return
+        self.info, self._key = info, key
+        h, w = level0(info.image).shape[:2]
+        self.title.setText(f"<b>{info.name}</b> — {w}×{h} px, experts {', '.join(info.experts) or 'none'}")
+        self.refresh_now(info)
+
+    def refresh_now(self, info: CoreInfo | None = None) -> None:
+        """Recompute consensus, disagreement and roughness for the core on screen."""
+        info = info or current_core(self.viewer)
+        if info is None:
+            return
+        # Expert layers are read-only overlays: the worker reads their level 0 itself.
+        self.consensus.compute(info, {e: level0(lyr) for e, lyr in info.experts.items()})
+        self.roughness.compute(info)
+        self.export.refresh(info)
+
+    def set_learned_available(self, available: bool) -> None:
+        """Part 2 hook: the Predict widget enables the learned-weight consensus once a model is loaded."""
+        self.consensus._learned.setEnabled(available)

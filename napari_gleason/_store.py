@@ -1,0 +1,371 @@
+"""The review store: a zarr v3 folder that caches cores as OME-Zarr (NGFF 0.5) images.
+
+::
+
+    review.zarr/                      group; attrs["napari_gleason"] = {format_version, scheme, coding, ...}
+      <core>/                         OME-Zarr image: attrs["ome"]["multiscales"], axes c, y, x
+        0/ 1/ 2/ …                    uint8 pyramid levels, each half the size of the one before
+        labels/                       attrs["ome"]["labels"] = ["expert_1", …, "consensus_vote"]
+          expert_1/                   OME-Zarr label image ("image-label": colours, class names)
+            0/ 1/ …                   uint8 label values (0 = no label), nearest-neighbour pyramid
+
+Masks hold *display values* (:class:`LabelCoding`: Gleason 1/3/4/5 for the paper's scheme), so
+any NGFF viewer shows them with 0 as background. The image pyramid lets a 5120² core reopen by
+reading only the level napari shows; label layers are loaded at full resolution because napari
+cannot paint on multiscale labels (napari #1587).
+
+Writes are atomic: a core or label image is written completely into ``.staging/`` inside the
+store, then moved into place with ``os.replace``; JSON metadata is replaced the same way. A
+crash leaves either the old or the new version, never half of one. A store whose
+``format_version`` is newer than :data:`FORMAT_VERSION` is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from trainer.data.classes import ClassScheme
+from trainer.errors import InputError
+
+from ._core import CoreData, LabelCoding, role_prefix
+
+FORMAT_VERSION = 1
+STORE_KEY = "napari_gleason"
+NGFF_VERSION = "0.5"
+#: Pyramid levels are added until the smaller side is at most this many pixels.
+MIN_LEVEL_SIZE = 512
+CHUNK = 1024
+_STAGING = ".staging"
+
+
+class StoreExistsError(InputError, FileExistsError):
+    """Something of that name is already in the store; pass ``overwrite=True`` to replace it."""
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _write_json_atomic(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _store_attrs(path: Path) -> dict | None:
+    try:
+        return _read_json(Path(path) / "zarr.json").get("attributes", {}).get(STORE_KEY)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def is_review_store(path: str | Path) -> bool:
+    """True for a folder whose root ``zarr.json`` carries napari-gleason's attributes."""
+    path = Path(path)
+    return path.is_dir() and _store_attrs(path) is not None
+
+
+def safe_key(name: str) -> str:
+    """A zarr node name for ``name``: kept if plain ASCII, else made plain plus a short hash."""
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        return name
+    plain = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip("._") or "x"
+    return f"{plain}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def label_key(role: str) -> str:
+    """``expert:1`` -> ``expert_1``; ``consensus:vote`` -> ``consensus_vote``."""
+    return safe_key(role.replace(":", "_"))
+
+
+# --- pyramids and NGFF metadata --------------------------------------------------------------
+
+
+def image_pyramid(image: np.ndarray) -> list[np.ndarray]:
+    """``H×W×3`` uint8 -> levels ``3×h×w`` (NGFF puts channels first), 2×2 mean per level."""
+    level = np.ascontiguousarray(np.moveaxis(np.asarray(image), -1, 0))
+    levels = [level]
+    while min(level.shape[1:]) > MIN_LEVEL_SIZE:
+        h, w = level.shape[1] // 2 * 2, level.shape[2] // 2 * 2
+        a = level[:, :h, :w].astype(np.uint16)
+        level = ((a[:, ::2, ::2] + a[:, 1::2, ::2] + a[:, ::2, 1::2] + a[:, 1::2, 1::2] + 2) // 4).astype(np.uint8)
+        levels.append(level)
+    return levels
+
+
+def label_pyramid(labels: np.ndarray, n_levels: int) -> list[np.ndarray]:
+    """Nearest-neighbour pyramid: labels must keep their values, never be averaged."""
+    levels = [np.ascontiguousarray(labels)]
+    for _ in range(n_levels - 1):
+        levels.append(np.ascontiguousarray(levels[-1][::2, ::2]))
+    return levels
+
+
+def _multiscale(name: str, axes: list[dict], shapes: list[tuple[int, ...]], kind: str) -> dict:
+    """One NGFF ``multiscales`` entry: a scale (and half-pixel translation) per level."""
+    base = shapes[0]
+    datasets = []
+    for i, shape in enumerate(shapes):
+        scale = [1.0 if ax["type"] == "channel" else base[d] / shape[d] for d, ax in enumerate(axes)]
+        shift = [0.0 if ax["type"] == "channel" else (s - 1) / 2 for ax, s in zip(axes, scale)]
+        transforms = [{"type": "scale", "scale": scale}]
+        if any(shift):
+            transforms.append({"type": "translation", "translation": shift})
+        datasets.append({"path": str(i), "coordinateTransformations": transforms})
+    return {"name": name, "axes": axes, "datasets": datasets, "type": kind}
+
+
+_YX = [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+_CYX = [{"name": "c", "type": "channel"}, *_YX]
+
+
+def _write_levels(group, levels: list[np.ndarray], dims: list[str]) -> None:
+    for i, arr in enumerate(levels):
+        chunks = tuple(min(CHUNK, s) if d != "c" else s for d, s in zip(dims, arr.shape))
+        group.create_array(str(i), data=arr, chunks=chunks, dimension_names=dims)
+
+
+def _write_label_group(path: Path, role: str, labels: np.ndarray, n_levels: int, coding: LabelCoding) -> None:
+    import zarr
+
+    levels = label_pyramid(labels, n_levels)
+    colors, props = [], []
+    for name, value, rgba in zip(coding.names, coding.values, _rgba(coding)):
+        colors.append({"label-value": int(value), "rgba": rgba})
+        props.append({"label-value": int(value), "class": name})
+    ome = {
+        "version": NGFF_VERSION,
+        "multiscales": [_multiscale(label_key(role), _YX, [a.shape for a in levels], "nearest")],
+        "image-label": {"colors": colors, "properties": props, "source": {"image": "../../"}},
+    }
+    group = zarr.open_group(path, mode="w-", zarr_format=3, attributes={"ome": ome, STORE_KEY: {"role": role}})
+    _write_levels(group, levels, ["y", "x"])
+
+
+def _rgba(coding: LabelCoding) -> list[list[int]]:
+    cmap = coding.colormap()
+    return [[int(round(255 * v)) for v in cmap[value]] for value in coding.values]
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+
+class ReviewStore:
+    """A review store on disk (see module docstring). Open with :meth:`open` or :meth:`create`."""
+
+    kind = "store"
+
+    def __init__(self, path: Path, attrs: dict):
+        self.path = Path(path)
+        self.root = self.path
+        self.attrs = attrs
+        self.scheme = ClassScheme.from_dict(attrs["scheme"])
+        self.coding = LabelCoding.from_scheme(self.scheme)
+        self.notes: list[str] = []
+
+    # opening -----------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path) -> ReviewStore:
+        path = Path(path)
+        attrs = _store_attrs(path)
+        if attrs is None:
+            raise InputError("not a napari-gleason review store (no 'napari_gleason' in zarr.json)", path)
+        version = attrs.get("format_version")
+        if not isinstance(version, int) or version < 1:
+            raise InputError(f"review store has an invalid format_version {version!r}", path)
+        if version > FORMAT_VERSION:
+            raise InputError(
+                f"review store format version {version} is newer than this napari-gleason reads "
+                f"(up to {FORMAT_VERSION}); update napari-gleason to open it",
+                path,
+            )
+        if "scheme" not in attrs:
+            raise InputError("review store lacks its class scheme", path)
+        return cls(path, attrs)
+
+    @classmethod
+    def create(cls, path: str | Path, scheme: ClassScheme, *, dataset: str | None = None,
+               layout: str | None = None) -> ReviewStore:
+        """Create an empty store (atomically), or open an existing one holding the same classes."""
+        import zarr
+
+        path = Path(path)
+        if path.exists():
+            store = cls.open(path)
+            if store.scheme != scheme:
+                raise InputError("review store holds other classes than this dataset", path)
+            return store
+        attrs = {"format_version": FORMAT_VERSION, "scheme": scheme.to_dict(),
+                 "coding": LabelCoding.from_scheme(scheme).to_dict(), "dataset": dataset, "layout": layout}
+        staged = path.with_name(f".{path.name}.{uuid.uuid4().hex}.staging")
+        try:
+            zarr.open_group(staged, mode="w-", zarr_format=3, attributes={STORE_KEY: attrs})
+            os.replace(staged, path)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+        return cls(path, attrs)
+
+    # listing -----------------------------------------------------------------------------
+    def _core_dirs(self) -> dict[str, Path]:
+        out = {}
+        for sub in sorted(self.path.iterdir()):
+            if sub.is_dir() and not sub.name.startswith(".") and (sub / "zarr.json").is_file():
+                attrs = _read_json(sub / "zarr.json").get("attributes", {}).get(STORE_KEY, {})
+                if "core" in attrs:
+                    out[attrs["core"]] = sub
+        return out
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._core_dirs())
+
+    def _core_dir(self, name: str) -> Path:
+        try:
+            return self._core_dirs()[name]
+        except KeyError:
+            raise InputError(f"no core named {name!r} in this review store", self.path) from None
+
+    def label_roles(self, name: str) -> dict[str, Path]:
+        """role -> label group folder, in the order of the NGFF ``labels`` list."""
+        labels = self._core_dir(name) / "labels"
+        if not (labels / "zarr.json").is_file():
+            return {}
+        keys = _read_json(labels / "zarr.json")["attributes"]["ome"].get("labels", [])
+        out = {}
+        for key in keys:
+            role = _read_json(labels / key / "zarr.json")["attributes"].get(STORE_KEY, {}).get("role", key)
+            out[role] = labels / key
+        return out
+
+    def experts_of(self, name: str) -> tuple[str, ...]:
+        return tuple(r.split(":", 1)[1] for r in self.label_roles(name) if role_prefix(r) == "expert")
+
+    # writing -----------------------------------------------------------------------------
+    def _staging_dir(self) -> Path:
+        d = self.path / _STAGING / uuid.uuid4().hex
+        d.parent.mkdir(exist_ok=True)
+        return d
+
+    def _swap_in(self, staged: Path, final: Path, overwrite: bool) -> None:
+        """Move a finished ``staged`` folder to ``final``; the old one goes only once the new is there."""
+        old = None
+        if final.exists():
+            if not overwrite:
+                raise StoreExistsError("already in the review store; refusing to overwrite it", final)
+            old = staged.with_name(staged.name + ".old")
+            os.replace(final, old)
+        os.replace(staged, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def _cleanup(self, staged: Path) -> None:
+        shutil.rmtree(staged, ignore_errors=True)
+        try:
+            (self.path / _STAGING).rmdir()  # only when empty
+        except OSError:
+            pass
+
+    def write_core(self, core: CoreData, overwrite: bool = False) -> Path:
+        """Cache ``core``: image pyramid, every expert mask and its extras, in one atomic step."""
+        import zarr
+
+        if core.scheme != self.scheme:
+            raise InputError(f"core {core.name!r} uses other classes than this review store", self.path)
+        final = self._core_dirs().get(core.name, self.path / safe_key(core.name))
+        if final.exists() and not overwrite:
+            raise StoreExistsError(f"core {core.name!r} is already in the review store", final)
+        image = np.asarray(core.image[0] if core.multiscale else core.image)
+        levels = image_pyramid(image)
+        staged = self._staging_dir()
+        try:
+            attrs = {"ome": {"version": NGFF_VERSION,
+                             "multiscales": [_multiscale(core.name, _CYX, [a.shape for a in levels], "local_mean")]},
+                     STORE_KEY: {"core": core.name, "origin": dict(core.origin)}}
+            _write_levels(zarr.open_group(staged, mode="w-", zarr_format=3, attributes=attrs), levels, ["c", "y", "x"])
+            keys = []
+            for role, (data, coded) in core.label_roles().items():
+                level = np.asarray(data[0] if isinstance(data, (list, tuple)) else data)
+                key = label_key(role)
+                _write_label_group(staged / "labels" / key, role, level if coded else self.coding.to_labels(level),
+                                   len(levels), self.coding)
+                keys.append(key)
+            zarr.open_group(staged / "labels", mode="a", zarr_format=3,
+                            attributes={"ome": {"version": NGFF_VERSION, "labels": keys}})
+            self._swap_in(staged, final, overwrite)
+        finally:
+            self._cleanup(staged)
+        return final
+
+    def write_labels(self, name: str, role: str, class_map: np.ndarray, overwrite: bool = False) -> Path:
+        """Add (or replace) one label image of core ``name``, e.g. ``consensus:vote`` or ``corrected``."""
+        import zarr
+
+        core_dir = self._core_dir(name)
+        n_levels = len(_read_json(core_dir / "zarr.json")["attributes"]["ome"]["multiscales"][0]["datasets"])
+        shape = tuple(zarr.open_array(core_dir / "0", mode="r").shape[1:])
+        if tuple(class_map.shape) != shape:
+            raise InputError(f"labels of shape {class_map.shape} do not fit core {name!r} ({shape})", core_dir)
+        labels_dir = core_dir / "labels"
+        final = labels_dir / label_key(role)
+        if final.exists() and not overwrite:
+            raise StoreExistsError(f"{role!r} of core {name!r} is already in the review store", final)
+        staged = self._staging_dir()
+        try:
+            _write_label_group(staged, role, self.coding.to_labels(class_map), n_levels, self.coding)
+            if not (labels_dir / "zarr.json").is_file():
+                zarr.open_group(labels_dir, mode="a", zarr_format=3,
+                                attributes={"ome": {"version": NGFF_VERSION, "labels": []}})
+            self._swap_in(staged, final, overwrite)
+            meta = _read_json(labels_dir / "zarr.json")
+            keys = meta["attributes"]["ome"].setdefault("labels", [])
+            if final.name not in keys:
+                keys.append(final.name)
+                _write_json_atomic(labels_dir / "zarr.json", meta)
+        finally:
+            self._cleanup(staged)
+        return final
+
+    # reading -----------------------------------------------------------------------------
+    def masks(self, name: str) -> dict:
+        """Only the expert class maps at full resolution (the image stays on disk)."""
+        maps = self.load(name).class_maps()
+        return {r.split(":", 1)[1]: m for r, m in maps.items() if role_prefix(r) == "expert"}
+
+    def load(self, name: str) -> CoreData:
+        """The core as lazy pyramids: nothing but metadata is read until napari draws a level.
+
+        Labels come back in label values (``CoreData.labels``), so no pixel is converted to
+        open a core; analysis reads level 0 when it needs it.
+        """
+        import dask.array as da
+        import zarr
+
+        core_dir = self._core_dir(name)
+        try:
+            group = zarr.open_group(core_dir, mode="r")
+            paths = [d["path"] for d in group.attrs["ome"]["multiscales"][0]["datasets"]]
+            image = [da.from_zarr(group[p]).transpose(1, 2, 0) for p in paths]  # c,y,x -> y,x,c
+            labels = {}
+            for role, folder in self.label_roles(name).items():
+                lg = zarr.open_group(folder, mode="r")
+                levels = [lg[d["path"]] for d in lg.attrs["ome"]["multiscales"][0]["datasets"]]
+                # the editable layer stays one full-resolution array (napari #1587)
+                labels[role] = levels[0][...] if role == "corrected" else levels
+        except (KeyError, ValueError, OSError) as e:
+            raise InputError(f"review store entry is damaged: {e}", core_dir) from None
+        origin = {"store": str(self.path)}
+        for key in ("dataset", "layout"):
+            if self.attrs.get(key):
+                origin[key] = self.attrs[key]
+        return CoreData(name, image, {}, self.scheme, origin=origin, labels=labels)

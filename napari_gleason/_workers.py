@@ -1,0 +1,56 @@
+"""Run plain (headless) functions and generators off the GUI thread, and report their errors.
+
+Widgets snapshot their inputs on the GUI thread, pass them to :func:`start`, and touch layers
+only in the ``on_yield`` / ``on_return`` slots, which Qt runs on the GUI thread. An exception in
+the worker never dies silently and never becomes a traceback dialog: it is shown with
+``show_error`` (an :class:`InputError` already names its file).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error
+
+from trainer.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+def error_message(exc: BaseException, what: str) -> str:
+    if isinstance(exc, InputError):
+        return f"{what}: {exc}"
+    return f"{what} failed: {type(exc).__name__}: {exc}"
+
+
+def start(
+    func: Callable,
+    *args,
+    what: str,
+    on_yield: Callable | None = None,
+    on_return: Callable | None = None,
+    on_error: Callable[[BaseException], None] | None = None,
+    on_finish: Callable[[], None] | None = None,
+    progress: dict | bool | None = None,
+    **kwargs,
+):
+    """Start ``func(*args, **kwargs)`` in a napari worker thread and return the worker."""
+
+    def report(exc: BaseException) -> None:
+        log.error("%s", error_message(exc, what), exc_info=exc)
+        show_error(error_message(exc, what))
+        if on_error is not None:
+            on_error(exc)
+
+    worker = create_worker(func, *args, _start_thread=False, _progress=progress, _ignore_errors=True, **kwargs)
+    worker.errored.connect(report)
+    if on_yield is not None and hasattr(worker, "yielded"):
+        worker.yielded.connect(on_yield)
+    if on_return is not None:
+        worker.returned.connect(on_return)
+    if on_finish is not None:
+        worker.finished.connect(on_finish)
+    worker.start()
+    return worker

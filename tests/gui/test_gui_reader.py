@@ -1,0 +1,167 @@
+"""The reader inside napari: cores, dataset folders, stores, and every bad input."""
+
+import json
+
+import numpy as np
+import pytest
+from helpers_plugin import A, B, blocks, errors_of, tree_digest, write_generic, write_gleason
+from PIL import Image
+
+from napari_gleason._layers import find_layer, role_of
+from napari_gleason._qt import BrowserWidget
+
+PLUGIN = "napari-gleason"
+
+
+def roles(viewer):
+    return [role_of(lyr) for lyr in viewer.layers]
+
+
+def test_core_image_opens_with_its_experts(make_napari_viewer, two_expert_dataset):
+    viewer = make_napari_viewer()
+    viewer.open(two_expert_dataset / "Train Imgs" / "c1.png", plugin=PLUGIN)
+    assert roles(viewer) == ["image", "expert:1", "expert:2"]
+    assert viewer.layers[0].rgb
+    np.testing.assert_array_equal(find_layer(viewer, "expert:2").data, np.array([1, 3, 4, 5])[blocks(B, 4)])
+
+
+def test_opening_another_core_replaces_the_layers_in_place(make_napari_viewer, two_expert_dataset):
+    viewer = make_napari_viewer()
+    viewer.open(two_expert_dataset / "Train Imgs" / "c1.png", plugin=PLUGIN)
+    image, expert1 = viewer.layers[0], find_layer(viewer, "expert:1")
+    viewer.open(two_expert_dataset / "Train Imgs" / "c2.png", plugin=PLUGIN)
+    assert roles(viewer) == ["image", "expert:1", "expert:3"]  # expert 2 did not annotate c2
+    assert viewer.layers[0] is image and image.name == "c2"
+    assert find_layer(viewer, "expert:1") is expert1
+
+
+def test_gleason_folder_opens_the_browser_on_its_first_core(make_napari_viewer, two_expert_dataset, wait_idle):
+    viewer = make_napari_viewer()
+    viewer.open(two_expert_dataset, plugin=PLUGIN)
+    browser = viewer.window.dock_widgets["Dataset browser (napari-gleason)"]
+    assert isinstance(browser, BrowserWidget)
+    wait_idle(browser)
+    wait_idle(viewer.window.dock_widgets["Review experts (napari-gleason)"])
+    assert browser.ordered_names() == ["c1", "c2"]
+    assert [r for r in roles(viewer) if r.split(":")[0] in ("image", "expert")] == ["image", "expert:1", "expert:2"]
+    assert viewer.layers[0].name == "c1"
+    assert find_layer(viewer, "consensus:vote") is not None  # the review widget docked with it
+
+
+def test_generic_folder_opens_the_browser(make_napari_viewer, tmp_path, wait_idle):
+    root = write_generic(tmp_path / "generic data", {"x": {"ann": A}, "y": {"ann": B, "bob": A}}, shape=A.shape)
+    viewer = make_napari_viewer()
+    viewer.open(root, plugin=PLUGIN)
+    browser = viewer.window.dock_widgets["Dataset browser (napari-gleason)"]
+    wait_idle(browser)
+    wait_idle(viewer.window.dock_widgets["Review experts (napari-gleason)"])
+    assert browser.ordered_names() == ["x", "y"]
+    assert [r for r in roles(viewer) if r.split(":")[0] in ("image", "expert")] == ["image", "expert:ann"]
+
+
+def test_store_with_one_core_opens_everything_it_holds(make_napari_viewer, two_expert_dataset, tmp_path):
+    from napari_gleason._dataset import load_core_file
+    from napari_gleason._store import ReviewStore
+
+    core = load_core_file(two_expert_dataset / "Train Imgs" / "c1.png")
+    core.extras["consensus:vote"] = core.masks["2"]
+    store = ReviewStore.create(tmp_path / "c1.zarr", core.scheme)
+    store.write_core(core)
+    viewer = make_napari_viewer()
+    viewer.open(tmp_path / "c1.zarr", plugin=PLUGIN)
+    assert roles(viewer) == ["image", "expert:1", "expert:2", "consensus:vote"]
+    assert not viewer.layers[0].multiscale or viewer.layers[0].data[0].shape[:2] == core.shape
+
+
+def test_store_with_several_cores_opens_in_the_browser(make_napari_viewer, two_expert_dataset, tmp_path, wait_idle):
+    from napari_gleason._dataset import FolderSource
+    from napari_gleason._qt import ReviewWidget
+    from napari_gleason._store import ReviewStore
+
+    source = FolderSource.open(two_expert_dataset)
+    store = ReviewStore.create(tmp_path / "all.zarr", source.scheme)
+    for name in source.names:
+        store.write_core(source.load(name))
+    viewer = make_napari_viewer()
+    viewer.open(tmp_path / "all.zarr", plugin=PLUGIN)
+    browser = viewer.window.dock_widgets["Dataset browser (napari-gleason)"]
+    review = viewer.window.dock_widgets["Review experts (napari-gleason)"]
+    assert isinstance(review, ReviewWidget)
+    wait_idle(browser)
+    wait_idle(review)
+    assert browser.ordered_names() == ["c1", "c2"]
+    assert browser.table.item(0, 2).text() == "0.125"  # 2 of 8 blocks, 1 of 2 experts differ
+    assert roles(viewer)[0] == "image" and viewer.layers[0].name == "c1"
+
+
+# --- bad input: a notification naming file and reason, napari keeps running, nothing written ----
+
+
+def _gleason(tmp_path):
+    return write_gleason(tmp_path / "bad data", {"c1": {"1": blocks(A, 4), "2": blocks(B, 4)}}, shape=(8, 16))
+
+
+def _mask_of_other_size(tmp_path):
+    root = _gleason(tmp_path)
+    mask = root / "Maps2_T" / "c1_classimg_nonconvex.png"
+    Image.fromarray(np.full((9, 9), 3, np.uint8)).save(mask)
+    return root, root / "Train Imgs" / "c1.png", mask.name, "differs"
+
+
+def _unknown_mask_value(tmp_path):
+    root = _gleason(tmp_path)
+    mask = root / "Maps1_T" / "c1_classimg_nonconvex.png"
+    values = np.full((8, 16), 3, np.uint8)
+    values[0, 0] = 7
+    Image.fromarray(values).save(mask)
+    return root, root / "Train Imgs" / "c1.png", mask.name, "[7]"
+
+
+def _folder_without_cores(tmp_path):
+    root = _gleason(tmp_path)
+    (root / "Maps1_T" / "c1_classimg_nonconvex.png").rename(root / "Maps1_T" / "zz_classimg_nonconvex.png")
+    (root / "Maps2_T" / "c1_classimg_nonconvex.png").rename(root / "Maps2_T" / "zz_classimg_nonconvex.png")
+    return root, root, root.name, "no core"
+
+
+def _core_without_masks(tmp_path):
+    root = _gleason(tmp_path)
+    Image.fromarray(np.zeros((8, 16, 3), np.uint8)).save(root / "Train Imgs" / "lonely.png")
+    return root, root / "Train Imgs" / "lonely.png", "lonely.png", "no expert mask"
+
+
+def _corrupt_image(tmp_path):
+    root = _gleason(tmp_path)
+    image = root / "Train Imgs" / "c1.png"
+    image.write_bytes(image.read_bytes()[:40])  # truncated
+    return root, image, "c1.png", "corrupt"
+
+
+def _newer_store(tmp_path):
+    from napari_gleason._store import ReviewStore
+
+    path = tmp_path / "future.zarr"
+    ReviewStore.create(path, __import__("trainer.data.classes", fromlist=["x"]).GLEASON_SCHEME)
+    meta = json.loads((path / "zarr.json").read_text())
+    meta["attributes"]["napari_gleason"]["format_version"] = 99
+    (path / "zarr.json").write_text(json.dumps(meta))
+    return tmp_path, path, "future.zarr", "newer"
+
+
+BAD = [_mask_of_other_size, _unknown_mask_value, _folder_without_cores, _core_without_masks, _corrupt_image,
+       _newer_store]
+
+
+@pytest.mark.parametrize("make_bad", BAD, ids=[f.__name__.strip("_") for f in BAD])
+def test_bad_input_is_one_clear_notification_and_nothing_else(make_napari_viewer, tmp_path, notes, make_bad):
+    root, path, name, reason = make_bad(tmp_path)
+    viewer = make_napari_viewer()
+    before = tree_digest(root)
+    viewer.open(path, plugin=PLUGIN)  # must not raise
+    messages = errors_of(notes)
+    assert len(messages) == 1, messages
+    assert name in messages[0] and reason in messages[0], messages[0]
+    assert len(viewer.layers) == 0
+    assert tree_digest(root) == before  # nothing written
+    viewer.add_image(np.zeros((4, 4)))  # napari keeps running
+    assert len(viewer.layers) == 1

@@ -1,0 +1,68 @@
+"""The reader without a viewer: which paths it takes, what layers it returns, how it fails."""
+
+import numpy as np
+import pytest
+from helpers_plugin import A, B, blocks, tree_digest, write_generic
+
+from napari_gleason._dataset import dataset_root_of_image, load_core_file
+from napari_gleason._reader import NOTHING, napari_get_reader, read
+from trainer.errors import InputError
+
+
+def _roles(tuples):
+    return [kw["metadata"]["napari_gleason"]["role"] for _, kw, _ in tuples]
+
+
+def test_core_image_gives_image_and_one_labels_layer_per_expert(two_expert_dataset):
+    path = two_expert_dataset / "Train Imgs" / "c2.png"
+    reader = napari_get_reader(str(path))
+    assert callable(reader)
+    tuples = reader(str(path))
+    assert _roles(tuples) == ["image", "expert:1", "expert:3"]
+    data, kw, kind = tuples[1]
+    assert kind == "labels"
+    np.testing.assert_array_equal(data, np.array([1, 3, 4, 5], np.uint8)[blocks(B, 4)])
+    assert kw["metadata"]["napari_gleason"]["origin"]["layout"] == "gleason2019"
+
+
+def test_generic_core_image(tmp_path):
+    root = write_generic(tmp_path / "gen", {"a": {"ann1": A, "ann2": B}, "b": {"ann2": A}}, shape=A.shape)
+    tuples = napari_get_reader(str(root / "images" / "a.png"))(str(root / "images" / "a.png"))
+    assert _roles(tuples) == ["image", "expert:ann1", "expert:ann2"]
+
+
+def test_reader_declines_paths_it_does_not_handle(tmp_path):
+    (tmp_path / "photo.png").write_bytes(b"not looked at")
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "other.zarr").mkdir()
+    for p in ("photo.png", "plain", "other.zarr", "missing.png"):
+        assert napari_get_reader(str(tmp_path / p)) is None
+    assert napari_get_reader([str(tmp_path / "a.png"), str(tmp_path / "b.png")]) is None
+
+
+def test_dataset_root_of_image_layouts(tmp_path):
+    assert dataset_root_of_image(tmp_path / "Train Imgs" / "x.jpg") == tmp_path
+    assert dataset_root_of_image(tmp_path / "Train Imgs" / "Train Imgs" / "x.jpg") == tmp_path
+    assert dataset_root_of_image(tmp_path / "Test_imgs" / "x.tif") == tmp_path
+    assert dataset_root_of_image(tmp_path / "Train Imgs" / "x.txt") is None
+
+
+def test_broken_core_is_a_notification_naming_the_file(two_expert_dataset, errors):
+    mask = two_expert_dataset / "Maps3_T" / "c2_classimg_nonconvex.png"
+    from PIL import Image
+
+    Image.fromarray(np.full((5, 5), 3, np.uint8)).save(mask)
+    before = tree_digest(two_expert_dataset)
+    assert read(str(two_expert_dataset / "Train Imgs" / "c2.png")) == NOTHING
+    assert len(errors) == 1 and str(mask) in errors[0] and "differs" in errors[0]
+    assert tree_digest(two_expert_dataset) == before
+
+
+def test_load_core_file_without_masks_names_the_core(two_expert_dataset):
+    from PIL import Image
+
+    lonely = two_expert_dataset / "Train Imgs" / "lonely.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(lonely)
+    with pytest.raises(InputError, match="no expert mask") as err:
+        load_core_file(lonely)
+    assert str(lonely) in str(err.value)
