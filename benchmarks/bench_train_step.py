@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from trainer.config import RunConfig  # noqa: E402
 from trainer.training_setup import build_setup, resolve_device  # noqa: E402
 
+CPU_CLOCK = False  # --cpu-time: process CPU seconds (robust to other load on a shared machine)
+
 VARIANTS = {
     "focal": dict(loss="focal", reweight=False),
     "gafl": dict(loss="gafl", reweight=False),
@@ -51,16 +53,17 @@ def time_variant(data: str, model: str, variant: str, size: int, batch: int, ite
     dev = resolve_device(device)
     setup = build_setup(cfg, dev)
     times = []
+    clock = time.process_time if CPU_CLOCK else time.perf_counter
     for i, batch_ in enumerate(setup.train_loader(0, warmup + iters)):
         if dev.type == "cuda":
             torch.cuda.synchronize()
-        t0 = time.perf_counter()
+        t0 = clock()
         terms, _, _ = setup.step_losses(batch_, i)
         setup.backward_and_step(terms["total"])
         if dev.type == "cuda":
             torch.cuda.synchronize()
         if i >= warmup:
-            times.append(time.perf_counter() - t0)
+            times.append(clock() - t0)
     return times
 
 
@@ -75,9 +78,16 @@ def main(argv=None) -> int:
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--cpu-time", action="store_true", help="measure process CPU time instead of wall time")
     a = p.parse_args(argv)
+    global CPU_CLOCK
+    CPU_CLOCK = a.cpu_time
+    if a.threads:
+        torch.set_num_threads(a.threads)
     variants = a.variants.split(",")
-    print(f"# training step, batch {a.batch_size}, {a.size}², median of {a.iters} after {a.warmup} warm-up")
+    clock = "CPU seconds" if a.cpu_time else "wall seconds"
+    print(f"# training step ({clock}), batch {a.batch_size}, {a.size}², median of {a.iters} after {a.warmup} warm-up")
     print(f"# machine: {machine()}; torch threads {torch.get_num_threads()}")
     print("| model | " + " | ".join(f"{v} s/it" for v in variants) + " | " +
           " | ".join(f"{v}/focal" for v in variants if v != "focal") + " |")
