@@ -113,3 +113,30 @@ def test_input_scale_keeps_output_size():
     w = net(torch.randn(2, 3, 64, 64), torch.tensor([[True, True], [True, False]]))
     assert w.shape == (2, 2, 64, 64)
     assert torch.allclose(w[0].sum(0), torch.ones(64, 64), atol=1e-6) and (w[1, 1] == 0).all()
+
+
+@pytest.mark.parametrize("stride, channels", [(16, 256), (8, 128)])
+def test_weighting_cnn_finer_stride(stride, channels):
+    """stride 16/8 cut ResNet-18 after layer3/layer2: finer maps, rebuilt from the config alone."""
+    torch.manual_seed(0)
+    net = WeightingCNN(3, stride=stride)
+    assert net.config["stride"] == stride and net.head.in_channels == channels
+    assert not any(k.startswith(("backbone.layer4", "backbone.fc")) for k in net.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    assert net.backbone.forward_features(x).shape[-2:] == (64 // stride, 64 // stride)
+    w = net(x, size=(64, 64))
+    assert w.shape == (2, 3, 64, 64) and torch.allclose(w.sum(dim=1), torch.ones(2, 64, 64), atol=1e-6)
+    clone = WeightingCNN(**net.config)
+    clone.load_state_dict(net.state_dict())
+
+
+def test_weighting_cnn_default_stride_config_is_unchanged():
+    # checkpoints written before the stride option hold {"num_experts", "input_scale"} only
+    assert WeightingCNN(2).config == {"num_experts": 2, "input_scale": 1.0}
+    with pytest.raises(ValueError, match="stride"):
+        WeightingCNN(2, stride=4)
+    from trainer.config import RunConfig
+    from trainer.errors import InputError
+
+    with pytest.raises(InputError, match="weight_stride"):
+        RunConfig.from_dict({"loss": {"weight_stride": 12}})

@@ -306,6 +306,26 @@ def test_dataset_is_byte_identical_for_the_same_seed(written, tmp_path):
     assert again["cores"][0]["class_fractions"] != other["cores"][0]["class_fractions"]
 
 
+def test_a_given_assignment_changes_who_annotates_not_the_tissue(written, tmp_path):
+    out, info = written
+    plan = [["1", "2", "3", "4", "5", "6"], ["3", "4", "5"]]
+    given = write_dataset(tmp_path / "given", cores=2, size=128, seed=3, assignment=plan)
+    assert [c["experts"] for c in given["cores"]] == plan and given["assignment"] == "given"
+    assert "assignment" not in info, "the default summary (and so sample_data/) is unchanged"
+    for i in range(2):
+        name = given["cores"][i]["name"]
+        assert (tmp_path / "given" / "Train Imgs" / f"{name}.jpg").read_bytes() == (
+            out / "Train Imgs" / f"{name}.jpg").read_bytes()
+        for e in set(plan[i]) & set(info["cores"][i]["experts"]):  # same expert, same labels
+            a = np.asarray(Image.open(tmp_path / "given" / f"Maps{e}_T" / f"{name}_classimg_nonconvex.png"))
+            b = np.asarray(Image.open(out / f"Maps{e}_T" / f"{name}_classimg_nonconvex.png"))
+            np.testing.assert_array_equal(a > 1, b > 1)  # benign may be written 1 or 6
+    with pytest.raises(InputError, match="assignment"):
+        write_dataset(tmp_path / "bad", cores=3, size=128, seed=3, assignment=plan)
+    with pytest.raises(InputError, match="non-empty subset"):
+        write_dataset(tmp_path / "bad2", cores=1, size=128, seed=3, assignment=[["7"]])
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

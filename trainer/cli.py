@@ -1,4 +1,4 @@
-"""``python -m trainer {synth,split,train,predict,evaluate}``.
+"""``python -m trainer {synth,split,train,predict,evaluate,benchmark}``.
 
 Exit code 0 on success; 2 with one clear line on stderr for bad input (a file that cannot be read,
 an option out of range, a checkpoint of another architecture); 3 when training hit a NaN loss.
@@ -217,6 +217,12 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_benchmark(a: argparse.Namespace) -> int:
+    from .benchmark.cli import run_command
+
+    return run_command(a)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -258,6 +264,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--json")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("benchmark", help="Table 2's ablation on synthetic cores with known truth")
+    p.add_argument("--preset", required=True, choices=["cpu-small", "paper"])
+    p.add_argument("--out", required=True, help="benchmark folder (an existing one is continued)")
+    p.add_argument("--seeds", type=int, help="number of seeds (default: the preset's, 3)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_benchmark)
     return parser
 
 

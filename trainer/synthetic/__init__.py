@@ -19,7 +19,14 @@ from .tissue import (
     make_core,
     smooth_noise,
 )
-from .writer import GENERATOR_VERSION, assign_experts, sample_core, to_gleason_values, write_dataset
+from .writer import (
+    GENERATOR_VERSION,
+    assign_experts,
+    plan_from_assignment,
+    sample_core,
+    to_gleason_values,
+    write_dataset,
+)
 
 __all__ = [
     "EXPERT_BIASES",
@@ -32,6 +39,7 @@ __all__ = [
     "SyntheticCore",
     "assign_experts",
     "make_core",
+    "plan_from_assignment",
     "sample_core",
     "simulate_experts",
     "smooth_noise",

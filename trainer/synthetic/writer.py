@@ -82,6 +82,24 @@ def assign_experts(cores: int, seed: int) -> list[dict]:
     return plan
 
 
+def plan_from_assignment(assignment: list[list[str]] | list[tuple[str, ...]], seed: int) -> list[dict]:
+    """A plan like :func:`assign_experts`'s for a given list of experts per core (e.g. a benchmark's).
+
+    Benign values (1 or 6) are drawn per expert from the same assignment stream as the default plan.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_ASSIGNMENT_KEY,)))
+    plan: list[dict] = []
+    for i, experts in enumerate(assignment):
+        experts = sorted(set(str(e) for e in experts))
+        unknown = [e for e in experts if e not in EXPERT_NAMES]
+        if not experts or unknown:
+            raise InputError(f"core {i}: experts must be a non-empty subset of {list(EXPERT_NAMES)}, "
+                             f"got {list(experts)}")
+        benign = {e: 6 if rng.random() < EXPERT_BIASES[e]["benign_as_6_prob"] else 1 for e in experts}
+        plan.append({"experts": experts, "benign_value": benign})
+    return plan
+
+
 def to_gleason_values(class_map: np.ndarray, core_mask: np.ndarray, benign_value: int = 1) -> np.ndarray:
     """Class indices to Gleason 2019 values: benign -> ``benign_value``, G3-G5 -> 3-5, glass -> 0."""
     lut = np.array(CLASS_TO_GLEASON_VALUE, dtype=np.uint8)
@@ -122,16 +140,22 @@ def _check_args(out: Path, cores: int, size: int, seed: int) -> None:
         raise InputError("output folder exists and is not empty; choose a new folder", out)
 
 
-def write_dataset(out: str | Path, cores: int = 8, size: int = 512, seed: int = 0) -> dict:
+def write_dataset(out: str | Path, cores: int = 8, size: int = 512, seed: int = 0,
+                  assignment: list[list[str]] | None = None) -> dict:
     """Write ``cores`` synthetic cores of ``size``² pixels under ``out``; return the summary.
 
-    The summary is also written to ``out/synthetic.json``. Raises :class:`InputError` when
-    ``out`` exists and is not empty, or an argument is out of range. Prints nothing.
+    ``assignment`` (one list of expert names per core) replaces the paper-like plan of
+    :func:`assign_experts`, e.g. for a benchmark whose training experts differ; core ``i`` is the
+    same tissue either way. The summary is also written to ``out/synthetic.json``. Raises
+    :class:`InputError` when ``out`` exists and is not empty, or an argument is out of range.
+    Prints nothing.
     """
     out = Path(out)
     _check_args(out, cores, size, seed)
     cores, size, seed = int(cores), int(size), int(seed)
-    plan = assign_experts(cores, seed)
+    if assignment is not None and len(assignment) != cores:
+        raise InputError(f"assignment lists experts for {len(assignment)} cores, not {cores}")
+    plan = assign_experts(cores, seed) if assignment is None else plan_from_assignment(assignment, seed)
     used = sorted({e for p in plan for e in p["experts"]})
     for folder in [IMAGE_DIR, "truth", "appearance"] + [f"Maps{e}_T" for e in used]:
         (out / folder).mkdir(parents=True, exist_ok=True)
@@ -180,6 +204,8 @@ def write_dataset(out: str | Path, cores: int = 8, size: int = 512, seed: int = 
         "experts": expert_biases(),
         "cores": records,
     }
+    if assignment is not None:  # only then, so the default files stay byte-identical
+        summary["assignment"] = "given"
     (out / "synthetic.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 

@@ -1,0 +1,17 @@
+"""A noisy-label benchmark with known truth: Table 2's ablation on synthetic cores (issue 5).
+
+``python -m trainer benchmark --preset {cpu-small,paper} --out DIR`` — see :mod:`.run` for what
+is trained and scored, :mod:`.presets` for the settings, :mod:`.auroc` for the weight-map check.
+Heavy modules (torch, the engine) load only when a benchmark runs.
+"""
+
+from .presets import PRESETS, VARIANTS, Preset, Variant, get_preset
+
+__all__ = ["PRESETS", "VARIANTS", "Preset", "Variant", "get_preset", "run_benchmark"]
+
+
+def run_benchmark(*args, **kwargs):
+    """See :func:`trainer.benchmark.run.run_benchmark`."""
+    from .run import run_benchmark as run
+
+    return run(*args, **kwargs)
