@@ -34,17 +34,25 @@ def start(
     on_error: Callable[[BaseException], None] | None = None,
     on_finish: Callable[[], None] | None = None,
     progress: dict | bool | None = None,
+    describe: Callable[[BaseException, str], str] | None = None,
+    worker_class: type | None = None,
     **kwargs,
 ):
-    """Start ``func(*args, **kwargs)`` in a napari worker thread and return the worker."""
+    """Start ``func(*args, **kwargs)`` in a napari worker thread and return the worker.
+
+    ``describe(exc, what)`` words the error notification (default :func:`error_message`); the
+    train widget passes one that says what to do (lower the batch size, fix the named file, …).
+    """
 
     def report(exc: BaseException) -> None:
-        log.error("%s", error_message(exc, what), exc_info=exc)
-        show_error(error_message(exc, what))
+        message = (describe or error_message)(exc, what)
+        log.error("%s", message, exc_info=exc)
+        show_error(message)
         if on_error is not None:
             on_error(exc)
 
-    worker = create_worker(func, *args, _start_thread=False, _progress=progress, _ignore_errors=True, **kwargs)
+    worker = create_worker(func, *args, _start_thread=False, _progress=progress, _ignore_errors=True,
+                           _worker_class=worker_class, **kwargs)
     worker.errored.connect(report)
     if on_yield is not None and hasattr(worker, "yielded"):
         worker.yielded.connect(on_yield)

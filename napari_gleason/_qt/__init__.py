@@ -1,14 +1,18 @@
-"""All Qt code of napari-gleason: the review widget, its panels and the dataset browser."""
+"""All Qt code of napari-gleason: the review widget and its panels, the dataset browser, and the
+predict and train widgets."""
 
 from __future__ import annotations
 
 from .browser import BrowserWidget
+from .predict import PredictWidget
 from .review import ReviewWidget
+from .train import TrainWidget
 
-__all__ = ["BrowserWidget", "ReviewWidget", "dock"]
+__all__ = ["BrowserWidget", "PredictWidget", "ReviewWidget", "TrainWidget", "dock"]
 
 PLUGIN = "napari-gleason"
-DISPLAY_NAMES = {ReviewWidget: "Review experts", BrowserWidget: "Dataset browser"}
+DISPLAY_NAMES = {ReviewWidget: "Review experts", BrowserWidget: "Dataset browser",
+                 PredictWidget: "Predict", TrainWidget: "Train and fine-tune"}
 
 
 def dock(viewer, cls):

@@ -28,7 +28,8 @@ if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
 
 #: Which consensus layers each choice shows.
 SHOW = {"vote": ("consensus:vote",), "staple": ("consensus:staple",),
-        "both": ("consensus:vote", "consensus:staple"), "none": ()}
+        "both": ("consensus:vote", "consensus:staple"), "none": (), "learned": ("consensus:learned",)}
+KINDS = ("vote", "staple", "learned")
 
 
 def consensus_job(labels: dict, coding, num_classes: int):
@@ -65,8 +66,9 @@ class ConsensusPanel(QGroupBox):
         for r in self._radios.values():
             self._group.addButton(r)
         self._learned = QRadioButton("learned weights")
-        self._learned.setEnabled(False)  # part 2: needs a trained model's weighting CNN (eq. 2)
-        self._learned.setToolTip("load a model (Predict widget) to get the learned-weight consensus")
+        self._learned.setEnabled(False)  # needs a model with a weighting CNN (eq. 2): the Predict widget enables it
+        self._learned.setToolTip("the experts' labels, each weighted per pixel by the weighting CNN (a weighted "
+                                 "class vote); computed by the Predict widget")
         self._group.addButton(self._learned)
         self._disagreement = QCheckBox("show disagreement map (share of experts differing from the vote)")
         self._disagreement.setChecked(True)
@@ -90,7 +92,7 @@ class ConsensusPanel(QGroupBox):
         self._add_callbacks()
 
     def _add_callbacks(self) -> None:
-        for key, r in self._radios.items():
+        for key, r in [*self._radios.items(), ("learned", self._learned)]:
             r.toggled.connect(lambda on, k=key: on and self._on_consensus_choice(k))
         self._disagreement.toggled.connect(self._on_show_disagreement)
 
@@ -162,9 +164,13 @@ class ConsensusPanel(QGroupBox):
         self.table.resizeColumnsToContents()
 
     # --- showing -----------------------------------------------------------------------------
+    def shows(self, role: str) -> bool:
+        """Whether the current choice shows the consensus layer ``role`` (the predict widget asks)."""
+        return role in SHOW[self._choice]
+
     def _on_consensus_choice(self, key: str) -> None:
         self._choice = key
-        for kind in ("vote", "staple"):
+        for kind in KINDS:
             layer = find_layer(self.viewer, f"consensus:{kind}")
             if layer is not None:
                 layer.visible = f"consensus:{kind}" in SHOW[key]

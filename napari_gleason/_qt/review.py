@@ -115,5 +115,5 @@ class ReviewWidget(QWidget):
         self.export.refresh(info)
 
     def set_learned_available(self, available: bool) -> None:
-        """Part 2 hook: the Predict widget enables the learned-weight consensus once a model is loaded."""
+        """The Predict widget enables the learned-weight consensus once a model with a weighting CNN is loaded."""
         self.consensus._learned.setEnabled(available)

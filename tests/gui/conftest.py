@@ -41,3 +41,57 @@ def wait_idle(qtbot):
         qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
 
     return wait
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _torch_stack_before_gl():
+    """Import torchvision (and with it triton, if installed) before the first viewer maps Mesa's LLVM.
+
+    The widgets guard against that clash themselves (napari_gleason._llvm_guard, tested in a
+    subprocess); this only makes the session fixtures that train in the main thread (tiny_run)
+    independent of which test happens to run first.
+    """
+    import torchvision  # noqa: F401
+
+
+@pytest.fixture(autouse=True)
+def _private_settings(tmp_path, monkeypatch):
+    """Recent checkpoints go to a temporary folder, never to the user's ~/.config."""
+    monkeypatch.setenv("NAPARI_GLEASON_HOME", str(tmp_path / "napari-gleason settings"))
+
+
+@pytest.fixture
+def train_widget(make_napari_viewer):
+    """A viewer with the train widget docked, its form filled for a tiny CPU run."""
+    from napari_gleason._qt import TrainWidget
+
+    def make(data, out, iters=3, init=None, model="pspnet", viewer=None):
+        viewer = viewer or make_napari_viewer()
+        w = TrainWidget(viewer)
+        viewer.window.add_dock_widget(w, name="train")
+        w.data.setText(str(data))
+        w.out.setText(str(out))
+        w.model.setCurrentText(model)
+        if w.encoder.isEnabled():
+            w.encoder.setCurrentText("resnet18")
+        w.iters.setValue(iters)
+        w.batch_size.setValue(2)
+        w.size.setValue(64)
+        w.device.setCurrentText("cpu")
+        w.init.setText(str(init or ""))
+        return viewer, w
+
+    return make
+
+
+@pytest.fixture
+def run_to_end(qtbot):
+    """Do ``action`` (e.g. press Start) and wait for the run it starts or stops to end."""
+
+    def run(widget, action, timeout: int = 120_000):
+        with qtbot.waitSignal(widget.runner.signals.finished, timeout=timeout) as blocker:
+            assert action() is not False, "nothing was started or stopped"
+        qtbot.waitUntil(lambda: not widget.runner.running, timeout=5_000)
+        return blocker.args[0]
+
+    return run

@@ -25,3 +25,9 @@ def errors(monkeypatch):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def _private_settings(tmp_path, monkeypatch):
+    """Recent checkpoints go to a temporary folder, never to the user's ~/.config."""
+    monkeypatch.setenv("NAPARI_GLEASON_HOME", str(tmp_path / "napari-gleason settings"))

@@ -32,7 +32,8 @@ def test_manifest_contributions_and_entry_point():
     assert manifest.name == "napari-gleason"
     ids = {c.id for c in manifest.contributions.commands}
     assert all(i.startswith("napari-gleason.") for i in ids)
-    assert {w.display_name for w in manifest.contributions.widgets} == {"Review experts", "Dataset browser"}
+    assert {w.display_name for w in manifest.contributions.widgets} == {"Review experts", "Dataset browser",
+                                                                             "Predict", "Train and fine-tune"}
     assert {s.key for s in manifest.contributions.sample_data} == {"synthetic_core", "synthetic_core_truth"}
     assert manifest.contributions.readers[0].accepts_directories
     pyproject = (ROOT / "pyproject.toml").read_text()

@@ -1,0 +1,172 @@
+"""One-click prediction, headless: checkpoint + core in, layer data out (no Qt, no viewer).
+
+The predict widget runs :func:`prediction_job` in a worker; tests call it directly. Two settings:
+
+- ``paper``: the paper's setting (§3.2). The core is resized to the checkpoint's input size with
+  the trainer's own resize (what the network saw in training) and predicted whole
+  (:func:`trainer.inference.predict_core`). Probabilities, weights (eq. 2) and roughness (eq. 5)
+  stay at model resolution and are shown at the core's shape through lazy nearest-exact views
+  (:mod:`._zoom`); the class map is upsampled nearest-exact to a real full-size array, because a
+  pathologist copies and edits it. (The CLI's ``predict`` upsamples logits bilinearly instead; on a
+  5120² core that alone takes ~5 s on two CPU cores, for a difference at class borders of at most
+  half a model pixel.)
+- ``full``: tiled inference at (a fraction of) native resolution with blended overlapping tiles
+  (:func:`trainer.tiling.predict_tiled`); every output is a real full-size array.
+
+The weight maps are those of the experts of *this* core that the weighting CNN was trained with,
+softmax-normalised over them (eq. 2 with the core's experts present).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainer.data.classes import ClassScheme
+from trainer.errors import CheckpointError
+
+from ._gentle import gc_frozen
+from ._learned import learned_consensus, renormalise
+from ._llvm_guard import guard_triton
+from ._zoom import zoom_pyramid, zoom_to
+
+MODES = ("paper", "full")
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    mode: str = "paper"  # "paper" (whole core → model input) or "full" (tiled)
+    magnification: float = 1.0  # full mode: the model runs at this fraction of native resolution
+    overlap: int = 64  # full mode: tile overlap in model pixels
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
+
+
+@dataclass
+class PredictOutput:
+    core: str
+    classes: np.ndarray  # uint8 H×W class indices at the core's resolution
+    maps: dict[str, Any]  # role -> layer data at the core's shape (array or lazy pyramid)
+    weights: dict[str, np.ndarray]  # expert -> weight map (any resolution) for the learned consensus
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # time in the worker, model load excluded
+    device: str = "cpu"
+    mode: str = "paper"
+    input_size: int = 0
+
+
+def predictor_key(checkpoint: str | Path, device: str) -> tuple:
+    """Cache key of a loaded predictor: the file (and its mtime: fine-tuning may rewrite it) and device."""
+    path = Path(checkpoint)
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        mtime = None
+    return (str(path.resolve()), mtime, str(device))
+
+
+def check_compatible(predictor, scheme: ClassScheme) -> None:
+    """The checkpoint must predict the classes this core is labelled with."""
+    theirs, ours = tuple(predictor.scheme.names), tuple(scheme.names)
+    if theirs != ours:
+        raise CheckpointError(
+            f"the checkpoint predicts {len(theirs)} classes ({', '.join(theirs)}) but this core is labelled "
+            f"with {len(ours)} ({', '.join(ours)}); choose a checkpoint trained on data with the same classes",
+            predictor.path or None)
+
+
+def weight_notes(predictor, core_experts) -> tuple[list[str], list[str]]:
+    """(experts of this core that get a weight map, notes explaining any that do not)."""
+    if predictor.weighting is None:
+        return [], ["this checkpoint has no weighting CNN (trained without re-weighting): no weight:<expert> "
+                    "layers and no learned-weight consensus"]
+    known = [e for e in core_experts if e in predictor.experts]
+    notes = []
+    if not known:
+        notes.append(f"none of this core's experts ({', '.join(core_experts) or 'none'}) is one the weighting "
+                     f"CNN was trained with ({', '.join(predictor.experts)}): no weight layers")
+    elif len(known) < len(core_experts):
+        missing = [e for e in core_experts if e not in known]
+        notes.append(f"the weighting CNN knows experts {', '.join(predictor.experts)}; "
+                     f"{', '.join(missing)} of this core get no learned weight")
+    return known, notes
+
+
+def predict(predictor, image, core: str, core_experts, scheme: ClassScheme,
+            options: PredictOptions = PredictOptions()) -> PredictOutput:
+    """Predict ``image`` (H×W×3 uint8, array-like) and return the data of every output layer."""
+    t0 = time.perf_counter()
+    check_compatible(predictor, scheme)
+    known, notes = weight_notes(predictor, list(core_experts))
+    if options.mode == "paper":
+        out = _predict_paper(predictor, image, known)
+    else:
+        out = _predict_full(predictor, image, known, options)
+    classes, maps, weights = out
+    return PredictOutput(core, classes, maps, weights, notes, time.perf_counter() - t0, str(predictor.device),
+                         options.mode, int(predictor.size))
+
+
+def _predict_paper(predictor, image, known):
+    from trainer.data.augment import resize_image
+    from trainer.inference import predict_core
+
+    img = np.asarray(image)
+    h, w = img.shape[:2]
+    small = resize_image(img, predictor.size)  # the training resize; predict_core then resizes nothing
+    p = predict_core(predictor, small, experts=tuple(known))
+    maps: dict[str, Any] = {f"probability:{name}": zoom_pyramid(p.probabilities[i], (h, w))
+                            for i, name in enumerate(predictor.classes)}
+    weights = dict(p.weights or {}) if known else {}
+    maps.update({f"weight:{e}": zoom_pyramid(m, (h, w)) for e, m in weights.items()})
+    maps["roughness"] = zoom_pyramid(p.roughness, (h, w))
+    return zoom_to(p.classes, (h, w)), maps, weights
+
+
+def _predict_full(predictor, image, known, options: PredictOptions):
+    from trainer.losses import roughness_map_numpy
+    from trainer.tiling import predict_tiled
+
+    res = predict_tiled(predictor, image, tile=predictor.size, overlap=options.overlap,
+                        scale=options.magnification, with_weights=bool(known))
+    maps: dict[str, Any] = {f"probability:{name}": res.probabilities[i] for i, name in enumerate(predictor.classes)}
+    weights = {}
+    if known and res.weights is not None:
+        # tiles used every expert of the checkpoint: renormalise over this core's experts (eq. 2)
+        weights = renormalise({e: res.weights[i] for i, e in enumerate(predictor.experts)}, known)
+    maps.update({f"weight:{e}": m for e, m in weights.items()})
+    lc = predictor.loss_config
+    maps["roughness"] = roughness_map_numpy(np.asarray(image), lc.get("lambda_a", 50.0), lc.get("lambda_b", 1.0),
+                                            lc.get("gauss_ksize", 5), lc.get("gauss_sigma", 3.0))
+    return res.classes, maps, weights
+
+
+def prediction_job(predictor, checkpoint, device: str, image, core: str, scheme: ClassScheme, coding,
+                   expert_labels: dict[str, Any], options: PredictOptions = PredictOptions()):
+    """Worker generator: ``("loaded", predictor)`` when it had to load one, then ``("prediction",
+    PredictOutput)``, then ``("learned", label values or None)``.
+
+    ``expert_labels`` maps expert -> label data in *display values* (the expert layers' level 0,
+    read-only, so the worker may read them); the prediction is yielded before the learned
+    consensus is computed, so its layers appear as early as possible.
+    """
+    guard_triton()  # before torchvision/timm import torch._dynamo (see _llvm_guard)
+    with gc_frozen():  # no 200-400 ms full collection holding the GIL mid-prediction (see _gentle)
+        if predictor is None:
+            from trainer.inference import load_predictor
+
+            predictor = load_predictor(checkpoint, device)
+            yield "loaded", predictor
+        out = predict(predictor, image, core, list(expert_labels), scheme, options)
+    yield "prediction", out
+    if not out.weights:
+        yield "learned", None
+        return
+    classes = {e: coding.to_classes(np.asarray(expert_labels[e])) for e in out.weights}
+    yield "learned", coding.to_labels(learned_consensus(classes, out.weights, scheme.num_classes))

@@ -1,0 +1,242 @@
+"""The predict widget: choose a checkpoint, click once, see the model beside the experts.
+
+One click adds (or updates in place) ``prediction`` (labels, paper colours), ``probability:<class>``,
+``weight:<expert>`` for the experts of this core when the checkpoint has a weighting CNN, and
+``roughness``, all registered to the image, then ``consensus:learned`` (see :mod:`.._learned`).
+The checkpoint is loaded once per (file, device) and kept; loading and predicting run in a worker
+(:func:`napari_gleason._predict.prediction_job`), layers change only in the slots.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from napari.utils.notifications import show_error
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .. import _workers
+from .._llvm_guard import guard_triton
+from .._layers import current_core, layers_with_prefix, level0, remove_role, role_of, set_layer
+from .._predict import PredictOptions, predictor_key, prediction_job
+from .._recent import checkpoint_in, recent_checkpoints, remember_checkpoint
+from .._train_settings import device_choices
+
+if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
+    import napari
+
+HELP = (
+    "<b>How to read weight:&lt;expert&gt;</b> — the weighting CNN (eq. 2) looks at the <i>image only</i> "
+    "(never at the labels) and gives each expert of this core a weight per pixel; the weights sum to 1 over "
+    "the experts. A high weight (bright) means that during training the model learned to trust that expert's "
+    "label for tissue that looks like this; a low weight, that it learned to discount it there. It is not a "
+    "measure of whether the expert is right on this core. The learned-weight consensus in the review widget "
+    "lets the experts vote with these weights."
+)
+MODES = {"paper": "paper setting: whole core → model input", "full": "full resolution: tiled"}
+
+
+class PredictWidget(QWidget):
+    def __init__(self, viewer: napari.viewer.Viewer, parent=None):
+        super().__init__(parent)
+        guard_triton()  # the canvas (and Mesa's LLVM) exists now; workers will import torchvision
+        self.viewer = viewer
+        self.predictor = None
+        self._key = None
+        self._worker = None
+        self._t_click = 0.0
+        self._loaded_now = False
+        self.output = None  # the last PredictOutput
+        self.seconds: float | None = None  # click → layers of the last prediction
+        self.checkpoint = QComboBox()
+        self.checkpoint.setEditable(True)
+        self.checkpoint.setToolTip("a checkpoint file (.pt) or a run folder (its best.pt)")
+        # long paths must not widen the dock: show their end, the full path is in the list
+        self.checkpoint.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.checkpoint.setMinimumContentsLength(16)
+        self._browse = QPushButton("…")
+        self.device = QComboBox()
+        self.device.addItems(device_choices())  # only devices that exist
+        self.mode = QComboBox()
+        for key, text in MODES.items():
+            self.mode.addItem(text, key)
+        self.magnification = QDoubleSpinBox()
+        self.magnification.setRange(0.05, 4.0)
+        self.magnification.setSingleStep(0.05)
+        self.magnification.setValue(1.0)
+        self.magnification.setToolTip("full resolution: the model runs at this fraction of the core's native "
+                                      "resolution (match the magnification it was trained at)")
+        self._predict = QPushButton("Predict this core")
+        self.status = QLabel("choose a checkpoint")
+        self.status.setWordWrap(True)
+        self.note = QLabel("")
+        self.note.setWordWrap(True)
+        self.help = QLabel(HELP)
+        self.help.setWordWrap(True)
+        row = QHBoxLayout()
+        row.addWidget(self.checkpoint, 1)
+        row.addWidget(self._browse)
+        form = QFormLayout()
+        form.addRow("checkpoint", row)
+        form.addRow("device", self.device)
+        form.addRow("setting", self.mode)
+        form.addRow("magnification", self.magnification)
+        body = QWidget()
+        layout = QVBoxLayout(body)
+        layout.addLayout(form)
+        layout.addWidget(self._predict)
+        layout.addWidget(self.status)
+        layout.addWidget(self.note)
+        layout.addWidget(self.help)
+        layout.addStretch(1)
+        scroll = QScrollArea()  # stacked under another dock it shrinks: scroll, never squash the form
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(body)
+        QVBoxLayout(self).addWidget(scroll)
+        self.setMinimumWidth(380)
+        self._fill_recent()
+        self._add_callbacks()
+
+    def _add_callbacks(self) -> None:
+        self._browse.clicked.connect(self._on_browse)
+        self._predict.clicked.connect(self._on_predict)
+        self.mode.currentIndexChanged.connect(self._on_mode_changed)
+        self._on_mode_changed()
+
+    @property
+    def busy(self) -> bool:
+        return self._worker is not None
+
+    # --- checkpoint --------------------------------------------------------------------------
+    def _fill_recent(self) -> None:
+        self.checkpoint.blockSignals(True)
+        current = self.checkpoint.currentText()
+        self.checkpoint.clear()
+        self.checkpoint.addItems(recent_checkpoints())
+        if current:
+            self.checkpoint.setCurrentText(current)
+        self.checkpoint.blockSignals(False)
+
+    def _on_browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a checkpoint", "", "Checkpoints (*.pt);;All files (*)")
+        if path:
+            self.offer_checkpoint(path)
+
+    def offer_checkpoint(self, path: str | Path) -> None:
+        """Make ``path`` (a file or a run folder) the checkpoint to predict with, and remember it."""
+        found = checkpoint_in(path)
+        remember_checkpoint(found or path)
+        self._fill_recent()
+        self.checkpoint.setCurrentText(str(Path(found or path).resolve()))
+        self.status.setText(f"checkpoint: {self.checkpoint.currentText()}")
+
+    def checkpoint_path(self) -> Path | None:
+        text = self.checkpoint.currentText().strip()
+        return (checkpoint_in(text) or Path(text)) if text else None
+
+    def _on_mode_changed(self) -> None:
+        self.magnification.setEnabled(self.mode.currentData() == "full")
+
+    def options(self) -> PredictOptions:
+        return PredictOptions(mode=self.mode.currentData(), magnification=self.magnification.value())
+
+    # --- predicting --------------------------------------------------------------------------
+    def _on_predict(self) -> bool:
+        """Snapshot the core and settings, then load/predict in a worker. False if nothing started."""
+        if self._worker is not None:
+            return False
+        info = current_core(self.viewer)
+        if info is None:
+            show_error("Predict: open a core first (File ▸ Open, the dataset browser or a sample)")
+            return False
+        path = self.checkpoint_path()
+        if path is None:
+            show_error("Predict: choose a checkpoint first (… or a recent run)")
+            return False
+        device = self.device.currentText()
+        key = predictor_key(path, device)
+        predictor = self.predictor if key == self._key else None
+        self._t_click = time.perf_counter()
+        self._loaded_now = False
+        self.status.setText(f"predicting {info.name} on {device} …" if predictor else
+                            f"loading {path.name} and predicting {info.name} …")
+        self.note.setText("")
+        experts = {e: level0(lyr) for e, lyr in info.experts.items()}  # read-only overlays: the worker reads them
+        self._worker = _workers.start(
+            prediction_job, predictor, path, device, level0(info.image), info.name, info.scheme, info.coding,
+            experts, self.options(), what=f"prediction of {info.name}",
+            on_yield=lambda item: self._on_result(info, key, item), on_finish=self._on_finished)
+        return True
+
+    def _on_finished(self) -> None:
+        self._worker = None
+
+    def _on_result(self, info, key, item) -> None:
+        kind, value = item
+        if kind == "loaded":
+            self.predictor, self._key = value, key
+            self._loaded_now = True
+            self._set_learned_available(value.weighting is not None)
+            return
+        now = current_core(self.viewer)
+        if now is None or now.name != info.name:
+            return  # the core changed while predicting: its layers are gone, do not resurrect them
+        geo = {"core": info.name, "scheme": info.scheme, "like": now.image}
+        if kind == "prediction":
+            self._show_prediction(value, geo)
+            self._set_learned_available(self.predictor is not None and self.predictor.weighting is not None)
+        elif kind == "learned" and value is not None:
+            layer = set_layer(self.viewer, "consensus:learned", value, coded=True, **geo)
+            review = self._review()
+            layer.visible = review is not None and review.consensus.shows("consensus:learned")
+        elif kind == "learned":
+            remove_role(self.viewer, "consensus:learned")
+
+    def _show_prediction(self, out, geo) -> None:
+        set_layer(self.viewer, "prediction", out.classes, **geo)
+        for role, data in out.maps.items():
+            set_layer(self.viewer, role, data, **geo)
+        for layer in layers_with_prefix(self.viewer, "weight"):  # experts of a previous prediction
+            if role_of(layer) not in out.maps:
+                self.viewer.layers.remove(layer)
+        self.output = out
+        self.seconds = time.perf_counter() - self._t_click
+        where = "paper setting" if out.mode == "paper" else "full resolution, tiled"
+        loaded = ", checkpoint loaded first" if self._loaded_now else ""
+        self.status.setText(f"{out.core}: {self.seconds:.2f} s from click to layers ({out.seconds:.2f} s "
+                            f"inference{loaded}) on {out.device}; {where}, model input {out.input_size}²")
+        self.note.setText("\n".join(out.notes))
+
+    # --- the review widget's learned consensus -----------------------------------------------
+    def _review(self):
+        from .review import ReviewWidget
+
+        return next((w for w in _docked(self.viewer) if isinstance(w, ReviewWidget)), None)
+
+    def _set_learned_available(self, available: bool) -> None:
+        review = self._review()
+        if review is not None:
+            review.set_learned_available(available)
+
+
+def _docked(viewer) -> list:
+    """The inner widgets docked in ``viewer``'s window (public API: ``dock_widgets``)."""
+    out = []
+    for dock in dict(viewer.window.dock_widgets).values():
+        inner = dock.widget() if hasattr(dock, "widget") else dock
+        out.append(inner)
+    return out

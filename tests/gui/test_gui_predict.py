@@ -1,0 +1,140 @@
+"""The predict widget: one click adds every output layer, registered to the image; bad checkpoints."""
+
+import numpy as np
+import pytest
+import torch
+from helpers_plugin import errors_of
+
+from napari_gleason._dataset import FolderSource
+from napari_gleason._layers import find_layer, layers_with_prefix, level0, role_of, show_core
+from napari_gleason._qt import PredictWidget, ReviewWidget
+from trainer.checkpoint import load_checkpoint, save_checkpoint
+from trainer.data.classes import ClassScheme
+
+CORE = "slide001_core004"  # experts 1, 2, 4; the tiny run's weighting CNN knows 1, 3, 4
+OUTPUTS = ["prediction", "probability:benign", "probability:G3", "probability:G4", "probability:G5",
+           "weight:1", "weight:4", "roughness", "consensus:learned"]
+
+
+@pytest.fixture
+def predict_viewer(make_napari_viewer, synthetic_data, wait_idle):
+    def make(review=False):
+        viewer = make_napari_viewer()
+        core = FolderSource.open(synthetic_data).load(CORE)
+        core.scale = (0.5, 2.0)
+        show_core(viewer, core)
+        find_layer(viewer, "image").translate = (3.0, -4.0)
+        rev = None
+        if review:
+            rev = ReviewWidget(viewer)
+            viewer.window.add_dock_widget(rev, name="review")
+            wait_idle(rev)
+        w = PredictWidget(viewer)
+        viewer.window.add_dock_widget(w, name="predict")
+        w.device.setCurrentText("cpu")
+        return viewer, w, rev
+
+    return make
+
+
+def predict(w, wait_idle, checkpoint):
+    w.offer_checkpoint(checkpoint)
+    assert w._on_predict()
+    wait_idle(w)
+
+
+def test_predict_adds_every_layer_registered_to_the_image(predict_viewer, tiny_run, wait_idle):
+    viewer, w, review = predict_viewer(review=True)
+    assert not review.consensus._learned.isEnabled()
+    predict(w, wait_idle, tiny_run)
+    image = find_layer(viewer, "image")
+    shape = level0(image).shape[:2]
+    for role in OUTPUTS:
+        layer = find_layer(viewer, role)
+        assert layer is not None, role
+        assert np.shape(level0(layer))[:2] == shape, role
+        np.testing.assert_allclose(layer.scale, image.scale)
+        np.testing.assert_allclose(layer.translate, image.translate)
+    assert [role_of(lyr) for lyr in layers_with_prefix(viewer, "weight")] == ["weight:1", "weight:4"]
+    assert "2 of this core get no learned weight" in w.note.text()
+    # probabilities sum to one and the class map is their argmax
+    probs = np.stack([np.asarray(level0(find_layer(viewer, f"probability:{c}"))) for c in ("benign", "G3", "G4", "G5")])
+    np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-5)
+    w1, w4 = (np.asarray(level0(find_layer(viewer, f"weight:{e}"))) for e in "14")
+    np.testing.assert_allclose(w1 + w4, 1.0, atol=1e-5)  # softmax over this core's known experts (eq. 2)
+    assert "s from click to layers" in w.status.text() and "on cpu" in w.status.text()
+    assert w.seconds is not None and w.seconds > 0
+    # the learned consensus became available in the review widget and shows on request
+    assert review.consensus._learned.isEnabled()
+    review.consensus._learned.setChecked(True)
+    assert find_layer(viewer, "consensus:learned").visible and not find_layer(viewer, "consensus:vote").visible
+
+    # full resolution (tiled): the same layers, real full-size arrays, updated in place
+    n_layers = len(viewer.layers)
+    prediction = find_layer(viewer, "prediction")
+    w.mode.setCurrentIndex(1)
+    assert w._on_predict()
+    wait_idle(w)
+    assert len(viewer.layers) == n_layers and find_layer(viewer, "prediction") is prediction
+    assert isinstance(level0(find_layer(viewer, "probability:G3")), np.ndarray)
+    assert "full resolution" in w.status.text()
+
+
+def test_checkpoint_without_weighting_cnn_predicts_without_weight_layers(predict_viewer, tiny_run, tmp_path,
+                                                                          wait_idle, notes):
+    payload = load_checkpoint(f"{tiny_run}/best.pt")
+    payload["weighting"], payload["weighting_config"] = None, None
+    plain = save_checkpoint(tmp_path / "no weighting.pt", payload)
+    viewer, w, review = predict_viewer(review=True)
+    predict(w, wait_idle, plain)
+    assert find_layer(viewer, "prediction") is not None and find_layer(viewer, "probability:G4") is not None
+    assert layers_with_prefix(viewer, "weight") == [] and find_layer(viewer, "consensus:learned") is None
+    assert "no weighting CNN" in w.note.text()
+    assert not review.consensus._learned.isEnabled()
+    assert errors_of(notes) == []
+
+
+def _other_architecture(tiny_run, tmp_path):
+    payload = load_checkpoint(f"{tiny_run}/best.pt")
+    payload["model_config"] = {**payload["model_config"], "name": "unet"}  # pspnet weights, said to be a U-Net
+    return save_checkpoint(tmp_path / "other architecture.pt", payload), "do not fit"
+
+
+def _other_class_count(tiny_run, tmp_path):
+    from trainer.models import create_model
+
+    payload = load_checkpoint(f"{tiny_run}/best.pt")
+    model = create_model("pspnet", 3, encoder="resnet18")
+    payload["model"], payload["model_config"] = model.state_dict(), dict(model.config)
+    payload["scheme"] = ClassScheme(("benign", "low", "high"), {0: 0, 1: 1, 2: 2}).to_dict()
+    return save_checkpoint(tmp_path / "three classes.pt", payload), "predicts 3 classes"
+
+
+def _corrupt(tiny_run, tmp_path):
+    path = tmp_path / "corrupt.pt"
+    path.write_bytes((tmp_path.parent / "x").as_posix().encode() * 100)
+    return path, "corrupt"
+
+
+@pytest.mark.parametrize("make_bad", [_other_architecture, _other_class_count, _corrupt])
+def test_bad_checkpoints_notify_and_add_nothing(make_bad, predict_viewer, tiny_run, tmp_path, wait_idle, notes):
+    bad, why = make_bad(tiny_run, tmp_path)
+    viewer, w, _ = predict_viewer()
+    n_layers = len(viewer.layers)
+    predict(w, wait_idle, bad)
+    errors = errors_of(notes)
+    assert errors and why in errors[-1] and bad.name in errors[-1]
+    assert len(viewer.layers) == n_layers and find_layer(viewer, "prediction") is None
+    assert not w.busy and w._predict.isEnabled()
+
+
+def test_cuda_where_none_exists_is_not_offered_and_refused(predict_viewer, tiny_run, wait_idle, notes):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    viewer, w, _ = predict_viewer()
+    assert [w.device.itemText(i) for i in range(w.device.count())] == ["auto", "cpu"]
+    w.device.addItem("cuda")  # as if typed in: still refused, with what to do
+    w.device.setCurrentText("cuda")
+    predict(w, wait_idle, tiny_run)
+    assert "no CUDA device" in errors_of(notes)[-1] and "use 'cpu'" in errors_of(notes)[-1]
+    assert find_layer(viewer, "prediction") is None

@@ -1,0 +1,125 @@
+"""The train widget: a tiny run to the end, Stop, closing during training, a responsive GUI.
+
+Runs are PSPNet-r18 at 64² on the session's synthetic dataset, a few iterations on the CPU.
+"""
+
+import math
+
+import pytest
+
+from napari_gleason._qt import PredictWidget
+from napari_gleason._qt.responsiveness import GapProbe
+from napari_gleason._train_status import TrainState
+from trainer import events as ev
+from trainer.checkpoint import load_checkpoint
+from trainer.inference import load_predictor
+
+#: The responsiveness bound for a loaded 2-core CI machine (the benchmark's target is 50 ms).
+MAX_GAP_MS = 250
+
+
+def of(events, kind):
+    return [e for e in events if isinstance(e, kind)]
+
+
+def test_tiny_training_to_the_end_progress_plot_checkpoint_and_offer(train_widget, synthetic_data, tmp_path,
+                                                                     run_to_end, qtbot):
+    viewer, w = train_widget(synthetic_data, tmp_path / "run", iters=4)
+    predict = PredictWidget(viewer)
+    viewer.window.add_dock_widget(predict, name="predict")
+    assert w.status.state is TrainState.IDLE and w._start.isEnabled() and not w._stop.isEnabled()
+    seen_states, bars = [], []
+    w.status.changed.connect(seen_states.append)
+    w.runner.signals.event.connect(lambda e: bars.append(w.runner.pbar.n if w.runner.pbar else None))
+
+    finished = run_to_end(w, w._on_start)
+
+    events = w.runner.events
+    assert isinstance(events[0], ev.RunStarted) and events[0].device == "cpu"
+    its = of(events, ev.IterationDone)
+    assert [e.iteration for e in its] == [1, 2, 3, 4]
+    assert isinstance(finished, ev.RunFinished) and not finished.stopped and finished.iteration == 4
+    # the napari progress bar followed the iterations
+    assert [n for n, e in zip(bars, events) if isinstance(e, ev.IterationDone)] == [1, 2, 3, 4]
+    assert seen_states == [TrainState.TRAINING, TrainState.DONE]
+    assert w._start.isEnabled() and not w._stop.isEnabled()
+    assert "iteration 4/4" in w.status_line.text() and "device cpu" in w.status_line.text()
+
+    # the plot shows every loss term, λ1/λ2, the mean weights and the validation Dice per class
+    qtbot.waitUntil(lambda: w.plot.idle, timeout=10_000)
+    assert w.plot.redraws >= 1 and not w.plot.view.pixmap().isNull()
+    for term in ("total", "vote", "weighted"):
+        xs, ys = w.plot.data("losses", term)
+        assert xs == [1, 2, 3, 4]
+        assert ys == pytest.approx([e.losses[term] for e in its])
+    assert w.plot.data("schedule", "λ1")[1] == pytest.approx([e.lambda1 for e in its])
+    assert w.plot.data("schedule", "λ2")[1] == pytest.approx([e.lambda2 for e in its])
+    assert {n for n in w.runner.series.names("schedule") if n.startswith("mean weight")} == {
+        "mean weight 1", "mean weight 3", "mean weight 4"}
+    vals = of(events, ev.ValidationDone)
+    assert vals, "a short run validates (every iters // 10, and at the end)"
+    for name in ("benign", "G3", "G4", "G5", "mean"):
+        xs, ys = w.plot.data("dice", name)
+        assert xs == [v.iteration for v in vals]
+        expected = [v.mean_dice if name == "mean" else v.dice[name] for v in vals]
+        assert [None if math.isnan(y) else y for y in ys] == [None if math.isnan(y) else pytest.approx(y)
+                                                              for y in expected]
+
+    # the best checkpoint loads as a predictor and was offered to the predict widget
+    assert finished.best_path and load_predictor(finished.best_path, "cpu").weighting is not None
+    assert load_checkpoint(finished.last_path)["iteration"] == 4
+    assert predict.checkpoint_path().resolve() == (tmp_path / "run" / "best.pt").resolve()
+
+
+def test_stop_mid_run_keeps_last_pt_and_returns_to_idle(train_widget, synthetic_data, tmp_path, run_to_end, qtbot):
+    viewer, w = train_widget(synthetic_data, tmp_path / "run", iters=500)
+    assert w._on_start()
+    assert not w._on_start(), "Start while training starts nothing"
+    qtbot.waitUntil(lambda: w.status.iteration >= 1, timeout=120_000)
+
+    def stop_twice():
+        first, second = w._on_stop(), w._on_stop()
+        assert (first, second) == (True, False)
+        assert w.status.state is TrainState.STOPPING and not w._stop.isEnabled()
+        return first
+
+    finished = run_to_end(w, stop_twice)
+    assert finished.stopped and finished.iteration < 500
+    assert w.status.state is TrainState.IDLE and w._start.isEnabled()
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["iteration"] == finished.iteration
+    # Stop honoured within one iteration: at most the iteration running when it was pressed finished
+    its = of(w.runner.events, ev.IterationDone)
+    assert its[-1].iteration == finished.iteration
+
+
+def test_stop_before_start_does_nothing(train_widget, synthetic_data, tmp_path):
+    viewer, w = train_widget(synthetic_data, tmp_path / "run")
+    assert w._on_stop() is False
+    assert w.status.state is TrainState.IDLE and w.runner.worker is None
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("how", ["dock", "viewer"])
+def test_closing_during_training_stops_the_worker(how, train_widget, synthetic_data, tmp_path, qtbot):
+    viewer, w = train_widget(synthetic_data, tmp_path / "run", iters=500)
+    runner = w.runner
+    assert w._on_start()
+    qtbot.waitUntil(lambda: runner.status.iteration >= 1, timeout=120_000)
+    if how == "dock":
+        viewer.window.remove_dock_widget(w)
+    else:
+        viewer.close()
+    qtbot.waitUntil(lambda: not runner.running, timeout=60_000)  # nothing hangs
+    assert runner.finished is not None and runner.finished.stopped
+    assert runner.finished.iteration < 500
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["iteration"] == runner.finished.iteration
+
+
+def test_gui_stays_responsive_while_training(train_widget, synthetic_data, tmp_path, run_to_end):
+    viewer, w = train_widget(synthetic_data, tmp_path / "run", iters=3)
+    probe = GapProbe()
+    probe.start()
+    run_to_end(w, w._on_start)
+    worst = probe.stop()
+    assert len(probe.gaps_ms) > 50, "the probe ticked during the run"
+    assert worst <= MAX_GAP_MS, f"GUI thread blocked for {worst:.0f} ms (p99 {probe.percentile(99):.0f} ms)"

@@ -1,0 +1,138 @@
+"""Following a torchrun run through its event log (a fake log written by a thread; no GPU needed)."""
+
+import json
+import sys
+import threading
+import time
+
+import pytest
+
+from napari_gleason._torchrun import EventFollower, follow_run, torchrun_command
+from trainer import events as ev
+
+EVENTS = [ev.RunStarted("run", 0, 3, "cuda:0", 2, {"train": 4}, ["1", "3"], ["benign", "G3"]),
+          *(ev.IterationDone(i, 3, {"total": 1.0 / i}, 0.5, 0.5, 0.01, 0.2) for i in (1, 2, 3)),
+          ev.ValidationDone(3, {"benign": 0.9, "G3": float("nan")}, 0.9, True),
+          ev.CheckpointSaved(3, "run/best.pt", "best"),
+          ev.RunFinished(3, False, "run/last.pt", "run/best.pt", 0.9, 1.5)]
+
+
+def line(event) -> bytes:
+    return (json.dumps(event.to_dict()) + "\n").encode()
+
+
+class FakeProcess:
+    """A 'torchrun' whose life is decided by the test: exits when told or when interrupted."""
+
+    def __init__(self, exit_on_interrupt=True):
+        self.code = None
+        self.interrupted = 0
+        self.killed = 0
+        self.exit_on_interrupt = exit_on_interrupt
+
+    def poll(self):
+        return self.code
+
+    def interrupt(self):
+        self.interrupted += 1
+        if self.exit_on_interrupt:
+            self.code = 130
+
+    def kill(self):
+        self.killed += 1
+        self.code = -9
+
+
+def writer(path, chunks, proc=None, pause=0.02, exit_code=0):
+    """Append ``chunks`` to ``path`` from a thread (splitting lines mid-way), then end ``proc``."""
+
+    def run():
+        with open(path, "ab") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+                fh.flush()
+                time.sleep(pause)
+        if proc is not None:
+            proc.code = exit_code
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t
+
+
+def test_command_is_torchrun_on_the_trainer_cli():
+    cmd = torchrun_command("/r/cfg.json", 4, python="/py")
+    assert cmd == ["/py", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "4",
+                   "-m", "trainer", "train", "--config", "/r/cfg.json"]
+    assert torchrun_command("c.json", 2)[0] == sys.executable
+
+
+def test_follower_rebuilds_events_from_half_written_lines(tmp_path):
+    log = tmp_path / "events.jsonl"
+    follower = EventFollower(log)
+    assert follower.poll() == []  # no log yet: nothing, no error
+    data = b"".join(line(e) for e in EVENTS[:3])
+    cut = len(line(EVENTS[0])) + 7  # the second line arrives in two pieces
+    log.write_bytes(data[:cut])
+    assert follower.poll() == [EVENTS[0]]
+    with open(log, "ab") as fh:
+        fh.write(data[cut:])
+    assert follower.poll() == EVENTS[1:3]
+    assert follower.poll() == []
+
+
+def test_follow_run_yields_every_event_while_a_thread_writes_them(tmp_path):
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(line(ev.Message("an older run in the same folder")))
+    offset = log.stat().st_size
+    data = b"".join(line(e) for e in EVENTS)
+    chunks = [data[i:i + 37] for i in range(0, len(data), 37)]
+    proc = FakeProcess()
+    t = writer(log, chunks, proc, pause=0.005)
+    got = list(follow_run(proc, log, offset, poll_seconds=0.01))
+    t.join()
+    assert [type(e) for e in got] == [type(e) for e in EVENTS]
+    assert got[1:4] == EVENTS[1:4] and got[-1] == EVENTS[-1]
+    assert got[4].dice["benign"] == 0.9 and got[4].dice["G3"] != got[4].dice["G3"]  # NaN survives
+
+
+def test_stop_interrupts_and_ends_with_a_stopped_run(tmp_path):
+    log = tmp_path / "events.jsonl"
+    proc = FakeProcess()
+    stop = threading.Event()
+    t = writer(log, [line(e) for e in EVENTS[:3]], pause=0.01)
+    got = []
+    for event in follow_run(proc, log, 0, stop, poll_seconds=0.01):
+        got.append(event)
+        if isinstance(event, ev.IterationDone):
+            stop.set()
+    t.join()
+    assert proc.interrupted == 1 and proc.killed == 0
+    assert isinstance(got[-1], ev.RunFinished) and got[-1].stopped
+    assert got[-1].iteration == max(e.iteration for e in got if isinstance(e, ev.IterationDone))
+    assert got[-1].last_path.endswith("last.pt")
+
+
+def test_a_process_that_ignores_stop_is_killed_after_the_grace_period(tmp_path):
+    proc = FakeProcess(exit_on_interrupt=False)
+    stop = threading.Event()
+    stop.set()
+    got = list(follow_run(proc, tmp_path / "events.jsonl", 0, stop, poll_seconds=0.01, grace_seconds=0.05))
+    assert proc.interrupted == 1 and proc.killed == 1
+    assert got[-1].stopped
+
+
+def test_a_run_that_dies_without_finishing_is_an_error(tmp_path):
+    log = tmp_path / "events.jsonl"
+    proc = FakeProcess()
+    t = writer(log, [line(EVENTS[0]), line(EVENTS[1])], proc, exit_code=1)
+    with pytest.raises(RuntimeError, match="exited with code 1.*torchrun.log"):
+        list(follow_run(proc, log, 0, poll_seconds=0.01))
+    t.join()
+
+
+def test_an_unreadable_line_becomes_a_warning_not_a_crash(tmp_path):
+    log = tmp_path / "events.jsonl"
+    log.write_bytes(b"{not json\n" + line(EVENTS[0]))
+    got = EventFollower(log).poll()
+    assert got[0].level == "warning" and got[1] == EVENTS[0]
