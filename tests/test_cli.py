@@ -187,3 +187,25 @@ def test_synth_refuses_non_empty_folder(tmp_path):
     (tmp_path / "full" / "x.txt").write_text("x")
     code, _, err = run_cli("synth", "--out", tmp_path / "full", "--cores", "2", "--size", "64")
     assert code == 2 and "full" in one_error_line(err)
+
+
+def test_sigterm_stops_at_an_iteration_boundary_and_keeps_last_pt(synthetic_data, tmp_path):
+    import signal
+    import time
+
+    run = tmp_path / "r"
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    p = subprocess.Popen([sys.executable, "-m", "trainer", "train", "--data", str(synthetic_data), "--model", "pspnet",
+                          "--encoder", "resnet18", "--size", "64", "--iters", "500", "--device", "cpu",
+                          "--out", str(run), "--checkpoint-every", "1000", "--val-every", "1000"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    log = run / "events.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline and not (log.exists() and "IterationDone" in log.read_text()):
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    assert "stopped at iteration" in out
+    ck = torch.load(run / "last.pt", weights_only=True)
+    assert 1 <= ck["iteration"] < 500

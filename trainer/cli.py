@@ -93,14 +93,31 @@ def _run_training(cfg, resume: bool) -> int:
 
     import os
 
+    import signal
+    import threading
+
+    # SIGINT/SIGTERM end the run at the next iteration boundary, writing last.pt, instead of
+    # interrupting an iteration (the engine's stop flag; the GUI uses the same one).
+    stop = threading.Event()
+
+    def request_stop(signum, _frame):
+        if stop.is_set():  # a second Ctrl-C means now
+            raise KeyboardInterrupt
+        stop.set()
+        print(f"stopping after this iteration ({signal.Signals(signum).name}); press Ctrl-C again to abort",
+              file=sys.stderr, flush=True)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports
-        for _ in train(cfg, resume=resume):
+        for _ in train(cfg, stop=stop, resume=resume):
             pass
         return 0
     bar = None
     quiet = not sys.stderr.isatty()
     try:
-        for event in train(cfg, resume=resume):
+        for event in train(cfg, stop=stop, resume=resume):
             if isinstance(event, ev.RunStarted):
                 print(f"run {event.run_dir}: device {event.device}, world {event.world_size}, "
                       f"experts {','.join(event.experts)}, split {event.counts}", flush=True)
@@ -124,7 +141,8 @@ def _run_training(cfg, resume: bool) -> int:
             elif isinstance(event, ev.RunFinished):
                 if bar is not None:
                     bar.close()
-                print(f"finished at iteration {event.iteration}: last {event.last_path}, best {event.best_path}")
+                how = "stopped" if event.stopped else "finished"
+                print(f"{how} at iteration {event.iteration}: last {event.last_path}, best {event.best_path}")
     finally:
         if bar is not None:
             bar.close()
