@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -66,7 +65,6 @@ def _overrides(a: argparse.Namespace) -> dict:
 
 def cmd_train(a: argparse.Namespace) -> int:
     from .config import RunConfig, load_config_file, merge
-    from .engine import train
 
     if a.resume:
         run = Path(a.resume)

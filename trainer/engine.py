@@ -18,7 +18,6 @@ import math
 import os
 import threading
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -29,7 +28,6 @@ from . import events as ev
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig
 from .errors import CheckpointError, InputError, NonFiniteLossError
-from .metrics import DiceAccumulator
 from .training_setup import TrainingSetup, build_setup, resolve_device
 
 StopSignal = Callable[[], bool] | threading.Event | None

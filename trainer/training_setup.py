@@ -7,13 +7,10 @@ engine (``engine.py``) drives it. Kept apart so the loop itself stays short enou
 from __future__ import annotations
 
 import math
-import zlib
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
@@ -24,11 +21,10 @@ from .data.classes import IGNORE_INDEX, ClassScheme
 from .data.corrected import CorrectedCore, CorrectedCoreSet, MixedDataset, default_repeat
 from .data.dataset import IterationSampler, MultiExpertDataset
 from .data.splits import Split, load_split, paper_split
-from .data.vote import majority_vote_torch
 from .errors import CheckpointError, InputError
 from .losses import focal_loss_multi, roughness_map
 from .metrics import DiceAccumulator
-from .models import build_from_config, create_model
+from .models import create_model
 from .reweighting import WeightingCNN, combine_losses, lambda_schedule
 
 

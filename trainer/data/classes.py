@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 #: Index used in class maps for pixels that no loss or metric counts (missing expert, unknown).
 IGNORE_INDEX = 255
