@@ -72,3 +72,43 @@ def test_torchrun_cli_two_processes(tmp_path):
     started = events[0]
     assert started["kind"] == "RunStarted" and started["world_size"] == 2
     assert sum(e["kind"] == "IterationDone" for e in events) == 2
+
+
+def _stop_worker(rank, world, port, data, out, results):
+    import os
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
+                      RANK=str(rank), LOCAL_RANK=str(rank))
+    import torch
+
+    torch.set_num_threads(1)
+    from trainer import events as ev
+    from trainer.engine import train
+
+    cfg = tiny_config(data, out, iters=6, val_every=100, checkpoint_every=100)
+    done = {"n": 0}
+
+    def stop():  # only rank 1 is asked to stop, after its second iteration
+        return rank == 1 and done["n"] >= 2
+
+    for e in train(cfg, stop=stop):
+        if isinstance(e, ev.IterationDone):
+            done["n"] = e.iteration
+        if isinstance(e, ev.RunFinished):
+            results[rank] = (e.iteration, e.stopped, e.extra["param_checksum"])
+
+
+@pytest.mark.slow
+def test_a_stop_seen_by_one_rank_stops_every_rank_at_the_same_iteration(synthetic_data, tmp_path):
+    """Without agreement rank 0 would wait forever in the next step's all-reduce."""
+    ctx = mp.get_context("spawn")
+    results = ctx.Manager().dict()
+    mp.start_processes(_stop_worker, args=(2, _free_port(), str(synthetic_data), str(tmp_path / "ddp"), results),
+                       nprocs=2, join=True, start_method="spawn")
+    assert results[0] == results[1]
+    iteration, stopped, _ = results[0]
+    assert stopped and iteration == 2
+
+    from trainer.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "ddp" / "last.pt")["iteration"] == 2

@@ -134,8 +134,18 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
     t_run = time.perf_counter()
     iteration = start_iter
     stopped = False
+    def any_rank(flag: bool) -> bool:
+        # Under DDP every rank must take the same branch: a rank that stops (a signal reached only
+        # it) or skips a step (its loss is NaN) while the others go on would hang them in the next
+        # collective. One tiny all-reduce per check; nothing on one process.
+        if world == 1:
+            return flag
+        t = torch.tensor([float(flag)], device=setup.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
     for batch in loader:
-        if should_stop():
+        if any_rank(should_stop()):
             stopped = True
             break
         t0 = time.perf_counter()
@@ -144,9 +154,9 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
             group["lr"] = lr
         terms, lam1, lam2 = setup.step_losses(batch, iteration)
         total = terms["total"]
-        if not torch.isfinite(total.detach()).all():
-            raise NonFiniteLossError(_diverged(f"loss became {total.item()}", iteration + 1, saved_at["last"],
-                                               last_path))
+        if any_rank(not bool(torch.isfinite(total.detach()).all())):
+            what = f"loss became {total.item()}" + (" (on at least one rank)" if world > 1 else "")
+            raise NonFiniteLossError(_diverged(what, iteration + 1, saved_at["last"], last_path))
         setup.backward_and_step(total)
         iteration += 1
         losses = _mean_over_ranks(terms, world)
@@ -170,7 +180,7 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
             saved = checkpoint(iteration, "last")
             if saved:
                 yield emit(saved)
-        if should_stop():
+        if any_rank(should_stop()):
             stopped = iteration < cfg.train.iters
             break
 
