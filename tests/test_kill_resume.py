@@ -1,5 +1,5 @@
-"""kill -9 during training, also in the middle of a checkpoint write: last.pt stays loadable and
---resume continues with the same next losses as an uninterrupted run (seeded, CPU)."""
+"""kill -9 during training, also in the middle of a checkpoint write: last.pt and best.pt stay loadable
+and --resume continues with the same next losses as an uninterrupted run (seeded, CPU)."""
 
 import os
 import signal
@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 
@@ -19,7 +18,10 @@ from test_engine import tiny_config
 
 ITERS = 6
 
-# The child slows every fsync of a checkpoint so that the kill can land mid-write.
+# The child slows every fsync of a checkpoint so that the kill can land mid-write. For the best.pt
+# case validation is made to improve every time, so best.pt is rewritten at every iteration
+# (validation changes no weights and draws no random numbers, so the losses stay those of the
+# reference run).
 CHILD = textwrap.dedent("""
     import os, sys, time
     import trainer.checkpoint as ck
@@ -28,32 +30,43 @@ CHILD = textwrap.dedent("""
         time.sleep(0.4)
         real(fd)
     ck.os.fsync = slow_fsync
+    if os.environ.get("ALWAYS_BETTER"):
+        import trainer.training_setup as ts
+        calls = []
+        def better(self):
+            calls.append(1)
+            return {}, float(len(calls))
+        ts.TrainingSetup.validate = better
     from trainer.cli import main
     sys.exit(main(sys.argv[1:]))
 """)
 
 
-def _cli_args(data, out):
+def _cli_args(data, out, val_every):
     return ["train", "--data", str(data), "--model", "pspnet", "--encoder", "resnet18", "--size", "64",
             "--iters", str(ITERS), "--device", "cpu", "--out", str(out), "--checkpoint-every", "1",
-            "--val-every", "3", "--lambda-step", "2"]
+            "--val-every", str(val_every), "--lambda-step", "2"]
 
 
 @pytest.mark.slow
-def test_kill_during_checkpoint_write_then_resume(synthetic_data, tmp_path):
-    ref_cfg = tiny_config(synthetic_data, tmp_path / "ref", iters=ITERS, checkpoint_every=1, val_every=3)
+@pytest.mark.parametrize("which", ["last", "best"])
+def test_kill_during_checkpoint_write_then_resume(synthetic_data, tmp_path, which):
+    val_every = 3 if which == "last" else 1
+    ref_cfg = tiny_config(synthetic_data, tmp_path / "ref", iters=ITERS, checkpoint_every=1, val_every=val_every)
     reference = [e.losses["total"] for e in train(ref_cfg) if isinstance(e, ev.IterationDone)]
 
     run = tmp_path / "killed"
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    child = subprocess.Popen([sys.executable, "-c", CHILD, *_cli_args(synthetic_data, run)], env=env,
+    if which == "best":
+        env["ALWAYS_BETTER"] = "1"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, *_cli_args(synthetic_data, run, val_every)], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 240
         killed_mid_write = False
         while time.time() < deadline and child.poll() is None:
-            tmps = list(run.glob(".last.pt.*.tmp")) if run.exists() else []
-            if tmps and (run / "last.pt").exists():  # a second checkpoint is being written
+            tmps = list(run.glob(f".{which}.pt.*.tmp")) if run.exists() else []
+            if tmps and (run / f"{which}.pt").exists():  # a second one is being written over the first
                 os.kill(child.pid, signal.SIGKILL)
                 killed_mid_write = True
                 break
@@ -68,10 +81,14 @@ def test_kill_during_checkpoint_write_then_resume(synthetic_data, tmp_path):
     last = load_checkpoint(run / "last.pt")  # loadable despite the kill mid-write
     done = int(last["iteration"])
     assert 1 <= done < ITERS
+    if which == "best":
+        best = load_checkpoint(run / "best.pt")  # the previous best, whole
+        assert 1 <= int(best["iteration"]) <= done + 1
 
-    cfg = tiny_config(synthetic_data, run, iters=ITERS, checkpoint_every=1, val_every=3)
+    cfg = tiny_config(synthetic_data, run, iters=ITERS, checkpoint_every=1, val_every=val_every)
     resumed = [e.losses["total"] for e in train(cfg, resume=True) if isinstance(e, ev.IterationDone)]
     assert len(resumed) == ITERS - done
     assert resumed == pytest.approx(reference[done:], rel=1e-6, abs=1e-7)
     # the partial temp file of the killed write is never mistaken for a checkpoint
     assert load_checkpoint(run / "last.pt")["iteration"] == ITERS
+    assert load_checkpoint(run / "best.pt")["iteration"] >= 1
