@@ -113,6 +113,9 @@ class CoreData:
     origin: dict[str, str] = field(default_factory=dict)
     scale: tuple[float, float] = (1.0, 1.0)
     labels: dict[str, Any] = field(default_factory=dict)
+    #: image roles (``probability:<class>``, ``weight:<expert>``, ``roughness``) -> data, e.g. the
+    #: lazy pyramids of a prediction kept in the review store
+    maps: dict[str, Any] = field(default_factory=dict)
 
     @property
     def multiscale(self) -> bool:

@@ -144,6 +144,7 @@ def core_layer_tuples(core: CoreData) -> list[tuple[Any, dict, str]]:
     geo = {"core": core.name, "scheme": core.scheme, "origin": core.origin, "scale": core.scale}
     out = [layer_tuple("image", core.image, name=core.name, **geo)]
     out += [layer_tuple(role, m, coded=coded, **geo) for role, (m, coded) in core.label_roles().items()]
+    out += [layer_tuple(role, m, **geo) for role, m in core.maps.items()]
     return out
 
 
@@ -259,10 +260,12 @@ def show_core(viewer: napari.Viewer, core: CoreData) -> dict[str, Any]:
     roles = core.label_roles()
     for lyr in list(viewer.layers):
         r = role_of(lyr)
-        if r is not None and r != "image" and r not in roles:
+        if r is not None and r != "image" and r not in roles and r not in core.maps:
             viewer.layers.remove(lyr)
     for role, (m, coded) in roles.items():
         shown[role] = set_layer(viewer, role, m, like=image, coded=coded, **geo)
+    for role, m in core.maps.items():
+        shown[role] = set_layer(viewer, role, m, like=image, **geo)
     return shown
 
 

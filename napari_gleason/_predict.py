@@ -42,6 +42,10 @@ class PredictOptions:
     mode: str = "paper"  # "paper" (whole core → model input) or "full" (tiled)
     magnification: float = 1.0  # full mode: the model runs at this fraction of native resolution
     overlap: int = 64  # full mode: tile overlap in model pixels
+    # full mode, core opened from a review store: read the image from it lazily and write every
+    # output into it band by band (bounded memory at 5120²), instead of returning full arrays
+    store: str | None = None
+    tile_batch: int = 0  # tiles per forward pass; 0: 1 on the CPU (memory), 4 on a GPU
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -59,6 +63,9 @@ class PredictOutput:
     device: str = "cpu"
     mode: str = "paper"
     input_size: int = 0
+    coded: bool = False  # classes already in label values (a lazy pyramid from the review store)
+    learned: Any = None  # the learned consensus in label values, when computed with the prediction
+    store: str | None = None  # the review store the outputs were written into
 
 
 def predictor_key(checkpoint: str | Path, device: str) -> tuple:
@@ -163,10 +170,69 @@ def prediction_job(predictor, checkpoint, device: str, image, core: str, scheme:
 
             predictor = load_predictor(checkpoint, device)
             yield "loaded", predictor
-        out = predict(predictor, image, core, list(expert_labels), scheme, options)
+        if options.mode == "full" and options.store:
+            out = predict_into_store(predictor, options.store, core, expert_labels, scheme, coding, options)
+        else:
+            out = predict(predictor, image, core, list(expert_labels), scheme, options)
     yield "prediction", out
+    if out.store is not None:
+        yield "learned", out.learned
+        return
     if not out.weights:
         yield "learned", None
         return
     classes = {e: coding.to_classes(np.asarray(expert_labels[e])) for e in out.weights}
     yield "learned", coding.to_labels(learned_consensus(classes, out.weights, scheme.num_classes))
+
+
+def predict_into_store(predictor, store_path, core: str, expert_labels: dict[str, Any], scheme: ClassScheme,
+                       coding, options: PredictOptions = PredictOptions(mode="full")) -> PredictOutput:
+    """Full-resolution prediction of a core in a review store, read from it and written into it.
+
+    The image is read tile by tile from the store; every band of outputs goes straight into the
+    store (:class:`._store_outputs.PredictionWriter`): the class map, the probabilities, the
+    weight maps of this core's experts (renormalised over them, eq. 2), the learned consensus
+    (computed per band from ``expert_labels``, label values, read lazily) and the roughness map.
+    Memory stays at one band of tiles whatever the core size. Returns lazy pyramids of the
+    stored outputs; an error or a cancel leaves the store as it was.
+    """
+    from trainer.tiling import predict_tiled
+
+    from ._store import ReviewStore
+    from ._store_outputs import PredictionWriter, roughness_into, store_image
+
+    t0 = time.perf_counter()
+    check_compatible(predictor, scheme)
+    known, notes = weight_notes(predictor, list(expert_labels))
+    store = ReviewStore.open(store_path)
+    source = store_image(store, core)
+    index = [list(predictor.experts).index(e) for e in known]
+    nc = scheme.num_classes
+    batch = options.tile_batch or (1 if predictor.device.type == "cpu" else 4)
+
+    with PredictionWriter(store, core, list(predictor.classes), known, learned=bool(known)) as writer:
+        def sink(y0, y1, classes, probs, weights):
+            writer.write_labels("prediction", y0, y1, classes)
+            writer.write_map("probability", y0, y1, probs)
+            if known and weights is not None:
+                w = weights[index]
+                w = w / np.maximum(w.sum(0), np.float32(1e-12))  # eq. (2) over this core's experts
+                writer.write_map("weight", y0, y1, w)
+                bands = {e: coding.to_classes(np.asarray(expert_labels[e][y0:y1])) for e in known}
+                learned = learned_consensus(bands, {e: w[i] for i, e in enumerate(known)}, nc)
+                writer.write_labels("consensus:learned", y0, y1, learned)
+
+        predict_tiled(predictor, source, tile=predictor.size, overlap=options.overlap, scale=options.magnification,
+                      batch=batch, sink=sink, with_weights=bool(known))
+        lc = predictor.loss_config
+        roughness_into(writer, source, lc.get("lambda_a", 50.0), lc.get("lambda_b", 1.0), lc.get("gauss_ksize", 5),
+                       lc.get("gauss_sigma", 3.0))
+        writer.finish()
+
+    data = store.load(core)
+    maps = {r: m for r, m in data.maps.items()}
+    learned = data.labels.get("consensus:learned") if known else None
+    weights = {e: maps[f"weight:{e}"][0] for e in known if f"weight:{e}" in maps}
+    return PredictOutput(core, data.labels["prediction"], maps, weights, notes, time.perf_counter() - t0,
+                         str(predictor.device), "full", int(predictor.size), coded=True, learned=learned,
+                         store=str(store.path))

@@ -8,6 +8,8 @@
         labels/                       attrs["ome"]["labels"] = ["expert_1", …, "consensus_vote"]
           expert_1/                   OME-Zarr label image ("image-label": colours, class names)
             0/ 1/ …                   uint8 label values (0 = no label), nearest-neighbour pyramid
+          prediction/                 a full-resolution prediction (see _store_outputs)
+        maps/                         its float16 probability / weight / roughness images
 
 Masks hold *display values* (:class:`LabelCoding`: Gleason 1/3/4/5 for the paper's scheme), so
 any NGFF viewer shows them with 0 as background. The image pyramid lets a 5120² core reopen by
@@ -364,8 +366,10 @@ class ReviewStore:
                 labels[role] = levels[0][...] if role == "corrected" else levels
         except (KeyError, ValueError, OSError) as e:
             raise InputError(f"review store entry is damaged: {e}", core_dir) from None
+        from ._store_outputs import load_maps
+
         origin = {"store": str(self.path)}
         for key in ("dataset", "layout"):
             if self.attrs.get(key):
                 origin[key] = self.attrs[key]
-        return CoreData(name, image, {}, self.scheme, origin=origin, labels=labels)
+        return CoreData(name, image, {}, self.scheme, origin=origin, labels=labels, maps=load_maps(self, name))

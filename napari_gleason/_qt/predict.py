@@ -151,8 +151,11 @@ class PredictWidget(QWidget):
     def _on_mode_changed(self) -> None:
         self.magnification.setEnabled(self.mode.currentData() == "full")
 
-    def options(self) -> PredictOptions:
-        return PredictOptions(mode=self.mode.currentData(), magnification=self.magnification.value())
+    def options(self, store: str | None = None) -> PredictOptions:
+        """The chosen settings; ``store``: the review store the core came from (full mode writes into it)."""
+        mode = self.mode.currentData()
+        return PredictOptions(mode=mode, magnification=self.magnification.value(),
+                              store=store if mode == "full" else None)
 
     # --- predicting --------------------------------------------------------------------------
     def _on_predict(self) -> bool:
@@ -178,7 +181,7 @@ class PredictWidget(QWidget):
         experts = {e: level0(lyr) for e, lyr in info.experts.items()}  # read-only overlays: the worker reads them
         self._worker = _workers.start(
             prediction_job, predictor, path, device, level0(info.image), info.name, info.scheme, info.coding,
-            experts, self.options(), what=f"prediction of {info.name}",
+            experts, self.options(info.origin.get("store")), what=f"prediction of {info.name}",
             on_yield=lambda item: self._on_result(info, key, item), on_finish=self._on_finished)
         return True
 
@@ -207,7 +210,7 @@ class PredictWidget(QWidget):
             remove_role(self.viewer, "consensus:learned")
 
     def _show_prediction(self, out, geo) -> None:
-        set_layer(self.viewer, "prediction", out.classes, **geo)
+        set_layer(self.viewer, "prediction", out.classes, coded=out.coded, **geo)
         for role, data in out.maps.items():
             set_layer(self.viewer, role, data, **geo)
         for layer in layers_with_prefix(self.viewer, "weight"):  # experts of a previous prediction
@@ -216,6 +219,8 @@ class PredictWidget(QWidget):
         self.output = out
         self.seconds = time.perf_counter() - self._t_click
         where = "paper setting" if out.mode == "paper" else "full resolution, tiled"
+        if out.store:
+            where += ", written into the review store"
         loaded = ", checkpoint loaded first" if self._loaded_now else ""
         self.status.setText(f"{out.core}: {self.seconds:.2f} s from click to layers ({out.seconds:.2f} s "
                             f"inference{loaded}) on {out.device}; {where}, model input {out.input_size}²")

@@ -1,0 +1,273 @@
+"""Prediction outputs in the review store, written band by band at full resolution.
+
+Full-resolution (tiled) prediction of a 5120² core yields ≈ 10 float maps of 26 M pixels each
+(class probabilities, one weight map per expert, roughness): ≈ 1 GB in float32, too much to hold
+next to napari. :class:`PredictionWriter` takes the bands :func:`trainer.tiling.predict_tiled`
+hands to its sink and writes them straight into zarr arrays, so memory stays at one band::
+
+    <core>/labels/prediction/          OME-Zarr label image (role "prediction")
+    <core>/labels/consensus_learned/   the learned-weight consensus (eq. 2), when weights exist
+    <core>/maps/                       group; attrs["napari_gleason"]["maps"] = [key, …]
+      probability/  weight/  roughness/   OME-Zarr images, axes c, y, x, float16, one channel
+                                          per class / per expert / one; attrs list the channels
+
+All of it is written into ``.staging/`` first; only :meth:`PredictionWriter.finish` (after the
+last band and the pyramids) moves it into place, so a cancelled, crashed or disk-full prediction
+leaves the store as it was. Each output carries the id of the prediction that wrote it, and
+:func:`load_maps` drops maps whose id differs from the prediction label's (a crash between two
+of the final moves cannot pair a new class map with old probabilities). Maps are float16: they
+are for looking at (probabilities to 1e-3); the class map and the learned consensus are computed
+from float32 before storing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from trainer.errors import InputError
+
+from ._store import (
+    _CYX,
+    _YX,
+    CHUNK,
+    NGFF_VERSION,
+    STORE_KEY,
+    ReviewStore,
+    _multiscale,
+    _read_json,
+    _rgba,
+    _write_json_atomic,
+    label_key,
+)
+
+MAPS = "maps"
+MAP_DTYPE = np.float16
+#: Rows processed at once when building pyramid levels (bounded memory whatever the core size).
+PYRAMID_ROWS = 2 * CHUNK
+
+
+class StoreImage:
+    """The core's level-0 image in the store as a lazy ``H×W×3`` array (zarr holds ``3×H×W``)."""
+
+    def __init__(self, array):
+        self.array = array
+        self.shape = (int(array.shape[1]), int(array.shape[2]), int(array.shape[0]))
+        self.dtype = array.dtype
+
+    def __getitem__(self, key) -> np.ndarray:
+        if not isinstance(key, tuple):
+            key = (key,)
+        ys, xs = (tuple(key) + (slice(None), slice(None)))[:2]
+        return np.moveaxis(np.asarray(self.array[:, ys, xs]), 0, -1)
+
+    def __array__(self, dtype=None, copy=None):
+        a = self[:, :]
+        return a if dtype is None else a.astype(dtype)
+
+
+def store_image(store: ReviewStore, name: str) -> StoreImage:
+    import zarr
+
+    core_dir = store._core_dir(name)
+    return StoreImage(zarr.open_array(core_dir / "0", mode="r"))
+
+
+def _level_shapes(h: int, w: int, n_levels: int, kind: str) -> list[tuple[int, int]]:
+    """Labels halve by striding (ceil), maps by 2×2 means (floor) — as the store's other pyramids."""
+    shapes = [(h, w)]
+    for _ in range(n_levels - 1):
+        ph, pw = shapes[-1]
+        shapes.append(((ph + 1) // 2, (pw + 1) // 2) if kind == "labels" else (ph // 2, pw // 2))
+    return shapes
+
+
+def _create_levels(group, shapes: list[tuple[int, ...]], dtype, dims: list[str], fill) -> list:
+    arrays = []
+    for i, shape in enumerate(shapes):
+        chunks = tuple(min(CHUNK, s) if d != "c" else 1 for d, s in zip(dims, shape))
+        arrays.append(group.create_array(str(i), shape=shape, dtype=dtype, chunks=chunks, dimension_names=dims,
+                                         fill_value=fill))
+    return arrays
+
+
+def _fill_pyramid(levels: list, kind: str) -> None:
+    """Level i+1 from level i, :data:`PYRAMID_ROWS` rows at a time."""
+    for src, dst in zip(levels, levels[1:]):
+        h_dst = dst.shape[-2]
+        step = PYRAMID_ROWS // 2
+        for r0 in range(0, h_dst, step):
+            r1 = min(h_dst, r0 + step)
+            block = np.asarray(src[..., 2 * r0:2 * r1, :])
+            if kind == "labels":
+                dst[..., r0:r1, :] = block[..., ::2, ::2]
+            else:
+                hh, ww = (r1 - r0) * 2, dst.shape[-1] * 2
+                b = block[..., :hh, :ww].astype(np.float32)
+                dst[..., r0:r1, :] = ((b[..., ::2, ::2] + b[..., 1::2, ::2] + b[..., ::2, 1::2] + b[..., 1::2, 1::2])
+                                      / 4).astype(dst.dtype)
+
+
+class PredictionWriter:
+    """Stream a full-resolution prediction of core ``name`` into ``store`` (see module docstring).
+
+    ``classes``: class names (probability channels); ``experts``: the experts whose weight maps
+    are written; ``learned``: whether a learned consensus is written too. Use as a context
+    manager, or call :meth:`abort` on failure; :meth:`finish` moves everything into place.
+    """
+
+    def __init__(self, store: ReviewStore, name: str, classes: Sequence[str], experts: Sequence[str] = (),
+                 learned: bool = False, roughness: bool = True):
+        import zarr
+
+        self.store, self.name = store, name
+        self.core_dir = store._core_dir(name)
+        meta = _read_json(self.core_dir / "zarr.json")["attributes"]["ome"]["multiscales"][0]
+        self.n_levels = len(meta["datasets"])
+        shape = zarr.open_array(self.core_dir / "0", mode="r").shape
+        self.h, self.w = int(shape[1]), int(shape[2])
+        self.id = uuid.uuid4().hex
+        self.staged = store._staging_dir()
+        self.staged.mkdir(parents=True)
+        self._labels: dict[str, list] = {}
+        self._maps: dict[str, tuple[list, list[str]]] = {}
+        self._finished = False
+        try:
+            self._new_labels("prediction")
+            if learned:
+                self._new_labels("consensus:learned")
+            self._new_map("probability", list(classes))
+            if experts:
+                self._new_map("weight", list(experts))
+            if roughness:
+                self._new_map("roughness", ["roughness"])
+        except BaseException:
+            self.abort()
+            raise
+
+    # creating ----------------------------------------------------------------------------
+    def _new_labels(self, role: str) -> None:
+        import zarr
+
+        coding = self.store.coding
+        shapes = _level_shapes(self.h, self.w, self.n_levels, "labels")
+        colors = [{"label-value": int(v), "rgba": c} for v, c in zip(coding.values, _rgba(coding))]
+        props = [{"label-value": int(v), "class": n} for n, v in zip(coding.names, coding.values)]
+        ome = {"version": NGFF_VERSION, "multiscales": [_multiscale(label_key(role), _YX, shapes, "nearest")],
+               "image-label": {"colors": colors, "properties": props, "source": {"image": "../../"}}}
+        group = zarr.open_group(self.staged / "labels" / label_key(role), mode="w-", zarr_format=3,
+                                attributes={"ome": ome, STORE_KEY: {"role": role, "prediction": self.id}})
+        self._labels[role] = _create_levels(group, shapes, np.uint8, ["y", "x"], 0)
+
+    def _new_map(self, kind: str, channels: list[str]) -> None:
+        import zarr
+
+        shapes = [(len(channels), *s) for s in _level_shapes(self.h, self.w, self.n_levels, "maps")]
+        ome = {"version": NGFF_VERSION, "multiscales": [_multiscale(kind, _CYX, shapes, "local_mean")]}
+        group = zarr.open_group(self.staged / MAPS / kind, mode="w-", zarr_format=3,
+                                attributes={"ome": ome, STORE_KEY: {"map": kind, "channels": channels,
+                                                                     "prediction": self.id}})
+        self._maps[kind] = (_create_levels(group, shapes, MAP_DTYPE, ["c", "y", "x"], 0.0), channels)
+
+    # writing -----------------------------------------------------------------------------
+    def write_labels(self, role: str, y0: int, y1: int, class_rows: np.ndarray) -> None:
+        """Rows ``y0:y1`` of a class map (class indices; stored as label values)."""
+        self._labels[role][0][y0:y1] = self.store.coding.to_labels(np.asarray(class_rows, np.uint8))
+
+    def write_map(self, kind: str, y0: int, y1: int, rows: np.ndarray) -> None:
+        """Rows ``y0:y1`` of every channel of map ``kind`` (``C×rows×W``)."""
+        self._maps[kind][0][0][:, y0:y1] = np.asarray(rows).astype(MAP_DTYPE, copy=False)
+
+    # finishing ---------------------------------------------------------------------------
+    def finish(self) -> None:
+        """Pyramids, then move every output into place (replacing an older prediction)."""
+        import zarr
+
+        try:
+            for levels in self._labels.values():
+                _fill_pyramid(levels, "labels")
+            for levels, _ in self._maps.values():
+                _fill_pyramid(levels, "maps")
+            zarr.open_group(self.staged / MAPS, mode="a", zarr_format=3,
+                            attributes={STORE_KEY: {"maps": list(self._maps), "prediction": self.id}})
+            self.store._swap_in(self.staged / MAPS, self.core_dir / MAPS, overwrite=True)
+            labels_dir = self.core_dir / "labels"
+            for role in self._labels:
+                self.store._swap_in(self.staged / "labels" / label_key(role), labels_dir / label_key(role),
+                                    overwrite=True)
+            meta = _read_json(labels_dir / "zarr.json")
+            keys = meta["attributes"]["ome"].setdefault("labels", [])
+            added = [label_key(r) for r in self._labels if label_key(r) not in keys]
+            if added:
+                keys.extend(added)
+                _write_json_atomic(labels_dir / "zarr.json", meta)
+            self._finished = True
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop everything staged (nothing of this prediction reaches the store)."""
+        self.store._cleanup(self.staged)
+
+    def __enter__(self) -> PredictionWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self._finished:
+            self.abort()
+
+
+def load_maps(store: ReviewStore, name: str) -> dict[str, list[Any]]:
+    """role (``probability:<class>``, ``weight:<expert>``, ``roughness``) -> lazy pyramid (dask).
+
+    Only maps written by the same prediction as the stored ``prediction`` labels are returned.
+    """
+    import dask.array as da
+    import zarr
+
+    core_dir = store._core_dir(name)
+    maps_dir = core_dir / MAPS
+    pred_dir = core_dir / "labels" / label_key("prediction")
+    if not (maps_dir / "zarr.json").is_file() or not (pred_dir / "zarr.json").is_file():
+        return {}
+    try:
+        pid = _read_json(pred_dir / "zarr.json")["attributes"].get(STORE_KEY, {}).get("prediction")
+        root = zarr.open_group(maps_dir, mode="r")
+        if root.attrs.get(STORE_KEY, {}).get("prediction") != pid:
+            return {}
+        out: dict[str, list[Any]] = {}
+        for kind in root.attrs[STORE_KEY]["maps"]:
+            g = root[kind]
+            info = g.attrs[STORE_KEY]
+            levels = [da.from_zarr(g[d["path"]]) for d in g.attrs["ome"]["multiscales"][0]["datasets"]]
+            for i, ch in enumerate(info["channels"]):
+                role = "roughness" if kind == "roughness" else f"{kind}:{ch}"
+                out[role] = [lvl[i] for lvl in levels]
+        return out
+    except (KeyError, ValueError, OSError) as e:
+        raise InputError(f"review store entry is damaged: {e}", maps_dir) from None
+
+
+def roughness_into(writer: PredictionWriter, source, lambda_a: float, lambda_b: float, ksize: int, sigma: float,
+                   rows: int = CHUNK) -> None:
+    """Eq. (5) at full resolution, ``rows`` at a time with a halo of ``ksize // 2`` rows.
+
+    The Gaussian reaches ``ksize // 2`` pixels, so with that halo each band's rows equal the
+    whole-image map's (the image's own borders are reflected exactly as the whole-image call does).
+    """
+    from trainer.losses import roughness_map_numpy
+
+    h = int(source.shape[0])
+    halo = ksize // 2
+    for y0 in range(0, h, rows):
+        y1 = min(h, y0 + rows)
+        a0, a1 = max(0, y0 - halo), min(h, y1 + halo)
+        band = roughness_map_numpy(np.asarray(source[a0:a1, :]), lambda_a, lambda_b, ksize, sigma)
+        writer.write_map("roughness", y0, y1, band[None, y0 - a0:y0 - a0 + (y1 - y0)])
+
+
+__all__ = ["PredictionWriter", "StoreImage", "store_image", "load_maps", "roughness_into", "MAPS"]
+
