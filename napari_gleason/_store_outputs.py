@@ -252,7 +252,7 @@ def load_maps(store: ReviewStore, name: str) -> dict[str, list[Any]]:
 
 
 def roughness_into(writer: PredictionWriter, source, lambda_a: float, lambda_b: float, ksize: int, sigma: float,
-                   rows: int = CHUNK) -> None:
+                   rows: int = 256) -> None:
     """Eq. (5) at full resolution, ``rows`` at a time with a halo of ``ksize // 2`` rows.
 
     The Gaussian reaches ``ksize // 2`` pixels, so with that halo each band's rows equal the

@@ -41,13 +41,14 @@ def test_window_positive_and_flat_in_the_middle():
     assert w.min() > 0 and w.max() == 1.0 and w[16, 16] == 1.0 and w[0, 0] < w[4, 4]
 
 
-@pytest.mark.parametrize("shape,tile,overlap", [((70, 90), 32, 8), ((64, 64), 32, 16), ((20, 50), 32, 4)])
-def test_tiled_equals_whole_image_for_a_pointwise_model(shape, tile, overlap):
+@pytest.mark.parametrize("shape,tile,overlap,band_rows",
+                         [((70, 90), 32, 8, 256), ((70, 90), 32, 8, 5), ((64, 64), 32, 16, 256), ((20, 50), 32, 4, 3)])
+def test_tiled_equals_whole_image_for_a_pointwise_model(shape, tile, overlap, band_rows):
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, size=(*shape, 3), dtype=np.uint8)
     pred = pointwise_predictor()
     ref = whole_image(pred, image)
-    res = predict_tiled(pred, image, tile=tile, overlap=overlap, batch=3)
+    res = predict_tiled(pred, image, tile=tile, overlap=overlap, batch=3, band_rows=band_rows)
     np.testing.assert_allclose(res.probabilities, ref, atol=1e-5)
     assert (res.classes == ref.argmax(0)).all()
 

@@ -4,8 +4,8 @@ The paper predicts a whole core resized to 1024²; a 5120² core then loses deta
 is cut into overlapping tiles read lazily from any array-like source (a numpy array or a zarr
 array of the review store), each tile's logits (and the weighting CNN's weight maps) are weighted
 by a window that falls off towards the tile's edges, summed into a band accumulator, normalised
-by the summed window, and written out band by band. Memory is bounded by one band of
-``(tile + stride) × width`` values, never the whole core — as in mmsegmentation's sliding-window
+by the summed window, and written out band by band. Memory is bounded by one row of tiles,
+``tile × width`` values per output channel, never the whole core — as in mmsegmentation's sliding-window
 inference, every pixel is asserted to be covered.
 
 ``scale`` < 1 runs the model at a lower magnification (e.g. 0.2 to match a model trained on
@@ -72,11 +72,12 @@ def _read_tile(source, y0: int, x0: int, size: int) -> np.ndarray:
 @torch.inference_mode()
 def predict_tiled(pred: Predictor, source, tile: int | None = None, overlap: int = 128, scale: float = 1.0,
                   batch: int = 4, sink: Sink | None = None, with_weights: bool = True,
-                  progress: Callable[[int, int], None] | None = None) -> TiledResult:
+                  progress: Callable[[int, int], None] | None = None, band_rows: int = 256) -> TiledResult:
     """Predict ``source`` (H×W×3 array-like, uint8) tile by tile.
 
-    With ``sink`` given, each finished band of rows is handed to ``sink(y0, y1, classes, probs, weights)``
-    and nothing is kept; otherwise full-size arrays are returned.
+    With ``sink`` given, each finished band of rows (at most ``band_rows``) is handed to
+    ``sink(y0, y1, classes, probs, weights)`` and nothing is kept; otherwise full-size arrays are
+    returned.
     """
     t0 = time.perf_counter()
     h, w = int(source.shape[0]), int(source.shape[1])
@@ -97,16 +98,14 @@ def predict_tiled(pred: Predictor, source, tile: int | None = None, overlap: int
     out_probs = np.zeros((c, h, w), np.float32) if sink is None else None
     out_weights = np.zeros((e, h, w), np.float32) if (sink is None and e) else None
 
+    # The accumulators hold exactly one row of tiles (src_tile rows); after each row of tiles the
+    # finished rows are normalised and handed out, the overlap moves to the top, the rest is zeroed.
     width = xs[-1] + src_tile
-    acc = torch.zeros(c + e, 0, width, device=pred.device)
-    wacc = torch.zeros(0, width, device=pred.device)
+    acc = torch.zeros(c + e, src_tile, width, device=pred.device)
+    wacc = torch.zeros(src_tile, width, device=pred.device)
     acc_y0, done_tiles, n_tiles = 0, 0, len(ys) * len(xs)
     for i, y in enumerate(ys):
-        need = y + src_tile - acc_y0
-        if acc.shape[1] < need:
-            grow = need - acc.shape[1]
-            acc = torch.cat([acc, torch.zeros(c + e, grow, width, device=pred.device)], dim=1)
-            wacc = torch.cat([wacc, torch.zeros(grow, width, device=pred.device)], dim=0)
+        assert y == acc_y0, "row of tiles does not start where the accumulator does"
         for j in range(0, len(xs), batch):
             chunk = xs[j:j + batch]
             tiles = np.stack([_read_tile(source, y, x, src_tile) for x in chunk])
@@ -118,32 +117,45 @@ def predict_tiled(pred: Predictor, source, tile: int | None = None, overlap: int
             if use_w:
                 wmap = pred.weighting(x_in, present=present.expand(len(chunk), -1), size=out.shape[-2:]).float()
                 out = torch.cat([out, wmap], dim=1)
+            del x_in
             if src_tile != tile:
                 out = F.interpolate(out, size=(src_tile, src_tile), mode="bilinear", align_corners=False)
             for k, x in enumerate(chunk):
-                r0 = y - acc_y0
-                acc[:, r0:r0 + src_tile, x:x + src_tile] += out[k] * window
-                wacc[r0:r0 + src_tile, x:x + src_tile] += window
+                acc[:, :, x:x + src_tile].addcmul_(out[k], window)
+                wacc[:, x:x + src_tile] += window
+            del out
             done_tiles += len(chunk)
             if progress is not None:
                 progress(done_tiles, n_tiles)
         next_y = ys[i + 1] if i + 1 < len(ys) else h
         rows = next_y - acc_y0
-        band_w = wacc[:rows, :w]
-        assert bool((band_w > 0).all()), "tiling left pixels uncovered"
-        band = acc[:, :rows, :w] / band_w
-        probs = torch.softmax(band[:c], dim=0)
-        classes = probs.argmax(0).to(torch.uint8).cpu().numpy()
-        probs_np = probs.cpu().numpy()
-        weights_np = band[c:].cpu().numpy() if e else None
-        if sink is not None:
-            sink(acc_y0, next_y, classes, probs_np, weights_np)
-        else:
-            out_classes[acc_y0:next_y] = classes
-            out_probs[:, acc_y0:next_y] = probs_np
-            if e:
-                out_weights[:, acc_y0:next_y] = weights_np
-        acc, wacc, acc_y0 = acc[:, rows:], wacc[rows:], next_y
+        # hand out the finished rows in bands of at most band_rows: the softmax, the sink's own
+        # work and the copies to numpy stay small whatever the tile size
+        for s0 in range(0, rows, band_rows):
+            s1 = min(rows, s0 + band_rows)
+            band_w = wacc[s0:s1, :w]
+            assert bool((band_w > 0).all()), "tiling left pixels uncovered"
+            band = acc[:, s0:s1, :w] / band_w
+            probs = torch.softmax(band[:c], dim=0)
+            classes = probs.argmax(0).to(torch.uint8).cpu().numpy()
+            probs_np = probs.cpu().numpy()
+            weights_np = band[c:].cpu().numpy() if e else None
+            y0, y1 = acc_y0 + s0, acc_y0 + s1
+            if sink is not None:
+                sink(y0, y1, classes, probs_np, weights_np)
+            else:
+                out_classes[y0:y1] = classes
+                out_probs[:, y0:y1] = probs_np
+                if e:
+                    out_weights[:, y0:y1] = weights_np
+            del band, probs
+        keep = src_tile - rows
+        if keep > 0:
+            acc[:, :keep] = acc[:, rows:rows + keep].clone()
+            wacc[:keep] = wacc[rows:rows + keep].clone()
+        acc[:, max(keep, 0):] = 0
+        wacc[max(keep, 0):] = 0
+        acc_y0 = next_y
     return TiledResult(out_classes, out_probs, out_weights, time.perf_counter() - t0, n_tiles)
 
 
