@@ -42,28 +42,46 @@ def machine() -> str:
     return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
 
 
-def time_variant(data: str, model: str, variant: str, size: int, batch: int, iters: int, warmup: int,
-                 device: str) -> list[float]:
+def make_variant(data: str, model: str, variant: str, size: int, batch: int, total: int, device: str):
+    """The real training setup of one variant and an iterator over its batches."""
     cfg = RunConfig()
     cfg.data.path, cfg.data.size = data, size
     cfg.model.name = model
-    cfg.train.batch_size, cfg.train.device, cfg.train.iters = batch, device, warmup + iters
+    cfg.train.batch_size, cfg.train.device, cfg.train.iters = batch, device, total
     for k, v in VARIANTS[variant].items():
         setattr(cfg.loss, k, v)
-    dev = resolve_device(device)
-    setup = build_setup(cfg, dev)
-    times = []
+    torch.manual_seed(0)
+    setup = build_setup(cfg, resolve_device(device))
+    return setup, iter(setup.train_loader(0, total))
+
+
+def time_step(setup, batches, i: int) -> float:
+    """One full iteration (forward, N+1 losses, backward, SGD step) on the next batch."""
+    dev = setup.device
+    batch_ = next(batches)
     clock = time.process_time if CPU_CLOCK else time.perf_counter
-    for i, batch_ in enumerate(setup.train_loader(0, warmup + iters)):
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = clock()
-        terms, _, _ = setup.step_losses(batch_, i)
-        setup.backward_and_step(terms["total"])
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(clock() - t0)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = clock()
+    terms, _, _ = setup.step_losses(batch_, i)
+    setup.backward_and_step(terms["total"])
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return clock() - t0
+
+
+def time_variants(data: str, model: str, variants: list[str], size: int, batch: int, iters: int, warmup: int,
+                  device: str) -> dict[str, list[float]]:
+    """Per variant, ``iters`` step times after ``warmup``, the variants *interleaved*: round r times
+    step r of every variant in turn, so a change in the machine's load hits all of them alike
+    instead of whichever variant happened to run then."""
+    built = {v: make_variant(data, model, v, size, batch, warmup + iters, device) for v in variants}
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for i in range(warmup + iters):
+        for v in variants:
+            t = time_step(*built[v], i)
+            if i >= warmup:
+                times[v].append(t)
     return times
 
 
@@ -87,16 +105,15 @@ def main(argv=None) -> int:
         torch.set_num_threads(a.threads)
     variants = a.variants.split(",")
     clock = "CPU seconds" if a.cpu_time else "wall seconds"
-    print(f"# training step ({clock}), batch {a.batch_size}, {a.size}², median of {a.iters} after {a.warmup} warm-up")
+    print(f"# training step ({clock}), batch {a.batch_size}, {a.size}², median of {a.iters} after {a.warmup} warm-up, "
+          "variants interleaved step by step")
     print(f"# machine: {machine()}; torch threads {torch.get_num_threads()}")
     print("| model | " + " | ".join(f"{v} s/it" for v in variants) + " | " +
           " | ".join(f"{v}/focal" for v in variants if v != "focal") + " |")
     print("|---" * (1 + 2 * len(variants) - ("focal" in variants)) + "|")
     for model in a.models.split(","):
-        med = {}
-        for v in variants:
-            med[v] = statistics.median(time_variant(a.data, model, v, a.size, a.batch_size, a.iters,
-                                                    a.warmup, a.device))
+        times = time_variants(a.data, model, variants, a.size, a.batch_size, a.iters, a.warmup, a.device)
+        med = {v: statistics.median(t) for v, t in times.items()}
         ratios = [f"{med[v] / med['focal']:.2f}×" for v in variants if v != "focal" and "focal" in med]
         print(f"| {model} | " + " | ".join(f"{med[v]:.3f}" for v in variants) + " | " + " | ".join(ratios) + " |",
               flush=True)
