@@ -38,6 +38,15 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     p.add_argument("--seed", type=int)
     p.add_argument("--workers", type=int, help="data loader worker processes")
+    p.add_argument("--augment-device", choices=["auto", "worker", "device"],
+                   help="where augmentation, normalisation and the vote run: the data workers (numpy) or the "
+                        "training device (workers send uint8 cores); auto = device on CUDA (default)")
+    p.add_argument("--cache-dir", help="keep resized cores here, so later workers and runs skip decoding")
+    p.add_argument("--compile", nargs="?", const="default", metavar="MODE",
+                   choices=["off", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+                   help="torch.compile the networks (MODE: default, reduce-overhead, max-autotune, "
+                        "max-autotune-no-cudagraphs; off disables it, e.g. on --resume)")
+    p.add_argument("--compile-backend", help="torch.compile backend: inductor (default), aot_eager, eager")
     p.add_argument("--out", help="run folder (config, events.jsonl, last.pt, best.pt)")
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--val-every", type=int)
@@ -53,13 +62,15 @@ def _overrides(a: argparse.Namespace) -> dict:
                  if a.corrected else None)
     return {
         "data": {"path": a.data, "split_file": a.split_file, "train_experts": experts, "corrected": corrected,
-                 "val_fraction": a.val_fraction, "size": a.size, "num_workers": a.workers},
+                 "val_fraction": a.val_fraction, "size": a.size, "num_workers": a.workers,
+                 "augment_device": a.augment_device, "cache_dir": a.cache_dir},
         "model": {"name": a.model, "encoder": a.encoder, "pretrained": a.pretrained},
         "loss": {"loss": a.loss, "reweight": a.reweight, "gamma": a.gamma, "lambda_step": a.lambda_step,
                  "weight_input_scale": a.weight_input_scale},
         "train": {"iters": a.iters, "batch_size": a.batch_size, "lr": a.lr, "device": a.device,
                   "seed": a.seed, "out": a.out, "checkpoint_every": a.checkpoint_every,
-                  "val_every": a.val_every, "init": a.init, "amp": False if a.no_amp else None},
+                  "val_every": a.val_every, "init": a.init, "amp": False if a.no_amp else None,
+                  "compile": False if a.compile == "off" else a.compile, "compile_backend": a.compile_backend},
     }
 
 

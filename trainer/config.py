@@ -15,6 +15,9 @@ from typing import Any
 
 from .errors import InputError
 
+AUGMENT_DEVICES: tuple[str, ...] = ("auto", "worker", "device")
+COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
 
 @dataclass
 class DataConfig:
@@ -30,6 +33,10 @@ class DataConfig:
     # Fine-tuning on corrected cores: [{"name", "image", "mask"}] (mask in the dataset's raw values).
     corrected: list[dict] = field(default_factory=list)
     corrected_repeat: int = 0  # 0: about a quarter of the samples come from the corrected cores
+    # Where augmentation, normalisation and the vote run: "worker" (numpy, in the data workers),
+    # "device" (torch, on the training device; workers send uint8 cores), "auto" (device on CUDA).
+    augment_device: str = "auto"
+    cache_dir: str | None = None  # disk cache of resized cores (skip decoding full-size files again)
 
 
 @dataclass
@@ -69,6 +76,8 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True  # mixed precision, used on CUDA only
     channels_last: bool = False
+    compile: bool | str = False  # torch.compile: False, True/"default", or a mode ("max-autotune", …)
+    compile_backend: str = "inductor"  # "inductor" (needs a C++ compiler on CPU), "aot_eager", "eager"
     out: str = "runs/run"
     init: str | None = None
 
@@ -112,6 +121,11 @@ class RunConfig:
             raise InputError("data.val_fraction must be in [0, 1)")
         if int(self.loss.weight_stride) not in (8, 16, 32):
             raise InputError(f"loss.weight_stride must be 8, 16 or 32, not {self.loss.weight_stride!r}")
+        if self.data.augment_device not in AUGMENT_DEVICES:
+            raise InputError(f"data.augment_device must be auto, worker or device, not {self.data.augment_device!r}")
+        if self.train.compile not in (False, True, None) and self.train.compile not in COMPILE_MODES:
+            raise InputError(f"train.compile must be off or one of {', '.join(COMPILE_MODES)}, "
+                             f"not {self.train.compile!r}")
         if self.data.vote_tie not in ("highest", "lowest", "ignore"):
             raise InputError(f"data.vote_tie must be highest, lowest or ignore, not {self.data.vote_tie!r}")
 

@@ -27,3 +27,7 @@ class PretrainedUnavailable(InputError):
 
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN/Inf loss; the last good checkpoint was kept."""
+
+
+class CompileError(InputError):
+    """``torch.compile`` could not compile the networks (no C++ compiler, an unsupported backend, …)."""

@@ -15,11 +15,13 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from .checkpoint import load_checkpoint
+from .compilation import compile_failures, compile_module
 from .config import RunConfig
 from .data import open_dataset
 from .data.classes import IGNORE_INDEX, ClassScheme
 from .data.corrected import CorrectedCore, CorrectedCoreSet, MixedDataset, default_repeat
 from .data.dataset import IterationSampler, MultiExpertDataset
+from .data.device_augment import augment_batch, seed_from_int64
 from .data.splits import Split, load_split, paper_split
 from .errors import CheckpointError, InputError
 from .losses import focal_loss_multi, roughness_map
@@ -76,6 +78,10 @@ class TrainingSetup:
     rank: int = 0
     ddp_model: torch.nn.Module | None = None
     ddp_weighting: torch.nn.Module | None = None
+    # torch.compile wrappers of model / weighting (sharing their parameters); None when not compiled
+    compiled_model: torch.nn.Module | None = None
+    compiled_weighting: torch.nn.Module | None = None
+    augment_on_device: bool = False  # the loader yields uint8 cores + seeds; augment_batch finishes here
     scaler: torch.amp.GradScaler | None = None
     amp_dtype: torch.dtype | None = None
     _alpha: list[float] | float | None = field(default=None)
@@ -93,25 +99,41 @@ class TrainingSetup:
         return DataLoader(self.train_set, batch_sampler=sampler, num_workers=self.cfg.data.num_workers,
                           pin_memory=self.device.type == "cuda", generator=gen)
 
+    def device_batch(self, batch: dict) -> dict:
+        """The batch on the training device (pinned memory, non-blocking copies), augmented there
+        when the loader sends un-augmented uint8 cores (``"seed"`` in the batch)."""
+        nb = self.device.type == "cuda"
+        if "seed" in batch:
+            # .tolist() on the host tensor: the seeds never go to the device and back
+            seeds = [seed_from_int64(s) for s in batch["seed"].tolist()]
+            return augment_batch(batch["image"].to(self.device, non_blocking=nb),
+                                 batch["experts"].to(self.device, non_blocking=nb),
+                                 batch["present"].to(self.device, non_blocking=nb), seeds,
+                                 self.scheme.num_classes, self.cfg.data.vote_tie, augment=self.cfg.data.augment)
+        keys = ("image", "vote", "experts", "present") if self.weighting is not None else ("image", "vote")
+        return {k: batch[k].to(self.device, non_blocking=nb) for k in keys}
+
+    def _compiling(self):
+        t = self.cfg.train
+        return compile_failures(bool(t.compile), t.compile_backend, t.compile)
+
     # --------------------------------------------------------------- losses
     def step_losses(self, batch: dict, iteration: int):
         """Losses of one iteration (Fig. 1). Returns ({term: scalar tensor}, λ1, λ2)."""
         cfg = self.cfg.loss
-        nb = self.device.type == "cuda"
-        image = batch["image"].to(self.device, non_blocking=nb)
-        vote = batch["vote"].to(self.device, non_blocking=nb)
+        batch = self.device_batch(batch)
+        image, vote = batch["image"], batch["vote"]
         if self.cfg.train.channels_last and self.device.type == "cuda":
             image = image.contiguous(memory_format=torch.channels_last)
-        model = self.ddp_model or self.model
+        model = _first(self.ddp_model, self.compiled_model, self.model)
         self.model.train()
         autocast = (torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype is not None
                     else nullcontext())
-        with autocast:
+        with autocast, self._compiling():
             logits = model(image)
         logits = logits.float()
         if self.weighting is not None:
-            experts = batch["experts"].to(self.device, non_blocking=nb)
-            present = batch["present"].to(self.device, non_blocking=nb)
+            experts, present = batch["experts"], batch["present"]
             targets = torch.cat([vote[:, None], experts], dim=1)  # B×(N+1)×H×W: vote first
         else:
             targets = vote[:, None]
@@ -126,8 +148,8 @@ class TrainingSetup:
             vote_loss = (maps[:, 0] * v).sum() / v.sum().clamp_min(1)
             return {"total": vote_loss, "vote": vote_loss}, 1.0, 0.0
         lam1, lam2 = lambda_schedule(iteration, cfg.lambda_step)  # eq. (7-8)
-        wnet = self.ddp_weighting or self.weighting
-        with autocast:
+        wnet = _first(self.ddp_weighting, self.compiled_weighting, self.weighting)
+        with autocast, self._compiling():
             weights = wnet(image, present=present, size=logits.shape[-2:])
         weights = weights.float()
         terms = combine_losses(maps[:, 0], maps[:, 1:], weights, present, valid[:, 0], valid[:, 1:],
@@ -144,11 +166,13 @@ class TrainingSetup:
     def backward_and_step(self, total: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:
-            self.scaler.scale(total).backward()
+            with self._compiling():  # a compiled backward is compiled at its first call
+                self.scaler.scale(total).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
-            total.backward()
+            with self._compiling():
+                total.backward()
             self.optimizer.step()
 
     # ----------------------------------------------------------- validation
@@ -234,6 +258,11 @@ class TrainingSetup:
         return total
 
 
+def _first(*modules):
+    """The first module that is not None (``or`` would call a compiled module's ``__len__``)."""
+    return next(m for m in modules if m is not None)
+
+
 def check_compatible(payload: dict, model_config: dict, what: str) -> None:
     ck = payload.get("model_config", {})
     keys = ("name", "num_classes", "encoder")
@@ -276,15 +305,21 @@ def build_setup(cfg: RunConfig, device: torch.device, world: int = 1, rank: int 
             f"no training cores: none is annotated by all of experts {list(train_experts)} "
             "outside the test set", cfg.data.path)
     size = cfg.data.size
+    on_device = resolve_augment_device(cfg.data.augment_device, device)
+    cache_dir = cfg.data.cache_dir or None
     train_set = MultiExpertDataset(ds, [ds.core(n) for n in split.train], train_experts, size,
-                                   augment=cfg.data.augment, tie=cfg.data.vote_tie)
+                                   augment=cfg.data.augment, tie=cfg.data.vote_tie, cache_dir=cache_dir,
+                                   device_augment=on_device)
     if cfg.data.corrected:
         extra = CorrectedCoreSet([CorrectedCore.from_dict(d) for d in cfg.data.corrected], ds.scheme,
-                                 len(train_experts), size, augment=cfg.data.augment)
+                                 len(train_experts), size, augment=cfg.data.augment, cache_dir=cache_dir,
+                                 device_augment=on_device)
         repeat = cfg.data.corrected_repeat or default_repeat(len(train_set), len(extra))
         train_set = MixedDataset(train_set, extra, repeat)
+    # Validation reads each core once per round and never augments: the worker path, disk cache too.
     val_set = (MultiExpertDataset(ds, [ds.core(n) for n in split.val], train_experts, size,
-                                  augment=False, tie=cfg.data.vote_tie) if split.val else None)
+                                  augment=False, tie=cfg.data.vote_tie, cache_dir=cache_dir)
+               if split.val else None)
     try:
         model = create_model(cfg.model.name, ds.scheme.num_classes, pretrained=cfg.model.pretrained,
                              encoder=cfg.model.encoder).to(device)
@@ -306,13 +341,27 @@ def build_setup(cfg: RunConfig, device: torch.device, world: int = 1, rank: int 
         else:
             amp_dtype, scaler = torch.float16, torch.amp.GradScaler("cuda")
     setup = TrainingSetup(cfg, device, ds.scheme, train_experts, split, train_set, val_set, model, weighting,
-                          optimizer, world, rank, scaler=scaler, amp_dtype=amp_dtype)
+                          optimizer, world, rank, scaler=scaler, amp_dtype=amp_dtype, augment_on_device=on_device)
     if world > 1:
         # DDP needs every parameter to get a gradient; some SMP models keep encoder stages they
         # never use (PSPNet uses 3 of 5). Freezing those changes nothing: SGD skips them anyway.
         freeze_unused(model, size, device)
-        ids = [device.index] if device.type == "cuda" else None
-        setup.ddp_model = DDP(model, device_ids=ids)
+    if cfg.train.compile:
+        # Wrappers sharing the parameters: setup.model stays plain, so checkpoints carry no prefix
+        # and validation runs eagerly. Under DDP the inner module is compiled, then wrapped.
+        setup.compiled_model = compile_module(model, cfg.train.compile, cfg.train.compile_backend)
         if weighting is not None:
-            setup.ddp_weighting = DDP(weighting, device_ids=ids)
+            setup.compiled_weighting = compile_module(weighting, cfg.train.compile, cfg.train.compile_backend)
+    if world > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        setup.ddp_model = DDP(_first(setup.compiled_model, model), device_ids=ids)
+        if weighting is not None:
+            setup.ddp_weighting = DDP(_first(setup.compiled_weighting, weighting), device_ids=ids)
     return setup
+
+
+def resolve_augment_device(mode: str, device: torch.device) -> bool:
+    """``data.augment_device``: "device", "worker", or "auto" (the device when training on CUDA)."""
+    if mode == "auto":
+        return device.type == "cuda"
+    return mode == "device"

@@ -19,6 +19,7 @@ flips, rotates by 90°, 180° or 270° with probability 0.5, and is randomly res
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TypeVar, Union
 
 import numpy as np
@@ -35,7 +36,8 @@ Masks = Union[np.ndarray, Sequence[np.ndarray], Mapping[str, np.ndarray]]
 M = TypeVar("M", np.ndarray, list, dict)
 
 
-def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
+def size_hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    """``(h, w)`` of a size given as one side or as ``(h, w)``."""
     return (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
 
 
@@ -66,7 +68,7 @@ def _join_masks(stack: np.ndarray, kind: object) -> Masks:
 
 def resize_image(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     """Bilinear, antialiased resize of ``H×W×C`` (uint8 stays uint8, floats become float32)."""
-    h, w = _hw(size)
+    h, w = size_hw(size)
     if image.shape[:2] == (h, w):
         return image
     out = np.empty((h, w, image.shape[2]), np.float32)
@@ -80,7 +82,7 @@ def resize_image(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
 
 def resize_masks(stack: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     """Nearest-neighbour resize of an ``E×H×W`` uint8 stack (no new values appear)."""
-    h, w = _hw(size)
+    h, w = size_hw(size)
     if stack.shape[0] == 0:
         return np.zeros((0, h, w), np.uint8)
     if stack.shape[-2:] == (h, w):
@@ -113,6 +115,48 @@ def _centre_fit(arr: np.ndarray, h: int, w: int, fill: float | np.ndarray) -> np
     return out
 
 
+@dataclass(frozen=True)
+class AugmentParams:
+    """One sample's transform, applied in this order: rescale (then centre crop/pad), flips, rot90.
+
+    ``scaled`` is the ``(h, w)`` the core is resized to before it is centre-fitted back to its
+    own shape (None: no rescale); ``rot`` is the number of 90° turns (``np.rot90``'s ``k``, 0–3).
+    """
+
+    scaled: tuple[int, int] | None
+    hflip: bool
+    vflip: bool
+    rot: int
+
+
+def draw_params(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    flip: bool = True,
+    rot90_p: float = 0.5,
+    scale: tuple[float, float] | None = (0.9, 1.1),
+) -> AugmentParams:
+    """Draw the transform of a ``shape = (H, W)`` core from ``rng``.
+
+    The one place the random numbers are drawn, shared by :func:`augment` (numpy, in the data
+    workers) and :mod:`trainer.data.device_augment` (torch, on the training device), so a seed
+    means the same transform on both paths. A fixed number of draws is made whatever the
+    options: the seed alone fixes the transform.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    u_scale, u_hflip, u_vflip, u_rot = rng.random(4)
+    k = int(rng.integers(1, 4))
+    scaled = None
+    if scale is not None:
+        ratio = scale[0] + u_scale * (scale[1] - scale[0])
+        sh, sw = max(1, round(h * ratio)), max(1, round(w * ratio))
+        scaled = None if (sh, sw) == (h, w) else (sh, sw)
+    rot = 0
+    if u_rot < rot90_p:
+        rot = k if h == w else 2  # 90°/270° would change a non-square shape
+    return AugmentParams(scaled, bool(flip and u_hflip < 0.5), bool(flip and u_vflip < 0.5), rot)
+
+
 def augment(
     image: np.ndarray,
     masks: M,
@@ -132,28 +176,22 @@ def augment(
     stack, kind = _split_masks(masks)
     if stack.shape[0] and stack.shape[-2:] != (h, w):
         raise ValueError(f"masks are {stack.shape[-2:]}, image is {(h, w)}")
-    # Fixed number of draws, whatever the options: the seed alone fixes the transform.
-    u_scale, u_hflip, u_vflip, u_rot = rng.random(4)
-    k = int(rng.integers(1, 4))
+    p = draw_params(rng, (h, w), flip=flip, rot90_p=rot90_p, scale=scale)
     img = np.moveaxis(image, -1, 0)  # C×H×W: every step below acts on the last two axes
-    if scale is not None:
-        ratio = scale[0] + u_scale * (scale[1] - scale[0])
-        sh, sw = max(1, round(h * ratio)), max(1, round(w * ratio))
-        if (sh, sw) != (h, w):
-            fill = MEAN if image_fill is None else image_fill
-            fill_c = np.asarray(fill, dtype=np.float64).reshape(-1, 1, 1) * np.ones((img.shape[0], 1, 1))
-            if image.dtype == np.uint8:
-                fill_c = np.rint(fill_c)
-            scaled = np.moveaxis(resize_image(image, (sh, sw)), -1, 0)
-            img = _centre_fit(scaled, h, w, fill_c.astype(image.dtype))
-            stack = _centre_fit(resize_masks(stack, (sh, sw)), h, w, IGNORE_INDEX)
-    if flip and u_hflip < 0.5:
+    if p.scaled is not None:
+        fill = MEAN if image_fill is None else image_fill
+        fill_c = np.asarray(fill, dtype=np.float64).reshape(-1, 1, 1) * np.ones((img.shape[0], 1, 1))
+        if image.dtype == np.uint8:
+            fill_c = np.rint(fill_c)
+        scaled = np.moveaxis(resize_image(image, p.scaled), -1, 0)
+        img = _centre_fit(scaled, h, w, fill_c.astype(image.dtype))
+        stack = _centre_fit(resize_masks(stack, p.scaled), h, w, IGNORE_INDEX)
+    if p.hflip:
         img, stack = img[..., ::-1], stack[..., ::-1]
-    if flip and u_vflip < 0.5:
+    if p.vflip:
         img, stack = img[..., ::-1, :], stack[..., ::-1, :]
-    if u_rot < rot90_p:
-        k = k if h == w else 2
-        img, stack = np.rot90(img, k, axes=(-2, -1)), np.rot90(stack, k, axes=(-2, -1))
+    if p.rot:
+        img, stack = np.rot90(img, p.rot, axes=(-2, -1)), np.rot90(stack, p.rot, axes=(-2, -1))
     img = np.ascontiguousarray(np.moveaxis(img, 0, -1))
     return img, _join_masks(np.ascontiguousarray(stack), kind)  # type: ignore[return-value]
 

@@ -16,8 +16,10 @@ import torch
 from torch.utils.data import Dataset
 
 from .augment import augment as augment_core
-from .augment import normalise, resize_image, resize_masks
+from .augment import normalise, resize_image, resize_masks, size_hw
 from .classes import IGNORE_INDEX, ClassScheme
+from .core_cache import CoreCache
+from .device_augment import seed_to_int64
 from .io import read_image, read_mask
 
 
@@ -33,33 +35,64 @@ class CorrectedCore:
 
 
 class CorrectedCoreSet(Dataset):
-    """Items shaped like :class:`~trainer.data.dataset.MultiExpertDataset`'s, indexed by (index, seed)."""
+    """Items shaped like :class:`~trainer.data.dataset.MultiExpertDataset`'s, indexed by (index, seed).
+
+    With ``device_augment=True`` items are uint8 and un-augmented, as the multi-expert dataset's
+    are then; the corrected map rides in expert channel 0 with no expert ``present``, so the vote
+    computed on the device is that map and the channel is reset to ignored afterwards
+    (:mod:`trainer.data.device_augment`). ``cache_dir`` keeps the resized core on disk.
+    """
 
     def __init__(self, cores: list[CorrectedCore], scheme: ClassScheme, num_experts: int, size: int,
-                 augment: bool = True):
+                 augment: bool = True, cache_dir: str | Path | None = None, device_augment: bool = False):
         self.cores, self.scheme, self.num_experts = list(cores), scheme, num_experts
         self.size, self.augment = size, augment
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.disk = CoreCache(cache_dir) if cache_dir else None
+        self.device_augment = device_augment
+        self._cache: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.cores)
 
-    def _load(self, index: int):
+    def _decode(self, index: int) -> np.ndarray:
+        core = self.cores[index]
+        image = read_image(core.image)
+        mask = read_mask(core.mask, self.scheme, shape=image.shape[:2])
+        image_s = resize_image(image, self.size)
+        planes = np.empty((4, *image_s.shape[:2]), np.uint8)
+        planes[:3] = image_s.transpose(2, 0, 1)
+        planes[3:] = resize_masks(mask[None], image_s.shape[:2])
+        return planes
+
+    def _load(self, index: int) -> np.ndarray:
+        """uint8 4×S×S: the resized image's colour planes, then the corrected class map."""
         if index not in self._cache:
-            core = self.cores[index]
-            image = read_image(core.image)
-            mask = read_mask(core.mask, self.scheme, shape=image.shape[:2])
-            image_s = resize_image(image, self.size)
-            self._cache[index] = (image_s, resize_masks(mask[None], image_s.shape[:2]))
+            if self.disk is not None:
+                core = self.cores[index]
+                h, w = size_hw(self.size)
+                key = self.disk.key(core.image, [("corrected", core.mask)], (h, w), self.scheme.to_dict())
+                self._cache[index] = self.disk.get(key, core.name, (4, h, w), lambda: self._decode(index))
+            else:
+                self._cache[index] = self._decode(index)
         return self._cache[index]
 
     def __getitem__(self, key) -> dict:
         index, seed = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), int(key))
-        image, mask = self._load(index)
-        image = normalise(image)
+        planes = self._load(index)
+        h, w = planes.shape[1:]
+        if self.device_augment:
+            experts = torch.full((self.num_experts, h, w), IGNORE_INDEX, dtype=torch.uint8)
+            experts[0] = torch.from_numpy(np.array(planes[3]))
+            return {
+                "image": torch.from_numpy(np.array(planes[:3])),
+                "experts": experts,
+                "present": torch.zeros(self.num_experts, dtype=torch.bool),
+                "seed": torch.tensor(seed_to_int64(seed)),
+                "name": self.cores[index].name,
+            }
+        image, mask = normalise(np.moveaxis(planes[:3], 0, -1)), np.array(planes[3:])
         if self.augment:
             image, mask = augment_core(image, mask, np.random.default_rng(seed), image_fill=0.0)
-        h, w = mask.shape[1:]
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "experts": torch.full((self.num_experts, h, w), IGNORE_INDEX, dtype=torch.int64),

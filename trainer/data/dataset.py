@@ -15,14 +15,17 @@ torch's default collate stacks the tensors and turns ``name`` into a list of str
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
 from trainer.data.augment import augment as augment_core
-from trainer.data.augment import normalise, resize_image, resize_masks
+from trainer.data.augment import normalise, resize_image, resize_masks, size_hw
 from trainer.data.classes import IGNORE_INDEX
+from trainer.data.core_cache import CoreCache
+from trainer.data.device_augment import seed_to_int64
 from trainer.data.io import read_image, read_mask
 from trainer.data.records import CoreRecord, MultiExpertSet
 from trainer.data.vote import majority_vote
@@ -37,8 +40,16 @@ class MultiExpertDataset(Dataset):
     for an expert who did not annotate that core), ``present`` bool E, ``vote`` int64 S×S
     (eq. 1 over the present experts, tie rule ``tie``), ``name`` str.
 
-    The resized, un-augmented core is cached in memory per index (each DataLoader worker
-    holds its own cache). An ``int`` key means ``(index, index)``.
+    With ``device_augment=True`` the item is the core resized but neither augmented nor
+    normalised, for :func:`~trainer.data.device_augment.augment_batch` to finish on the training
+    device: ``image`` uint8 3×S×S, ``experts`` uint8 E×S×S, ``present`` bool E, ``seed`` int64
+    (the sample's uint64 seed, same bits; see :func:`~trainer.data.device_augment.seed_from_int64`)
+    and ``name``; no ``vote``.
+
+    The resized core is kept in memory per index (``cache``; each DataLoader worker holds its
+    own) and, with ``cache_dir``, on disk (:class:`~trainer.data.core_cache.CoreCache`), so later
+    workers and runs do not decode the full-size files again. An ``int`` key means
+    ``(index, index)``.
     """
 
     def __init__(
@@ -50,6 +61,8 @@ class MultiExpertDataset(Dataset):
         augment: bool = True,
         tie: str = "highest",
         cache: bool = True,
+        cache_dir: str | Path | None = None,
+        device_augment: bool = False,
     ):
         self.ds = ds
         self.records = [c if isinstance(c, CoreRecord) else ds.core(c) for c in cores]
@@ -61,40 +74,73 @@ class MultiExpertDataset(Dataset):
         self.augment = augment
         self.tie = tie
         self.cache = cache
-        self._cache: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.disk = CoreCache(cache_dir) if cache_dir else None
+        self.device_augment = device_augment
+        self._cache: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def load_resized(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(image uint8 S×S×3, masks uint8 E×S×S, present bool E) for core ``index``, cached."""
-        if index in self._cache:
-            return self._cache[index]
+    def present(self, index: int) -> np.ndarray:
+        """bool E: which of the experts annotated core ``index``."""
+        return np.array([e in self.records[index].masks for e in self.experts], dtype=bool)
+
+    def _decode(self, index: int) -> np.ndarray:
         rec = self.records[index]
         image = read_image(rec.image_path)
-        present = np.array([e in rec.masks for e in self.experts], dtype=bool)
+        present = self.present(index)
         masks = [read_mask(rec.masks[e], self.ds.scheme, shape=image.shape[:2]) for e in self.experts if e in rec.masks]
         image_s = resize_image(image, self.size)
         h, w = image_s.shape[:2]
-        stack = np.full((len(self.experts), h, w), IGNORE_INDEX, dtype=np.uint8)
+        planes = np.full((3 + len(self.experts), h, w), IGNORE_INDEX, dtype=np.uint8)
+        planes[:3] = image_s.transpose(2, 0, 1)
         if masks:
-            stack[present] = resize_masks(np.stack(masks), (h, w))
-        item = (image_s, stack, present)
+            planes[3:][present] = resize_masks(np.stack(masks), (h, w))
+        return planes
+
+    def load_planes(self, index: int) -> np.ndarray:
+        """uint8 (3+E)×S×S for core ``index``: the resized image's colour planes, then each
+        expert's resized class map (cached; read-only when it comes from the disk cache)."""
+        if index in self._cache:
+            return self._cache[index]
+        if self.disk is not None:
+            rec = self.records[index]
+            h, w = size_hw(self.size)
+            key = self.disk.key(rec.image_path, [(e, rec.masks.get(e)) for e in self.experts], (h, w),
+                                self.ds.scheme.to_dict())
+            planes = self.disk.get(key, rec.name, (3 + len(self.experts), h, w), lambda: self._decode(index))
+        else:
+            planes = self._decode(index)
         if self.cache:
-            self._cache[index] = item
-        return item
+            self._cache[index] = planes
+        return planes
+
+    def load_resized(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(image uint8 S×S×3, masks uint8 E×S×S, present bool E) for core ``index``, cached."""
+        planes = self.load_planes(index)
+        return np.moveaxis(planes[:3], 0, -1), planes[3:], self.present(index)
 
     def __getitem__(self, key: tuple[int, int] | int) -> dict:
         index, seed = (int(key[0]), int(key[1])) if isinstance(key, tuple) else (int(key), int(key))
+        if self.device_augment:
+            planes = torch.from_numpy(np.array(self.load_planes(index)))  # a private, writable copy
+            return {
+                "image": planes[:3],
+                "experts": planes[3:],
+                "present": torch.from_numpy(self.present(index)),
+                "seed": torch.tensor(seed_to_int64(seed)),
+                "name": self.records[index].name,
+            }
         image, stack, present = self.load_resized(index)
         image = normalise(image)  # augment in normalised space: padding with 0 is the mean colour
+        stack = np.array(stack)  # writable (torch refuses read-only memory maps without a warning)
         if self.augment:
             image, stack = augment_core(image, stack, np.random.default_rng(seed), image_fill=0.0)
         vote = majority_vote(stack, self.ds.scheme.num_classes, self.tie)  # eq. (1)
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
             "experts": torch.from_numpy(stack.astype(np.int64)),
-            "present": torch.from_numpy(present.copy()),
+            "present": torch.from_numpy(present),
             "vote": torch.from_numpy(vote.astype(np.int64)),
             "name": self.records[index].name,
         }
