@@ -97,12 +97,11 @@ def resize_core(image: np.ndarray, masks: M, size: int | tuple[int, int]) -> tup
     return resize_image(image, size), _join_masks(resize_masks(stack, size), kind)  # type: ignore[return-value]
 
 
-def _centre_fit(arr: np.ndarray, h: int, w: int, fill: float | np.ndarray) -> np.ndarray:
-    """Centre-crop or centre-pad the last two axes of ``arr`` (…×h'×w') to ``h×w``."""
-    out = np.empty(arr.shape[:-2] + (h, w), dtype=arr.dtype)
-    out[...] = fill
+def centre_slices(have_hw, want_hw) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """(source, destination) slices of the last two axes that centre-crop or centre-pad
+    ``have_hw`` to ``want_hw`` (shared by the numpy and the device augmentation)."""
     src, dst = [], []
-    for have, want in zip(arr.shape[-2:], (h, w)):
+    for have, want in zip(have_hw, want_hw):
         if have >= want:  # crop
             a = (have - want) // 2
             src.append(slice(a, a + want))
@@ -111,7 +110,15 @@ def _centre_fit(arr: np.ndarray, h: int, w: int, fill: float | np.ndarray) -> np
             a = (want - have) // 2
             src.append(slice(0, have))
             dst.append(slice(a, a + have))
-    out[(..., *dst)] = arr[(..., *src)]
+    return (..., *src), (..., *dst)
+
+
+def _centre_fit(arr: np.ndarray, h: int, w: int, fill: float | np.ndarray) -> np.ndarray:
+    """Centre-crop or centre-pad the last two axes of ``arr`` (…×h'×w') to ``h×w``."""
+    out = np.empty(arr.shape[:-2] + (h, w), dtype=arr.dtype)
+    out[...] = fill
+    src, dst = centre_slices(arr.shape[-2:], (h, w))
+    out[dst] = arr[src]
     return out
 
 

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainer.data.augment import MEAN, STD, AugmentParams, draw_params
+from trainer.data.augment import MEAN, STD, AugmentParams, centre_slices, draw_params
 from trainer.data.classes import IGNORE_INDEX
 from trainer.data.vote import majority_vote_torch
 
@@ -65,17 +65,8 @@ def normalise_tensor(image: torch.Tensor) -> torch.Tensor:
 def _centre_fit(t: torch.Tensor, h: int, w: int, fill: float) -> torch.Tensor:
     """Centre-crop or centre-pad the last two axes of ``t`` to ``h×w`` (as ``augment._centre_fit``)."""
     out = torch.full((*t.shape[:-2], h, w), fill, dtype=t.dtype, device=t.device)
-    src, dst = [], []
-    for have, want in zip(t.shape[-2:], (h, w)):
-        if have >= want:  # crop
-            a = (have - want) // 2
-            src.append(slice(a, a + want))
-            dst.append(slice(0, want))
-        else:  # pad
-            a = (want - have) // 2
-            src.append(slice(0, have))
-            dst.append(slice(a, a + have))
-    out[(..., *dst)] = t[(..., *src)]
+    src, dst = centre_slices(t.shape[-2:], (h, w))
+    out[dst] = t[src]
     return out
 
 
