@@ -37,11 +37,13 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and not exc.filename:  # e.g. a full disk at fsync: name the file
+            raise OSError(exc.errno, f"{exc.strerror or exc}; the previous {path.name} is kept", str(path)) from exc
         raise
     _fsync_dir(path.parent)
     return path
@@ -60,6 +62,16 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _not_a_pickle(exc: pickle.UnpicklingError) -> bool:
+    """True when torch's weights-only unpickler met bytes that are no pickle opcode at all.
+
+    torch words both cases "Weights only load failed"; a payload that would run code names the
+    global it refused ("GLOBAL os.system …"), garbage fails on its first byte ("Unsupported operand").
+    """
+    text = str(exc)
+    return "Unsupported operand" in text or "invalid load key" in text
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint as data only. Every failure becomes a :class:`CheckpointError` naming the file."""
     path = Path(path)
@@ -75,6 +87,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        if _not_a_pickle(exc):  # garbage bytes: say so, rather than accuse the file of holding code
+            raise CheckpointError("corrupt or truncated checkpoint (not a torch file)", path) from exc
         raise CheckpointError(
             "refused: the file holds Python objects other than tensors and plain data "
             "(a pickle that could run code); only weights are loaded",

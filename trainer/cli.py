@@ -91,6 +91,12 @@ def cmd_train(a: argparse.Namespace) -> int:
     cfg = RunConfig.from_dict(merge(base, over))
     if a.resume:
         cfg.train.init = None
+    elif cfg.train.out and Path(cfg.train.out).exists() and not Path(cfg.train.out).is_dir():
+        raise InputError("--out is a file, not a folder; choose a new folder", cfg.train.out)
+    elif cfg.train.out and (Path(cfg.train.out) / "last.pt").exists():
+        # a new run would overwrite that run's checkpoints from its first save on
+        raise InputError("this folder already holds a run (last.pt); choose a new --out, or continue it with "
+                         "--resume", cfg.train.out)
     return _run_training(cfg, resume=bool(a.resume))
 
 
@@ -199,11 +205,11 @@ def cmd_predict(a: argparse.Namespace) -> int:
             if target.exists():
                 raise MaskExistsError("file exists; refusing to overwrite it (use --overwrite)", target)
     predictor = load_predictor(a.checkpoint, a.device)
-    out.mkdir(parents=True, exist_ok=True)
     for image_path in a.image:
         image = read_image(image_path)
         pred = predict_core(predictor, image, size=a.size)
         stem = Path(image_path).stem
+        out.mkdir(parents=True, exist_ok=True)  # only once there is something to write: no empty folder
         write_mask_png(out / f"{stem}_classimg_nonconvex.png", pred.classes, predictor.scheme, overwrite=a.overwrite)
         np.save(out / f"{stem}_probabilities.npy", pred.probabilities.astype(np.float32))
         np.save(out / f"{stem}_roughness.npy", pred.roughness)
@@ -315,6 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     except NonFiniteLossError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 3
+    except OSError as exc:  # a read-only folder, a full disk: one line naming the file, not a traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}cannot read or write it ({_one_line(exc) if not exc.strerror else exc.strerror})",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -13,6 +13,7 @@ checkpoint, so ``--resume`` continues with the same losses an uninterrupted run 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -100,6 +101,11 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
     if not resume and cfg.train.init:
         notes = setup.load_init(cfg.train.init)
 
+    # Read the first batch before anything is written: a core that cannot be read (or a mask that
+    # does not fit) then fails the run without leaving a half-made run folder behind.
+    batches = iter(setup.train_loader(start_iter, cfg.train.iters))
+    first = next(batches, None)
+
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
@@ -130,10 +136,11 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
             saved_at["last"] = iteration
         return ev.CheckpointSaved(iteration, str(path), which)
 
-    loader = setup.train_loader(start_iter, cfg.train.iters)
+    loader = batches if first is None else itertools.chain([first], batches)
     t_run = time.perf_counter()
     iteration = start_iter
     stopped = False
+
     def any_rank(flag: bool) -> bool:
         # Under DDP every rank must take the same branch: a rank that stops (a signal reached only
         # it) or skips a step (its loss is NaN) while the others go on would hang them in the next
