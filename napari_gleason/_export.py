@@ -60,6 +60,13 @@ def _inside(path: Path, folder: Path) -> bool:
         return False
 
 
+def check_destination(folder: str | Path, dataset_root: str | Path | None) -> None:
+    """Refuse an expert's folder as a destination (before anyone is asked about overwriting)."""
+    for expert_dir in expert_folders(None if dataset_root is None else Path(dataset_root)):
+        if _inside(Path(folder), expert_dir):
+            raise InputError("refusing to export into an expert's folder; choose a new folder", folder)
+
+
 def export_mask(
     class_map: np.ndarray,
     core: str,
@@ -77,18 +84,37 @@ def export_mask(
     (Gleason: background) when it has none.
     """
     folder = Path(folder)
-    for expert_dir in expert_folders(None if dataset_root is None else Path(dataset_root)):
-        if _inside(folder, expert_dir):
-            raise InputError("refusing to export into an expert's folder; choose a new folder", folder)
+    check_destination(folder, dataset_root)
     path = folder / export_filename(core, layout)
     overwrite = False
     if path.exists():
         if not ask_overwrite(path):
             return None
         overwrite = True
-    folder.mkdir(parents=True, exist_ok=True)
+    created = _missing_parents(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # read-only, a file of that name, a full disk: say so, nothing is written
+        raise InputError(f"cannot create the export folder ({e.strerror or e})", folder) from e
     ignore_value = scheme.ignore[0] if scheme.ignore else 0
-    return write_mask_png(path, class_map, scheme, overwrite=overwrite, ignore_value=ignore_value)
+    try:
+        return write_mask_png(path, class_map, scheme, overwrite=overwrite, ignore_value=ignore_value)
+    except BaseException:
+        for made in created:  # the folders made for this export go too: nothing is left behind
+            try:
+                made.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _missing_parents(folder: Path) -> list[Path]:
+    """``folder`` and those of its parents that do not exist yet, deepest first."""
+    out = []
+    while not folder.exists() and folder != folder.parent:
+        out.append(folder)
+        folder = folder.parent
+    return out
 
 
 def export_to_store(

@@ -8,13 +8,15 @@
   several cores opens in the browser).
 
 ``napari_get_reader`` returns ``None`` for anything else, without touching the file, so other
-readers get their turn. Broken input in a path we *do* handle becomes one notification naming
+readers get their turn — except a ``.zarr`` folder whose ``zarr.json`` is unreadable, which no
+reader can open: it is taken, and reported as a damaged store. Broken input in a path we *do* handle becomes one notification naming
 the file and the reason, and the reader returns napari's "nothing to add" sentinel ``[(None,)]``:
 napari keeps running and no traceback dialog appears.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,10 +36,27 @@ NOTHING = [(None,)]
 def _kind(path: Path) -> str | None:
     if is_review_store(path):
         return "store"
+    if _damaged_zarr_json(path) is not None:
+        return "damaged store"
     if path.is_dir() and (is_gleason_dir(path) or is_generic_dir(path)):
         return "dataset"
     if path.is_file() and dataset_root_of_image(path) is not None:
         return "core"
+    return None
+
+
+def _damaged_zarr_json(path: Path) -> str | None:
+    """Why ``<path>/zarr.json`` of a ``.zarr`` folder cannot be read, or ``None`` if it can (or is absent).
+
+    Nobody can read such a store, so it is claimed and reported instead of being declined.
+    """
+    meta = path / "zarr.json"
+    if path.suffix.lower() != ".zarr" or not meta.is_file():
+        return None
+    try:
+        json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        return f"{type(e).__name__}: {e}"
     return None
 
 
@@ -63,19 +82,46 @@ def read(path: str | list[str], kind: str | None = None) -> list:
     try:
         if kind == "core":
             return _show(load_core_file(path))
+        if kind == "damaged store":
+            raise InputError(f"review store is damaged: zarr.json is unreadable ({_damaged_zarr_json(path)})", path)
         if kind == "store":
-            store = ReviewStore.open(path)
-            if not store.names:
-                raise InputError("review store holds no core yet", path)
-            if len(store.names) == 1:
-                return _show(store.load(store.names[0]))
-            return _open_in_browser(path)
+            return _read_store(path)
         if kind == "dataset":
             return _open_in_browser(path)
         raise InputError("napari-gleason does not read this path", path)
     except InputError as e:
         show_error(f"napari-gleason could not open it: {e}")
         return NOTHING
+
+
+def _read_store(path: Path) -> list:
+    """A store's one core, or the browser on its cores. zarr and its codecs raise assorted errors for
+    damaged metadata or chunks: each becomes an :class:`InputError` naming the store."""
+    try:
+        store = ReviewStore.open(path)
+        names = store.names
+        if not names:
+            raise InputError("review store holds no core yet", path)
+        if len(names) == 1:
+            core = store.load(names[0])
+            _read_smallest_levels(core)  # fail here, before a layer changes, not later in napari's drawing
+        else:
+            for name in names:  # the browser lists them: their metadata must be readable
+                store.experts_of(name)
+    except InputError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise InputError(f"review store is damaged ({type(e).__name__}: {e})", path) from e
+    return _show(core) if len(names) == 1 else _open_in_browser(path)
+
+
+def _read_smallest_levels(core) -> None:
+    """Read the smallest level of every pyramid of ``core`` (a few hundred kB even for a 5120² core)."""
+    import numpy as np
+
+    pyramids = [core.image, *(data for data, _coded in core.label_roles().values()), *core.maps.values()]
+    for levels in pyramids:
+        np.asarray(levels[-1] if isinstance(levels, (list, tuple)) else levels[(slice(0, 1),) * 2])
 
 
 def _show(core) -> list:

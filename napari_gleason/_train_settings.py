@@ -69,6 +69,8 @@ class TrainSettings:
             raise InputError("training data folder does not exist", self.data)
         if not self.out:
             raise InputError("choose an output folder for the run")
+        if Path(self.out).exists() and not Path(self.out).is_dir():
+            raise InputError("the output is a file, not a folder; choose a new folder", self.out)
         if (Path(self.out) / "last.pt").exists():
             raise InputError("this output folder already holds a run (last.pt); choose a new folder", self.out)
         if self.model not in MODEL_ENCODERS:

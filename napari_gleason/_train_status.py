@@ -136,7 +136,7 @@ class TrainStatus:
 def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return "—"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     h, rem = divmod(seconds, 3600)
     m, s = divmod(rem, 60)
     return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
@@ -154,6 +154,9 @@ def advice(exc: BaseException, what: str = "training") -> str:
         return f"{what}: {text}. Choose a checkpoint of the same model and classes, or none."
     if isinstance(exc, InputError):
         return f"{what}: {text}. Fix or remove that file (or choose other data) and start again."
+    if isinstance(exc, OSError) and exc.filename:  # read-only or full disk, e.g. writing the run folder
+        return (f"{what}: {exc.filename}: cannot write there ({exc.strerror or text}). Choose another output "
+                "folder (or free some space) and start again.")
     return f"{what} failed: {type(exc).__name__}: {text}"
 
 

@@ -1,10 +1,19 @@
-"""Shared fixtures. GUI fixtures (make_napari_viewer) come from napari's pytest plugin."""
+"""Shared fixtures: tiny data and runs for every test; the napari ones for tests/gui and the catalogue.
+
+GUI fixtures build on napari's pytest plugin (``make_napari_viewer``, headless under pytest-xvfb)
+and pytest-qt's ``qtbot``; they are only instantiated by tests that ask for them.
+"""
 
 import os
+import sys
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # timm/SMP must fail at once, not after 40 s
 
 import pytest
+
+# The hand-made cores and datasets (helpers_plugin) live beside the plain plugin tests.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "plugin"))
 
 
 @pytest.fixture(scope="session")
@@ -33,3 +42,91 @@ def tiny_run(synthetic_data, tmp_path_factory):
     for _ in train(cfg):
         pass
     return cfg.train.out
+
+
+@pytest.fixture
+def two_expert_dataset(tmp_path):
+    """Gleason folder: core ``c1`` (experts 1, 2) and ``c2`` (experts 1, 3); see helpers_plugin."""
+    from helpers_plugin import make_two_expert_dataset
+
+    return make_two_expert_dataset(tmp_path / "gleason data")
+
+
+@pytest.fixture(autouse=True)
+def _private_settings(tmp_path, monkeypatch):
+    """Recent checkpoints go to a temporary folder, never to the user's ~/.config."""
+    monkeypatch.setenv("NAPARI_GLEASON_HOME", str(tmp_path / "napari-gleason settings"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _torch_stack_before_gl():
+    """Import torchvision (and with it triton, if installed) before the first viewer maps Mesa's LLVM.
+
+    The widgets guard against that clash themselves (napari_gleason._llvm_guard, tested in a
+    subprocess); this only makes the session fixtures that train in the main thread (tiny_run)
+    independent of which test happens to run first — a GUI test or a catalogue row.
+    """
+    import torchvision  # noqa: F401
+
+
+# --- napari -------------------------------------------------------------------------------------
+@pytest.fixture
+def notes():
+    """Every napari notification shown during the test (napari ``Notification`` objects)."""
+    from napari.utils.notifications import notification_manager
+
+    got = []
+
+    def keep(notification):
+        got.append(notification)
+
+    notification_manager.notification_ready.connect(keep)
+    yield got
+    notification_manager.notification_ready.disconnect(keep)
+
+
+@pytest.fixture
+def wait_idle(qtbot):
+    """Wait until a widget's workers are done (their results land in Qt slots)."""
+
+    def wait(widget, timeout: int = 60_000):
+        qtbot.waitUntil(lambda: not widget.busy, timeout=timeout)
+
+    return wait
+
+
+@pytest.fixture
+def train_widget(make_napari_viewer):
+    """A viewer with the train widget docked, its form filled for a tiny CPU run."""
+    from napari_gleason._qt import TrainWidget
+
+    def make(data, out, iters=3, init=None, model="pspnet", viewer=None):
+        viewer = viewer or make_napari_viewer()
+        w = TrainWidget(viewer)
+        viewer.window.add_dock_widget(w, name="train")
+        w.data.setText(str(data))
+        w.out.setText(str(out))
+        w.model.setCurrentText(model)
+        if w.encoder.isEnabled():
+            w.encoder.setCurrentText("resnet18")
+        w.iters.setValue(iters)
+        w.batch_size.setValue(2)
+        w.size.setValue(64)
+        w.device.setCurrentText("cpu")
+        w.init.setText(str(init or ""))
+        return viewer, w
+
+    return make
+
+
+@pytest.fixture
+def run_to_end(qtbot):
+    """Do ``action`` (e.g. press Start) and wait for the run it starts or stops to end."""
+
+    def run(widget, action, timeout: int = 120_000):
+        with qtbot.waitSignal(widget.runner.signals.finished, timeout=timeout) as blocker:
+            assert action() is not False, "nothing was started or stopped"
+        qtbot.waitUntil(lambda: not widget.runner.running, timeout=5_000)
+        return blocker.args[0]
+
+    return run

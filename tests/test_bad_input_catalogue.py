@@ -1,252 +1,450 @@
-"""The bad-input catalogue: every bad input named in the issues, with the message it must give.
+"""The bad-input catalogue: every bad input named in issues 2–6 (and the ones found since), the message
+it must give, and proof that nothing else happened.
 
-Each row breaks one thing in a fresh copy of a format-faithful fake (or hands over a broken file)
-and runs the user's entry point: the CLI must exit 2 (3 for a diverging loss) with one line naming
-the file and the reason; inputs that are unusual but valid (RGBA, grey, one expert, spaces and
-non-ASCII in paths) must work. GUI-side rows (notifications, napari keeps running) live in
-tests/gui/ and tests/plugin/, next to the widgets they exercise; their names are listed at the end.
+``ROWS`` is the table. A row names the issue the input comes from, the entry point that meets it, how
+the input is broken, and the needles its message must hold — the file's name and the reason. Its
+``make`` (from tests/broken_inputs.py) builds the broken input in the test's own temporary folder,
+on the tiny fakes and the session's ``tiny_run`` checkpoint.
+
+What "nothing else happened" means, per entry point:
+
+- **CLI** (``python -m trainer …``, run in-process): exit code 2 (3 for a diverging loss) and exactly
+  one line on stderr, ``error: …``, holding the needles; nothing under the test's folder written
+  or changed (so the experts' files are byte-identical and no checkpoint is touched).
+- **plugin** (a plugin function, no viewer): an ``InputError`` holding the needles; nothing written.
+- **reader** (``viewer.open(path, plugin="napari-gleason")``) and **widget** (a widget's action, as
+  its button would run it): exactly one error notification holding the needles (none when the row
+  has no needles) and no warning; no layer added, removed or changed; nothing written; the viewer
+  still takes a new layer. Widgets that train are back at rest (Start enabled, no worker).
+
+A data error is found before the run folder is made (the engine reads the first batch first), so a
+row leaves nothing behind; only rows whose run really started (a full disk at the first checkpoint,
+a diverging loss) may add to that run's own log, ``config.json`` and ``events.jsonl``.
+
+Inputs that look wrong but are valid (RGBA or grey images, a core with one expert, spaces and
+non-ASCII in paths) are in ``WORKS``: they must train; a checkpoint without a weighting CNN (issue 4)
+must predict, without weight layers (tests/gui/test_gui_predict.py, beside the layers it checks).
+Clicks while a run is going (Start or Stop twice, closing the dock or the viewer) need a run and
+are the last test.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from broken_inputs import (
+    CORE,
+    DISK_FULL,
+    MASK,
+    PLUGIN_NAME,
+    READ_ONLY,
+    TRAIN,
+    Ctx,
+    a_file,
+    beside,
+    broken,
+    broken_classes_json,
+    browser,
+    ckpt_empty_run_folder,
+    ckpt_foreign,
+    ckpt_garbage,
+    ckpt_missing,
+    ckpt_newer_format,
+    ckpt_other_architecture,
+    ckpt_pickle_payload,
+    ckpt_six_classes,
+    ckpt_three_classes,
+    ckpt_truncated,
+    config,
+    corrupt_corrected_mask,
+    corrupt_image,
+    drop_training_experts,
+    earlier_run,
+    empty_expert_folder,
+    export_file,
+    export_into,
+    finetune,
+    float_image,
+    full_disk_at_first_checkpoint,
+    garbage_chunks,
+    garbage_json,
+    generic,
+    gleason,
+    image_of,
+    init_from,
+    mask_of,
+    mask_value_7,
+    new_folder,
+    newer_format,
+    no_expert_folders,
+    opens,
+    predict_cli,
+    predict_widget,
+    remove,
+    rename_all_masks,
+    resize_mask,
+    review_store,
+    rgb_mask_channels_differ,
+    settings,
+    split_file,
+    stop_before_start,
+    synth_into_full_folder,
+    tiny_best,
+    to_store,
+    train_on,
+    train_start,
+    truncate_image,
+    under_a_file,
+    with_file,
+    without_cuda,
+)
 from PIL import Image
 
-from fakes import make_fake_gleason
 from trainer.cli import main
+from trainer.errors import InputError
 
-TRAIN = ["--model", "pspnet", "--encoder", "resnet18", "--size", "32", "--iters", "1", "--device", "cpu",
-         "--no-reweight", "--loss", "focal"]
-
-
-def dataset(tmp_path) -> Path:
-    return make_fake_gleason(tmp_path / "data set é").root
+CLI, PLUGIN, READER, WIDGET = "CLI", "plugin", "reader", "widget"
 
 
-def first_image(root: Path) -> Path:
-    return sorted((root / "Train Imgs").glob("slide002_core001.*"))[0]
+@dataclass(frozen=True)
+class Row:
+    id: str
+    issue: int
+    entry: str  # CLI | plugin | reader | widget
+    how: str  # how the input is broken
+    needles: tuple[str, ...]  # what the message must hold: the file's name and the reason
+    make: Callable  # (Ctx) -> argv (CLI) | a call (plugin) | a path (reader) | an action (widget)
+    code: int = 2  # the CLI's exit code
+    # the failure comes after training started: the run's own log (config.json, events.jsonl) may
+    # record it; every other file, checkpoints included, must stay as it was
+    run_started: bool = False
 
 
-def mask_of(root: Path, expert: str = "1", core: str = "slide002_core001") -> Path:
-    return root / f"Maps{expert}_T" / f"{core}_classimg_nonconvex.png"
+# --- the table -----------------------------------------------------------------------------------
+ROWS = [
+    # CLI: python -m trainer … — data (issue 2)
+    Row("cli-data-missing", 2, CLI, "--data names no folder", ("/no such folder: ", "does not exist"),
+        train_on(data=new_folder("no such folder", "absent"))),
+    Row("cli-data-empty", 2, CLI, "--data is an empty folder", ("/empty: ", "not a dataset folder"),
+        train_on(data=new_folder("empty", "empty"))),
+    Row("cli-data-no-layout", 2, CLI, "--data holds neither layout", ("/plain: ", "not a dataset folder"),
+        train_on(data=new_folder("plain", "text"))),
+    Row("cli-data-is-an-image", 2, CLI, "--data is a core's image, not the dataset", (f"{CORE}.jpg", "not a folder"),
+        train_on(data=image_of)),
+    Row("cli-image-corrupt", 2, CLI, "a core image holds no JPEG", (f"{CORE}.jpg", "not an image Pillow can read"),
+        train_on(corrupt_image)),
+    Row("cli-image-truncated", 2, CLI, "a core image cut in half", (f"{CORE}.jpg", "truncated"),
+        train_on(truncate_image)),
+    Row("cli-image-float", 2, CLI, "a core image of 32-bit floats", (f"{CORE}.tif", "unsupported image mode"),
+        train_on(float_image)),
+    Row("cli-mask-size", 2, CLI, "a mask 10×10, its image 40×48", (MASK, "differs from its image"),
+        train_on(resize_mask)),
+    Row("cli-mask-values", 2, CLI, "a mask holds the value 7", (MASK, "values [7]"), train_on(mask_value_7)),
+    Row("cli-mask-rgb-colours", 2, CLI, "an RGB mask whose channels differ", (MASK, "channels differ"),
+        train_on(rgb_mask_channels_differ)),
+    Row("cli-expert-folder-empty", 2, CLI, "Maps1_T/ holds no mask", ("/Maps1_T: ", "holds no"),
+        train_on(empty_expert_folder)),
+    Row("cli-no-expert-folders", 2, CLI, "no Maps*_T/ at all", ("/data set é: ", "no expert mask folder"),
+        train_on(no_expert_folders)),
+    Row("cli-training-experts-missing", 2, CLI, "experts 3 and 4 (of 1, 3, 4) are missing",
+        ("/data set é: ", "nothing to train on"), train_on(drop_training_experts)),
+    Row("cli-unknown-training-expert", 2, CLI, "--train-experts 9", ("/data set é: ", "experts ['9'] not found"),
+        train_on(args=("--train-experts", "9"))),
+    Row("cli-generic-classes-json", 2, CLI, "classes.json is not JSON", ("classes.json", "cannot read class"),
+        train_on(broken_classes_json, layout=generic)),
+    Row("cli-split-unknown-core", 2, CLI, "the split file names a core that does not exist",
+        ("split.json", "nope_core"), split_file('{"train": ["nope_core"], "val": [], "test": []}')),
+    Row("cli-split-not-json", 2, CLI, "the split file is not JSON", ("split.json", "cannot read split file"),
+        split_file("[1, 2")),
+    Row("cli-corrected-mask-corrupt", 2, CLI, "--corrected with a mask that is no PNG",
+        ("fixed.png", "cannot read image"), corrupt_corrected_mask),
+    # CLI — options and run folders (issues 2, 4, 6)
+    Row("cli-config-unparsable", 2, CLI, "the config file is not YAML", ("cfg.yaml", "not a valid config file"),
+        config("train: [unclosed\n")),
+    Row("cli-config-unknown-option", 2, CLI, "the config file has a misspelt option", ("learning_rat", "unknown"),
+        config("train:\n  learning_rat: 0.1\n")),
+    Row("cli-config-missing", 2, CLI, "--config names no file", ("nope.yaml", "cannot read config"),
+        lambda ctx: ["train", "--config", str(ctx.tmp / "nope.yaml")]),
+    Row("cli-iters-0", 2, CLI, "--iters 0", ("train.iters must be at least 1",), train_on(args=("--iters", "0"))),
+    Row("cli-unknown-model", 2, CLI, "--model resnet9000", ("resnet9000", "choose one of: hrnet18"),
+        train_on(args=("--model", "resnet9000"))),
+    Row("cli-unknown-device", 2, CLI, "--device tpu", ("tpu", "auto, cpu or cuda"), train_on(args=("--device", "tpu"))),
+    Row("cli-cuda-without-cuda", 4, CLI, "--device cuda on a machine without CUDA", ("cuda", "no CUDA device"),
+        without_cuda(train_on(args=("--device", "cuda")))),
+    Row("cli-pretrained-offline", 2, CLI, "--pretrained with no model hub reachable", ("pretrained", "could not be"),
+        train_on(args=("--pretrained",))),
+    Row("cli-out-holds-a-run", 6, CLI, "--out is a finished run (its checkpoints would be overwritten)",
+        ("/run: ", "already holds a run"), earlier_run("train into it again")),
+    Row("cli-out-is-a-file", 6, CLI, "--out is a file", ("/run: ", "not a folder"),
+        with_file("run", "x", train_on())),
+    Row("cli-resume-without-last", 2, CLI, "--resume a folder without last.pt", ("/empty run: ", "no last.pt"),
+        lambda ctx: ["train", "--resume", str(ckpt_empty_run_folder(ctx))]),
+    Row("cli-full-disk-at-checkpoint", 6, CLI, "the disk fills up as the first checkpoint is written",
+        ("run/", "No space left on device", "is kept"), full_disk_at_first_checkpoint, run_started=True),
+    Row("cli-nan-loss", 2, CLI, "a resumed run diverges (lr 1e30): exit 3, last.pt kept byte-identical",
+        ("last.pt", "last good checkpoint"), earlier_run("resume diverging"), code=3, run_started=True),
+    Row("cli-synth-into-full-folder", 2, CLI, "synth --out a folder holding files", ("/full: ", "not empty"),
+        synth_into_full_folder),
+    # CLI — checkpoints (issues 2, 6)
+    Row("cli-ckpt-other-architecture", 2, CLI, "predict with PSPNet weights said to be a U-Net",
+        ("other architecture.pt", "do not fit the unet"), predict_cli(ckpt_other_architecture)),
+    Row("cli-ckpt-class-count", 2, CLI, "predict with a config of 6 classes, weights of 4",
+        ("six.pt", "6 classes"), predict_cli(ckpt_six_classes)),
+    Row("cli-init-other-architecture", 2, CLI, "train unet --init a PSPNet checkpoint", ("best.pt", "pspnet", "unet"),
+        init_from(tiny_best, model="unet")),
+    Row("cli-init-class-count", 2, CLI, "train --init a checkpoint of 6 classes", ("six.pt", "with 6 classes"),
+        init_from(ckpt_six_classes)),
+    Row("cli-ckpt-truncated", 2, CLI, "predict with half a checkpoint", ("cut.pt", "corrupt or truncated"),
+        predict_cli(ckpt_truncated)),
+    Row("cli-ckpt-garbage", 6, CLI, "predict with 300 bytes of 'x'", ("junk.pt", "corrupt or truncated"),
+        predict_cli(ckpt_garbage)),
+    Row("cli-ckpt-pickle-payload", 6, CLI, "predict with a pickle that would run os.system", ("evil.pt", "refused"),
+        predict_cli(ckpt_pickle_payload)),
+    Row("cli-ckpt-foreign", 6, CLI, "predict with a plain torch state dict", ("foreign.pt", "not a napari-gleason"),
+        predict_cli(ckpt_foreign)),
+    Row("cli-ckpt-newer", 6, CLI, "predict with a checkpoint of format version 99", ("newer.pt", "newer"),
+        predict_cli(ckpt_newer_format)),
+    Row("cli-ckpt-missing", 2, CLI, "predict with a checkpoint that does not exist", ("missing.pt", "no such"),
+        predict_cli(ckpt_missing)),
+    Row("cli-ckpt-empty-run-folder", 2, CLI, "predict with a run folder without best.pt/last.pt",
+        ("/empty run: ", "no best.pt or last.pt"), predict_cli(ckpt_empty_run_folder)),
+    Row("cli-predict-image-corrupt", 2, CLI, "predict an image that is no PNG (no empty output folder either)",
+        ("core.png", "not an image Pillow can read"), predict_cli(image=lambda p: p.write_bytes(b"garbage"))),
+    Row("cli-predict-output-exists", 2, CLI, "predict where an earlier class map is", (MASK.replace(CORE, "core"),
+        "refusing to overwrite"), predict_cli(earlier_output=True)),
+    # plugin functions, no viewer (issues 3, 4)
+    Row("plugin-settings-no-data", 4, PLUGIN, "the train form without data", ("choose the training data",),
+        settings(data="")),
+    Row("plugin-settings-unknown-model", 4, PLUGIN, "a model the form does not offer",
+        ("'vgg'", "hrnet18, hrnet48, unet, deeplabv3plus, pspnet"), settings(model="vgg")),
+    Row("plugin-settings-iters-0", 4, PLUGIN, "0 iterations", ("train.iters must be at least 1",), settings(iters=0)),
+    Row("plugin-export-into-expert-subfolder", 3, PLUGIN, "export into Maps2_T/sub/",
+        ("/Maps2_T/sub: ", "expert's folder"),
+        export_into("Maps2_T/sub")),
+    # napari reader: viewer.open(path) (issue 3; damaged stores: issue 6)
+    Row("reader-mask-size", 3, READER, "open a core whose mask is 10×10, its image 40×48", (MASK, "differs"),
+        opens(resize_mask)),
+    Row("reader-mask-values", 3, READER, "open a core whose mask holds 7", (MASK, "[7]"), opens(mask_value_7)),
+    Row("reader-image-corrupt", 3, READER, "open a core image holding no JPEG", (f"{CORE}.jpg", "not an image"),
+        opens(corrupt_image)),
+    Row("reader-core-without-masks", 3, READER, "open the core nobody annotated", ("slide005_core001.jpg",
+        "no expert mask"), opens(path=lambda root: image_of(root, "slide005_core001"))),
+    Row("reader-dataset-without-cores", 3, READER, "open a dataset folder whose masks match no image",
+        ("/data set é: ", "no core"), opens(rename_all_masks, path=lambda root: root)),
+    Row("reader-generic-classes-json", 3, READER, "open a generic core whose classes.json is no JSON",
+        ("classes.json", "cannot read class"), opens(broken_classes_json, layout=generic,
+                                                      path=lambda root: root / "images" / "x.png")),
+    Row("reader-store-newer", 3, READER, "open a review store of format version 99",
+        ("/review.zarr: ", "newer", "update napari-gleason"), review_store(newer_format)),
+    Row("reader-store-empty", 3, READER, "open a review store holding no core", ("/review.zarr: ", "holds no core"),
+        review_store(lambda store: None, cores=())),
+    Row("reader-store-zarr-json", 6, READER, "open a review store whose zarr.json is garbage",
+        ("/review.zarr: ", "damaged"), review_store(garbage_json("."))),
+    Row("reader-store-core-json", 6, READER, "open a review store whose core's zarr.json is garbage",
+        ("/review.zarr: ", "damaged"), review_store(garbage_json("c1"))),
+    Row("reader-store-labels-json", 6, READER, "open a store of two cores, c2's labels' zarr.json garbage",
+        ("/review.zarr: ", "damaged"), review_store(garbage_json("c2/labels"), cores=("c1", "c2"))),
+    Row("reader-store-level-missing", 6, READER, "open a review store missing its image", ("/c1: ", "damaged"),
+        review_store(remove("c1/0"))),
+    Row("reader-store-chunks", 6, READER, "open a review store whose image chunks are garbage",
+        ("/review.zarr: ", "damaged"), review_store(garbage_chunks("c1/0"))),
+    # widgets: Review ▸ Export (issues 3, 6)
+    Row("export-into-expert-folder", 3, WIDGET, "export the vote into Maps1_T/ (where c1's mask is: no question)",
+        ("/Maps1_T: ", "expert's folder"), export_file(lambda root: root / "Maps1_T")),
+    Row("export-read-only", 6, WIDGET, "export into a read-only folder",
+        ("c1_classimg_nonconvex.png", "Read-only file system"), export_file(patch=READ_ONLY)),
+    Row("export-full-disk", 6, WIDGET, "export as the disk fills up",
+        ("c1_classimg_nonconvex.png", "No space left on device"), export_file(patch=DISK_FULL)),
+    Row("export-into-a-file", 6, WIDGET, "export into a path that is a file", ("notes.txt", "cannot create"),
+        export_file(a_file)),
+    Row("export-under-a-file", 6, WIDGET, "export into a folder below a file", ("notes.txt", "cannot create"),
+        export_file(under_a_file)),
+    Row("export-value-no-class", 3, WIDGET, "export a 'corrected' layer painted with label 2",
+        ("'corrected'", "[2]"), export_file(paint=2)),
+    Row("store-cache-full-disk", 6, WIDGET, "cache the core in a new store as the disk fills up",
+        ("/review.zarr: ", "No space left on device"), to_store("full disk")),
+    Row("store-save-newer", 3, WIDGET, "save a layer to a store of format version 99", ("/review.zarr: ", "newer"),
+        to_store("newer format")),
+    Row("store-save-damaged", 6, WIDGET, "save a layer to a store whose zarr.json is garbage",
+        ("/review.zarr: ", "not a napari-gleason review store"), to_store("damaged")),
+    # widgets: Predict (issues 4, 6)
+    Row("predict-other-architecture", 4, WIDGET, "PSPNet weights said to be a U-Net",
+        ("other architecture.pt", "do not fit"), predict_widget(ckpt_other_architecture)),
+    Row("predict-other-classes", 4, WIDGET, "a sound 3-class model on a Gleason core",
+        ("three classes.pt", "predicts 3 classes"), predict_widget(ckpt_three_classes)),
+    Row("predict-truncated", 4, WIDGET, "half a checkpoint", ("cut.pt", "corrupt or truncated"),
+        predict_widget(ckpt_truncated)),
+    Row("predict-pickle-payload", 6, WIDGET, "a pickle that would run os.system", ("evil.pt", "refused"),
+        predict_widget(ckpt_pickle_payload)),
+    Row("predict-cuda-without-cuda", 4, WIDGET, "cuda typed in where none exists", ("no CUDA device", "use 'cpu'"),
+        predict_widget(device="cuda")),
+    Row("predict-no-core", 4, WIDGET, "Predict with no core open", ("open a core first",),
+        predict_widget(core=False)),
+    Row("predict-no-checkpoint", 4, WIDGET, "Predict with no checkpoint chosen", ("choose a checkpoint first",),
+        predict_widget(None)),
+    # widgets: Train (issue 4; issue 6 for the output folder)
+    Row("train-masks-do-not-match", 4, WIDGET, "a training core's mask is 10×10, its image 40×48",
+        (MASK, "differs", "Fix or remove that file"), train_start(broken(resize_mask))),
+    Row("train-init-other-architecture", 4, WIDGET, "train unet from a PSPNet checkpoint",
+        ("best.pt", "pspnet", "unet"), train_start(init=tiny_best, model="unet")),
+    Row("train-init-missing", 4, WIDGET, "start from a checkpoint that does not exist",
+        ("missing.pt", "start checkpoint not found"), train_start(init=ckpt_missing)),
+    Row("train-cuda-without-cuda", 4, WIDGET, "cuda typed in where none exists", ("no CUDA device",),
+        train_start(device="cuda")),
+    Row("train-data-missing", 4, WIDGET, "data folder does not exist", ("/missing: ", "does not exist"),
+        train_start(beside("missing"))),
+    Row("train-out-holds-a-run", 4, WIDGET, "output folder holds last.pt", ("/old run: ", "already holds a run"),
+        train_start(out=beside("old run", "run"))),
+    Row("train-out-is-a-file", 6, WIDGET, "output is a file", ("/run: ", "not a folder"),
+        train_start(out=beside("run", "file"))),
+    Row("train-stop-before-start", 4, WIDGET, "Stop before Start: nothing, not even a message", (),
+        stop_before_start),
+    Row("finetune-value-no-class", 4, WIDGET, "fine-tune on a 'corrected' layer painted with label 2",
+        ("'corrected'", "[2]", "repaint"), finetune(paint=2)),
+    Row("finetune-no-layer", 4, WIDGET, "fine-tune with no editable labels layer",
+        ("make an editable labels layer first",), finetune(layer=False)),
+    Row("finetune-no-checkpoint", 4, WIDGET, "fine-tune with no model chosen", ("choose the model to fine-tune",),
+        finetune(checkpoint=False)),
+    # widgets: Dataset browser (issue 3)
+    Row("browser-broken-core", 3, WIDGET, "load a core whose mask is 3×3 (the last good core stays)",
+        ("b.png", "differs"), browser("load b")),
+    Row("browser-not-a-dataset", 3, WIDGET, "open a folder holding neither layout", ("/plain: ", "not a dataset folder"),
+        browser("open plain")),
+    Row("browser-damaged-store", 6, WIDGET, "open a store of two cores, c2's labels' zarr.json garbage",
+        ("review.zarr", "damaged"), browser("open store")),
+]
+
+#: Unusual but valid (issue 2): they must train, and leave the experts' files alone.
+WORKS = ["rgba image", "grey image", "core with one expert", "spaces and non-ASCII"]
 
 
-# ------------------------------------------------------------------ breakers: (argv builder, needles)
-def missing_folder(tmp_path):
-    return ["train", "--data", str(tmp_path / "no such folder"), *TRAIN], ["no such folder"]
+# --- running the rows ------------------------------------------------------------------------------
+def params(*entries: str) -> list:
+    marks = [pytest.mark.gui] if set(entries) & {READER, WIDGET} else []
+    return [pytest.param(r, id=r.id, marks=marks) for r in ROWS if r.entry in entries]
 
 
-def empty_folder(tmp_path):
-    (tmp_path / "empty").mkdir()
-    return ["train", "--data", str(tmp_path / "empty"), *TRAIN], ["empty"]
+@pytest.fixture
+def ctx(tmp_path, request, monkeypatch) -> Ctx:
+    return Ctx(tmp_path, request, monkeypatch)
 
 
-def corrupt_image(tmp_path):
-    root = dataset(tmp_path)
-    img = first_image(root)
-    img.write_bytes(b"\xff\xd8 this is not a jpeg")
-    return ["train", "--data", str(root), *TRAIN], [img.name]
+def tree(root: Path) -> dict[str, str]:
+    """Relative path -> sha256 (files) or "folder", for everything under ``root``."""
+    return {str(p.relative_to(root)): "folder" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*"))}
 
 
-def truncated_image(tmp_path):
-    root = dataset(tmp_path)
-    img = first_image(root)
-    buf = Image.open(img).convert("RGB")
-    buf.save(img, format="JPEG", quality=95)
-    img.write_bytes(img.read_bytes()[: img.stat().st_size // 2])
-    return ["train", "--data", str(root), *TRAIN], [img.name]
+RUN_LOG = {"config.json", "events.jsonl"}
 
 
-def mask_size_mismatch(tmp_path):
-    root = dataset(tmp_path)
-    m = mask_of(root)
-    Image.fromarray(np.ones((10, 10), np.uint8)).save(m)
-    return ["train", "--data", str(root), *TRAIN], [m.name, "size"]
+def assert_nothing_written(before: dict[str, str], after: dict[str, str], run_log_allowed: bool = False) -> None:
+    changed = {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+    if run_log_allowed:
+        log = {p for p in changed if Path(p).name in RUN_LOG}
+        changed = changed - log - {str(Path(p).parent) for p in log}
+    assert not changed, f"written or changed: {sorted(changed)}"
 
 
-def unknown_mask_values(tmp_path):
-    root = dataset(tmp_path)
-    m = mask_of(root)
-    arr = np.asarray(Image.open(m).convert("L")).copy()
-    arr[0, 0] = 7
-    Image.fromarray(arr).save(m)
-    return ["train", "--data", str(root), *TRAIN], [m.name, "7"]
-
-
-def split_file_unknown_core(tmp_path):
-    root = dataset(tmp_path)
-    split = tmp_path / "split.json"
-    split.write_text('{"train": ["nope_core"], "val": [], "test": []}')
-    return ["train", "--data", str(root), "--split-file", str(split), *TRAIN], ["split.json", "nope_core"]
-
-
-def bad_config_file(tmp_path):
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("train: [unclosed\n")
-    return ["train", "--config", str(cfg)], ["cfg.yaml"]
-
-
-def unknown_config_key(tmp_path):
-    cfg = tmp_path / "cfg.yaml"
-    cfg.write_text("train:\n  learning_rat: 0.1\n")
-    return ["train", "--config", str(cfg)], ["learning_rat"]
-
-
-def cuda_without_cuda(tmp_path):
-    if torch.cuda.is_available():
-        pytest.skip("a CUDA device is present")
-    root = dataset(tmp_path)
-    args = ["train", "--data", str(root), *TRAIN]
-    args[args.index("cpu")] = "cuda"
-    return args, ["cuda"]
-
-
-def _ckpt(tiny_run, tmp_path, mutate):
-    ck = torch.load(Path(tiny_run) / "last.pt", weights_only=True)
-    mutate(ck)
-    path = tmp_path / "mutated.pt"
-    torch.save(ck, path)
-    return path
-
-
-def _predict(ckpt, tmp_path):
-    img = tmp_path / "core.png"
-    Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(img)
-    return ["predict", "--checkpoint", str(ckpt), "--image", str(img), "--out", str(tmp_path / "o")]
-
-
-CASES = {
-    "missing folder": missing_folder,
-    "empty folder": empty_folder,
-    "corrupt image": corrupt_image,
-    "truncated image": truncated_image,
-    "mask size differs from image": mask_size_mismatch,
-    "unknown mask values": unknown_mask_values,
-    "split file names an unknown core": split_file_unknown_core,
-    "unparsable config file": bad_config_file,
-    "unknown config option": unknown_config_key,
-    "cuda chosen where none exists": cuda_without_cuda,
-}
-
-
-@pytest.mark.parametrize("case", list(CASES))
-def test_cli_rejects_bad_input_with_one_line(case, tmp_path, capsys):
-    argv, needles = CASES[case](tmp_path)
-    before = _hash_tree(tmp_path)
+@pytest.mark.parametrize("row", params(CLI))
+def test_cli(row: Row, ctx: Ctx, capsys):
+    argv = row.make(ctx)
+    capsys.readouterr()
+    before = tree(ctx.tmp)
     code = main(argv)
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2, err
-    assert len(err) == 1 and err[0].startswith("error: ")
-    for needle in needles:
+    assert code == row.code, err
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    for needle in row.needles:
         assert needle in err[0], (needle, err[0])
-    assert _hash_tree(tmp_path, masks_only=True) == {k: v for k, v in before.items() if k.endswith(".png")}
+    assert_nothing_written(before, tree(ctx.tmp), run_log_allowed=row.run_started)
 
 
-@pytest.mark.parametrize("what,mutate,needle", [
-    ("other architecture", lambda ck: ck["model_config"].update(name="unet", encoder="resnet34"), "unet"),
-    ("other class count", lambda ck: ck["model_config"].update(num_classes=6), "6 classes"),
-])
-def test_foreign_checkpoints(tiny_run, tmp_path, capsys, what, mutate, needle):
-    code = main(_predict(_ckpt(tiny_run, tmp_path, mutate), tmp_path))
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and "mutated.pt" in err and needle in err and len(err.splitlines()) == 1
+@pytest.mark.parametrize("row", params(PLUGIN))
+def test_plugin(row: Row, ctx: Ctx):
+    call = row.make(ctx)
+    before = tree(ctx.tmp)
+    with pytest.raises(InputError) as info:
+        call()
+    for needle in row.needles:
+        assert needle in str(info.value), (needle, str(info.value))
+    assert_nothing_written(before, tree(ctx.tmp))
 
 
-def test_truncated_checkpoint(tiny_run, tmp_path, capsys):
-    cut = tmp_path / "cut.pt"
-    data = (Path(tiny_run) / "last.pt").read_bytes()
-    cut.write_bytes(data[: len(data) - 4096])
-    assert main(_predict(cut, tmp_path)) == 2
-    assert "cut.pt" in capsys.readouterr().err
+def layer_state(viewer) -> list[tuple]:
+    from napari_gleason._layers import level0
+
+    return [(lyr.name, type(lyr).__name__, hashlib.sha256(np.ascontiguousarray(level0(lyr))).hexdigest())
+            for lyr in viewer.layers]
 
 
-class _RunsCode:
-    def __reduce__(self):
-        return (os.getcwd, ())
+@pytest.mark.parametrize("row", params(READER, WIDGET))
+def test_gui(row: Row, ctx: Ctx, notes):
+    from napari.utils.notifications import NotificationSeverity
+
+    made = row.make(ctx)
+    viewer = ctx.viewer
+    act = (lambda: viewer.open(made, plugin=PLUGIN_NAME)) if row.entry == READER else made
+    layers, before = layer_state(viewer), tree(ctx.tmp)
+    notes.clear()
+    act()  # must not raise: napari keeps running
+    shown = [n for n in notes if n.severity >= NotificationSeverity.WARNING]
+    assert [n.severity for n in shown] == [NotificationSeverity.ERROR] * bool(row.needles), [n.message for n in shown]
+    for needle in row.needles:
+        assert needle in shown[0].message, (needle, shown[0].message)
+    assert layer_state(viewer) == layers, "a layer was added, removed or changed"
+    assert_nothing_written(before, tree(ctx.tmp))
+    viewer.layers.remove(viewer.add_image(np.zeros((4, 4))))  # the viewer still works
 
 
-def test_code_running_pickle_checkpoint(tmp_path, capsys):
-    evil = tmp_path / "evil.pt"
-    torch.save({"format": "napari-gleason/checkpoint", "model_config": {}, "model": _RunsCode()}, evil)
-    assert main(_predict(evil, tmp_path)) == 2
-    err = capsys.readouterr().err
-    assert "evil.pt" in err and "refused" in err
-
-
-def test_nan_loss_exit_3_keeps_checkpoint(tmp_path, capsys):
-    root = dataset(tmp_path)
-    run = tmp_path / "run"
-    assert main(["train", "--data", str(root), *TRAIN, "--out", str(run)]) == 0
-    good = (run / "last.pt").read_bytes()
-    code = main(["train", "--resume", str(run), "--iters", "40", "--lr", "1e30"])
-    err = capsys.readouterr().err
-    assert code == 3 and "last good checkpoint" in err
-    assert (run / "last.pt").read_bytes() == good
-
-
-@pytest.mark.parametrize("variant", ["rgba image", "grey image", "core with one expert", "spaces and non-ASCII"])
-def test_unusual_but_valid_inputs_work(variant, tmp_path, capsys):
-    root = dataset(tmp_path)
-    img = first_image(root)
+@pytest.mark.parametrize("variant", WORKS)
+def test_unusual_but_valid_inputs_train(variant, ctx: Ctx, capsys):
+    root = gleason(ctx)
+    image = image_of(root)
     if variant == "rgba image":
-        rgba = np.asarray(Image.open(img).convert("RGBA")).copy()
-        png = img.with_suffix(".png")
-        img.unlink()
-        Image.fromarray(rgba).save(png)
+        rgba = np.asarray(Image.open(image).convert("RGBA")).copy()
+        image.unlink()
+        Image.fromarray(rgba).save(image.with_suffix(".png"))
     elif variant == "grey image":
-        grey = Image.open(img).convert("L")
-        img.unlink()
-        grey.save(img.with_suffix(".png"))
+        grey = Image.open(image).convert("L")
+        image.unlink()
+        grey.save(image.with_suffix(".png"))
     elif variant == "core with one expert":
-        for k in ("3", "4"):
-            mask_of(root, k).unlink()
-    out = tmp_path / "rün dir" / "out"
-    before = _hash_tree(root, masks_only=True)
+        for expert in ("3", "4"):
+            mask_of(root, expert).unlink()
+    out = ctx.tmp / "rün dir" / "out"
+    experts = {p: h for p, h in tree(root).items() if p.startswith("Maps")}
     assert main(["train", "--data", str(root), *TRAIN, "--out", str(out)]) == 0
     assert (out / "last.pt").is_file()
-    assert _hash_tree(root, masks_only=True) == before  # experts' files untouched
+    assert {p: h for p, h in tree(root).items() if p.startswith("Maps")} == experts
 
 
-def test_export_to_read_only_folder_or_full_disk_leaves_nothing(tmp_path, monkeypatch):
-    import tempfile
+# --- clicks while a run is going (issue 4) ----------------------------------------------------------
+@pytest.mark.gui
+@pytest.mark.parametrize("click", ["Stop twice", "close the dock", "close the viewer"])
+def test_clicks_during_training_stop_it_cleanly(click, train_widget, synthetic_data, tmp_path, qtbot, notes):
+    """The run stops within an iteration, keeps last.pt, nothing hangs, no error is shown."""
+    from napari.utils.notifications import NotificationSeverity
 
-    from trainer.data.classes import GLEASON_SCHEME
-    from trainer.data.io import write_mask_png
-    from trainer.errors import InputError
+    from trainer.checkpoint import load_checkpoint
 
-    target = tmp_path / "Maps_consensus"
-    target.mkdir()
-
-    def read_only(*a, **k):
-        raise PermissionError(13, "Read-only file system")
-
-    monkeypatch.setattr(tempfile, "mkstemp", read_only)
-    with pytest.raises(InputError, match="Read-only") as info:
-        write_mask_png(target / "a_classimg_nonconvex.png", np.zeros((8, 8), np.uint8), GLEASON_SCHEME)
-    assert "a_classimg_nonconvex.png" in str(info.value)
-    monkeypatch.undo()
-
-    real_fsync = os.fsync
-
-    def disk_full(fd):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(os, "fsync", disk_full)
-    with pytest.raises(InputError, match="No space left"):
-        write_mask_png(target / "b_classimg_nonconvex.png", np.zeros((8, 8), np.uint8), GLEASON_SCHEME)
-    monkeypatch.setattr(os, "fsync", real_fsync)
-    assert list(target.iterdir()) == []  # nothing half-written
-
-
-def _hash_tree(root: Path, masks_only: bool = False) -> dict[str, str]:
-    out = {}
-    for p in sorted(Path(root).rglob("*")):
-        if p.is_file() and (not masks_only or p.suffix == ".png"):
-            out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
-    return out
+    viewer, w = train_widget(synthetic_data, tmp_path / "run", iters=500)
+    runner = w.runner
+    assert w._on_start()
+    assert not w._on_start(), "Start while training starts nothing"
+    qtbot.waitUntil(lambda: runner.status.iteration >= 1, timeout=120_000)
+    if click == "Stop twice":
+        assert (w._on_stop(), w._on_stop()) == (True, False)
+    elif click == "close the dock":
+        viewer.window.remove_dock_widget(w)
+    else:
+        viewer.close()
+    qtbot.waitUntil(lambda: not runner.running, timeout=60_000)
+    assert runner.finished is not None and runner.finished.stopped and runner.finished.iteration < 500
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["iteration"] == runner.finished.iteration
+    assert not [n.message for n in notes if n.severity >= NotificationSeverity.WARNING]

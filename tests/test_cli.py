@@ -1,4 +1,4 @@
-"""The CLI: subcommands end to end on tiny data, exit code 2 with one line for bad input."""
+"""The CLI: subcommands end to end on tiny data (bad input, exit code 2 with one line: the catalogue)."""
 
 import json
 import os
@@ -13,22 +13,14 @@ from PIL import Image
 
 from trainer.cli import main
 from trainer.data import open_dataset
-from trainer.data.classes import GLEASON_VALUE_TO_CLASS
 
 
 def run_cli(*args):
     """Run in a subprocess, as a user would; returns (code, stdout, stderr)."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONIOENCODING="utf-8")
     p = subprocess.run([sys.executable, "-m", "trainer", *map(str, args)], capture_output=True, text=True,
-                       env=env, timeout=600)
+                       env=env, timeout=600, check=False)
     return p.returncode, p.stdout, p.stderr
-
-
-def one_error_line(stderr: str) -> str:
-    lines = [l for l in stderr.strip().splitlines() if l.strip()]
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
 
 
 def test_help_lists_subcommands():
@@ -81,7 +73,7 @@ def test_config_file_and_flag_override(synthetic_data, tmp_path, capsys):
 
 def test_predict_writes_gleason_png_probabilities_and_weights(tiny_run, synthetic_data, tmp_path):
     image = next((Path(synthetic_data) / "Train Imgs").glob("*.jpg"))
-    code, out, err = run_cli("predict", "--checkpoint", Path(tiny_run) / "last.pt", "--image", image,
+    code, _, err = run_cli("predict", "--checkpoint", Path(tiny_run) / "last.pt", "--image", image,
                              "--out", tmp_path / "pred", "--device", "cpu")
     assert code == 0, err
     h, w = np.asarray(Image.open(image)).shape[:2]
@@ -97,11 +89,7 @@ def test_predict_writes_gleason_png_probabilities_and_weights(tiny_run, syntheti
     assert weights.shape == (3, h, w)
     np.testing.assert_allclose(weights.sum(0), 1, atol=1e-4)
     meta = json.loads((tmp_path / "pred" / f"{image.stem}_prediction.json").read_text())
-    assert meta["experts"] == ["1", "3", "4"]
-    # a second run refuses to overwrite the class map
-    code, _, err = run_cli("predict", "--checkpoint", Path(tiny_run) / "last.pt", "--image", image,
-                           "--out", tmp_path / "pred", "--device", "cpu")
-    assert code == 2 and "exists" in one_error_line(err)
+    assert meta["experts"] == ["1", "3", "4"]  # (a second run refuses to overwrite: the bad-input catalogue)
 
 
 def test_evaluate_writes_table2_json(tiny_run, synthetic_data, tmp_path, capsys):
@@ -114,79 +102,6 @@ def test_evaluate_writes_table2_json(tiny_run, synthetic_data, tmp_path, capsys)
     assert set(res["model_vs_expert"]) == {"1", "2", "3", "4", "5", "6"}
     assert "1-2" in res["expert_pairs_kappa"]
     assert "| mean Dice |" in capsys.readouterr().out
-
-
-# ---------------------------------------------------------------- bad input: exit 2, one line
-def test_missing_data_folder(tmp_path):
-    code, _, err = run_cli("train", "--data", tmp_path / "nope", "--iters", "1", "--out", tmp_path / "r")
-    assert code == 2 and "nope" in one_error_line(err)
-
-
-def test_other_architecture_checkpoint_refused_for_init(tiny_run, synthetic_data, tmp_path):
-    code, _, err = run_cli("train", "--data", synthetic_data, "--model", "unet", "--iters", "1", "--size", "64",
-                           "--device", "cpu", "--out", tmp_path / "r", "--init", Path(tiny_run) / "last.pt")
-    line = one_error_line(err)
-    assert code == 2 and "pspnet" in line and "unet" in line and "last.pt" in line
-
-
-def test_other_class_count_checkpoint_refused(tiny_run, tmp_path):
-    ck = torch.load(Path(tiny_run) / "last.pt", weights_only=True)
-    ck["model_config"]["num_classes"] = 6
-    torch.save(ck, tmp_path / "six.pt")
-    img = tmp_path / "x.png"
-    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(img)
-    code, _, err = run_cli("predict", "--checkpoint", tmp_path / "six.pt", "--image", img, "--out", tmp_path / "o")
-    assert code == 2 and "six.pt" in one_error_line(err)
-
-
-def test_truncated_and_pickled_checkpoints_refused(tiny_run, tmp_path):
-    data = (Path(tiny_run) / "last.pt").read_bytes()
-    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 3])
-    img = tmp_path / "x.png"
-    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(img)
-    code, _, err = run_cli("predict", "--checkpoint", tmp_path / "cut.pt", "--image", img, "--out", tmp_path / "o")
-    assert code == 2 and "truncated" in one_error_line(err)
-    marker = tmp_path / "pwned"
-    evil = tmp_path / "evil.pt"
-    subprocess.run([sys.executable, "-c", (
-        "import torch, os\n"
-        "class E:\n"
-        f"    def __reduce__(self): return (os.system, ('touch {marker}',))\n"
-        f"torch.save({{'format': 'napari-gleason/checkpoint', 'model_config': {{}}, 'model': E()}}, r'{evil}')\n")],
-        check=True)
-    code, _, err = run_cli("predict", "--checkpoint", evil, "--image", img, "--out", tmp_path / "o")
-    assert code == 2 and "refused" in one_error_line(err)
-    assert not marker.exists()
-
-
-def test_bad_option_values(synthetic_data, tmp_path):
-    code, _, err = run_cli("train", "--data", synthetic_data, "--iters", "0", "--out", tmp_path / "r")
-    assert code == 2 and "iters" in one_error_line(err)
-    code, _, err = run_cli("train", "--data", synthetic_data, "--model", "resnet9000", "--iters", "1",
-                           "--out", tmp_path / "r")
-    assert code == 2 and "hrnet18" in one_error_line(err)
-
-
-def test_pretrained_without_hub_is_a_clear_error(synthetic_data, tmp_path):
-    code, _, err = run_cli("train", "--data", synthetic_data, "--model", "pspnet", "--pretrained", "--iters", "1",
-                           "--size", "64", "--out", tmp_path / "r", "--device", "cpu")
-    line = one_error_line(err)
-    assert code == 2 and "pretrained" in line.lower()
-
-
-def test_cuda_requested_without_cuda(synthetic_data, tmp_path):
-    if torch.cuda.is_available():
-        pytest.skip("a CUDA device is present")
-    code, _, err = run_cli("train", "--data", synthetic_data, "--device", "cuda", "--iters", "1",
-                           "--out", tmp_path / "r")
-    assert code == 2 and "cuda" in one_error_line(err).lower()
-
-
-def test_synth_refuses_non_empty_folder(tmp_path):
-    (tmp_path / "full").mkdir()
-    (tmp_path / "full" / "x.txt").write_text("x")
-    code, _, err = run_cli("synth", "--out", tmp_path / "full", "--cores", "2", "--size", "64")
-    assert code == 2 and "full" in one_error_line(err)
 
 
 def test_sigterm_stops_at_an_iteration_boundary_and_keeps_last_pt(synthetic_data, tmp_path):

@@ -9,10 +9,9 @@ in a worker — and :func:`show_core` swaps it in place of the last one.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
@@ -119,8 +118,13 @@ class BrowserWidget(QWidget):
     def open(self, path: str | Path) -> bool:
         try:
             source = open_source(path)
+            for name in source.names:  # listing reads each core's metadata: a damaged store fails here
+                source.experts_of(name)
         except InputError as e:
             show_error(f"napari-gleason could not open it: {e}")
+            return False
+        except (OSError, ValueError, KeyError) as e:  # zarr's and json's errors for a damaged store
+            show_error(f"napari-gleason could not open it: {path}: damaged ({type(e).__name__}: {e})")
             return False
         self.set_source(source)
         return True

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from napari.utils.notifications import show_error, show_info
@@ -22,8 +22,22 @@ from qtpy.QtWidgets import (
 from trainer.errors import InputError
 
 from .. import _workers
-from .._export import default_folder, export_filename, export_mask, export_to_store
-from .._layers import CoreData, CoreInfo, current_core, find_layer, level0, role_of, set_layer
+from .._export import (
+    check_destination,
+    default_folder,
+    export_filename,
+    export_mask,
+    export_to_store,
+)
+from .._layers import (
+    CoreData,
+    CoreInfo,
+    current_core,
+    find_layer,
+    level0,
+    role_of,
+    set_layer,
+)
 from .._store import ReviewStore, label_key
 
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
@@ -145,6 +159,7 @@ class ExportPanel(QGroupBox):
             if not str(target) or str(target) == ".":
                 raise InputError("choose a folder to export into")
             layout = self.info.origin.get("layout")
+            check_destination(target, self.info.dataset_root)  # never offer to replace an expert's file
             path = target / export_filename(self.info.name, layout)
             answer = path.exists() and self.ask_overwrite(path)
             if path.exists() and not answer:
@@ -200,9 +215,15 @@ class ExportPanel(QGroupBox):
         core = CoreData(info.name, level0(info.image), masks, info.scheme, extras=extras, origin=info.origin)
 
         def job():
-            st = ReviewStore.create(path, info.scheme, dataset=info.origin.get("dataset"),
-                                    layout=info.origin.get("layout"))
-            return st.write_core(core, overwrite=exists)
+            new_store = not path.exists()
+            try:
+                st = ReviewStore.create(path, info.scheme, dataset=info.origin.get("dataset"),
+                                        layout=info.origin.get("layout"))
+                return st.write_core(core, overwrite=exists)
+            except OSError as e:  # read-only, full disk: the store keeps what it had, a new one goes
+                if new_store and path.exists() and not ReviewStore.open(path).names:
+                    shutil.rmtree(path, ignore_errors=True)
+                raise InputError(f"cannot write the review store ({e.strerror or e}); nothing was kept") from e
 
         self._run(job, what=f"caching {info.name} in {path}")
 

@@ -2,14 +2,18 @@
 
 import numpy as np
 import pytest
-import torch
 from helpers_plugin import errors_of
 
 from napari_gleason._dataset import FolderSource
-from napari_gleason._layers import find_layer, layers_with_prefix, level0, role_of, show_core
+from napari_gleason._layers import (
+    find_layer,
+    layers_with_prefix,
+    level0,
+    role_of,
+    show_core,
+)
 from napari_gleason._qt import PredictWidget, ReviewWidget
 from trainer.checkpoint import load_checkpoint, save_checkpoint
-from trainer.data.classes import ClassScheme
 
 CORE = "slide001_core004"  # experts 1, 2, 4; the tiny run's weighting CNN knows 1, 3, 4
 OUTPUTS = ["prediction", "probability:benign", "probability:G3", "probability:G4", "probability:G5",
@@ -92,49 +96,3 @@ def test_checkpoint_without_weighting_cnn_predicts_without_weight_layers(predict
     assert "no weighting CNN" in w.note.text()
     assert not review.consensus._learned.isEnabled()
     assert errors_of(notes) == []
-
-
-def _other_architecture(tiny_run, tmp_path):
-    payload = load_checkpoint(f"{tiny_run}/best.pt")
-    payload["model_config"] = {**payload["model_config"], "name": "unet"}  # pspnet weights, said to be a U-Net
-    return save_checkpoint(tmp_path / "other architecture.pt", payload), "do not fit"
-
-
-def _other_class_count(tiny_run, tmp_path):
-    from trainer.models import create_model
-
-    payload = load_checkpoint(f"{tiny_run}/best.pt")
-    model = create_model("pspnet", 3, encoder="resnet18")
-    payload["model"], payload["model_config"] = model.state_dict(), dict(model.config)
-    payload["scheme"] = ClassScheme(("benign", "low", "high"), {0: 0, 1: 1, 2: 2}).to_dict()
-    return save_checkpoint(tmp_path / "three classes.pt", payload), "predicts 3 classes"
-
-
-def _corrupt(tiny_run, tmp_path):
-    path = tmp_path / "corrupt.pt"
-    path.write_bytes((tmp_path.parent / "x").as_posix().encode() * 100)
-    return path, "corrupt"
-
-
-@pytest.mark.parametrize("make_bad", [_other_architecture, _other_class_count, _corrupt])
-def test_bad_checkpoints_notify_and_add_nothing(make_bad, predict_viewer, tiny_run, tmp_path, wait_idle, notes):
-    bad, why = make_bad(tiny_run, tmp_path)
-    viewer, w, _ = predict_viewer()
-    n_layers = len(viewer.layers)
-    predict(w, wait_idle, bad)
-    errors = errors_of(notes)
-    assert errors and why in errors[-1] and bad.name in errors[-1]
-    assert len(viewer.layers) == n_layers and find_layer(viewer, "prediction") is None
-    assert not w.busy and w._predict.isEnabled()
-
-
-def test_cuda_where_none_exists_is_not_offered_and_refused(predict_viewer, tiny_run, wait_idle, notes):
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
-    viewer, w, _ = predict_viewer()
-    assert [w.device.itemText(i) for i in range(w.device.count())] == ["auto", "cpu"]
-    w.device.addItem("cuda")  # as if typed in: still refused, with what to do
-    w.device.setCurrentText("cuda")
-    predict(w, wait_idle, tiny_run)
-    assert "no CUDA device" in errors_of(notes)[-1] and "use 'cpu'" in errors_of(notes)[-1]
-    assert find_layer(viewer, "prediction") is None

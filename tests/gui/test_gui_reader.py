@@ -1,11 +1,13 @@
 """The reader inside napari: cores, dataset folders, stores, and every bad input."""
 
-import json
 
 import numpy as np
-import pytest
-from helpers_plugin import A, B, blocks, errors_of, tree_digest, write_generic, write_gleason
-from PIL import Image
+from helpers_plugin import (
+    A,
+    B,
+    blocks,
+    write_generic,
+)
 
 from napari_gleason._layers import find_layer, role_of
 from napari_gleason._qt import BrowserWidget
@@ -92,76 +94,3 @@ def test_store_with_several_cores_opens_in_the_browser(make_napari_viewer, two_e
     assert browser.ordered_names() == ["c1", "c2"]
     assert browser.table.item(0, 2).text() == "0.125"  # 2 of 8 blocks, 1 of 2 experts differ
     assert roles(viewer)[0] == "image" and viewer.layers[0].name == "c1"
-
-
-# --- bad input: a notification naming file and reason, napari keeps running, nothing written ----
-
-
-def _gleason(tmp_path):
-    return write_gleason(tmp_path / "bad data", {"c1": {"1": blocks(A, 4), "2": blocks(B, 4)}}, shape=(8, 16))
-
-
-def _mask_of_other_size(tmp_path):
-    root = _gleason(tmp_path)
-    mask = root / "Maps2_T" / "c1_classimg_nonconvex.png"
-    Image.fromarray(np.full((9, 9), 3, np.uint8)).save(mask)
-    return root, root / "Train Imgs" / "c1.png", mask.name, "differs"
-
-
-def _unknown_mask_value(tmp_path):
-    root = _gleason(tmp_path)
-    mask = root / "Maps1_T" / "c1_classimg_nonconvex.png"
-    values = np.full((8, 16), 3, np.uint8)
-    values[0, 0] = 7
-    Image.fromarray(values).save(mask)
-    return root, root / "Train Imgs" / "c1.png", mask.name, "[7]"
-
-
-def _folder_without_cores(tmp_path):
-    root = _gleason(tmp_path)
-    (root / "Maps1_T" / "c1_classimg_nonconvex.png").rename(root / "Maps1_T" / "zz_classimg_nonconvex.png")
-    (root / "Maps2_T" / "c1_classimg_nonconvex.png").rename(root / "Maps2_T" / "zz_classimg_nonconvex.png")
-    return root, root, root.name, "no core"
-
-
-def _core_without_masks(tmp_path):
-    root = _gleason(tmp_path)
-    Image.fromarray(np.zeros((8, 16, 3), np.uint8)).save(root / "Train Imgs" / "lonely.png")
-    return root, root / "Train Imgs" / "lonely.png", "lonely.png", "no expert mask"
-
-
-def _corrupt_image(tmp_path):
-    root = _gleason(tmp_path)
-    image = root / "Train Imgs" / "c1.png"
-    image.write_bytes(image.read_bytes()[:40])  # truncated
-    return root, image, "c1.png", "corrupt"
-
-
-def _newer_store(tmp_path):
-    from napari_gleason._store import ReviewStore
-
-    path = tmp_path / "future.zarr"
-    ReviewStore.create(path, __import__("trainer.data.classes", fromlist=["x"]).GLEASON_SCHEME)
-    meta = json.loads((path / "zarr.json").read_text())
-    meta["attributes"]["napari_gleason"]["format_version"] = 99
-    (path / "zarr.json").write_text(json.dumps(meta))
-    return tmp_path, path, "future.zarr", "newer"
-
-
-BAD = [_mask_of_other_size, _unknown_mask_value, _folder_without_cores, _core_without_masks, _corrupt_image,
-       _newer_store]
-
-
-@pytest.mark.parametrize("make_bad", BAD, ids=[f.__name__.strip("_") for f in BAD])
-def test_bad_input_is_one_clear_notification_and_nothing_else(make_napari_viewer, tmp_path, notes, make_bad):
-    root, path, name, reason = make_bad(tmp_path)
-    viewer = make_napari_viewer()
-    before = tree_digest(root)
-    viewer.open(path, plugin=PLUGIN)  # must not raise
-    messages = errors_of(notes)
-    assert len(messages) == 1, messages
-    assert name in messages[0] and reason in messages[0], messages[0]
-    assert len(viewer.layers) == 0
-    assert tree_digest(root) == before  # nothing written
-    viewer.add_image(np.zeros((4, 4)))  # napari keeps running
-    assert len(viewer.layers) == 1

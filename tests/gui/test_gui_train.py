@@ -1,4 +1,4 @@
-"""The train widget: a tiny run to the end, Stop, closing during training, a responsive GUI.
+"""The train widget: a tiny run to the end, Stop, a responsive GUI (bad input and bad clicks: the catalogue).
 
 Runs are PSPNet-r18 at 64² on the session's synthetic dataset, a few iterations on the CPU.
 """
@@ -72,18 +72,16 @@ def test_tiny_training_to_the_end_progress_plot_checkpoint_and_offer(train_widge
 
 
 def test_stop_mid_run_keeps_last_pt_and_returns_to_idle(train_widget, synthetic_data, tmp_path, run_to_end, qtbot):
-    viewer, w = train_widget(synthetic_data, tmp_path / "run", iters=500)
+    _, w = train_widget(synthetic_data, tmp_path / "run", iters=500)
     assert w._on_start()
-    assert not w._on_start(), "Start while training starts nothing"
     qtbot.waitUntil(lambda: w.status.iteration >= 1, timeout=120_000)
 
-    def stop_twice():
-        first, second = w._on_stop(), w._on_stop()
-        assert (first, second) == (True, False)
+    def stop():
+        assert w._on_stop()
         assert w.status.state is TrainState.STOPPING and not w._stop.isEnabled()
-        return first
+        return True
 
-    finished = run_to_end(w, stop_twice)
+    finished = run_to_end(w, stop)
     assert finished.stopped and finished.iteration < 500
     assert w.status.state is TrainState.IDLE and w._start.isEnabled()
     assert load_checkpoint(tmp_path / "run" / "last.pt")["iteration"] == finished.iteration
@@ -92,31 +90,8 @@ def test_stop_mid_run_keeps_last_pt_and_returns_to_idle(train_widget, synthetic_
     assert its[-1].iteration == finished.iteration
 
 
-def test_stop_before_start_does_nothing(train_widget, synthetic_data, tmp_path):
-    viewer, w = train_widget(synthetic_data, tmp_path / "run")
-    assert w._on_stop() is False
-    assert w.status.state is TrainState.IDLE and w.runner.worker is None
-    assert not (tmp_path / "run").exists()
-
-
-@pytest.mark.parametrize("how", ["dock", "viewer"])
-def test_closing_during_training_stops_the_worker(how, train_widget, synthetic_data, tmp_path, qtbot):
-    viewer, w = train_widget(synthetic_data, tmp_path / "run", iters=500)
-    runner = w.runner
-    assert w._on_start()
-    qtbot.waitUntil(lambda: runner.status.iteration >= 1, timeout=120_000)
-    if how == "dock":
-        viewer.window.remove_dock_widget(w)
-    else:
-        viewer.close()
-    qtbot.waitUntil(lambda: not runner.running, timeout=60_000)  # nothing hangs
-    assert runner.finished is not None and runner.finished.stopped
-    assert runner.finished.iteration < 500
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["iteration"] == runner.finished.iteration
-
-
 def test_gui_stays_responsive_while_training(train_widget, synthetic_data, tmp_path, run_to_end):
-    viewer, w = train_widget(synthetic_data, tmp_path / "run", iters=3)
+    _, w = train_widget(synthetic_data, tmp_path / "run", iters=3)
     probe = GapProbe()
     probe.start()
     run_to_end(w, w._on_start)

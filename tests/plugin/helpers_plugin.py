@@ -1,6 +1,6 @@
 """Small hand-made cores and datasets for the plugin tests (values chosen to be checked by hand).
 
-Shared by tests/plugin and tests/gui (tests/gui/conftest.py puts this folder on sys.path).
+Shared by tests/plugin, tests/gui and the bad-input catalogue (tests/conftest.py puts this folder on sys.path).
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Export: Gleason values, file names, experts' files untouched, no overwrite without asking."""
 
 import numpy as np
-import pytest
 from helpers_plugin import GLEASON_VALUES, A, B, blocks, tree_digest
 from PIL import Image
 
@@ -9,7 +8,6 @@ from napari_gleason._export import default_folder, export_mask, export_to_store
 from napari_gleason._layers import CoreData
 from napari_gleason._store import ReviewStore
 from trainer.data.classes import GLEASON_SCHEME, IGNORE_INDEX
-from trainer.errors import InputError
 
 
 def test_export_writes_gleason_values_beside_and_never_into_the_experts(two_expert_dataset):
@@ -40,15 +38,6 @@ def test_existing_export_is_replaced_only_when_the_answer_is_yes(two_expert_data
     assert export_mask(blocks(B, 4), "c1", GLEASON_SCHEME, folder, dataset_root=root, ask_overwrite=lambda p: True)
     np.testing.assert_array_equal(np.asarray(Image.open(first)), GLEASON_VALUES[blocks(B, 4)])
     assert sorted(p.name for p in folder.iterdir()) == ["c1_classimg_nonconvex.png"]  # no temp files left
-
-
-@pytest.mark.parametrize("target", ["Maps1_T", "Maps2_T/sub"])
-def test_expert_folders_are_refused(two_expert_dataset, target):
-    root = two_expert_dataset
-    before = tree_digest(root)
-    with pytest.raises(InputError, match="expert's folder"):
-        export_mask(blocks(A, 4), "c1", GLEASON_SCHEME, root / target, dataset_root=root, ask_overwrite=lambda p: True)
-    assert tree_digest(root) == before
 
 
 def test_generic_layout_exports_outside_masks(tmp_path):

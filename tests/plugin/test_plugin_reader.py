@@ -1,12 +1,10 @@
 """The reader without a viewer: which paths it takes, what layers it returns, how it fails."""
 
 import numpy as np
-import pytest
-from helpers_plugin import A, B, blocks, tree_digest, write_generic
+from helpers_plugin import A, B, blocks, write_generic
 
-from napari_gleason._dataset import dataset_root_of_image, load_core_file
-from napari_gleason._reader import NOTHING, napari_get_reader, read
-from trainer.errors import InputError
+from napari_gleason._dataset import dataset_root_of_image
+from napari_gleason._reader import napari_get_reader
 
 
 def _roles(tuples):
@@ -45,24 +43,3 @@ def test_dataset_root_of_image_layouts(tmp_path):
     assert dataset_root_of_image(tmp_path / "Train Imgs" / "Train Imgs" / "x.jpg") == tmp_path
     assert dataset_root_of_image(tmp_path / "Test_imgs" / "x.tif") == tmp_path
     assert dataset_root_of_image(tmp_path / "Train Imgs" / "x.txt") is None
-
-
-def test_broken_core_is_a_notification_naming_the_file(two_expert_dataset, errors):
-    mask = two_expert_dataset / "Maps3_T" / "c2_classimg_nonconvex.png"
-    from PIL import Image
-
-    Image.fromarray(np.full((5, 5), 3, np.uint8)).save(mask)
-    before = tree_digest(two_expert_dataset)
-    assert read(str(two_expert_dataset / "Train Imgs" / "c2.png")) == NOTHING
-    assert len(errors) == 1 and str(mask) in errors[0] and "differs" in errors[0]
-    assert tree_digest(two_expert_dataset) == before
-
-
-def test_load_core_file_without_masks_names_the_core(two_expert_dataset):
-    from PIL import Image
-
-    lonely = two_expert_dataset / "Train Imgs" / "lonely.png"
-    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(lonely)
-    with pytest.raises(InputError, match="no expert mask") as err:
-        load_core_file(lonely)
-    assert str(lonely) in str(err.value)

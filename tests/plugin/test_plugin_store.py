@@ -8,7 +8,11 @@ from helpers_plugin import textured_image, tree_digest
 
 from napari_gleason import _store
 from napari_gleason._layers import CoreData
-from napari_gleason._store import FORMAT_VERSION, ReviewStore, StoreExistsError, is_review_store
+from napari_gleason._store import (
+    ReviewStore,
+    StoreExistsError,
+    is_review_store,
+)
 from trainer.data.classes import GLEASON_SCHEME
 from trainer.errors import InputError
 
@@ -64,19 +68,6 @@ def test_store_is_valid_ome_zarr_0_5(tmp_path, core):
     assert nodes[0].data[0].shape == (3, 1100, 600)
     label_meta = json.loads((core_dir / "labels" / "expert_1" / "zarr.json").read_text())["attributes"]["ome"]
     assert {c["label-value"] for c in label_meta["image-label"]["colors"]} == {1, 3, 4, 5}
-
-
-def test_newer_format_version_is_refused_with_a_clear_message(tmp_path):
-    path = tmp_path / "future.zarr"
-    ReviewStore.create(path, GLEASON_SCHEME)
-    meta = json.loads((path / "zarr.json").read_text())
-    meta["attributes"]["napari_gleason"]["format_version"] = FORMAT_VERSION + 1
-    (path / "zarr.json").write_text(json.dumps(meta))
-    before = tree_digest(path)
-    with pytest.raises(InputError, match="newer") as err:
-        ReviewStore.open(path)
-    assert str(path) in str(err.value) and "update napari-gleason" in str(err.value)
-    assert tree_digest(path) == before
 
 
 def test_existing_core_or_label_is_not_overwritten_unless_asked(tmp_path, core):
