@@ -78,3 +78,12 @@ def test_split_counts_and_summary_without_excluded():
     s = Split(["a", "b"], ["c"], [])
     assert s.counts() == {"train": 2, "val": 1, "test": 0}
     assert s.summary() == "train 2 · val 1 · test 0 cores"
+
+
+def test_a_dataset_every_expert_annotated_is_all_test_for_evaluation(tmp_path):
+    all_six = ("1", "2", "3", "4", "5", "6")
+    ds = open_dataset(make_fake_gleason(tmp_path / "all", cores={"a_core1": all_six, "a_core2": all_six}).root)
+    with pytest.raises(InputError, match="nothing to train on"):
+        paper_split(ds)  # training needs cores outside the test set
+    split = paper_split(ds, require_train=False)  # evaluation does not
+    assert split.test == ["a_core1", "a_core2"] and split.train == [] and split.val == []

@@ -235,7 +235,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if a.split_file:
         split = load_split(a.split_file, ds)
     else:
-        split = paper_split(ds, train_experts=default_train_experts(ds.layout, ds.experts))
+        split = paper_split(ds, train_experts=default_train_experts(ds.layout, ds.experts), require_train=False)
     names = list(getattr(split, a.split)) if a.split != "all" else [c.name for c in ds.cores]
     if not names:
         raise InputError(f"the {a.split} split is empty", a.data)

@@ -49,12 +49,14 @@ def paper_split(
     train_experts: tuple[str, ...] = ("1", "3", "4"),
     val_fraction: float = 0.2,
     seed: int = 0,
+    require_train: bool = True,
 ) -> Split:
     """Split as in paper §3.1.
 
     test = cores annotated by every expert of ``ds``; train/val = the other cores annotated by
     all of ``train_experts``, a seeded ``val_fraction`` of them (at least one when there are
     two or more) going to validation. Deterministic for a given dataset and ``seed``.
+    ``require_train=False`` (evaluation) accepts a dataset with no core left to train on.
     """
     train_experts = tuple(train_experts)
     unknown = [e for e in train_experts if e not in ds.experts]
@@ -65,7 +67,7 @@ def paper_split(
     test = sorted(c.name for c in ds.cores if c.has_experts(ds.experts))
     test_set = set(test)
     candidates = sorted(c.name for c in ds.cores if c.name not in test_set and c.has_experts(train_experts))
-    if not candidates:
+    if not candidates and require_train:
         raise InputError(
             f"no core outside the test set (cores annotated by all experts {list(ds.experts)}) "
             f"is annotated by all of {list(train_experts)}; nothing to train on",
