@@ -20,7 +20,7 @@ softmax-normalised over them (eq. 2 with the core's experts present).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -154,14 +154,69 @@ def _predict_full(predictor, image, known, options: PredictOptions):
     return res.classes, maps, weights
 
 
+#: Above this many pixels on a side, a full-resolution prediction of a core opened from files goes
+#: through the dataset's review store (bounded memory) rather than full-size arrays in memory.
+STREAM_ABOVE = 2048
+STORE_NAME = "napari-gleason.zarr"  # the export widget's default store, inside the dataset folder
+
+
+def streaming_store(origin: dict, shape, options: PredictOptions) -> str | None:
+    """The review store a full-resolution prediction should stream through, or ``None``.
+
+    A core opened from a store uses that store; a big core opened from a dataset folder uses the
+    dataset's default store (``<dataset>/napari-gleason.zarr``, cached there first); anything
+    else (small cores, samples) predicts in memory.
+    """
+    if options.mode != "full":
+        return None
+    if origin.get("store"):
+        return str(origin["store"])
+    if origin.get("dataset") and max(shape[:2]) > STREAM_ABOVE:
+        return str(Path(origin["dataset"]) / STORE_NAME)
+    return None
+
+
+def ensure_cached(store_path: str | Path, core) -> tuple[bool, str | None]:
+    """Make sure ``core`` (a :class:`CoreData` from files) is in the store: (usable, note).
+
+    A core already there is used as it is (it may hold a pathologist's saved layers), provided it
+    has the same shape; an unwritable dataset folder means "not usable", with a note saying why.
+    """
+    import shutil
+
+    from ._store import ReviewStore
+
+    path = Path(store_path)
+    new_store = not path.exists()
+    try:
+        store = ReviewStore.create(path, core.scheme, dataset=core.origin.get("dataset"),
+                                   layout=core.origin.get("layout"))
+        if core.name in store.names:
+            cached = store.load(core.name).shape
+            if tuple(cached) != tuple(core.shape):
+                return False, (f"{path} holds {core.name} at {cached[0]}×{cached[1]}, not "
+                               f"{core.shape[0]}×{core.shape[1]} as opened: predicted in memory instead")
+            return True, None
+        store.write_core(core)
+        return True, f"{core.name} cached in {path} for full-resolution prediction"
+    except OSError as e:  # a read-only dataset folder, a full disk
+        if new_store and path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+        return False, f"could not cache the core in {path} ({e.strerror or e}): predicted in memory instead"
+
+
 def prediction_job(predictor, checkpoint, device: str, image, core: str, scheme: ClassScheme, coding,
-                   expert_labels: dict[str, Any], options: PredictOptions = PredictOptions()):
+                   expert_labels: dict[str, Any], options: PredictOptions = PredictOptions(), cache_core=None):
     """Worker generator: ``("loaded", predictor)`` when it had to load one, then ``("prediction",
     PredictOutput)``, then ``("learned", label values or None)``.
 
     ``expert_labels`` maps expert -> label data in *display values* (the expert layers' level 0,
     read-only, so the worker may read them); the prediction is yielded before the learned
     consensus is computed, so its layers appear as early as possible.
+
+    ``cache_core`` (a :class:`CoreData`): with ``options.store`` set, the core is first cached in
+    that store if it is not there yet (:func:`ensure_cached`); if that fails the prediction runs in
+    memory and says why in its notes.
     """
     guard_triton()  # before torchvision/timm import torch._dynamo (see _llvm_guard)
     with gc_frozen():  # no 200-400 ms full collection holding the GIL mid-prediction (see _gentle)
@@ -170,10 +225,17 @@ def prediction_job(predictor, checkpoint, device: str, image, core: str, scheme:
 
             predictor = load_predictor(checkpoint, device)
             yield "loaded", predictor
+        notes = []
+        if options.mode == "full" and options.store and cache_core is not None:
+            usable, note = ensure_cached(options.store, cache_core)
+            notes += [note] if note else []
+            if not usable:
+                options = replace(options, store=None)
         if options.mode == "full" and options.store:
             out = predict_into_store(predictor, options.store, core, expert_labels, scheme, coding, options)
         else:
             out = predict(predictor, image, core, list(expert_labels), scheme, options)
+        out.notes[:0] = notes
     yield "prediction", out
     if out.store is not None:
         yield "learned", out.learned

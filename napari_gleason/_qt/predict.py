@@ -31,7 +31,8 @@ from qtpy.QtWidgets import (
 from .. import _workers
 from .._llvm_guard import guard_triton
 from .._layers import current_core, layers_with_prefix, level0, remove_role, role_of, set_layer
-from .._predict import PredictOptions, predictor_key, prediction_job
+from .._core import CoreData
+from .._predict import PredictOptions, prediction_job, predictor_key, streaming_store
 from .._recent import checkpoint_in, recent_checkpoints, remember_checkpoint
 from .._train_settings import device_choices
 
@@ -179,9 +180,15 @@ class PredictWidget(QWidget):
                             f"loading {path.name} and predicting {info.name} …")
         self.note.setText("")
         experts = {e: level0(lyr) for e, lyr in info.experts.items()}  # read-only overlays: the worker reads them
+        image = level0(info.image)
+        options = self.options(streaming_store(info.origin, image.shape, self.options()))
+        cache = None
+        if options.store and not info.origin.get("store"):  # a big core from files: cache it in its dataset's store
+            cache = CoreData(info.name, image, {}, info.scheme, origin=info.origin,
+                             labels={f"expert:{e}": m for e, m in experts.items()})  # label values, no copy
         self._worker = _workers.start(
-            prediction_job, predictor, path, device, level0(info.image), info.name, info.scheme, info.coding,
-            experts, self.options(info.origin.get("store")), what=f"prediction of {info.name}",
+            prediction_job, predictor, path, device, image, info.name, info.scheme, info.coding,
+            experts, options, cache_core=cache, what=f"prediction of {info.name}",
             on_yield=lambda item: self._on_result(info, key, item), on_finish=self._on_finished)
         return True
 

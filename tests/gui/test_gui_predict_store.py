@@ -40,3 +40,29 @@ def test_full_resolution_writes_into_the_store_and_shows_it_lazily(make_napari_v
     viewer.layers.clear()
     show_core(viewer, ReviewStore.open(store.path).load(CORE))
     assert find_layer(viewer, "prediction") is not None and find_layer(viewer, "weight:4") is not None
+
+
+def test_a_big_core_from_files_streams_through_its_dataset_store(make_napari_viewer, synthetic_data, tiny_run,
+                                                                  tmp_path, wait_idle, monkeypatch):
+    import shutil
+
+    from napari_gleason import _predict
+
+    monkeypatch.setattr(_predict, "STREAM_ABOVE", 50)  # the synthetic cores (96²) count as big here
+    root = tmp_path / "gleason data"
+    shutil.copytree(synthetic_data, root)
+    viewer = make_napari_viewer()
+    show_core(viewer, FolderSource.open(root).load(CORE))
+    w = PredictWidget(viewer)
+    viewer.window.add_dock_widget(w, name="predict")
+    w.device.setCurrentText("cpu")
+    w.offer_checkpoint(tiny_run)
+    w.mode.setCurrentIndex(w.mode.findData("full"))
+    assert w._on_predict()
+    wait_idle(w)
+
+    assert "written into the review store" in w.status.text() and "cached in" in w.note.text()
+    stored = ReviewStore.open(root / _predict.STORE_NAME).load(CORE)
+    np.testing.assert_array_equal(np.asarray(level0(find_layer(viewer, "prediction"))),
+                                  np.asarray(stored.labels["prediction"][0]))
+    assert not isinstance(level0(find_layer(viewer, "probability:G3")), np.ndarray)

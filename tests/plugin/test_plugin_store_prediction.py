@@ -2,16 +2,27 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
+from fakes import make_fake_gleason
 from helpers_plugin import textured_image, tree_digest
 
 from napari_gleason import _store_outputs
 from napari_gleason._core import LabelCoding
 from napari_gleason._layers import CoreData, core_layer_tuples
 from napari_gleason._learned import learned_consensus
-from napari_gleason._predict import PredictOptions, predict, predict_into_store, prediction_job
+from napari_gleason._dataset import FolderSource
+from napari_gleason._predict import (
+    STORE_NAME,
+    STREAM_ABOVE,
+    PredictOptions,
+    predict,
+    predict_into_store,
+    prediction_job,
+    streaming_store,
+)
 from napari_gleason._store import ReviewStore
 from napari_gleason._store_outputs import load_maps, roughness_into
 from trainer.data.classes import GLEASON_SCHEME
@@ -152,3 +163,75 @@ def test_banded_roughness_equals_the_whole_image_map(rows):
     writer = RowsWriter((150, 97))
     roughness_into(writer, image, 50.0, 1.0, 5, 3.0, rows=rows)
     np.testing.assert_allclose(writer.out, roughness_map_numpy(image, 50.0, 1.0, 5, 3.0), rtol=1e-5, atol=1e-5)
+
+
+# --- big cores opened from files stream through their dataset's store ------------------------------
+def test_which_store_a_full_resolution_prediction_streams_through(tmp_path):
+    full, paper = PredictOptions(mode="full"), PredictOptions(mode="paper")
+    from_store = {"store": "/s/review.zarr", "dataset": "/d"}
+    from_files = {"dataset": "/d", "layout": "gleason2019"}
+    assert streaming_store(from_store, (100, 100), full) == "/s/review.zarr"
+    assert streaming_store(from_files, (5120, 5120), full) == str(Path("/d") / STORE_NAME)
+    assert streaming_store(from_files, (STREAM_ABOVE, STREAM_ABOVE), full) is None  # small: in memory
+    assert streaming_store({}, (5120, 5120), full) is None  # a sample: no dataset folder to cache into
+    assert streaming_store(from_files, (5120, 5120), paper) is None
+
+
+@pytest.fixture
+def file_core(tmp_path):
+    root = make_fake_gleason(tmp_path / "data set", size=(150, 130)).root
+    core = FolderSource.open(root).load("slide001_core001")  # experts 1-6, opened from files
+    labels = {e: CODING.to_labels(m) for e, m in core.masks.items()}
+    cache = CoreData(core.name, core.image, {}, core.scheme, origin=core.origin,
+                     labels={f"expert:{e}": m for e, m in labels.items()})
+    return root, core, labels, cache
+
+
+def test_a_core_from_files_is_cached_in_its_dataset_store_then_predicted_into_it(tiny_run, file_core):
+    root, core, labels, cache = file_core
+    before = tree_digest(root)
+    options = PredictOptions(mode="full", overlap=16, tile_batch=8, store=str(root / STORE_NAME))
+    steps = list(prediction_job(None, tiny_run, "cpu", core.image, core.name, core.scheme, CODING, labels,
+                                options, cache_core=cache))
+    out = steps[1][1]
+    assert out.store == str(root / STORE_NAME) and any("cached in" in n for n in out.notes)
+    store = ReviewStore.open(root / STORE_NAME)
+    stored = store.load(core.name)
+    np.testing.assert_array_equal(np.asarray(stored.image[0]), core.image)
+    for e, m in core.masks.items():
+        np.testing.assert_array_equal(stored.class_maps()[f"expert:{e}"], m)
+    assert "prediction" in stored.labels
+    # the experts' files are untouched; only the store was added to the dataset folder
+    after = tree_digest(root)
+    assert {k: v for k, v in after.items() if not k.startswith(STORE_NAME)} == before
+    # a second prediction uses the cached core as it is
+    again = list(prediction_job(None, tiny_run, "cpu", core.image, core.name, core.scheme, CODING, labels,
+                                options, cache_core=cache))[1][1]
+    assert again.store and not any("cached in" in n for n in again.notes)
+
+
+def test_an_unwritable_dataset_folder_means_an_in_memory_prediction_with_a_note(tiny_run, file_core, monkeypatch):
+    root, core, labels, cache = file_core
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Read-only file system")
+
+    monkeypatch.setattr(ReviewStore, "write_core", read_only)
+    options = PredictOptions(mode="full", overlap=16, tile_batch=8, store=str(root / STORE_NAME))
+    out = list(prediction_job(None, tiny_run, "cpu", core.image, core.name, core.scheme, CODING, labels,
+                              options, cache_core=cache))[1][1]
+    assert out.store is None and isinstance(out.classes, np.ndarray) and out.classes.shape == (150, 130)
+    assert any("Read-only file system" in n and "in memory" in n for n in out.notes)
+    assert not (root / STORE_NAME).exists()  # the store it had begun is gone
+
+
+def test_a_store_holding_the_core_at_another_shape_is_left_alone(tiny_run, file_core, tmp_path):
+    root, core, labels, cache = file_core
+    other = CoreData(core.name, core.image[:100], {e: m[:100] for e, m in core.masks.items()}, core.scheme)
+    ReviewStore.create(root / STORE_NAME, core.scheme).write_core(other)
+    before = tree_digest(root / STORE_NAME)
+    options = PredictOptions(mode="full", overlap=16, tile_batch=8, store=str(root / STORE_NAME))
+    out = list(prediction_job(None, tiny_run, "cpu", core.image, core.name, core.scheme, CODING, labels,
+                              options, cache_core=cache))[1][1]
+    assert out.store is None and any("100×130" in n for n in out.notes)
+    assert tree_digest(root / STORE_NAME) == before
