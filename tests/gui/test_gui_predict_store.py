@@ -10,19 +10,25 @@ from napari_gleason._store import ReviewStore
 CORE = "slide001_core004"  # experts 1, 2, 4; the tiny run's weighting CNN knows 1, 3, 4
 
 
+def predict_full_resolution(viewer, checkpoint, wait_idle) -> PredictWidget:
+    """Dock the predict widget, choose the checkpoint and "full resolution" on the CPU, click, wait."""
+    w = PredictWidget(viewer)
+    viewer.window.add_dock_widget(w, name="predict")
+    w.device.setCurrentText("cpu")
+    w.offer_checkpoint(checkpoint)
+    w.mode.setCurrentIndex(w.mode.findData("full"))
+    assert w._on_predict()
+    wait_idle(w)
+    return w
+
+
 def test_full_resolution_writes_into_the_store_and_shows_it_lazily(make_napari_viewer, synthetic_data, tiny_run,
                                                                     tmp_path, wait_idle):
     store = ReviewStore.create(tmp_path / "review.zarr", FolderSource.open(synthetic_data).scheme)
     store.write_core(FolderSource.open(synthetic_data).load(CORE))
     viewer = make_napari_viewer()
     show_core(viewer, store.load(CORE))
-    w = PredictWidget(viewer)
-    viewer.window.add_dock_widget(w, name="predict")
-    w.device.setCurrentText("cpu")
-    w.offer_checkpoint(tiny_run)
-    w.mode.setCurrentIndex(w.mode.findData("full"))
-    assert w._on_predict()
-    wait_idle(w)
+    w = predict_full_resolution(viewer, tiny_run, wait_idle)
 
     assert "written into the review store" in w.status.text()
     stored = ReviewStore.open(store.path).load(CORE)
@@ -53,13 +59,7 @@ def test_a_big_core_from_files_streams_through_its_dataset_store(make_napari_vie
     shutil.copytree(synthetic_data, root)
     viewer = make_napari_viewer()
     show_core(viewer, FolderSource.open(root).load(CORE))
-    w = PredictWidget(viewer)
-    viewer.window.add_dock_widget(w, name="predict")
-    w.device.setCurrentText("cpu")
-    w.offer_checkpoint(tiny_run)
-    w.mode.setCurrentIndex(w.mode.findData("full"))
-    assert w._on_predict()
-    wait_idle(w)
+    w = predict_full_resolution(viewer, tiny_run, wait_idle)
 
     assert "written into the review store" in w.status.text() and "cached in" in w.note.text()
     stored = ReviewStore.open(root / _predict.STORE_NAME).load(CORE)
