@@ -1,7 +1,6 @@
 """Checkpoints: atomic writes, weights_only loading, refusal of code-running pickles."""
 
 import os
-import pickle
 
 import pytest
 import torch

@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from trainer import events as ev
 from trainer.data import open_dataset
 from trainer.data.classes import GLEASON_SCHEME, IGNORE_INDEX
 from trainer.data.corrected import CorrectedCore, CorrectedCoreSet, MixedDataset, default_repeat
