@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import load_checkpoint
-from .data.augment import MEAN, STD
+from .data.augment import normalise_tensor
 from .data.classes import ClassScheme
 from .errors import CheckpointError
 from .losses import roughness_map
@@ -91,9 +91,7 @@ def image_to_tensor(image: np.ndarray, device: torch.device, size: int | None) -
     x = torch.from_numpy(arr).to(device).permute(2, 0, 1)[None].float()
     if size is not None and tuple(x.shape[-2:]) != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    mean = torch.tensor(MEAN, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=device).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return normalise_tensor(x)
 
 
 @torch.inference_mode()

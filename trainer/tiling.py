@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data.augment import MEAN, STD
+from .data.augment import MEAN, normalise_tensor
 from .inference import Predictor
 
 Sink = Callable[[int, int, np.ndarray, np.ndarray, np.ndarray | None], None]
@@ -90,8 +90,6 @@ def predict_tiled(pred: Predictor, source, tile: int | None = None, overlap: int
     c = pred.scheme.num_classes
     use_w = with_weights and pred.weighting is not None and len(pred.experts) > 0
     e = len(pred.experts) if use_w else 0
-    mean = torch.tensor(MEAN, device=pred.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, device=pred.device).view(1, 3, 1, 1)
     present = torch.ones(1, max(e, 1), dtype=torch.bool, device=pred.device)
 
     out_classes = np.zeros((h, w), np.uint8) if sink is None else None
@@ -112,7 +110,7 @@ def predict_tiled(pred: Predictor, source, tile: int | None = None, overlap: int
             x_in = torch.from_numpy(tiles).to(pred.device).permute(0, 3, 1, 2).float()
             if src_tile != tile:
                 x_in = F.interpolate(x_in, size=(tile, tile), mode="bilinear", align_corners=False, antialias=True)
-            x_in = (x_in - mean) / std
+            x_in = normalise_tensor(x_in)
             out = pred.model(x_in).float()
             if use_w:
                 wmap = pred.weighting(x_in, present=present.expand(len(chunk), -1), size=out.shape[-2:]).float()

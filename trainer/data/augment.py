@@ -210,6 +210,15 @@ def normalise(image: np.ndarray) -> np.ndarray:
     return (image.astype(np.float32) - mean) / std
 
 
+def normalise_tensor(image: torch.Tensor) -> torch.Tensor:
+    """``B×3×H×W`` on any device (uint8 or float, 0-255 scale) → float32, :data:`MEAN` subtracted and
+    divided by :data:`STD` (as :func:`normalise` does in numpy). The one torch normalisation: training
+    on the device, whole-core and tiled inference all use it."""
+    mean = torch.tensor(MEAN, dtype=torch.float32, device=image.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, dtype=torch.float32, device=image.device).view(1, 3, 1, 1)
+    return (image.float() - mean) / std
+
+
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """``uint8 H×W×3`` → normalised float32 tensor ``3×H×W`` (the network input)."""
     return torch.from_numpy(np.ascontiguousarray(normalise(image).transpose(2, 0, 1)))

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from trainer.data.augment import MEAN, STD, AugmentParams, centre_slices, draw_params
+from trainer.data.augment import AugmentParams, centre_slices, draw_params, normalise_tensor
 from trainer.data.classes import IGNORE_INDEX
 from trainer.data.vote import majority_vote_torch
 
@@ -53,13 +53,6 @@ def seed_to_int64(seed: int) -> int:
 def seed_from_int64(value: int) -> int:
     """Inverse of :func:`seed_to_int64`."""
     return int(value) % _UINT64
-
-
-def normalise_tensor(image: torch.Tensor) -> torch.Tensor:
-    """uint8 ``B×3×H×W`` → float32, :data:`MEAN` subtracted and divided by :data:`STD` (as numpy does)."""
-    mean = torch.tensor(MEAN, dtype=torch.float32, device=image.device).view(1, 3, 1, 1)
-    std = torch.tensor(STD, dtype=torch.float32, device=image.device).view(1, 3, 1, 1)
-    return (image.float() - mean) / std
 
 
 def _centre_fit(t: torch.Tensor, h: int, w: int, fill: float) -> torch.Tensor:
