@@ -292,7 +292,7 @@ def predict_into_store(predictor, store_path, core: str, expert_labels: dict[str
         writer.finish()
 
     data = store.load(core)
-    maps = {r: m for r, m in data.maps.items()}
+    maps = data.maps
     learned = data.labels.get("consensus:learned") if known else None
     weights = {e: maps[f"weight:{e}"][0] for e in known if f"weight:{e}" in maps}
     return PredictOutput(core, data.labels["prediction"], maps, weights, notes, time.perf_counter() - t0,

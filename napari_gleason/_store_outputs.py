@@ -56,17 +56,12 @@ class StoreImage:
     def __init__(self, array):
         self.array = array
         self.shape = (int(array.shape[1]), int(array.shape[2]), int(array.shape[0]))
-        self.dtype = array.dtype
 
     def __getitem__(self, key) -> np.ndarray:
         if not isinstance(key, tuple):
             key = (key,)
         ys, xs = (tuple(key) + (slice(None), slice(None)))[:2]
         return np.moveaxis(np.asarray(self.array[:, ys, xs]), 0, -1)
-
-    def __array__(self, dtype=None, copy=None):
-        a = self[:, :]
-        return a if dtype is None else a.astype(dtype)
 
 
 def store_image(store: ReviewStore, name: str) -> StoreImage:
