@@ -16,7 +16,10 @@ so mixtures look like H&E rather than like flat paint. Two *appearance* flags ar
 truth because the simulated experts of :mod:`.experts` depend on them and an analysis may want
 them (e.g. AUROC of the learnt expert weights on the regions an expert gets wrong):
 :data:`FLAG_BORDERLINE_G3` (G3 rendered with larger, crowded glands) and :data:`FLAG_SMALL_G5`
-(G5 components smaller than :data:`SMALL_FOCUS_AREA`).
+(G5 components smaller than :data:`SMALL_FOCUS_AREA`). Three more patterns exist for the noisy
+panel of :mod:`.panel` (:data:`FLAG_TEXTURED_G3`, :data:`FLAG_FOAMY_G3`, :data:`FLAG_POORLY_FORMED_G4`);
+they are drawn only where their flag is set, which the default generator never does, so its cores
+stay byte-identical.
 
 Everything is vectorised (noise fields, distance transforms, gathers); the only Python loops run
 over a handful of objects (harmonics, foci, classes), never over pixels. Sizes are expressed at a
@@ -38,6 +41,12 @@ BENIGN, G3, G4, G5 = 0, 1, 2, 3
 #: Bit flags of :attr:`SyntheticCore.flags`.
 FLAG_BORDERLINE_G3 = 1
 FLAG_SMALL_G5 = 2
+#: Patterns drawn only for the noisy panel (:mod:`.panel`), each over whole class regions; the
+#: default generator never sets them, so its cores (and their random streams) are unchanged.
+FLAG_TEXTURED_G3 = 4  # crowded small glands, dark amphophilic epithelium: G3 that looks like G4
+FLAG_FOAMY_G3 = 8  # medium glands of pale, foamy cytoplasm, sparse nuclei: G3 that looks benign
+FLAG_POORLY_FORMED_G4 = 16  # small, fused, poorly formed pink glands instead of cribriform sheets
+PANEL_FLAGS = (FLAG_TEXTURED_G3, FLAG_FOAMY_G3, FLAG_POORLY_FORMED_G4)
 
 #: Lengths and areas in this package are given at this core size and scaled with the real size.
 REFERENCE_SIZE = 512
@@ -150,13 +159,18 @@ def _core_mask(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.hypot(dy, dx) < edge
 
 
-def _layout(rng: np.random.Generator, core: np.ndarray) -> np.ndarray:
+#: Per-core chance that G3, G4 and large G5 regions occur, loosely after Table 1.
+DEFAULT_PRESENCE = (0.65, 0.8, 0.2)
+
+
+def _layout(rng: np.random.Generator, core: np.ndarray,
+            presence: tuple[float, float, float] = DEFAULT_PRESENCE) -> np.ndarray:
     """Class map from the argmax of smooth random fields, plus a few small G5 foci."""
     size = core.shape[0]
     u = size / REFERENCE_SIZE
     shape = core.shape
-    # Per-core presence, loosely after Table 1: benign everywhere, G4 common, large G5 rare.
-    has_g3, has_g4, has_g5 = rng.random() < 0.65, rng.random() < 0.8, rng.random() < 0.2
+    # Per-core presence: benign everywhere, G4 common, large G5 rare (by default).
+    has_g3, has_g4, has_g5 = (rng.random() < p for p in presence)
     if not (has_g3 or has_g4 or has_g5):
         has_g4 = True
     scores = np.full((4,) + shape, -np.inf, dtype=np.float32)
@@ -258,6 +272,52 @@ def _stroma(rng: np.random.Generator, shape: tuple[int, int], u: float) -> tuple
     return h, e
 
 
+def _blend_pattern(flags: np.ndarray, flag: int, u: float) -> np.ndarray | None:
+    """Soft (0-1) mask of where pattern ``flag`` is drawn, or None when the core has none of it."""
+    marked = (flags & flag) > 0
+    if not marked.any():
+        return None
+    return ndi.gaussian_filter(marked.astype(np.float32), 1.5 * u)
+
+
+def _panel_g3(rng, flags, shape, u, stroma_h, stroma_e, h, e):
+    """The noisy panel's two G3 patterns blended over ordinary G3 (no draws when neither occurs)."""
+    textured = _blend_pattern(flags, FLAG_TEXTURED_G3, u)
+    if textured is not None:  # crowded small glands, narrow lumens, dark amphophilic epithelium
+        rel = _gland_distance(rng, shape, 15 * u, 6.5 * u, wobble=0.08, cap=0.48)
+        gland, lumen = _step(rel, 1.0, 0.1), _step(rel, 0.3, 0.1)
+        epi = gland - lumen
+        dots = _nuclei(rng, shape, 0.45, 1.1 * u) * epi
+        h_t = stroma_h * (1 - gland) + 0.50 * epi + 0.02 * lumen + 1.5 * dots
+        e_t = stroma_e * (1 - gland) + 0.22 * epi + 0.03 * lumen
+        h, e = (1 - textured) * h + textured * h_t, (1 - textured) * e + textured * e_t
+    foamy = _blend_pattern(flags, FLAG_FOAMY_G3, u)
+    if foamy is not None:  # medium glands of pale foamy cytoplasm, small basal nuclei: reads benign
+        rel = _gland_distance(rng, shape, 30 * u, 12 * u, wobble=0.05, cap=0.45)
+        gland, lumen = _step(rel, 1.0, 0.08), _step(rel, 0.45, 0.08)
+        epi = gland - lumen
+        foam = 0.04 * _nuclei(rng, shape, 0.5, 0.8 * u)  # bubbly cytoplasm
+        dots = _nuclei(rng, shape, 0.3, 0.9 * u) * epi * _step(-rel, -0.8, 0.06)
+        h_f = stroma_h * (1 - gland) + (0.03 + foam) * epi + 0.02 * lumen + 1.0 * dots
+        e_f = stroma_e * (1 - gland) + (0.09 + foam) * epi + 0.03 * lumen
+        h, e = (1 - foamy) * h + foamy * h_f, (1 - foamy) * e + foamy * e_f
+    return h, e
+
+
+def _panel_g4(rng, flags, shape, u, stroma_h, stroma_e, h, e):
+    """The noisy panel's poorly formed G4 blended over cribriform G4 (no draws when absent)."""
+    poorly = _blend_pattern(flags, FLAG_POORLY_FORMED_G4, u)
+    if poorly is not None:  # small glands that touch and fuse (cap > 0.5), tiny lumens, pink
+        rel = _gland_distance(rng, shape, 12 * u, 5.5 * u, wobble=0.15, cap=0.6)
+        gland, lumen = _step(rel, 1.0, 0.1), _step(rel, 0.2, 0.1)
+        epi = gland - lumen
+        dots = _nuclei(rng, shape, 0.35, 1.1 * u) * epi
+        h_p = stroma_h * (1 - gland) + 0.22 * epi + 0.03 * lumen + 1.2 * dots
+        e_p = stroma_e * (1 - gland) + 0.48 * epi + 0.04 * lumen
+        h, e = (1 - poorly) * h + poorly * h_p, (1 - poorly) * e + poorly * e_p
+    return h, e
+
+
 def _render(
     rng: np.random.Generator, truth: np.ndarray, flags: np.ndarray, core: np.ndarray
 ) -> np.ndarray:
@@ -293,6 +353,7 @@ def _render(
             dots = _nuclei(rng, shape, 0.3, 1.2 * u) * epi
             h = stroma_h * (1 - gland) + 0.24 * epi + 0.02 * lumen + 1.3 * dots
             e = stroma_e * (1 - gland) + 0.30 * epi + 0.03 * lumen
+            h, e = _panel_g3(rng, flags, shape, u, stroma_h, stroma_e, h, e)
         elif cls == G4:  # fused, cribriform sheets: several small lumens inside irregular epithelium
             sheet_field = smooth_noise(rng, shape, 7 * u)
             sheet = np.clip((sheet_field + 0.5) * 2.5, 0, 1)
@@ -303,6 +364,7 @@ def _render(
             dots = _nuclei(rng, shape, 0.4, 1.2 * u) * epi
             h = stroma_h * (1 - sheet) + 0.30 * epi + 0.03 * lumen + 1.4 * dots
             e = stroma_e * (1 - sheet) + 0.30 * epi + 0.04 * lumen
+            h, e = _panel_g4(rng, flags, shape, u, stroma_h, stroma_e, h, e)
         else:  # G5: solid sheets of small, crowded, dark nuclei; no lumens
             dots = _nuclei(rng, shape, 0.4, 0.7 * u)
             h = 0.12 + 2.0 * dots
