@@ -97,13 +97,46 @@ def test_focal_float32_under_autocast():
     assert torch.allclose(out, focal_loss(logits.float(), target))
 
 
-def test_kernel_is_normalised_gaussian():
+def test_authors_kernel_is_gkern_5_3():
+    # the authors' gkern(5, nsig=3): the normal's mass in 5 equal bins over [-3σ, 3σ], normalised
+    # (reference: SciPy's normal CDF, not our erf)
+    from scipy.stats import norm
+
+    ref = np.diff(norm.cdf(np.linspace(-3, 3, 6)))
+    ref /= ref.sum()
     k = gaussian_kernel1d(5, 3.0)
+    np.testing.assert_allclose(k.numpy(), ref, rtol=1e-6)
+    np.testing.assert_allclose(k.numpy(), [0.035, 0.239, 0.453, 0.239, 0.035], atol=6e-4)  # the issue's taps
+    var = float((k.double() * torch.arange(-2.0, 3.0, dtype=torch.float64) ** 2).sum())
+    assert math.sqrt(var) == pytest.approx(0.87, abs=0.01)  # σ ≈ 0.87 px, not 3 px
+
+
+def test_sampled_kernel_is_sigma_3_px():
+    k = gaussian_kernel1d(5, 3.0, kernel="sampled")
     assert k.sum().item() == pytest.approx(1.0, abs=1e-7)
     raw = [math.exp(-(x * x) / 18.0) for x in (-2, -1, 0, 1, 2)]
     assert torch.allclose(k, torch.tensor(raw) / sum(raw))
     with pytest.raises(ValueError):
         gaussian_kernel1d(4, 3.0)
+    with pytest.raises(ValueError, match="kernel must be"):
+        gaussian_kernel1d(5, 3.0, kernel="box")
+
+
+def _reference_roughness(mean_img: np.ndarray, lambda_a: float, lambda_b: float, kernel: str = "authors",
+                         border: str = "zero") -> np.ndarray:
+    """eq. (5) with SciPy: the 2-D kernel as the outer product, correlate2d-style filtering."""
+    from scipy.ndimage import correlate
+    from scipy.stats import norm
+
+    if kernel == "authors":
+        k1 = np.diff(norm.cdf(np.linspace(-3, 3, 6)))
+    else:
+        k1 = np.exp(-np.arange(-2, 3) ** 2 / 18.0)
+    k2 = np.outer(k1, k1)
+    k2 /= k2.sum()
+    mode = {"zero": "constant", "reflect": "mirror"}[border]  # mirror = reflect-101
+    blurred = correlate(mean_img.astype(np.float64), k2, mode=mode, cval=0.0)
+    return lambda_a * np.abs(mean_img - blurred) + lambda_b
 
 
 def _scipy_roughness(mean_img: np.ndarray, lambda_a: float, lambda_b: float) -> np.ndarray:
@@ -113,17 +146,38 @@ def _scipy_roughness(mean_img: np.ndarray, lambda_a: float, lambda_b: float) -> 
     return lambda_a * np.abs(mean_img - blurred) + lambda_b
 
 
-def test_roughness_matches_scipy_on_channel_mean():
+@pytest.mark.parametrize("kernel", ["authors", "sampled"])
+@pytest.mark.parametrize("border", ["zero", "reflect"])
+def test_roughness_matches_scipy_on_channel_mean(kernel, border):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 3, 9, 11)).astype(np.float32)
-    heat = roughness_map(torch.from_numpy(x))
+    heat = roughness_map(torch.from_numpy(x), kernel=kernel, border=border)
     assert heat.shape == (2, 9, 11) and heat.dtype == torch.float32
     for b in range(2):
-        ref = _scipy_roughness(x[b].mean(axis=0), 50.0, 1.0)  # borders included: reflect-101 == mirror
+        ref = _reference_roughness(x[b].mean(axis=0), 50.0, 1.0, kernel, border)  # borders included
         np.testing.assert_allclose(heat[b].numpy(), ref, rtol=1e-5, atol=1e-4)
     # one-channel input is its own mean
-    one = roughness_map(torch.from_numpy(x[:, :1]))
-    np.testing.assert_allclose(one[0].numpy(), _scipy_roughness(x[0, 0], 50.0, 1.0), rtol=1e-5, atol=1e-4)
+    one = roughness_map(torch.from_numpy(x[:, :1]), kernel=kernel, border=border)
+    np.testing.assert_allclose(one[0].numpy(), _reference_roughness(x[0, 0], 50.0, 1.0, kernel, border),
+                               rtol=1e-5, atol=1e-4)
+
+
+def test_earlier_reading_is_scipy_gaussian_sigma_3():
+    # the project's first reading (σ = 3 px, reflect-101) stays reachable and equals gaussian_filter
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(1, 3, 9, 11)).astype(np.float32)
+    heat = roughness_map(torch.from_numpy(x), kernel="sampled", border="reflect")
+    np.testing.assert_allclose(heat[0].numpy(), _scipy_roughness(x[0].mean(axis=0), 50.0, 1.0), rtol=1e-5, atol=1e-4)
+
+
+def test_authors_kernel_follows_finer_texture():
+    # σ ≈ 0.87 px reacts to single-pixel texture far more than to a smooth ramp: on a checkerboard
+    # the heat map is larger than the σ = 3 px one would suggest... and a linear ramp gives ~λb inside
+    checker = torch.from_numpy(((np.indices((12, 12)).sum(0) % 2) * 2.0 - 1).astype(np.float32))[None, None]
+    ramp = torch.linspace(-1, 1, 12).repeat(12, 1)[None, None]
+    inner = (slice(None), slice(2, -2), slice(2, -2))
+    assert torch.allclose(roughness_map(ramp)[inner], torch.ones(1, 8, 8), atol=1e-4)
+    assert roughness_map(checker)[inner].min() > 10
 
 
 def test_roughness_lambdas():
@@ -132,7 +186,11 @@ def test_roughness_lambdas():
     assert torch.allclose(roughness_map(x), 50.0 * d + 1.0, atol=1e-5)
     assert torch.allclose(roughness_map(x, lambda_a=7.0, lambda_b=2.0), 7.0 * d + 2.0, atol=1e-5)
     flat = torch.full((1, 3, 8, 8), 0.7)
-    assert torch.allclose(roughness_map(flat), torch.ones(1, 8, 8), atol=1e-5)  # no roughness → λb
+    assert torch.allclose(roughness_map(flat, border="reflect"), torch.ones(1, 8, 8), atol=1e-5)  # → λb
+    # zero padding (the authors'): a flat image is λb inside, but its 2-px frame sees the zero border
+    zero = roughness_map(flat)
+    assert torch.allclose(zero[:, 2:-2, 2:-2], torch.ones(1, 4, 4), atol=1e-5)
+    assert (zero[:, 0] > 1.5).all() and (zero[:, :, 0] > 1.5).all()
 
 
 def test_roughness_is_detached():
@@ -146,7 +204,7 @@ def test_roughness_numpy_normalises_like_network_input():
     assert (MEAN, STD) == (augment.MEAN, augment.STD)  # one normalisation for network and GUI
     imagenet_mean, imagenet_std = np.array([123.675, 116.28, 103.53]), np.array([58.395, 57.12, 57.375])
     norm = (img.astype(np.float64) - imagenet_mean) / imagenet_std
-    ref = _scipy_roughness(norm.mean(axis=-1), 50.0, 1.0)
+    ref = _reference_roughness(norm.mean(axis=-1), 50.0, 1.0)
     out = roughness_map_numpy(img)
     assert out.shape == (10, 12) and out.dtype == np.float32
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-4)

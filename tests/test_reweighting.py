@@ -130,13 +130,46 @@ def test_weighting_cnn_finer_stride(stride, channels):
     clone.load_state_dict(net.state_dict())
 
 
-def test_weighting_cnn_default_stride_config_is_unchanged():
-    # checkpoints written before the stride option hold {"num_experts", "input_scale"} only
-    assert WeightingCNN(2).config == {"num_experts": 2, "input_scale": 1.0}
+def test_weighting_cnn_default_is_the_authors_architecture():
+    """Their fcn_mul_label configs: ResNet-18 with stage strides (1, 1, 1, 1) → output stride 4,
+    512 channels, a 3×3 head to N experts."""
+    torch.manual_seed(0)
+    net = WeightingCNN(3)
+    assert net.config == {"num_experts": 3, "input_scale": 1.0, "stride": 4, "head_kernel": 3}
+    assert net.head.in_channels == 512 and net.head.kernel_size == (3, 3) and net.head.out_channels == 3
+    x = torch.randn(2, 3, 64, 64)
+    assert net.backbone.forward_features(x).shape == (2, 512, 16, 16)  # 64 / 4
+    # every stage after the stem keeps the resolution: no strided conv left in layer2-4
+    for stage in ("layer2", "layer3", "layer4"):
+        block = getattr(net.backbone, stage)[0]
+        assert block.conv1.stride == (1, 1) and block.downsample[0].stride == (1, 1)
+    assert torch.allclose(net(x).sum(1), torch.ones(2, 64, 64), atol=1e-6)
+
+
+def test_weighting_cnn_older_checkpoints_rebuild():
+    # checkpoints written before the authors' architecture became the default hold
+    # {"num_experts", "input_scale"} (stride 32, 1×1 head) or also {"stride"} (8/16)
+    old = WeightingCNN(2, stride=32, head_kernel=1)
+    clone = WeightingCNN.from_config({"num_experts": 2, "input_scale": 1.0})
+    clone.load_state_dict(old.state_dict())
+    assert clone.config["stride"] == 32 and clone.head.kernel_size == (1, 1)
+    assert WeightingCNN.from_config({"num_experts": 2, "input_scale": 1.0, "stride": 8}).head.in_channels == 128
     with pytest.raises(ValueError, match="stride"):
-        WeightingCNN(2, stride=4)
+        WeightingCNN(2, stride=12)
     from trainer.config import RunConfig
     from trainer.errors import InputError
 
     with pytest.raises(InputError, match="weight_stride"):
         RunConfig.from_dict({"loss": {"weight_stride": 12}})
+    with pytest.raises(InputError, match="weight_head_kernel"):
+        RunConfig.from_dict({"loss": {"weight_head_kernel": 5}})
+
+
+@pytest.mark.parametrize("iteration, n", [(0, 0), (999, 0), (1000, 1), (2500, 2), (7000, 7)])
+def test_lambda_schedule_authors_form(iteration, n):
+    # their code: 2·(sigmoid(n) − ½), which is tanh(n/2)
+    l1, l2 = lambda_schedule(iteration, form="authors")
+    t = 2 * (1 / (1 + math.exp(-n)) - 0.5)
+    assert l1 == pytest.approx(1 / (1 + t)) and l2 == pytest.approx(t / (1 + t))
+    with pytest.raises(ValueError, match="lambda form"):
+        lambda_schedule(0, form="fast")

@@ -27,8 +27,25 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--loss", choices=["focal", "gafl"])
     p.add_argument("--reweight", action=argparse.BooleanOptionalAction, default=None,
                    help="label re-weighting with the weighting CNN (eq. 2-4)")
+    p.add_argument("--confusion", action=argparse.BooleanOptionalAction, default=None,
+                   help="beyond the paper: per-pixel annotator confusion matrices (Zhang, Tanno et al. 2020) "
+                        "in place of the re-weighting")
+    p.add_argument("--confusion-trace", type=float, help="weight of the confusion matrices' trace penalty (0.01)")
     p.add_argument("--gamma", type=float, help="focal loss γ (authors' configs: 0.1)")
     p.add_argument("--lambda-step", type=int, help="n of eq. (7-8) grows by one every N iterations (1000)")
+    p.add_argument("--lambda-form", choices=["paper", "authors"],
+                   help="λ schedule: paper = tanh(n) (eq. 7-8, default), authors = tanh(n/2) as their code")
+    p.add_argument("--gauss-kernel", choices=["authors", "sampled"],
+                   help="eq. (5) Gaussian: authors = gkern(5, nsig=3), σ ≈ 0.87 px (default); sampled = σ 3 px")
+    p.add_argument("--gauss-border", choices=["zero", "reflect"], help="eq. (5) borders: zero (authors') or reflect")
+    p.add_argument("--reduction", choices=["authors", "pixel"],
+                   help="loss reduction: authors = mean over classes × pixels (default); pixel = C× that")
+    p.add_argument("--weight-stride", type=int, choices=[4, 8, 16, 32],
+                   help="weighting/confusion CNN output stride: 4 = the authors' ResNet-18 (default)")
+    p.add_argument("--weight-head-kernel", type=int, choices=[1, 3], help="its head conv: 3 (authors') or 1")
+    p.add_argument("--weight-pretrained", nargs="?", const=True, default=None, metavar="PATH",
+                   help="ImageNet ResNet-18 for the weighting/confusion CNN: from the hub, or a local file "
+                        "(default: follows --pretrained when that takes the hub's weights)")
     p.add_argument("--weight-input-scale", type=float, help="weighting CNN input scale (1.0; 0.5 is faster)")
     p.add_argument("--iters", type=int)
     p.add_argument("--size", type=int, help="model input size (paper: 1024)")
@@ -66,7 +83,11 @@ def _overrides(a: argparse.Namespace) -> dict:
                  "augment_device": a.augment_device, "cache_dir": a.cache_dir},
         "model": {"name": a.model, "encoder": a.encoder, "pretrained": a.pretrained},
         "loss": {"loss": a.loss, "reweight": a.reweight, "gamma": a.gamma, "lambda_step": a.lambda_step,
-                 "weight_input_scale": a.weight_input_scale},
+                 "weight_input_scale": a.weight_input_scale, "confusion": a.confusion,
+                 "confusion_trace": a.confusion_trace, "lambda_form": a.lambda_form,
+                 "gauss_kernel": a.gauss_kernel, "gauss_border": a.gauss_border, "reduction": a.reduction,
+                 "weight_stride": a.weight_stride, "weight_head_kernel": a.weight_head_kernel,
+                 "weight_pretrained": a.weight_pretrained},
         "train": {"iters": a.iters, "batch_size": a.batch_size, "lr": a.lr, "device": a.device,
                   "seed": a.seed, "out": a.out, "checkpoint_every": a.checkpoint_every,
                   "val_every": a.val_every, "init": a.init, "amp": False if a.no_amp else None,
@@ -218,6 +239,12 @@ def cmd_predict(a: argparse.Namespace) -> int:
         if pred.weights:
             np.save(out / f"{stem}_weights.npy", np.stack(list(pred.weights.values())))
             meta["experts"] = list(pred.weights)
+        if pred.errors:
+            # N×H×W: the chance each expert's label is wrong here (confusion model, before seeing it)
+            np.save(out / f"{stem}_errors.npy", np.stack(list(pred.errors.values())))
+            meta["experts"] = list(pred.errors)
+            meta["confusion"] = {e: [[None if v != v else round(float(v), 4) for v in row] for row in m]
+                                 for e, m in pred.confusion.items()}
         (out / f"{stem}_prediction.json").write_text(json.dumps(meta, indent=2))
         print(f"{image_path}: {pred.seconds:.2f} s on {pred.device} -> {out / (stem + '_classimg_nonconvex.png')}")
     return 0

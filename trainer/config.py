@@ -55,10 +55,21 @@ class LossConfig:
     lambda_a: float = 50.0
     lambda_b: float = 1.0
     gauss_ksize: int = 5
-    gauss_sigma: float = 3.0
+    gauss_sigma: float = 3.0  # "authors" kernel: the cut-off in σ (gkern's nsig); "sampled": σ in px
+    gauss_kernel: str = "authors"  # "authors" (gkern(5, nsig=3), σ ≈ 0.87 px) or "sampled" (σ = 3 px)
+    gauss_border: str = "zero"  # "zero" (authors' conv2d padding) or "reflect" (reflect-101)
+    reduction: str = "authors"  # "authors": mean over classes × pixels; "pixel": summed over classes (C×)
     lambda_step: int = 1000  # n of eq. (7-8) grows by one every lambda_step iterations
-    weight_input_scale: float = 1.0  # run the weighting CNN at this fraction of the input size
-    weight_stride: int = 32  # weighting CNN output stride: 32 (paper, layer4), 16 or 8 (cut ResNet-18)
+    lambda_form: str = "paper"  # "paper": tanh(n) (eq. 7-8); "authors": tanh(n/2) as their code
+    weight_input_scale: float = 1.0  # run the weighting/confusion CNN at this fraction of the input size
+    weight_stride: int = 4  # ResNet-18 output stride: 4 (authors', 512 channels), 8/16/32 (cut ResNet-18)
+    weight_head_kernel: int = 3  # head conv of the weighting/confusion CNN: 3 (authors') or 1
+    weight_pretrained: bool | str | None = None  # None: ImageNet when model.pretrained is True; or a file
+    # Beyond the paper: pixel-wise annotator confusion matrices (Zhang, Tanno et al. 2020) in place of
+    # the weighting CNN; total = λ1·vote + λ2·(noisy-label loss + confusion_trace · trace penalty).
+    confusion: bool = False
+    confusion_trace: float = 0.01
+    confusion_diag_init: float = 0.9
 
 
 @dataclass
@@ -104,6 +115,10 @@ class RunConfig:
                 if key not in valid:
                     raise InputError(f"unknown option {section}.{key} (valid: {', '.join(sorted(valid))})")
                 setattr(target, key, value)
+        # --confusion replaces the re-weighting, which is on by default: turning one on turns the
+        # default other off, unless both were asked for (then validate() says so).
+        if cfg.loss.confusion and "reweight" not in ((d or {}).get("loss") or {}):
+            cfg.loss.reweight = False
         cfg.validate()
         return cfg
 
@@ -119,8 +134,22 @@ class RunConfig:
             raise InputError(f"data.size must be at least 32, not {self.data.size}")
         if not 0 <= self.data.val_fraction < 1:
             raise InputError("data.val_fraction must be in [0, 1)")
-        if int(self.loss.weight_stride) not in (8, 16, 32):
-            raise InputError(f"loss.weight_stride must be 8, 16 or 32, not {self.loss.weight_stride!r}")
+        if int(self.loss.weight_stride) not in (4, 8, 16, 32):
+            raise InputError(f"loss.weight_stride must be 4, 8, 16 or 32, not {self.loss.weight_stride!r}")
+        if int(self.loss.weight_head_kernel) not in (1, 3):
+            raise InputError(f"loss.weight_head_kernel must be 1 or 3, not {self.loss.weight_head_kernel!r}")
+        choices = {"gauss_kernel": ("authors", "sampled"), "gauss_border": ("zero", "reflect"),
+                   "reduction": ("authors", "pixel"), "lambda_form": ("paper", "authors")}
+        for name, valid in choices.items():
+            if getattr(self.loss, name) not in valid:
+                raise InputError(f"loss.{name} must be {' or '.join(valid)}, not {getattr(self.loss, name)!r}")
+        if self.loss.confusion and self.loss.reweight:
+            raise InputError("choose one annotator model: re-weighting (--reweight) or confusion matrices "
+                             "(--confusion), not both")
+        if not 0 <= float(self.loss.confusion_trace):
+            raise InputError(f"loss.confusion_trace must be ≥ 0, not {self.loss.confusion_trace!r}")
+        if not 0 < float(self.loss.confusion_diag_init) < 1:
+            raise InputError(f"loss.confusion_diag_init must be in (1/C, 1), not {self.loss.confusion_diag_init!r}")
         if self.data.augment_device not in AUGMENT_DEVICES:
             raise InputError(f"data.augment_device must be auto, worker or device, not {self.data.augment_device!r}")
         if self.train.compile not in (False, True, None) and self.train.compile not in COMPILE_MODES:

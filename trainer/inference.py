@@ -2,7 +2,8 @@
 
 :func:`load_predictor` rebuilds the networks from a checkpoint alone (``weights_only=True``);
 :func:`predict_core` returns the class map, per-class probabilities, the weighting CNN's per-expert
-weight maps (eq. 2) and the roughness map (eq. 5), all at the image's own resolution.
+weight maps (eq. 2) or the confusion model's per-expert error maps and confusion matrices, and the
+roughness map (eq. 5), all at the image's own resolution.
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from .data.classes import ClassScheme
 from .errors import CheckpointError
 from .losses import roughness_map
 from .models import build_from_config
+from .annotators.confusion import (
+    ConfusionCNN,
+    confusion_summary,
+    error_map_prior,
+    wrong_if_labelled,
+)
 from .reweighting import WeightingCNN
 from .training_setup import resolve_device
 
@@ -35,6 +42,7 @@ class Predictor:
     device: torch.device
     loss_config: dict = field(default_factory=dict)
     path: str = ""
+    confusion: ConfusionCNN | None = None
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -49,6 +57,12 @@ class Prediction:
     roughness: np.ndarray  # float32 H×W, eq. (5) on the model input, upsampled
     seconds: float
     device: str
+    #: expert → float32 H×W in [0, 1]: the chance the expert's label there is wrong (confusion model);
+    #: given the expert's label where ``labels`` had it (Bayes), else before seeing it
+    errors: dict[str, np.ndarray] | None = None
+    #: expert → float64 C×C mean confusion on the core: row = true class (the model's estimate),
+    #: column = the label the expert writes; rows sum to 1, NaN for a class with no probability mass
+    confusion: dict[str, np.ndarray] | None = None
 
 
 def load_predictor(checkpoint: str | Path, device: str = "auto") -> Predictor:
@@ -65,17 +79,25 @@ def load_predictor(checkpoint: str | Path, device: str = "auto") -> Predictor:
     weighting = None
     if payload.get("weighting") is not None and payload.get("weighting_config"):
         try:
-            weighting = WeightingCNN(**payload["weighting_config"])
+            weighting = WeightingCNN.from_config(payload["weighting_config"])
             weighting.load_state_dict(payload["weighting"])
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
             raise CheckpointError(f"weighting CNN weights do not fit ({_first_problem(exc)})", checkpoint) from exc
         weighting = weighting.to(dev).eval()
+    confusion = None
+    if payload.get("confusion") is not None and payload.get("confusion_config"):
+        try:
+            confusion = ConfusionCNN(**payload["confusion_config"])
+            confusion.load_state_dict(payload["confusion"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"confusion network weights do not fit ({_first_problem(exc)})", checkpoint) from exc
+        confusion = confusion.to(dev).eval()
     scheme = ClassScheme.from_dict(payload["scheme"]) if payload.get("scheme") else None
     if scheme is None or scheme.num_classes != payload["model_config"].get("num_classes"):
         raise CheckpointError("checkpoint's class list does not match its model", checkpoint)
     loss_cfg = (payload.get("config") or {}).get("loss", {})
     return Predictor(model.to(dev).eval(), weighting, scheme, tuple(payload.get("experts", ())),
-                     int(payload.get("input_size", 1024)), dev, loss_cfg, str(checkpoint))
+                     int(payload.get("input_size", 1024)), dev, loss_cfg, str(checkpoint), confusion)
 
 
 def _first_problem(exc: Exception) -> str:
@@ -96,18 +118,22 @@ def image_to_tensor(image: np.ndarray, device: torch.device, size: int | None) -
 
 @torch.inference_mode()
 def predict_core(pred: Predictor, image: np.ndarray, size: int | None = None,
-                 experts: tuple[str, ...] | None = None) -> Prediction:
+                 experts: tuple[str, ...] | None = None, labels: dict[str, np.ndarray] | None = None,
+                 tissue: np.ndarray | None = None) -> Prediction:
     """Paper setting: the whole core resized to ``size`` (default: the training size).
 
-    ``experts`` restricts the weight softmax to the experts of this core (names the checkpoint
-    knows); by default all of the checkpoint's experts share the weight.
+    ``experts`` restricts the weight softmax (and the error maps) to the experts of this core
+    (names the checkpoint knows); by default all of the checkpoint's experts.
+    ``labels``: expert → class-index map H×W (this core's masks); with a confusion model the error
+    map of such an expert is the chance its label is wrong *given the label*. ``tissue``: bool H×W;
+    the per-core confusion matrices average over it (default: the whole image).
     """
     t0 = time.perf_counter()
     h, w = image.shape[:2]
     size = size or pred.size
     x = image_to_tensor(image, pred.device, size)
-    logits = pred.model(x).float()
-    logits = F.interpolate(logits, size=(h, w), mode="bilinear", align_corners=False)
+    logits_small = pred.model(x).float()
+    logits = F.interpolate(logits_small, size=(h, w), mode="bilinear", align_corners=False)
     probs = torch.softmax(logits, dim=1)[0]
     classes = probs.argmax(0).to(torch.uint8)
     lc = pred.loss_config
@@ -122,7 +148,49 @@ def predict_core(pred: Predictor, image: np.ndarray, size: int | None = None,
         if present.any():
             wmap = pred.weighting(x, present=present, size=(h, w)).float()[0]
             weights = {e: wmap[i].cpu().numpy() for i, e in enumerate(pred.experts) if present[0, i]}
+    errors = confusion = None
+    if pred.confusion is not None:
+        errors, confusion = _confusion_outputs(pred, x, logits_small, (h, w), experts, labels, tissue)
     if pred.device.type == "cuda":
         torch.cuda.synchronize()
     return Prediction(classes.cpu().numpy(), probs.cpu().numpy(), weights, rough.cpu().numpy(),
-                      time.perf_counter() - t0, str(pred.device))
+                      time.perf_counter() - t0, str(pred.device), errors, confusion)
+
+
+def _confusion_outputs(pred: Predictor, x: torch.Tensor, logits: torch.Tensor, size: tuple[int, int],
+                       experts, labels, tissue):
+    """Error maps (image resolution) and per-core confusion matrices of the confusion model.
+
+    The N×C×C matrices are computed at the model's input size only (at 5120² they would need
+    gigabytes); what is upsampled is, per expert, the C maps "wrong if the label here were l"
+    (or the one prior map), from which the expert's label picks its value at full resolution.
+    """
+    h, w = size
+    names = [e for e in pred.experts if experts is None or e in experts]
+    if not names:
+        return None, None
+    idx = [pred.experts.index(e) for e in names]
+    p = torch.softmax(logits, dim=1)[0]  # C×S×S at the model size
+    a = pred.confusion(x).exp()[0, idx]  # N×C×C×S×S
+    mask = None
+    if tissue is not None:
+        t = torch.from_numpy(np.ascontiguousarray(tissue, dtype=np.float32)).to(p.device)[None, None]
+        mask = F.interpolate(t, size=p.shape[-2:], mode="nearest")[0, 0] > 0.5
+    summary = confusion_summary(p, a, mask).cpu().numpy()
+    prior = error_map_prior(p, a)  # N×S×S
+
+    def up(m: torch.Tensor) -> torch.Tensor:  # K×S×S → K×H×W
+        return F.interpolate(m[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+
+    errors = {}
+    for k, e in enumerate(names):
+        label = None if labels is None else labels.get(e)
+        err = up(prior[k][None])[0]
+        if label is not None:
+            maps = up(wrong_if_labelled(p, a[k]))  # C×H×W, one expert at a time
+            lab = torch.from_numpy(np.asarray(label).astype(np.int64)).to(p.device)
+            known = (lab >= 0) & (lab < maps.shape[0])
+            err = torch.where(known, torch.gather(maps, 0, torch.where(known, lab, 0)[None])[0], err)
+            del maps
+        errors[e] = err.clamp(0, 1).cpu().numpy().astype(np.float32)
+    return errors, {e: summary[k] for k, e in enumerate(names)}

@@ -24,11 +24,17 @@ from trainer.data.augment import MEAN, STD
 from trainer.data.classes import IGNORE_INDEX
 
 #: Paper §3.2: "Gaussian kernel with a radius of 5 and a standard deviation of 3", λa = 50, λb = 1.
-#: The authors' code calls OpenCV with a 5×5 kernel, so ``ksize`` = 5 (radius 2 in SciPy's terms).
+#: The authors' code (``gkern(5, nsig=3)`` in their mmsegmentation fork) builds a 5-tap kernel whose
+#: "3" is where the Gaussian is *cut*, at ±3σ: taps [.035 .239 .453 .239 .035], σ ≈ 0.87 px. That
+#: is the default (``kernel="authors"``); ``kernel="sampled"`` reads the 3 literally as σ = 3 px
+#: (an almost flat 5-tap kernel, this project's first reading).
 LAMBDA_A = 50.0
 LAMBDA_B = 1.0
 KSIZE = 5
 SIGMA = 3.0
+KERNELS = ("authors", "sampled")
+#: The authors convolve with zero padding (``F.conv2d(..., padding=2)``); reflect-101 is an option.
+BORDERS = ("zero", "reflect")
 
 # Floor for (1 - p_t) before the power: d/dp (1-p)^γ is infinite at p = 1 for γ < 1 and autograd
 # would turn inf * 0 into NaN. The loss itself changes by < 1e-12 · |log p_t|, i.e. not at all.
@@ -81,12 +87,23 @@ def focal_loss_multi(
         t = torch.where(valid, targets, torch.zeros_like(targets)).long()
         # gather along the class axis with a K-channel index: out[b,k] = logp[b, t[b,k]]
         logpt = torch.gather(logp, 1, t)  # B×K×H×W
-        one_minus_p = (-torch.expm1(logpt)).clamp_min(_FOCAL_EPS)  # 1 - p_t without cancellation
-        loss = -logpt if gamma == 0 else -one_minus_p.pow(gamma) * logpt
+        loss = focal_from_log_prob(logpt, gamma)
         a = _alpha_per_class(alpha, logits.shape[1], logits.device)
         if a is not None:
             loss = loss * a[t]
         return torch.where(valid, loss, torch.zeros_like(loss))
+
+
+def focal_from_log_prob(logpt: Tensor, gamma: float) -> Tensor:
+    """``-(1 - p)^γ log p`` from ``log p`` (float32), stable at p → 1 and for γ < 1.
+
+    Shared by the focal loss of the network's own prediction and the noisy-label likelihood of
+    the confusion model (:mod:`trainer.annotators.confusion`).
+    """
+    if gamma == 0:
+        return -logpt
+    one_minus_p = (-torch.expm1(logpt)).clamp_min(_FOCAL_EPS)  # 1 - p_t without cancellation
+    return -one_minus_p.pow(gamma) * logpt
 
 
 def focal_loss(
@@ -100,32 +117,57 @@ def focal_loss(
     return focal_loss_multi(logits, target.unsqueeze(1), alpha, gamma, ignore_index)[:, 0]
 
 
-def gaussian_kernel1d(ksize: int = KSIZE, sigma: float = SIGMA, device=None, dtype=torch.float32) -> Tensor:
-    """Normalised 1-D Gaussian ``exp(-x²/2σ²)`` on ``x = -(k-1)/2 … (k-1)/2`` (OpenCV's getGaussianKernel)."""
+def gaussian_kernel1d(ksize: int = KSIZE, sigma: float = SIGMA, device=None, dtype=torch.float32,
+                      kernel: str = "authors") -> Tensor:
+    """Normalised 1-D Gaussian weights of length ``ksize``.
+
+    ``kernel="authors"`` (default): the authors' ``gkern(ksize, nsig=sigma)`` — the normal
+    distribution's mass in ``ksize`` equal bins spanning ``[-sigma, +sigma]`` standard deviations,
+    i.e. ``diff(Φ(linspace(-sigma, sigma, ksize + 1)))`` normalised. ``sigma`` is then the cut-off
+    in standard deviations, not a width in pixels: ``(5, 3)`` → [.035 .239 .453 .239 .035].
+
+    ``kernel="sampled"``: ``exp(-x²/2σ²)`` sampled at ``x = -(k-1)/2 … (k-1)/2`` px (OpenCV's
+    ``getGaussianKernel``), σ in pixels.
+    """
     if ksize < 1 or ksize % 2 == 0:
         raise ValueError(f"ksize must be a positive odd number, got {ksize}")
     if sigma <= 0:
         raise ValueError(f"sigma must be positive, got {sigma}")
-    half = (ksize - 1) / 2
-    x = [i - half for i in range(ksize)]
-    w = [math.exp(-(v * v) / (2.0 * sigma * sigma)) for v in x]
+    if kernel == "authors":
+        edges = [-sigma + 2.0 * sigma * i / ksize for i in range(ksize + 1)]
+        cdf = [0.5 * (1.0 + math.erf(e / math.sqrt(2.0))) for e in edges]
+        w = [b - a for a, b in zip(cdf[:-1], cdf[1:])]
+    elif kernel == "sampled":
+        half = (ksize - 1) / 2
+        w = [math.exp(-((i - half) ** 2) / (2.0 * sigma * sigma)) for i in range(ksize)]
+    else:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
     s = sum(w)
     return torch.tensor([v / s for v in w], device=device, dtype=dtype)
 
 
-def gaussian_blur(x: Tensor, ksize: int = KSIZE, sigma: float = SIGMA) -> Tensor:
-    """Blur each channel of ``B×C×H×W`` with a separable Gaussian, reflect-101 borders (= OpenCV default).
+def gaussian_blur(x: Tensor, ksize: int = KSIZE, sigma: float = SIGMA, kernel: str = "authors",
+                  border: str = "zero") -> Tensor:
+    """Blur each channel of ``B×C×H×W`` with a separable Gaussian (:func:`gaussian_kernel1d`).
 
-    ``F.pad(mode="reflect")`` excludes the edge pixel (``dcb|abcd|cba``), which is OpenCV's
-    BORDER_REFLECT_101 and SciPy's ``mode="mirror"``.
+    ``border="zero"`` (the authors' ``F.conv2d(img, gkern, padding=2)``) pads with zeros — on the
+    normalised input, so a border pixel is compared with a blur that includes "mean grey";
+    ``border="reflect"`` is reflect-101 (``dcb|abcd|cba``: OpenCV's default, SciPy's ``mirror``).
+    The 2-D kernel is the outer product of the 1-D one, so two 1-D passes give the same result.
     """
+    if border not in BORDERS:
+        raise ValueError(f"border must be one of {BORDERS}, got {border!r}")
     b, c, h, w = x.shape
     r = ksize // 2
-    k = gaussian_kernel1d(ksize, sigma, device=x.device, dtype=x.dtype)
+    k = gaussian_kernel1d(ksize, sigma, device=x.device, dtype=x.dtype, kernel=kernel)
     y = x.reshape(b * c, 1, h, w)
-    y = F.pad(y, (r, r, r, r), mode="reflect")
-    y = F.conv2d(y, k.view(1, 1, 1, ksize))  # along W
-    y = F.conv2d(y, k.view(1, 1, ksize, 1))  # along H
+    if border == "reflect":
+        y = F.pad(y, (r, r, r, r), mode="reflect")
+        pad = 0
+    else:
+        pad = r
+    y = F.conv2d(y, k.view(1, 1, 1, ksize), padding=(0, pad))  # along W
+    y = F.conv2d(y, k.view(1, 1, ksize, 1), padding=(pad, 0))  # along H
     return y.reshape(b, c, h, w)
 
 
@@ -135,11 +177,14 @@ def roughness_map(
     lambda_b: float = LAMBDA_B,
     ksize: int = KSIZE,
     sigma: float = SIGMA,
+    kernel: str = "authors",
+    border: str = "zero",
 ) -> Tensor:
     """Gaussian attention heatmap of eq. (5) on the channel mean of the (normalised) network input.
 
     Args:
         x: ``B×3×H×W`` or ``B×1×H×W`` network input (ImageNet-normalised, as the network sees it).
+        kernel, border: see :func:`gaussian_blur` (defaults: the authors' kernel, zero padding).
 
     Returns:
         float32 ``B×H×W`` map ``λa·|I − Gauss(I)| + λb`` with ``I`` the channel mean. Detached: it is a
@@ -149,7 +194,7 @@ def roughness_map(
         raise ValueError(f"expected B×C×H×W input, got {tuple(x.shape)}")
     with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
         i = x.detach().float().mean(dim=1, keepdim=True)  # B×1×H×W
-        heat = lambda_a * (i - gaussian_blur(i, ksize, sigma)).abs() + lambda_b  # eq. (5)
+        heat = lambda_a * (i - gaussian_blur(i, ksize, sigma, kernel, border)).abs() + lambda_b  # eq. (5)
     return heat[:, 0]
 
 
@@ -161,6 +206,8 @@ def roughness_map_numpy(
     sigma: float = SIGMA,
     mean: Sequence[float] = MEAN,
     std: Sequence[float] = STD,
+    kernel: str = "authors",
+    border: str = "zero",
 ) -> np.ndarray:
     """Roughness map of an ``H×W×3`` (or grey ``H×W``) image on the 0-255 scale → float32 ``H×W``.
 
@@ -174,7 +221,7 @@ def roughness_map_numpy(
         raise ValueError(f"expected an H×W or H×W×3 image, got shape {a.shape}")
     t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).permute(2, 0, 1)
     t = (t - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
-    return roughness_map(t[None], lambda_a, lambda_b, ksize, sigma)[0].numpy()
+    return roughness_map(t[None], lambda_a, lambda_b, ksize, sigma, kernel, border)[0].numpy()
 
 
 def gaf_loss(
@@ -189,6 +236,8 @@ def gaf_loss(
     lambda_b: float = LAMBDA_B,
     ksize: int = KSIZE,
     sigma: float = SIGMA,
+    kernel: str = "authors",
+    border: str = "zero",
 ) -> Tensor:
     """Gaussian attention focal loss, eq. (6): ``W_heat ⊙ L_focal`` per pixel.
 
@@ -204,7 +253,7 @@ def gaf_loss(
     if heatmap is None:
         if image is None:
             raise ValueError("gaf_loss needs the network input image or a precomputed heatmap")
-        heatmap = roughness_map(image, lambda_a, lambda_b, ksize, sigma)
+        heatmap = roughness_map(image, lambda_a, lambda_b, ksize, sigma, kernel, border)
     heatmap = heatmap.detach().float()
     if heatmap.shape[-2:] != target.shape[-2:]:
         # the model's logits are at the input size; this only triggers for a heatmap at another size
@@ -212,3 +261,20 @@ def gaf_loss(
     if target.dim() == 3:
         return heatmap * focal_loss(logits, target, alpha, gamma, ignore_index)
     return heatmap[:, None] * focal_loss_multi(logits, target, alpha, gamma, ignore_index)
+
+
+#: How a per-pixel loss map becomes a scalar. ``"authors"``: the mean over batch × **classes** ×
+#: pixels, as the authors' loss (a one-hot B×C×H×W map averaged whole, loss weight 1, no
+#: ``avg_factor``) — i.e. the per-pixel loss divided by C. ``"pixel"``: the mean over pixels of the
+#: per-pixel loss (summed over classes), this project's first reading: C× the authors' (4× on
+#: Gleason), so the same learning rate acts like a C× larger one.
+REDUCTIONS = ("authors", "pixel")
+
+
+def reduction_scale(reduction: str, num_classes: int) -> float:
+    """Factor on a per-pixel loss map so that its mean over valid pixels is the ``reduction``'s."""
+    if reduction == "authors":
+        return 1.0 / num_classes
+    if reduction == "pixel":
+        return 1.0
+    raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")

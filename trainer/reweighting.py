@@ -17,58 +17,61 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from trainer.models import create_timm_backbone
+from trainer.annotators.backbone import TRUNK_STRIDES, resnet18_trunk
 
 
 class WeightingCNN(nn.Module):
     """φ_weight of eq. (2): image → per-pixel reliability weights of the N experts.
 
-    ResNet-18 (timm ``resnet18``; layer4 features, 512 channels at stride 32) with the fully
-    connected layer replaced by a 1×1 conv to N channels and a softmax over experts (paper §3.2).
+    As the authors built it (their ``fcn_mul_label`` configs), by default: a ResNet-18 whose four
+    stages all have stride 1 — output stride 4, 512 channels, a 256² map at a 1024² input — and a
+    3×3 conv head to N channels, then a softmax over experts (paper §3.2: "replace the fully
+    connected layer with a softmax layer"). ImageNet initialisation when ``pretrained`` is given
+    (the authors initialise from ImageNet; no hub is needed for a local ResNet-18 file).
     The N logits are resized bilinearly to the segmentation output size *before* the softmax, so
     the masked softmax is exact at every output pixel: absent experts get weight exactly 0 and the
-    present ones sum to 1.
+    present ones sum to 1. (The authors resize the weight map nearest; the paper says bilinear.)
 
     Args:
         num_experts: N.
         pretrained: False, True (ImageNet via the timm hub) or a local ResNet-18 state dict path.
         input_scale: run the CNN on the input resized by this factor (e.g. 0.5 for speed); the
-            output is still resized to the requested size. In training mode BatchNorm needs
-            more than one value per channel at layer4: ``B · (H·s/32) · (W·s/32) > 1``.
-        stride: 32 (the paper: layer4 features, 512 channels) or 16 / 8 (the ResNet-18 cut after
-            layer3 / layer2, 256 / 128 channels). The weight map has ``side/stride`` cells per
-            side: 32 at the paper's 1024² but only 5 at a 160² core, too coarse to outline
-            anything; stride 8 at 160² gives 20, close to the paper's map (and costs less).
+            output is still resized to the requested size.
+        stride: 4 (the authors'), or this project's earlier cuts of ResNet-18: 32 (layer4), 16
+            (after layer3, 256 channels), 8 (after layer2, 128 channels). In training mode
+            BatchNorm needs more than one value per channel: ``B · (H·s/stride)² > 1``.
+        head_kernel: 3 (the authors') or 1 (the earlier 1×1 head).
     """
 
-    STRIDES = {32: None, 16: ("layer4",), 8: ("layer3", "layer4")}  # stride -> ResNet stages cut off
-
     def __init__(self, num_experts: int, pretrained: bool | str | Path = False, input_scale: float = 1.0,
-                 stride: int = 32):
+                 stride: int = 4, head_kernel: int = 3):
         super().__init__()
         if num_experts < 1:
             raise ValueError(f"num_experts must be ≥ 1, got {num_experts}")
         if not 0 < input_scale <= 1:
             raise ValueError(f"input_scale must be in (0, 1], got {input_scale}")
-        if int(stride) not in self.STRIDES:
-            raise ValueError(f"stride must be one of {sorted(self.STRIDES)}, got {stride}")
+        if int(stride) not in TRUNK_STRIDES:
+            raise ValueError(f"stride must be one of {sorted(TRUNK_STRIDES)}, got {stride}")
+        if head_kernel not in (1, 3):
+            raise ValueError(f"head_kernel must be 1 or 3, got {head_kernel}")
         self.num_experts = num_experts
         self.input_scale = float(input_scale)
         self.stride = int(stride)
-        #: plain dict that rebuilds the architecture: ``WeightingCNN(**config)`` (checkpoints)
-        self.config = {"num_experts": int(num_experts), "input_scale": self.input_scale}
-        if self.stride != 32:  # stride-32 configs stay as before, so older checkpoints load unchanged
-            self.config["stride"] = self.stride
-        self.backbone = create_timm_backbone(
-            "resnet18", pretrained, "the weighting CNN (resnet18)", num_classes=0, global_pool=""
-        )
-        channels = self.backbone.num_features
-        for stage in self.STRIDES[self.stride] or ():
-            # Identity keeps timm's forward_features path; dropped stages hold no parameters
-            # (DDP would otherwise see parameters without gradients).
-            setattr(self.backbone, stage, nn.Identity())
-            channels //= 2
-        self.head = nn.Conv2d(channels, num_experts, kernel_size=1)
+        #: plain dict that rebuilds the architecture: ``WeightingCNN.from_config(config)`` (checkpoints)
+        self.config = {"num_experts": int(num_experts), "input_scale": self.input_scale,
+                       "stride": self.stride, "head_kernel": int(head_kernel)}
+        self.backbone, channels = resnet18_trunk(pretrained, self.stride, "the weighting CNN (resnet18)")
+        self.head = nn.Conv2d(channels, num_experts, kernel_size=head_kernel, padding=head_kernel // 2)
+
+    @classmethod
+    def from_config(cls, config: dict) -> "WeightingCNN":
+        """Rebuild from a checkpoint's ``weighting_config``. Checkpoints written before the
+        authors' architecture became the default lack ``stride`` / ``head_kernel``: they hold the
+        stride-32 ResNet-18 with a 1×1 head."""
+        cfg = dict(config)
+        cfg.setdefault("stride", 32)
+        cfg.setdefault("head_kernel", 1)
+        return cls(**cfg)
 
     def forward(self, x: Tensor, present: Tensor | None = None, size: tuple[int, int] | None = None) -> Tensor:
         """Weights for each expert at each pixel.
@@ -85,7 +88,7 @@ class WeightingCNN(nn.Module):
         size = tuple(size) if size is not None else tuple(x.shape[-2:])
         if self.input_scale != 1.0:
             x = F.interpolate(x, scale_factor=self.input_scale, mode="bilinear", align_corners=False)
-        logits = self.head(self.backbone.forward_features(x))  # B×N×h'×w', stride 32 (or 16/8)
+        logits = self.head(self.backbone.forward_features(x))  # B×N×h'×w' at the trunk's stride
         logits = F.interpolate(logits.float(), size=size, mode="bilinear", align_corners=False)
         b, n = logits.shape[:2]
         if present is None:
@@ -101,13 +104,22 @@ class WeightingCNN(nn.Module):
         return w * present[:, :, None, None]
 
 
-def lambda_schedule(iteration: int, step: int = 1000) -> tuple[float, float]:
+LAMBDA_FORMS = ("paper", "authors")
+
+
+def lambda_schedule(iteration: int, step: int = 1000, form: str = "paper") -> tuple[float, float]:
     """Eq. (7)-(8): ``n = iteration // step``; λ1 = 1/(1+tanh n), λ2 = tanh n/(1+tanh n).
 
-    λ1 + λ2 = 1; at n = 0 only the vote loss counts, and λ2 → 1/2 as n grows.
+    λ1 + λ2 = 1; at n = 0 only the vote loss counts, and λ2 → 1/2 as n grows. ``form="authors"``
+    uses their code's ``2·(sigmoid(n) − ½) = tanh(n/2)`` in place of tanh n (a slower rise).
     """
     n = max(int(iteration), 0) // int(step)
-    t = math.tanh(n)
+    if form == "paper":
+        t = math.tanh(n)
+    elif form == "authors":
+        t = math.tanh(n / 2)
+    else:
+        raise ValueError(f"lambda form must be one of {LAMBDA_FORMS}, got {form!r}")
     return 1.0 / (1.0 + t), t / (1.0 + t)
 
 

@@ -2,7 +2,8 @@
 
 The paper predicts a whole core resized to 1024²; a 5120² core then loses detail. Here the core
 is cut into overlapping tiles read lazily from any array-like source (a numpy array or a zarr
-array of the review store), each tile's logits (and the weighting CNN's weight maps) are weighted
+array of the review store), each tile's logits (and the weighting CNN's weight maps, or the
+diagonals of the confusion model's matrices) are weighted
 by a window that falls off towards the tile's edges, summed into a band accumulator, normalised
 by the summed window, and written out band by band. Memory is bounded by one row of tiles,
 ``tile × width`` values per output channel, never the whole core — as in mmsegmentation's sliding-window
@@ -52,6 +53,7 @@ class TiledResult:
     weights: np.ndarray | None  # E×H×W, in predictor.experts order
     seconds: float
     tiles: int
+    errors: np.ndarray | None = None  # E×H×W: chance each expert's label is wrong (confusion model, prior)
 
 
 def _read_tile(source, y0: int, x0: int, size: int) -> np.ndarray:
@@ -76,7 +78,7 @@ def predict_tiled(pred: Predictor, source, tile: int | None = None, overlap: int
     """Predict ``source`` (H×W×3 array-like, uint8) tile by tile.
 
     With ``sink`` given, each finished band of rows (at most ``band_rows``) is handed to
-    ``sink(y0, y1, classes, probs, weights)`` and nothing is kept; otherwise full-size arrays are
+    ``sink(y0, y1, classes, probs, weights)`` (plus ``errors=`` with a confusion model) and nothing is kept; otherwise full-size arrays are
     returned.
     """
     t0 = time.perf_counter()
@@ -91,15 +93,20 @@ def predict_tiled(pred: Predictor, source, tile: int | None = None, overlap: int
     use_w = with_weights and pred.weighting is not None and len(pred.experts) > 0
     e = len(pred.experts) if use_w else 0
     present = torch.ones(1, max(e, 1), dtype=torch.bool, device=pred.device)
+    # Confusion model: the prior error 1 − Σ_j A[j, j] p_j needs only the matrices' diagonals, so
+    # those N·C channels are blended (not the N·C·C matrices) and combined with p band by band.
+    n_err = len(pred.experts) if (with_weights and pred.confusion is not None and pred.experts) else 0
+    d = n_err * c
 
     out_classes = np.zeros((h, w), np.uint8) if sink is None else None
     out_probs = np.zeros((c, h, w), np.float32) if sink is None else None
     out_weights = np.zeros((e, h, w), np.float32) if (sink is None and e) else None
+    out_errors = np.zeros((n_err, h, w), np.float32) if (sink is None and n_err) else None
 
     # The accumulators hold exactly one row of tiles (src_tile rows); after each row of tiles the
     # finished rows are normalised and handed out, the overlap moves to the top, the rest is zeroed.
     width = xs[-1] + src_tile
-    acc = torch.zeros(c + e, src_tile, width, device=pred.device)
+    acc = torch.zeros(c + e + d, src_tile, width, device=pred.device)
     wacc = torch.zeros(src_tile, width, device=pred.device)
     acc_y0, done_tiles, n_tiles = 0, 0, len(ys) * len(xs)
     for i, y in enumerate(ys):
@@ -115,6 +122,9 @@ def predict_tiled(pred: Predictor, source, tile: int | None = None, overlap: int
             if use_w:
                 wmap = pred.weighting(x_in, present=present.expand(len(chunk), -1), size=out.shape[-2:]).float()
                 out = torch.cat([out, wmap], dim=1)
+            if d:
+                diag = torch.diagonal(pred.confusion(x_in, size=out.shape[-2:]).exp(), dim1=2, dim2=3)  # B×N×h×w×C
+                out = torch.cat([out, diag.permute(0, 1, 4, 2, 3).flatten(1, 2)], dim=1)
             del x_in
             if src_tile != tile:
                 out = F.interpolate(out, size=(src_tile, src_tile), mode="bilinear", align_corners=False)
@@ -137,15 +147,24 @@ def predict_tiled(pred: Predictor, source, tile: int | None = None, overlap: int
             probs = torch.softmax(band[:c], dim=0)
             classes = probs.argmax(0).to(torch.uint8).cpu().numpy()
             probs_np = probs.cpu().numpy()
-            weights_np = band[c:].cpu().numpy() if e else None
+            weights_np = band[c:c + e].cpu().numpy() if e else None
+            errors_np = None
+            if d:
+                diag = band[c + e:].view(n_err, c, *band.shape[1:])
+                errors_np = (1 - (diag * probs[None]).sum(1)).clamp(0, 1).cpu().numpy()
             y0, y1 = acc_y0 + s0, acc_y0 + s1
             if sink is not None:
-                sink(y0, y1, classes, probs_np, weights_np)
+                if d:
+                    sink(y0, y1, classes, probs_np, weights_np, errors=errors_np)
+                else:
+                    sink(y0, y1, classes, probs_np, weights_np)
             else:
                 out_classes[y0:y1] = classes
                 out_probs[:, y0:y1] = probs_np
                 if e:
                     out_weights[:, y0:y1] = weights_np
+                if d:
+                    out_errors[:, y0:y1] = errors_np
             del band, probs
         keep = src_tile - rows
         if keep > 0:
@@ -154,18 +173,21 @@ def predict_tiled(pred: Predictor, source, tile: int | None = None, overlap: int
         acc[:, max(keep, 0):] = 0
         wacc[max(keep, 0):] = 0
         acc_y0 = next_y
-    return TiledResult(out_classes, out_probs, out_weights, time.perf_counter() - t0, n_tiles)
+    return TiledResult(out_classes, out_probs, out_weights, time.perf_counter() - t0, n_tiles, out_errors)
 
 
-def zarr_sink(classes_arr, probs_arr=None, weights_arr=None) -> Sink:
-    """A sink writing bands into (zarr) arrays: classes H×W, probabilities C×H×W, weights E×H×W."""
+def zarr_sink(classes_arr, probs_arr=None, weights_arr=None, errors_arr=None) -> Sink:
+    """A sink writing bands into (zarr) arrays: classes H×W, probabilities C×H×W, weights and
+    errors E×H×W."""
 
-    def write(y0: int, y1: int, classes, probs, weights) -> None:
+    def write(y0: int, y1: int, classes, probs, weights, errors=None) -> None:
         classes_arr[y0:y1] = classes
         if probs_arr is not None:
             probs_arr[:, y0:y1] = probs.astype(probs_arr.dtype, copy=False)
         if weights_arr is not None and weights is not None:
             weights_arr[:, y0:y1] = weights.astype(weights_arr.dtype, copy=False)
+        if errors_arr is not None and errors is not None:
+            errors_arr[:, y0:y1] = errors.astype(errors_arr.dtype, copy=False)
 
     return write
 

@@ -24,10 +24,11 @@ from .data.dataset import IterationSampler, MultiExpertDataset
 from .data.device_augment import augment_batch, seed_from_int64
 from .data.splits import Split, load_split, paper_split
 from .errors import CheckpointError, InputError
-from .losses import focal_loss_multi, roughness_map
 from .metrics import DiceAccumulator
 from .models import create_model
-from .reweighting import WeightingCNN, combine_losses, lambda_schedule
+from .annotators.confusion import ConfusionCNN
+from .objective import training_loss
+from .reweighting import WeightingCNN
 
 
 def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
@@ -74,6 +75,7 @@ class TrainingSetup:
     model: torch.nn.Module
     weighting: WeightingCNN | None
     optimizer: torch.optim.Optimizer
+    confusion: ConfusionCNN | None = None
     world: int = 1
     rank: int = 0
     ddp_model: torch.nn.Module | None = None
@@ -81,6 +83,8 @@ class TrainingSetup:
     # torch.compile wrappers of model / weighting (sharing their parameters); None when not compiled
     compiled_model: torch.nn.Module | None = None
     compiled_weighting: torch.nn.Module | None = None
+    ddp_confusion: torch.nn.Module | None = None
+    compiled_confusion: torch.nn.Module | None = None
     augment_on_device: bool = False  # the loader yields uint8 cores + seeds; augment_batch finishes here
     scaler: torch.amp.GradScaler | None = None
     amp_dtype: torch.dtype | None = None
@@ -110,7 +114,7 @@ class TrainingSetup:
                                  batch["experts"].to(self.device, non_blocking=nb),
                                  batch["present"].to(self.device, non_blocking=nb), seeds,
                                  self.scheme.num_classes, self.cfg.data.vote_tie, augment=self.cfg.data.augment)
-        keys = ("image", "vote", "experts", "present") if self.weighting is not None else ("image", "vote")
+        keys = ("image", "vote", "experts", "present") if self.annotator is not None else ("image", "vote")
         return {k: batch[k].to(self.device, non_blocking=nb) for k in keys}
 
     def _compiling(self):
@@ -118,9 +122,14 @@ class TrainingSetup:
         return compile_failures(bool(t.compile), t.compile_backend, t.compile)
 
     # --------------------------------------------------------------- losses
+    @property
+    def annotator(self) -> torch.nn.Module | None:
+        """The per-expert network of this run: the weighting CNN, the confusion CNN, or None."""
+        return self.weighting if self.weighting is not None else self.confusion
+
     def step_losses(self, batch: dict, iteration: int):
-        """Losses of one iteration (Fig. 1). Returns ({term: scalar tensor}, λ1, λ2)."""
-        cfg = self.cfg.loss
+        """Losses of one iteration (Fig. 1, :func:`trainer.objective.training_loss`).
+        Returns ({term: scalar tensor}, λ1, λ2)."""
         batch = self.device_batch(batch)
         image, vote = batch["image"], batch["vote"]
         if self.cfg.train.channels_last and self.device.type == "cuda":
@@ -132,36 +141,18 @@ class TrainingSetup:
         with autocast, self._compiling():
             logits = model(image)
         logits = logits.float()
-        if self.weighting is not None:
-            experts, present = batch["experts"], batch["present"]
-            targets = torch.cat([vote[:, None], experts], dim=1)  # B×(N+1)×H×W: vote first
-        else:
-            targets = vote[:, None]
-        # The N+1 focal losses in one batched call (section 2.1).
-        maps = focal_loss_multi(logits, targets, alpha=cfg.alpha, gamma=cfg.gamma, ignore_index=IGNORE_INDEX)
-        if cfg.loss == "gafl":
-            heat = roughness_map(image.float(), cfg.lambda_a, cfg.lambda_b, cfg.gauss_ksize, cfg.gauss_sigma)
-            maps = maps * heat[:, None]  # eq. (6), the same prior for all N+1 losses
-        valid = targets != IGNORE_INDEX
-        if self.weighting is None:
-            v = valid[:, 0]
-            vote_loss = (maps[:, 0] * v).sum() / v.sum().clamp_min(1)
-            return {"total": vote_loss, "vote": vote_loss}, 1.0, 0.0
-        lam1, lam2 = lambda_schedule(iteration, cfg.lambda_step)  # eq. (7-8)
-        wnet = _first(self.ddp_weighting, self.compiled_weighting, self.weighting)
-        with autocast, self._compiling():
-            weights = wnet(image, present=present, size=logits.shape[-2:])
-        weights = weights.float()
-        terms = combine_losses(maps[:, 0], maps[:, 1:], weights, present, valid[:, 0], valid[:, 1:],
-                               lam1, lam2)
-        # Mean weight per expert over its labelled pixels: shows a collapse onto one expert.
-        with torch.no_grad():
-            v = valid[:, 1:].float()
-            for i, name in enumerate(self.experts):
-                denom = v[:, i].sum()
-                if denom > 0:
-                    terms[f"weight/{name}"] = (weights[:, i] * v[:, i]).sum() / denom
-        return terms, lam1, lam2
+        extra = {}
+        if self.annotator is not None:
+            extra = {"experts": batch["experts"], "present": batch["present"], "expert_names": self.experts}
+            if self.weighting is not None:
+                net = _first(self.ddp_weighting, self.compiled_weighting, self.weighting)
+                with autocast, self._compiling():
+                    extra["weights"] = net(image, present=batch["present"], size=logits.shape[-2:]).float()
+            else:
+                net = _first(self.ddp_confusion, self.compiled_confusion, self.confusion)
+                with autocast, self._compiling():
+                    extra["log_confusion"] = net(image, size=logits.shape[-2:]).float()
+        return training_loss(self.cfg.loss, logits, image, vote, iteration, **extra)
 
     def backward_and_step(self, total: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -205,6 +196,8 @@ class TrainingSetup:
             "model": self.model.state_dict(),
             "weighting_config": None if self.weighting is None else dict(self.weighting.config),
             "weighting": None if self.weighting is None else self.weighting.state_dict(),
+            "confusion_config": None if self.confusion is None else dict(self.confusion.config),
+            "confusion": None if self.confusion is None else self.confusion.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "iteration": int(iteration),
             "best_metric": float(best) if best != -math.inf else None,
@@ -223,6 +216,10 @@ class TrainingSetup:
             if payload.get("weighting") is None:
                 raise CheckpointError("checkpoint has no weighting CNN but this run re-weights experts")
             self.weighting.load_state_dict(payload["weighting"])
+        if self.confusion is not None:
+            if payload.get("confusion") is None:
+                raise CheckpointError("checkpoint has no confusion network but this run models expert confusion")
+            self.confusion.load_state_dict(payload["confusion"])
         if with_optimizer and payload.get("optimizer") is not None:
             self.optimizer.load_state_dict(payload["optimizer"])
 
@@ -237,25 +234,37 @@ class TrainingSetup:
         notes = [f"initialised the segmentation network from {path}"]
         if self.weighting is not None:
             wcfg = payload.get("weighting_config") or {}
-            if payload.get("weighting") is not None and wcfg.get("num_experts") == self.weighting.config["num_experts"]:
+            if payload.get("weighting") is not None and _full_weighting_config(wcfg) == self.weighting.config:
                 self.weighting.load_state_dict(payload["weighting"])
                 notes.append("initialised the weighting CNN from the checkpoint too")
             else:
                 notes.append("the checkpoint's weighting CNN does not match this run's experts; it starts fresh")
+        if self.confusion is not None:
+            ccfg = payload.get("confusion_config") or {}
+            if payload.get("confusion") is not None and ccfg == self.confusion.config:
+                self.confusion.load_state_dict(payload["confusion"])
+                notes.append("initialised the confusion network from the checkpoint too")
+            else:
+                notes.append("the checkpoint's confusion network does not match this run's experts; it starts fresh")
         return notes
 
     def weights_finite(self) -> bool:
-        nets = [n for n in (self.model, self.weighting) if n is not None]
+        nets = [n for n in (self.model, self.weighting, self.confusion) if n is not None]
         return all(bool(torch.isfinite(t).all()) for net in nets for t in net.state_dict().values()
                    if t.is_floating_point())
 
     def param_checksum(self) -> float:
         """Sum of |parameters| of both networks — equal on every DDP rank when weights are in sync."""
         total = 0.0
-        for net in (self.model, self.weighting):
+        for net in (self.model, self.weighting, self.confusion):
             if net is not None:
                 total += float(sum(p.detach().double().abs().sum() for p in net.parameters()))
         return total
+
+
+def _full_weighting_config(config: dict) -> dict:
+    """A checkpoint's weighting config with the defaults of older checkpoints filled in."""
+    return {"stride": 32, "head_kernel": 1, **config}
 
 
 def _first(*modules):
@@ -325,13 +334,12 @@ def build_setup(cfg: RunConfig, device: torch.device, world: int = 1, rank: int 
                              encoder=cfg.model.encoder).to(device)
     except KeyError as exc:  # unknown model or encoder: the registry's message lists the choices
         raise InputError(str(exc.args[0]) if exc.args else str(exc)) from None
-    weighting = None
-    if cfg.loss.reweight:
-        weighting = WeightingCNN(len(train_experts), input_scale=cfg.loss.weight_input_scale,
-                                 stride=cfg.loss.weight_stride).to(device)
+    weighting, confusion = build_annotator(cfg, len(train_experts), ds.scheme.num_classes)
+    weighting = weighting.to(device) if weighting is not None else None
+    confusion = confusion.to(device) if confusion is not None else None
     if cfg.train.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    params = list(model.parameters()) + (list(weighting.parameters()) if weighting is not None else [])
+    params = [p for net in (model, weighting, confusion) if net is not None for p in net.parameters()]
     optimizer = torch.optim.SGD(params, lr=cfg.train.lr, momentum=cfg.train.momentum,
                                 weight_decay=cfg.train.weight_decay)
     amp_dtype, scaler = None, None
@@ -341,7 +349,8 @@ def build_setup(cfg: RunConfig, device: torch.device, world: int = 1, rank: int 
         else:
             amp_dtype, scaler = torch.float16, torch.amp.GradScaler("cuda")
     setup = TrainingSetup(cfg, device, ds.scheme, train_experts, split, train_set, val_set, model, weighting,
-                          optimizer, world, rank, scaler=scaler, amp_dtype=amp_dtype, augment_on_device=on_device)
+                          optimizer, confusion, world, rank, scaler=scaler, amp_dtype=amp_dtype,
+                          augment_on_device=on_device)
     if world > 1:
         # DDP needs every parameter to get a gradient; some SMP models keep encoder stages they
         # never use (PSPNet uses 3 of 5). Freezing those changes nothing: SGD skips them anyway.
@@ -352,12 +361,42 @@ def build_setup(cfg: RunConfig, device: torch.device, world: int = 1, rank: int 
         setup.compiled_model = compile_module(model, cfg.train.compile, cfg.train.compile_backend)
         if weighting is not None:
             setup.compiled_weighting = compile_module(weighting, cfg.train.compile, cfg.train.compile_backend)
+        if confusion is not None:
+            setup.compiled_confusion = compile_module(confusion, cfg.train.compile, cfg.train.compile_backend)
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
         setup.ddp_model = DDP(_first(setup.compiled_model, model), device_ids=ids)
         if weighting is not None:
             setup.ddp_weighting = DDP(_first(setup.compiled_weighting, weighting), device_ids=ids)
+        if confusion is not None:
+            setup.ddp_confusion = DDP(_first(setup.compiled_confusion, confusion), device_ids=ids)
     return setup
+
+
+def annotator_pretrained(cfg: RunConfig) -> bool | str:
+    """ImageNet weights of the weighting/confusion ResNet-18: ``loss.weight_pretrained`` when set,
+    else the hub's when ``model.pretrained`` is True (a local file there is the segmentation
+    backbone's, another network)."""
+    if cfg.loss.weight_pretrained not in (None, ""):
+        return cfg.loss.weight_pretrained
+    return cfg.model.pretrained is True
+
+
+def build_annotator(cfg: RunConfig, num_experts: int, num_classes: int):
+    """(weighting CNN or None, confusion CNN or None) for the run's loss settings."""
+    lc = cfg.loss
+    pretrained = annotator_pretrained(cfg)
+    if lc.reweight:
+        return WeightingCNN(num_experts, pretrained=pretrained, input_scale=lc.weight_input_scale,
+                            stride=lc.weight_stride, head_kernel=lc.weight_head_kernel), None
+    if lc.confusion:
+        if not 1.0 / num_classes < lc.confusion_diag_init < 1:
+            raise InputError(f"loss.confusion_diag_init must be in (1/{num_classes}, 1) for {num_classes} classes, "
+                             f"not {lc.confusion_diag_init}")
+        return None, ConfusionCNN(num_experts, num_classes, pretrained=pretrained,
+                                  input_scale=lc.weight_input_scale, stride=lc.weight_stride,
+                                  head_kernel=lc.weight_head_kernel, diag_init=lc.confusion_diag_init)
+    return None, None
 
 
 def resolve_augment_device(mode: str, device: torch.device) -> bool:
