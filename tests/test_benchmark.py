@@ -1,6 +1,7 @@
-"""The noisy-label benchmark: AUROC by hand and against scikit-learn, error kinds, the bookkeeping
-that every variant sees the same data, seeds and iterations, and the `paper` preset end to end for
-one iteration of every variant on tiny inputs."""
+"""The noisy-label benchmark: AUROC by hand and against scikit-learn, error kinds, the estimated
+against true confusion matrices, the bookkeeping that every variant sees the same data, seeds and
+iterations, the `paper` preset end to end for one iteration of every variant on tiny inputs, and the
+`cpu-noisy` preset (issue 10) end to end on tiny inputs."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from trainer.benchmark import PRESETS, VARIANTS, get_preset
 from trainer.benchmark.auroc import AurocPool, auroc, average_ranks, error_kinds
 from trainer.benchmark.data import prepare_data
+from trainer.benchmark.matrices import ConfusionPool
 from trainer.benchmark.run import plan_runs
 from trainer.errors import InputError
 from trainer.synthetic import FLAG_BORDERLINE_G3, FLAG_SMALL_G5
@@ -69,31 +71,109 @@ def test_auroc_pool_scores_a_map_that_points_at_the_errors():
     label[:, :2] = 2  # the expert is wrong in the first two columns
     tissue = np.ones_like(truth, bool)
     tissue[7] = False  # glass is left out
-    good = np.where(label != truth, 0.1, 0.6)  # low weight exactly where it is wrong
+    good = np.where(label != truth, 0.9, 0.4)  # high score exactly where it is wrong
     pool = AurocPool(("4",))
-    pool.add("4", good, label, truth, np.zeros_like(truth), tissue)
+    pool.add("4", {"1 − w": good, "flat": np.full(truth.shape, 0.5)}, label, truth, np.zeros_like(truth), tissue,
+             prediction=truth)
     r = pool.result()["4"]
-    assert r["auroc"]["all"] == 1.0 and r["error_fraction"]["all"] == pytest.approx(14 / 56)
-    assert r["mean_weight_wrong"] == pytest.approx(0.1) and r["mean_weight_right"] == pytest.approx(0.6)
+    assert r["error_fraction"]["all"] == pytest.approx(14 / 56) and r["model_agrees"] == 0.0
+    s = r["scores"]["1 − w"]
+    assert s["auroc"]["all"] == 1.0 == s["auroc_net_right"]["all"] == s["auroc_net_right_same_class"]["all"]
+    assert s["mean_wrong"] == pytest.approx(0.9) and s["mean_right"] == pytest.approx(0.4)
+    assert r["scores"]["flat"]["auroc"]["all"] == 0.5
+
+
+def test_auroc_pool_net_right_and_same_class_match_sklearn():
+    """The restricted AUROCs equal roc_auc_score on the pixels each restriction keeps, by hand."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    shape = (40, 40)
+    truth = rng.integers(0, 3, shape).astype(np.uint8)
+    flags = np.where((truth == 1) & (rng.random(shape) < 0.5), FLAG_BORDERLINE_G3, 0).astype(np.uint8)
+    label = truth.copy()
+    swap = (truth == 1) & (flags > 0) & (rng.random(shape) < 0.8)  # expert 3's borderline-G3 errors
+    label[swap] = 2
+    other = (truth == 2) & (rng.random(shape) < 0.1)  # and G4 called G3
+    label[other] = 1
+    prediction = np.where(rng.random(shape) < 0.8, truth, (truth + 1) % 3).astype(np.uint8)
+    tissue = rng.random(shape) < 0.9
+    score = (rng.random(shape) + 0.5 * (label != truth)).astype(np.float32)
+    pool = AurocPool(("3",))
+    pool.add("3", {"s": score}, label, truth, flags, tissue, prediction)
+    s = pool.result()["3"]["scores"]["s"]
+    kind = "borderline_g3_called_g4"
+    pos, right, net = swap & tissue, (label == truth) & tissue, prediction == truth
+    keep = pos | right
+    assert s["auroc"][kind] == pytest.approx(roc_auc_score(pos[keep], score[keep]))
+    keep = (pos | right) & net
+    assert s["auroc_net_right"][kind] == pytest.approx(roc_auc_score(pos[keep], score[keep]))
+    keep = (pos | (right & (truth == 1))) & net  # borderline errors are all true G3
+    assert s["auroc_net_right_same_class"][kind] == pytest.approx(roc_auc_score(pos[keep], score[keep]))
+
+
+def test_confusion_pool_against_a_hand_computation():
+    """Two cores: estimated rows pooled by probability mass, true rows by counts, max |Δ| on rows seen."""
+    pool = ConfusionPool(num_classes=2, min_pixels=1)
+    truth = np.array([[0, 0, 1, 1]], np.uint8)
+    label = np.array([[0, 1, 1, 1]], np.uint8)  # true row 0: [1/2, 1/2]; row 1: [0, 1]
+    mask = np.array([[True, True, True, False]])
+    probs = np.array([[[1.0, 1.0, 0.0, 0.5]], [[0.0, 0.0, 1.0, 0.5]]])  # mass over mask: row 0 → 2, row 1 → 1
+    pool.add("area", "A", np.array([[0.6, 0.4], [0.2, 0.8]]), probs, mask, truth, label)
+    truth2 = np.array([[1, 1]], np.uint8)
+    label2 = np.array([[0, 1]], np.uint8)  # adds row 1: one right, one wrong
+    probs2 = np.array([[[0.0, 0.0]], [[1.0, 1.0]]])  # mass: row 0 → 0, row 1 → 2
+    pool.add("area", "A", np.array([[np.nan, np.nan], [0.5, 0.5]]), probs2, np.ones((1, 2), bool), truth2, label2)
+    r = pool.result()["area"]["A"]
+    np.testing.assert_allclose(r["estimated"][0], [0.6, 0.4])  # only the first core has row-0 mass
+    np.testing.assert_allclose(r["estimated"][1], [(1 * 0.2 + 2 * 0.5) / 3, (1 * 0.8 + 2 * 0.5) / 3])
+    np.testing.assert_allclose(r["true"], [[0.5, 0.5], [1 / 3, 2 / 3]])  # rows: 2 pixels, 3 pixels
+    assert r["rows_compared"] == [0, 1] and r["pixels_per_row"] == [2, 3]
+    assert r["max_abs_diff"] == pytest.approx(max(0.1, 0.1, abs(0.4 - 1 / 3), abs(0.6 - 2 / 3)))
+    strict = ConfusionPool(num_classes=2, min_pixels=3)
+    strict.add("area", "A", np.array([[0.6, 0.4], [0.2, 0.8]]), probs, mask, truth, label)
+    assert strict.result()["area"]["A"]["rows_compared"] == []  # too few pixels: not compared
 
 
 # --- presets ------------------------------------------------------------------------------------
 
 
 def test_presets():
-    small, paper = PRESETS["cpu-small"], PRESETS["paper"]
-    small.validate(), paper.validate()
+    small, paper, noisy = PRESETS["cpu-small"], PRESETS["paper"], PRESETS["cpu-noisy"]
+    small.validate(), paper.validate(), noisy.validate()
     assert (paper.size, paper.batch_size, paper.iters, paper.lr, paper.lambda_step) == (1024, 2, 10_000, 0.01, 1000)
-    assert [m for m, _ in paper.models] == ["hrnet18", "hrnet48"] and paper.weight_stride == 32
+    assert [m for m, _ in paper.models] == ["hrnet18", "hrnet48"] and paper.weight_stride == 4  # the authors'
+    assert set(paper.variants) == set(VARIANTS) and {"confusion", "gafl+confusion"} <= set(VARIANTS)
     assert small.seeds >= 3 and small.lambda_step / small.iters == paper.lambda_step / paper.iters
     assert "4" in small.train_experts and {"3", "5"} <= set(small.train_experts)
-    assert set(small.variants) == set(VARIANTS) == {"focal", "reweight", "gafl", "gafl+reweight", "staple", "single"}
+    assert set(small.variants) == {"focal", "reweight", "gafl", "gafl+reweight", "staple", "single"}
+    assert [VARIANTS[v].annotator for v in ("focal", "reweight", "confusion", "gafl+confusion")] == [
+        "none", "reweight", "confusion", "confusion"]
+    assert VARIANTS["gafl+confusion"].loss == "gafl" and not VARIANTS["confusion"].reweight
     with pytest.raises(InputError, match="unknown preset field"):
         small.replace(iterations=3)
     with pytest.raises(InputError, match="unreliable"):
         small.replace(train_experts=("1", "3", "5")).validate()
     with pytest.raises(InputError, match="unknown preset"):
         get_preset("gpu-huge")
+
+
+def test_cpu_noisy_preset_is_what_issue_10_asks():
+    noisy = PRESETS["cpu-noisy"]
+    assert noisy.panel == "noisy" and noisy.train_experts == ("A", "B", "C") and noisy.seeds >= 3
+    assert set(noisy.variants) == {"focal", "gafl", "reweight", "gafl+reweight", "confusion", "gafl+confusion",
+                                   "staple", "single"}
+    assert 0 < noisy.pair_fraction < 1 and noisy.single_expert == "oracle"
+    assert noisy.lambda_step / noisy.iters == 0.1 and noisy.cpu_threads == 1
+    assert [m for m, _ in noisy.models] == ["pspnet"] and noisy.size >= 160
+    with pytest.raises(InputError, match="unreliable"):
+        noisy.replace(train_experts=("A", "C")).validate()
+    with pytest.raises(InputError, match="train_experts"):
+        noisy.replace(train_experts=("A", "B", "3")).validate()
+    with pytest.raises(InputError, match="pair_fraction"):
+        PRESETS["cpu-small"].replace(pair_fraction=0.3).validate()
+    with pytest.raises(InputError, match="unknown panel"):
+        noisy.replace(panel="seven").validate()
 
 
 def test_cli_parses_benchmark():
@@ -126,17 +206,27 @@ def test_paper_preset_runs_every_variant(tiny_paper):
     for r in runs:
         assert r["iterations"] == 1 and r["checkpoint"] == "best.pt"  # the paper tests its best checkpoint
         assert 0 <= r["mean_dice_truth"] <= 1 and 0 <= r["mean_dice_vote6"] <= 1
-        assert (r["auroc"] is not None) == VARIANTS[r["variant"]].reweight
+        v = VARIANTS[r["variant"]]
+        assert (r["auroc"] is not None) == (v.annotator != "none")
+        assert (r["confusion_matrices"] is not None) == v.confusion
+        assert r["config"]["loss"]["confusion"] == v.confusion and r["config"]["loss"]["reweight"] == v.reweight
         if r["auroc"]:
             assert set(r["auroc"]) == {"3", "4", "5"}
-            assert {"all", "borderline_g3_called_g4"} <= set(r["auroc"]["3"]["auroc"])
+            detectors = {"1 − w"} if v.reweight else {"error (image only)", "error (given the label)"}
+            assert set(r["auroc"]["3"]["scores"]) == detectors
+            for d in detectors:
+                assert {"all", "borderline_g3_called_g4"} <= set(r["auroc"]["3"]["scores"][d]["auroc_net_right"])
+        if r["confusion_matrices"]:
+            assert set(r["confusion_matrices"]) == {"tissue"}  # the six experts' panel flags no biased area
     on_disk = json.loads((out / "results.json").read_text())
     for key in ("command", "git_commit", "machine", "date"):
         assert key in on_disk and key in results
     table = (out / "table.md").read_text()
-    assert "| Method | GAFL | Re-weighting | Mean dice | Benign | G-Grade 3 | G-Grade 4 | G-Grade 5 |" in table
+    assert ("| Method | GAFL | Re-weighting | Confusion | Mean dice | Benign | G-Grade 3 | G-Grade 4 | G-Grade 5 |"
+            in table)
     assert "pytest" in table and "AUROC" in table and "on STAPLE" in table and "on expert" in table
-    for name in ("weight_maps_reweight.png", "weight_maps_gafl-reweight.png", "weights_over_iterations.png"):
+    for name in ("weight_maps_reweight.png", "weight_maps_gafl-reweight.png", "error_maps_confusion.png",
+                 "error_maps_gafl-confusion.png", "weights_over_iterations.png", "confusion_matrices.png"):
         assert (out / name).is_file() and f"]({name})" in table
     assert set(results["summary"]["pspnet"]) == set(VARIANTS)
 
@@ -149,7 +239,8 @@ def test_every_variant_sees_the_same_data_seeds_and_iterations(tiny_paper):
     assert same(lambda r: {k: r["counts"][k] for k in ("train", "val")})
     assert same(lambda r: {k: v for k, v in r["config"]["train"].items() if k != "out"})
     assert same(lambda r: r["config"]["data"]["size"])
-    assert same(lambda r: {k: r["config"]["loss"][k] for k in ("lambda_step", "gamma", "weight_stride")})
+    assert same(lambda r: {k: r["config"]["loss"][k] for k in ("lambda_step", "gamma", "weight_stride",
+                                                                   "weight_input_scale")})
     # the plan for three seeds: every variant gets seeds 0, 1, 2 and otherwise identical schedules
     preset = PRESETS["paper"].replace(seeds=3, **TINY)
     data = prepare_data(out, preset, log=lambda s: None)
@@ -192,3 +283,67 @@ def test_an_interrupted_benchmark_continues_without_retraining(tiny_paper):
         run_benchmark("paper", out, seeds=1, device="cpu", log=lambda s: None, **{**TINY, "size": 96})
     with pytest.raises(InputError, match="not empty"):
         run_benchmark("paper", out / "runs", seeds=1, device="cpu", log=lambda s: None, **TINY)
+
+
+# --- the cpu-noisy preset on tiny inputs (issue 10) ---------------------------------------------
+
+NOISY_TINY = dict(size=64, iters=2, train_cores=6, test_cores=4, val_every=2, lambda_step=1,
+                  variants=("focal", "reweight", "confusion", "staple", "single"))
+
+
+@pytest.fixture(scope="module")
+def tiny_noisy(tmp_path_factory):
+    from trainer.benchmark.run import run_benchmark
+
+    out = tmp_path_factory.mktemp("bench") / "noisy tiny"
+    results = run_benchmark("cpu-noisy", out, seeds=1, device="cpu", command="pytest noisy", log=lambda s: None,
+                            **NOISY_TINY)
+    return out, results
+
+
+def test_noisy_preset_data_has_pairs_ties_and_an_oracle_single_expert(tiny_noisy):
+    out, results = tiny_noisy
+    data = results["data"]
+    assert data["panel"] == "noisy" and set(data["experts"]) == {"A", "B", "C"}
+    info = json.loads((out / "data" / "synthetic.json").read_text())
+    experts = {c["name"]: c["experts"] for c in info["cores"]}
+    split = data["split"]
+    assert any(len(experts[n]) == 2 for n in split["test"]) and any(len(experts[n]) == 2 for n in split["train"])
+    assert 0 < data["label_quality_on_test"]["tie_fraction_of_tissue"] < 1
+    # the oracle single expert is the training expert closest to the truth; it trains on its own cores only
+    meta = json.loads((out / "data.json").read_text())
+    assert data["single_expert"] == max(meta["accuracy_on_tissue"], key=meta["accuracy_on_tissue"].get)
+    single_split = json.loads((out / "split_single.json").read_text())
+    assert single_split["train"] and all(data["single_expert"] in experts[n] for n in single_split["train"])
+    assert set(data["panel_statistics"]["pairwise_kappa"]) == {"A-B", "A-C", "B-C"}
+
+
+def test_noisy_preset_scores_ties_kinds_and_matrices(tiny_noisy):
+    out, results = tiny_noisy
+    runs = {r["variant"]: r for r in results["runs"]}
+    assert set(runs) == set(NOISY_TINY["variants"])
+    for r in runs.values():
+        assert 0 <= r["mean_dice_truth_ties"] <= 1 and set(r["dice_truth_ties"]) == {"benign", "G3", "G4", "G5"}
+        assert r["experts"] == (["A", "B", "C"] if VARIANTS[r["variant"]].labels == "vote"
+                                else ["staple"] if r["variant"] == "staple" else [results["data"]["single_expert"]])
+    kinds = set(runs["confusion"]["auroc"]["C"]["scores"]["error (image only)"]["auroc_net_right"])
+    assert kinds == {"all", "foamy_g3_missed", "poorly_formed_g4_called_g3", "outline"}
+    assert "unreliable_random" in runs["reweight"]["auroc"]["B"]["scores"]["1 − w"]["auroc"]
+    matrices = runs["confusion"]["confusion_matrices"]
+    assert "tissue" in matrices and set(matrices["tissue"]) == {"A", "B", "C"}
+    for area, experts in matrices.items():
+        for e, m in experts.items():
+            assert np.array(m["true"], dtype=float).shape == (4, 4)
+            if m["rows_compared"]:
+                assert 0 <= m["max_abs_diff"] <= 1
+    biased = set(matrices) - {"tissue"}
+    assert biased and biased <= {"textured_g3_called_g4", "foamy_g3_missed", "poorly_formed_g4_called_g3"}
+    summary = results["summary"]["pspnet"]
+    assert "truth_ties" in summary["focal"] and "confusion_matrices" in summary["confusion"]
+    table = (out / "table.md").read_text()
+    for text in ("on the tie pixels", "Cohen's κ", "Estimated against true confusion matrices",
+                 "error (image only)", "foamy_g3_missed", "on expert"):
+        assert text in table, text
+    for name in ("weight_maps_reweight.png", "error_maps_confusion.png", "confusion_matrices.png",
+                 "dice_overall_and_ties.png", "weights_over_iterations.png"):
+        assert (out / name).is_file() and f"]({name})" in table

@@ -1,7 +1,9 @@
-"""A noisy-label benchmark with known truth: Table 2's ablation on synthetic cores (issue 5).
+"""A noisy-label benchmark with known truth: Table 2's ablation on synthetic cores (issues 5, 10).
 
-``python -m trainer benchmark --preset {cpu-small,paper} --out DIR`` — see :mod:`.run` for what
-is trained and scored, :mod:`.presets` for the settings, :mod:`.auroc` for the weight-map check.
+``python -m trainer benchmark --preset {cpu-small,cpu-noisy,paper} --out DIR`` — see :mod:`.run`
+for what is trained and scored, :mod:`.presets` for the settings (``cpu-noisy``: the noisy panel of
+:mod:`trainer.synthetic.panel`), :mod:`.auroc` for the reliability-map check and :mod:`.matrices`
+for the estimated against true confusion matrices.
 Heavy modules (torch, the engine) load only when a benchmark runs.
 """
 

@@ -1,10 +1,13 @@
-"""Does the weight map point at the expert who is wrong? AUROC of ``1 − w_expert`` per kind of error.
+"""Does a reliability map point at the expert who is wrong? AUROC per expert and kind of error.
 
 The weighting CNN (eq. 2) gives each expert a weight per pixel; where an expert's label is wrong a
 useful map gives it *less* weight. So ``1 − w_n`` is scored as a detector of expert n's wrong
 pixels (label ≠ truth) on the test cores' tissue, and the score is split by the kind of bias that
-made the error (:func:`error_kinds`): the weighting CNN sees only the image, so it can only learn
-errors whose *place* follows the tissue's appearance.
+made the error (:func:`error_kinds`; the noisy panel's kinds are
+:func:`trainer.synthetic.panel.panel_error_kinds`): the weighting CNN sees only the image, so it
+can only learn errors whose *place* follows the tissue's appearance. The confusion model's error
+maps are scored the same way, both the image-only one (before seeing the label) and the one given
+the expert's label.
 
 :func:`auroc` is the Mann–Whitney form with ties at their average rank (the trapezoidal ROC
 area), so a constant score gives exactly 0.5, as scikit-learn's ``roc_auc_score`` does.
@@ -81,66 +84,76 @@ KIND_APPEARANCE_DEPENDENT = {
 
 
 class AurocPool:
-    """Pools ``1 − w`` and the error kinds of each expert over cores; :meth:`result` scores them.
+    """Pools detector scores and the error kinds of each expert over cores; :meth:`result` scores them.
 
+    A detector is any per-pixel map that should be high where the expert is wrong: ``1 − w`` of the
+    weighting CNN, or the confusion model's error map (before seeing the label, or given it).
     Negatives of every kind are the expert's *correct* tissue pixels, so a kind's AUROC says how
     well the map separates that kind of error from the pixels the expert got right. Most correct
     pixels are benign, so a map that merely tells tumour from benign already scores well; the
-    stricter ``auroc_same_class`` keeps only the correct pixels of the *same true class* as the
-    errors (e.g. ordinary G3 against borderline G3), which only the error's appearance separates.
+    stricter ``same_class`` AUROC keeps only the correct pixels of the *same true class* as the
+    errors (e.g. ordinary G3 against textured G3), which only the error's appearance separates.
+    Each is computed on all tissue and on the tissue the segmentation network predicts right
+    (``net_right``): where the network shares an expert's error, no map that follows agreement
+    with the network can flag it, and that is a different failure from not finding the error.
     ``model_agrees`` is the share of the wrong pixels where the segmentation network predicts the
     expert's (wrong) label: there the expert's loss is the smallest and eq. (3) *raises* its weight.
     """
 
-    def __init__(self, experts: tuple[str, ...]):
+    METRICS = ("auroc", "auroc_same_class", "auroc_net_right", "auroc_net_right_same_class")
+
+    def __init__(self, experts: tuple[str, ...], kinds_fn=None):
         self.experts = tuple(experts)
-        self.scores: dict[str, list[np.ndarray]] = {e: [] for e in self.experts}
+        self.kinds_fn = kinds_fn or error_kinds
+        self.scores: dict[str, dict[str, list[np.ndarray]]] = {e: {} for e in self.experts}
         self.kinds: dict[str, dict[str, list[np.ndarray]]] = {e: {} for e in self.experts}
-        self.weights_right: dict[str, list[float]] = {e: [0.0, 0.0] for e in self.experts}
-        self.weights_wrong: dict[str, list[float]] = {e: [0.0, 0.0] for e in self.experts}
         self.truth: dict[str, list[np.ndarray]] = {e: [] for e in self.experts}
+        self.net_right: dict[str, list[np.ndarray]] = {e: [] for e in self.experts}
         self.agrees: dict[str, list[int]] = {e: [0, 0] for e in self.experts}
 
-    def add(self, expert: str, weight: np.ndarray, label: np.ndarray, truth: np.ndarray, flags: np.ndarray,
-            tissue: np.ndarray, prediction: np.ndarray | None = None) -> None:
-        kinds = error_kinds(expert, label, truth, flags)
-        w = weight[tissue].astype(np.float32)
-        self.scores[expert].append(1.0 - w)
+    def add(self, expert: str, scores: dict[str, np.ndarray], label: np.ndarray, truth: np.ndarray,
+            flags: np.ndarray, tissue: np.ndarray, prediction: np.ndarray) -> None:
+        """``scores``: detector name → H×W map, high where the expert is believed wrong."""
+        kinds = self.kinds_fn(expert, label, truth, flags)
+        for name, score in scores.items():
+            self.scores[expert].setdefault(name, []).append(np.asarray(score)[tissue].astype(np.float32))
         self.truth[expert].append(truth[tissue])
         for kind, mask in kinds.items():
             self.kinds[expert].setdefault(kind, []).append(mask[tissue])
+        self.net_right[expert].append((prediction == truth)[tissue])
         wrong = kinds["all"][tissue]
-        if prediction is not None:
-            self.agrees[expert][0] += int((prediction[tissue] == label[tissue])[wrong].sum())
-            self.agrees[expert][1] += int(wrong.sum())
-        self.weights_wrong[expert][0] += float(w[wrong].sum())
-        self.weights_wrong[expert][1] += int(wrong.sum())
-        self.weights_right[expert][0] += float(w[~wrong].sum())
-        self.weights_right[expert][1] += int((~wrong).sum())
+        self.agrees[expert][0] += int((prediction[tissue] == label[tissue])[wrong].sum())
+        self.agrees[expert][1] += int(wrong.sum())
 
     def result(self) -> dict[str, dict]:
+        """Per expert: error fractions, ``model_agrees`` and, per detector, the AUROCs per kind."""
         out = {}
         for e in self.experts:
-            if not self.scores[e]:
+            if not self.truth[e]:
                 continue
-            scores = np.concatenate(self.scores[e])
             kinds = {k: np.concatenate(v) for k, v in self.kinds[e].items()}
-            right = ~kinds["all"]
             truth = np.concatenate(self.truth[e])
-            entry = {"auroc": {}, "auroc_same_class": {}, "error_fraction": {}}
-            for kind, pos in kinds.items():
-                keep = pos | right
-                entry["auroc"][kind] = auroc(scores[keep], pos[keep])
-                classes = np.unique(truth[pos])
-                same = pos | (right & np.isin(truth, classes))
-                entry["auroc_same_class"][kind] = auroc(scores[same], pos[same])
-                entry["error_fraction"][kind] = float(pos.mean())
+            net_right = np.concatenate(self.net_right[e])
+            right = ~kinds["all"]
+            entry = {"error_fraction": {k: float(pos.mean()) for k, pos in kinds.items()},
+                     "error_fraction_net_right": {k: float(pos[net_right].mean()) if net_right.any() else float("nan")
+                                                  for k, pos in kinds.items()},
+                     "scores": {}}
+            for name, parts in self.scores[e].items():
+                scores = np.concatenate(parts)
+                s = {m: {} for m in self.METRICS}
+                for kind, pos in kinds.items():
+                    classes = np.unique(truth[pos])
+                    same = pos | (right & np.isin(truth, classes))
+                    for metric, keep in (("auroc", pos | right), ("auroc_same_class", same),
+                                         ("auroc_net_right", (pos | right) & net_right),
+                                         ("auroc_net_right_same_class", same & net_right)):
+                        s[metric][kind] = auroc(scores[keep], pos[keep])
+                s["mean_wrong"] = float(scores[~right].mean()) if (~right).any() else float("nan")
+                s["mean_right"] = float(scores[right].mean()) if right.any() else float("nan")
+                entry["scores"][name] = s
             a, n = self.agrees[e]
             entry["model_agrees"] = a / n if n else float("nan")
-            sw, nw = self.weights_wrong[e]
-            sr, nr = self.weights_right[e]
-            entry["mean_weight_wrong"] = sw / nw if nw else float("nan")
-            entry["mean_weight_right"] = sr / nr if nr else float("nan")
             out[e] = entry
         return out
 

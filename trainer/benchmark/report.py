@@ -1,4 +1,4 @@
-"""Benchmark report: ``results.json``, ``table.md`` in Table 2's layout, and two figures.
+"""Benchmark report: ``results.json``, ``table.md`` in Table 2's layout, and figures.
 
 Every number is a mean ± sample standard deviation (ddof = 1) over seeds; Dice in percent as in
 Table 2. Both outputs carry the command, git commit, machine and date.
@@ -16,26 +16,30 @@ from pathlib import Path
 
 import numpy as np
 
-from ..synthetic import EXPERT_BIASES
-from .auroc import KIND_APPEARANCE_DEPENDENT
+from ..data.classes import GLEASON_CLASSES
 from .data import BenchData
 from .presets import VARIANTS, Preset
 
 COLUMNS = ("benign", "G3", "G4", "G5")
-HEADER = ("| Method | GAFL | Re-weighting | Mean dice | Benign | G-Grade 3 | G-Grade 4 | G-Grade 5 |\n"
-          "|---|---|---|---|---|---|---|---|")
+HEADER = ("| Method | GAFL | Re-weighting | Confusion | Mean dice | Benign | G-Grade 3 | G-Grade 4 | G-Grade 5 |\n"
+          "|---|---|---|---|---|---|---|---|---|")
+DICE_REFS = ("truth", "truth_ties", "vote6")
 
 
 def clean(obj):
-    """JSON-safe copy: NaN → None, numpy scalars → Python numbers."""
+    """JSON-safe copy: NaN → None, numpy scalars and arrays → Python numbers and lists."""
     if isinstance(obj, dict):
         return {str(k): clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
         return [clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return clean(obj.tolist())
     if isinstance(obj, (np.floating, float)):
         return None if math.isnan(float(obj)) else float(obj)
     if isinstance(obj, np.integer):
         return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
     return obj
 
 
@@ -57,102 +61,257 @@ def machine() -> str:
             + f", {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__}, Python {platform.python_version()}")
 
 
+def _nan(v) -> float:
+    return float("nan") if v is None else float(v)
+
+
 def _ms(values) -> list[float]:
     """[mean, sample std] ignoring NaN/None; std 0 for one value."""
-    arr = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    arr = np.array([_nan(v) for v in values], dtype=np.float64)
     arr = arr[~np.isnan(arr)]
     if arr.size == 0:
         return [float("nan"), float("nan")]
     return [float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0]
 
 
+def _mean_matrix(matrices: list) -> list:
+    """Element-wise mean over seeds, ignoring NaN (a row no seed estimated stays NaN)."""
+    arr = np.array([[[_nan(v) for v in row] for row in m] for m in matrices], dtype=np.float64)
+    n = (~np.isnan(arr)).sum(axis=0)
+    return np.where(n > 0, np.nansum(arr, axis=0) / np.maximum(n, 1), np.nan).tolist()
+
+
+def _aggregate_auroc(rs: list[dict]) -> dict:
+    out = {}
+    for e, first in rs[0]["auroc"].items():
+        mine = [r["auroc"][e] for r in rs if e in (r.get("auroc") or {})]
+        a = {"error_fraction": dict(first["error_fraction"]),  # the labels: the same in every run
+             "error_fraction_net_right": {k: _ms([m["error_fraction_net_right"][k] for m in mine])
+                                          for k in first["error_fraction_net_right"]},
+             "model_agrees": _ms([m["model_agrees"] for m in mine]), "scores": {}}
+        for name, s in first["scores"].items():
+            a["scores"][name] = {metric: {k: _ms([m["scores"][name][metric][k] for m in mine]) for k in s[metric]}
+                                 for metric in s if isinstance(s[metric], dict)}
+            for metric in ("mean_wrong", "mean_right"):
+                a["scores"][name][metric] = _ms([m["scores"][name][metric] for m in mine])
+        out[e] = a
+    return out
+
+
+def _aggregate_matrices(rs: list[dict]) -> dict:
+    out: dict = {}
+    for area, experts in rs[0]["confusion_matrices"].items():
+        for e, first in experts.items():
+            mine = [r["confusion_matrices"][area][e] for r in rs if e in r["confusion_matrices"].get(area, {})]
+            out.setdefault(area, {})[e] = {
+                "max_abs_diff": _ms([m["max_abs_diff"] for m in mine]),
+                "estimated": _mean_matrix([m["estimated"] for m in mine]), "true": first["true"],
+                "rows_compared": first["rows_compared"], "pixels_per_row": first["pixels_per_row"]}
+    return out
+
+
 def aggregate(runs: list[dict]) -> dict:
-    """summary[model][variant] → Dice (truth, vote of six), AUROC and mean weights as [mean, std]."""
+    """summary[model][variant] → Dice (truth, tie pixels, vote), AUROC and matrices as [mean, std]."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in runs:
         groups.setdefault((r["model"], r["variant"]), []).append(r)
     summary: dict = {}
     for (model, variant), rs in groups.items():
         entry = {"seeds": sorted(r["seed"] for r in rs)}
-        for ref in ("truth", "vote6"):
+        for ref in DICE_REFS:
+            if f"dice_{ref}" not in rs[0]:
+                continue
             entry[ref] = {c: _ms([r[f"dice_{ref}"][c] for r in rs]) for c in COLUMNS}
             entry[ref]["mean"] = _ms([r[f"mean_dice_{ref}"] for r in rs])
         if rs[0].get("auroc"):
-            entry["auroc"] = {}
-            for e, first in rs[0]["auroc"].items():
-                a = {m: {k: _ms([r["auroc"][e][m][k] for r in rs]) for k in first[m]}
-                     for m in ("auroc", "auroc_same_class")}
-                a["error_fraction"] = dict(first["error_fraction"])  # the labels: the same in every run
-                for m in ("mean_weight_wrong", "mean_weight_right", "model_agrees"):
-                    a[m] = _ms([r["auroc"][e][m] for r in rs])
-                entry["auroc"][e] = a
+            entry["auroc"] = _aggregate_auroc(rs)
+        if rs[0].get("confusion_matrices"):
+            entry["confusion_matrices"] = _aggregate_matrices(rs)
         summary.setdefault(model, {})[variant] = entry
     return summary
 
 
-def _cell(ms, scale=100.0) -> str:
+# --- markdown -----------------------------------------------------------------------------------
+
+
+def _cell(ms, scale=100.0, digits=2) -> str:
     m, s = ms
-    return "—" if m is None or (isinstance(m, float) and math.isnan(m)) else f"{scale * m:.2f} ± {scale * s:.2f}"
+    if m is None or (isinstance(m, float) and math.isnan(m)):
+        return "—"
+    return f"{scale * m:.{digits}f} ± {scale * s:.{digits}f}"
+
+
+def _model_name(model: str, encoder: str | None) -> str:
+    return model.upper().replace("NET", "Net") + (f" ({encoder})" if encoder else "")
 
 
 def _dice_table(summary: dict, ref: str, models: list[tuple[str, str | None]], single: str) -> list[str]:
     lines = [HEADER]
     for model, encoder in models:
-        name = model.upper().replace("NET", "Net") + (f" ({encoder})" if encoder else "")
+        name = _model_name(model, encoder)
         for variant, entry in summary.get(model, {}).items():
+            if ref not in entry:
+                continue
             v = VARIANTS[variant]
             method = {"vote": name, "staple": f"{name} on STAPLE", "single": f"{name} on expert {single}"}[v.labels]
             cells = [_cell(entry[ref]["mean"])] + [_cell(entry[ref][c]) for c in COLUMNS]
             lines.append(f"| {method} | {'yes' if v.loss == 'gafl' else ''} | {'yes' if v.reweight else ''} | "
-                         + " | ".join(cells) + " |")
+                         f"{'yes' if v.confusion else ''} | " + " | ".join(cells) + " |")
     return lines
 
 
-def _auroc_table(summary: dict) -> list[str]:
-    lines = ["| Model | Variant | Expert | Kind of error | Appearance-dependent | Share of tissue | "
-             "AUROC of 1 − w | AUROC, same true class | net predicts the wrong label | mean w wrong / right |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+def _expert_title(results: dict, e: str) -> str:
+    info = results["data"]["experts"].get(e) or {}
+    return f"{e} ({info.get('kind', '?')})"
+
+
+def _kind_flag(results: dict, kind: str) -> str:
+    if kind == "all":
+        return "—"
+    dep = results["data"]["kind_appearance"].get(kind)
+    shared = (results["data"].get("biases") or {}).get(kind, {}).get("shared")
+    return ("yes" if dep else "no") + (", shared" if shared else "")
+
+
+def _detector_columns(summary: dict) -> list[tuple[str, str, str]]:
+    """(model, variant, detector) for every annotator-model run in the summary."""
+    cols = []
     for model, variants in summary.items():
         for variant, entry in variants.items():
-            for e, a in (entry.get("auroc") or {}).items():
-                for kind, ms in a["auroc"].items():
-                    dep = "—" if kind == "all" else ("yes" if KIND_APPEARANCE_DEPENDENT.get(kind) else "no")
-                    extra = (f"{_cell(a['model_agrees'])} % | {a['mean_weight_wrong'][0]:.3f} / "
-                             f"{a['mean_weight_right'][0]:.3f}" if kind == "all" else " | ")
-                    lines.append(f"| {model} | {variant} | {e} ({EXPERT_BIASES[e]['kind']}) | {kind} | {dep} | "
-                                 f"{100 * a['error_fraction'][kind]:.2f} % | {_cell(ms, 1.0)} | "
-                                 f"{_cell(a['auroc_same_class'][kind], 1.0)} | {extra} |")
+            for name in next(iter((entry.get("auroc") or {}).values()), {}).get("scores", {}):
+                cols.append((model, variant, name))
+    return cols
+
+
+def _auroc_headline(results: dict) -> list[str]:
+    """Rows: expert × kind of error; columns: each detector; cells: AUROC (same class) on net-right tissue."""
+    summary = results["summary"]
+    cols = _detector_columns(summary)
+    if not cols:
+        return ["(no annotator-model run)"]
+    lines = ["| Expert | Kind of error | Appearance-dependent | Share of tissue | "
+             + " | ".join(f"{v}: {d}" for _, v, d in cols) + " |",
+             "|---|---|---|---|" + "---|" * len(cols)]
+    model, variant, _ = cols[0]
+    for e, a in summary[model][variant]["auroc"].items():
+        for kind, frac in a["error_fraction"].items():
+            cells = []
+            for m, v, d in cols:
+                s = summary[m][v]["auroc"].get(e, {}).get("scores", {}).get(d)
+                if s is None:
+                    cells.append("—")
+                    continue
+                cells.append(f"{_cell(s['auroc_net_right'][kind], 1.0)} ({_cell(s['auroc_net_right_same_class'][kind], 1.0)})")
+            lines.append(f"| {_expert_title(results, e)} | {kind} | {_kind_flag(results, kind)} | "
+                         f"{100 * _nan(frac):.2f} % | " + " | ".join(cells) + " |")
     return lines
 
 
-def _quality_table(quality: dict) -> list[str]:
+def _auroc_table(results: dict) -> list[str]:
+    lines = ["| Model | Variant | Detector | Expert | Kind of error | Share of tissue | AUROC | same true class | "
+             "AUROC, net right | net right, same class | net predicts the wrong label | mean score wrong / right |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for model, variants in results["summary"].items():
+        for variant, entry in variants.items():
+            for e, a in (entry.get("auroc") or {}).items():
+                for name, s in a["scores"].items():
+                    for kind in s["auroc"]:
+                        extra = (f"{_cell(a['model_agrees'])} % | {s['mean_wrong'][0]:.3f} / {s['mean_right'][0]:.3f}"
+                                 if kind == "all" else " | ")
+                        lines.append(
+                            f"| {model} | {variant} | {name} | {_expert_title(results, e)} | {kind} | "
+                            f"{100 * _nan(a['error_fraction'][kind]):.2f} % | {_cell(s['auroc'][kind], 1.0)} | "
+                            f"{_cell(s['auroc_same_class'][kind], 1.0)} | {_cell(s['auroc_net_right'][kind], 1.0)} | "
+                            f"{_cell(s['auroc_net_right_same_class'][kind], 1.0)} | {extra} |")
+    return lines
+
+
+def _row_text(row, digits=2) -> str:
+    return "[" + " ".join("—" if v is None or math.isnan(_nan(v)) else f"{_nan(v):.{digits}f}" for v in row) + "]"
+
+
+def _matrix_table(results: dict) -> list[str]:
+    lines = ["| Model | Variant | Area | Expert | Row (true class) | True row | Estimated row | max abs diff |",
+             "|---|---|---|---|---|---|---|---|"]
+    any_row = False
+    for model, variants in results["summary"].items():
+        for variant, entry in variants.items():
+            for area, experts in (entry.get("confusion_matrices") or {}).items():
+                for e, m in experts.items():
+                    rows = m["rows_compared"] or []
+                    for j in rows:
+                        any_row = True
+                        lines.append(f"| {model} | {variant} | {area} | {_expert_title(results, e)} | "
+                                     f"{GLEASON_CLASSES[j]} | {_row_text(m['true'][j])} | "
+                                     f"{_row_text(m['estimated'][j])} | "
+                                     f"{_cell(m['max_abs_diff'], 1.0) if j == rows[0] else ''} |")
+    if not any_row:
+        return ["(no confusion-model run)"]
+    return lines + ["", "Columns of a row: the label written, in the order " + ", ".join(GLEASON_CLASSES)
+                    + "; the max abs difference is over every compared row of the area."]
+
+
+def _quality_rows(results: dict, quality: dict) -> list[str]:
     lines = ["| Labels (no model) | Mean dice | Benign | G-Grade 3 | G-Grade 4 | G-Grade 5 |",
              "|---|---|---|---|---|---|"]
     for name, q in quality.items():
-        label = f"expert {name} ({EXPERT_BIASES[name]['kind']})" if name in EXPERT_BIASES else name
+        if not isinstance(q, dict) or "dice" not in q:
+            continue
+        label = f"expert {_expert_title(results, name)}" if name in results["data"]["experts"] else name
         cells = [q["mean_dice"]] + [q["dice"][c] for c in COLUMNS]
-        text = ["—" if v is None or math.isnan(v) else f"{100 * v:.2f}" for v in cells]
+        text = ["—" if v is None or math.isnan(_nan(v)) else f"{100 * v:.2f}" for v in cells]
         lines.append(f"| {label} | " + " | ".join(text) + " |")
     return lines
 
 
+def _quality_tables(results: dict) -> list[str]:
+    quality = results["data"]["label_quality_on_test"]
+    lines = _quality_rows(results, quality)
+    if "on tie pixels" in quality:
+        lines += ["", f"On the tie pixels ({100 * _nan(quality['tie_fraction_of_tissue']):.1f} % of the test tissue):",
+                  "", *_quality_rows(results, quality["on tie pixels"])]
+    return lines
+
+
+def _panel_lines(results: dict) -> list[str]:
+    stats = results["data"].get("panel_statistics")
+    if not stats:
+        return []
+    lines = ["## The panel (all cores, measured from the labels)", "",
+             "| Pair | Cohen's κ on tissue |", "|---|---|"]
+    lines += [f"| {k} | {v:.3f} |" for k, v in stats["pairwise_kappa"].items()]
+    lines += ["", "| Expert | Role | Accuracy on tissue | κ to the truth |", "|---|---|---|---|"]
+    for e, acc in stats["accuracy_vs_truth"].items():
+        info = results["data"]["experts"].get(e, {})
+        lines.append(f"| {_expert_title(results, e)} | ({info.get('role', '?')}) {info.get('description', '')} | "
+                     f"{100 * acc:.1f} % | {stats['kappa_vs_truth'][e]:.3f} |")
+    lines += ["", "| Bias | Experts | Role | Share of tissue | Description |", "|---|---|---|---|---|"]
+    for b, info in (results["data"].get("biases") or {}).items():
+        lines.append(f"| {b} | {', '.join(info['experts'])} | ({info['role']}) | "
+                     f"{100 * stats['pattern_fraction_of_tissue'][b]:.1f} % | {info['description']} |")
+    lines += ["", f"Tie pixels (the vote of the core's experts is a tie): "
+              f"{100 * stats['tie_fraction_of_tissue']:.1f} % of all tissue.", ""]
+    return lines
+
+
 def _trace_table(runs: list[dict], points=(0.05, 0.1, 0.25, 0.5, 0.75, 1.0)) -> list[str]:
-    """Mean logged weight per expert (over seeds) at a few fractions of the run: a collapse shows."""
+    """Mean logged weight (re-weighting) or off-diagonal mass (confusion) per expert, seed 0."""
     lines = []
     for r in runs:
-        if r["seed"] != 0 or not VARIANTS[r["variant"]].reweight:
+        if r["seed"] != 0 or VARIANTS[r["variant"]].annotator == "none":
             continue
         tr = r["trace"]
-        keys = sorted(k for k in tr if k.startswith("weight/"))
-        if not lines:
-            lines = ["| Model | Variant | iteration | λ2 | " + " | ".join(f"mean w{k[7:]}" for k in keys) + " |",
-                     "|---|---|---|---|" + "---|" * len(keys)]
+        keys = sorted(k for k in tr if k.startswith(("weight/", "error/")))
+        if not keys:
+            continue
+        lines += ["", f"{r['model']}, {r['variant']}:", "",
+                  "| iteration | λ2 | " + " | ".join(f"mean {k}" for k in keys) + " |",
+                  "|---|---|" + "---|" * len(keys)]
         its = tr["iteration"]
         rows = sorted({int(np.argmin(np.abs(np.array(its) - p * its[-1]))) for p in points})
         for i in rows:
-            lines.append(f"| {r['model']} | {r['variant']} | {its[i]} | {tr['lambda2'][i]:.3f} | "
-                         + " | ".join(f"{tr[k][i]:.3f}" for k in keys) + " |")
-    return lines
+            lines.append(f"| {its[i]} | {tr['lambda2'][i]:.3f} | " + " | ".join(f"{tr[k][i]:.3f}" for k in keys) + " |")
+    return lines or ["(no annotator-model run)"]
 
 
 def write_report(out: Path, preset: Preset, data: BenchData, runs: list[dict], command: str | None,
@@ -175,15 +334,17 @@ def write_report(out: Path, preset: Preset, data: BenchData, runs: list[dict], c
             "wall_seconds_all_invocations": sum(h["wall_seconds"] for h in history), "invocations": history,
             "run_seconds_total": sum(r["train_seconds"] + r["eval_seconds"] for r in runs)}
     results = {**meta, "preset": preset.to_dict(),
-               "variants": {k: VARIANTS[k].__dict__ for k in preset.variants},
-               "data": {"split": data.split.to_dict(), "single_expert": data.single_expert,
+               "variants": {k: {**VARIANTS[k].__dict__} for k in preset.variants},
+               "data": {"panel": data.panel, "split": data.split.to_dict(), "single_expert": data.single_expert,
                         "fingerprint": data.fingerprint, "figure_core": data.figure_core,
                         "label_quality_on_test": data.label_quality,
-                        "experts": {e: EXPERT_BIASES[e] for e in preset.train_experts}},
+                        "experts": {e: data.expert_info(e) for e in preset.train_experts},
+                        "biases": data.biases(), "kind_appearance": data.kind_appearance(),
+                        "panel_statistics": data.panel_statistics},
                "summary": summary, "runs": runs}
     results = clean(results)
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    figures = write_figures(out, preset, runs)
+    figures = write_figures(out, preset, results)
     (out / "table.md").write_text(render_markdown(results, figures))
     return results
 
@@ -193,6 +354,11 @@ def render_markdown(results: dict, figures: list[str]) -> str:
     models = [tuple(m) for m in p["models"]]
     single = results["data"]["single_expert"]
     counts = {k: len(v) for k, v in results["data"]["split"].items()}
+    noisy = results["data"].get("panel") == "noisy"
+    test_by = (f"annotated like the training cores ({100 * p.get('pair_fraction', 0):.0f} % by two experts)"
+               if noisy else "by all six")
+    ref_title = ("the vote of the test core's experts (A, B, C or a pair)" if noisy
+                 else "the vote of all six experts (the paper's protocol)")
     lines = [f"# Noisy-label benchmark, preset `{p['name']}`", "",
              f"- command: `{results['command']}`", f"- git commit: `{results['git_commit']}`",
              f"- machine: {results['machine']}", f"- date: {results['date']}",
@@ -200,80 +366,161 @@ def render_markdown(results: dict, figures: list[str]) -> str:
              f"{len(results['invocations'])} invocation(s) ({results['run_seconds_total'] / 60:.1f} min of "
              f"training + evaluation in the runs)",
              f"- data: {counts['train']} train / {counts['val']} val cores by experts "
-             f"{', '.join(p['train_experts'])}; {counts['test']} test cores by all six; {p['size']}² px; "
-             f"data seed {p['data_seed']}",
+             f"{', '.join(p['train_experts'])}; {counts['test']} test cores {test_by}; {p['size']}² px; "
+             f"data seed {p['data_seed']}; panel `{p.get('panel', 'six')}`",
              f"- training: {p['iters']} iterations, batch {p['batch_size']}, lr {p['lr']}, λ step {p['lambda_step']}, "
-             f"weighting-CNN stride {p['weight_stride']}, {p['checkpoint']} checkpoint, seeds 0…{p['seeds'] - 1}",
+             f"weighting / confusion CNN stride {p['weight_stride']} (input ×{p.get('weight_input_scale', 1.0)}), "
+             f"{p['checkpoint']} checkpoint, seeds 0…{p['seeds'] - 1}",
              "", "Dice (%) on the test cores, mean ± std over seeds.", "",
              "## Against the known truth", "", *_dice_table(results["summary"], "truth", models, single), "",
-             "## Against the vote of all six experts (the paper's protocol)", "",
+             "## Against the known truth, on the tie pixels", "",
+             "Tissue pixels where the vote of the test core's experts is a tie (two experts who differ, "
+             "or three who all differ): where the vote must break a tie.", "",
+             *_dice_table(results["summary"], "truth_ties", models, single), "",
+             f"## Against {ref_title}", "",
              *_dice_table(results["summary"], "vote6", models, single), "",
              "## The labels themselves against the truth (test cores)", "",
-             *_quality_table(results["data"]["label_quality_on_test"]), "",
-             "## Do the weight maps point at the wrong expert? (test cores, tissue pixels)", "",
-             *_auroc_table(results["summary"]), "",
-             "## Mean weight per expert during training (seed 0; logged `weight/<expert>`)", "",
+             *_quality_tables(results), "",
+             *_panel_lines(results),
+             "## Do the reliability maps point at the wrong expert?", "",
+             "AUROC of each detector for each expert's wrong pixels, split by the kind of error, on the "
+             "tissue the network itself predicts right; in brackets the same-class AUROC (negatives of the "
+             "same true class only). Detectors: `1 − w` (re-weighting), the confusion model's error map "
+             "before seeing the label (`error (image only)`) and given the expert's label.", "",
+             *_auroc_headline(results), "",
+             "### Every AUROC (all tissue and net-right tissue)", "", *_auroc_table(results), "",
+             "## Estimated against true confusion matrices (test cores)", "",
+             "Pooled over the test cores where the expert annotated; the estimate weights each pixel's "
+             "matrix by the network's probability of the row's class.", "", *_matrix_table(results), "",
+             "## Per-expert means during training (seed 0; logged `weight/<expert>` or `error/<expert>`)",
              *_trace_table(results["runs"]), ""]
     lines += [f"![{f}]({f})" for f in figures]
     return "\n".join(lines) + "\n"
 
 
-def write_figures(out: Path, preset: Preset, runs: list[dict]) -> list[str]:
-    """weight_maps_<variant>.png (each training expert: labels, errors, weight) and weights_over_iterations.png."""
+# --- figures ------------------------------------------------------------------------------------
+
+
+def write_figures(out: Path, preset: Preset, results: dict) -> list[str]:
+    """Reliability maps of the figure core per annotator variant, the per-expert means over
+    iterations, Dice overall and on tie pixels, and estimated against true confusion matrices."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     written = []
+    runs = results["runs"]
     model = preset.models[0][0]
-    for variant in ("reweight", "gafl+reweight"):
+    for variant in preset.variants:
+        v = VARIANTS[variant]
         path = out / "runs" / model / variant / "seed0" / "figure_core.npz"
-        if path.exists():
-            name = f"weight_maps_{variant.replace('+', '-')}.png"
-            _weight_map_figure(plt, np.load(path), out / name, f"{model}, {variant}, seed 0")
+        if v.annotator != "none" and path.exists():
+            prefix = "weight_maps" if v.reweight else "error_maps"
+            name = f"{prefix}_{variant.replace('+', '-')}.png"
+            _reliability_figure(plt, np.load(path), out / name, f"{model}, {variant}, seed 0", results)
             written.append(name)
-    rw = [r for r in runs if VARIANTS[r["variant"]].reweight and r["model"] == model]
-    if rw:
-        variants = sorted({r["variant"] for r in rw})
+    annotated = [r for r in runs if VARIANTS[r["variant"]].annotator != "none" and r["model"] == model]
+    if annotated:
+        variants = sorted({r["variant"] for r in annotated})
         fig, axes = plt.subplots(1, len(variants), figsize=(5.5 * len(variants), 3.6), squeeze=False)
         for ax, variant in zip(axes[0], variants):
-            for r in (r for r in rw if r["variant"] == variant):
+            mine = [r for r in annotated if r["variant"] == variant]
+            for r in mine:
                 tr = r["trace"]
-                first = r["seed"] == min(x["seed"] for x in rw)
-                for i, k in enumerate(sorted(k for k in tr if k.startswith("weight/"))):
-                    ax.plot(tr["iteration"], tr[k], color=f"C{i}", alpha=0.8, label=f"expert {k[7:]}" if first else None)
+                first = r["seed"] == min(x["seed"] for x in mine)
+                for i, k in enumerate(sorted(k for k in tr if k.startswith(("weight/", "error/")))):
+                    ax.plot(tr["iteration"], tr[k], color=f"C{i}", alpha=0.8, label=f"{k}" if first else None)
                 ax.plot(tr["iteration"], tr["lambda2"], color="k", ls="--", lw=1, label="λ2" if first else None)
-            ax.set(title=f"{model}, {variant} (all seeds)", xlabel="iteration", ylabel="mean weight / λ2",
-                   ylim=(0, 1))
+            what = "mean weight" if VARIANTS[variant].reweight else "mean off-diagonal mass"
+            ax.set(title=f"{model}, {variant} (all seeds)", xlabel="iteration", ylabel=f"{what} / λ2", ylim=(0, 1))
             ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(out / "weights_over_iterations.png", dpi=110)
         plt.close(fig)
         written.append("weights_over_iterations.png")
+    if _dice_figure(plt, results, out / "dice_overall_and_ties.png", model):
+        written.append("dice_overall_and_ties.png")
+    if _matrix_figure(plt, results, out / "confusion_matrices.png", model):
+        written.append("confusion_matrices.png")
     return written
 
 
-def _weight_map_figure(plt, npz, path: Path, title: str) -> None:
-    """Per training expert: its labels, where they are wrong, and the weight map eq. (2) gave it."""
+def _dice_figure(plt, results: dict, path: Path, model: str) -> bool:
+    entries = results["summary"].get(model, {})
+    variants = [v for v, e in entries.items() if "truth_ties" in e]
+    if not variants:
+        return False
+    fig, ax = plt.subplots(figsize=(1.1 * len(variants) + 3, 3.8))
+    x = np.arange(len(variants))
+    for k, (ref, label) in enumerate((("truth", "all pixels"), ("truth_ties", "tie pixels"))):
+        m = [100 * _nan(entries[v][ref]["mean"][0]) for v in variants]
+        s = [100 * _nan(entries[v][ref]["mean"][1]) for v in variants]
+        ax.bar(x + (k - 0.5) * 0.38, m, 0.38, yerr=s, capsize=3, label=label)
+    ax.set_xticks(x, variants, rotation=30, ha="right")
+    ax.set(ylabel="mean Dice vs truth (%)", title=f"{model}: Dice to the truth, mean ± std over seeds")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def _matrix_figure(plt, results: dict, path: Path, model: str) -> bool:
+    """For each confusion variant: true and estimated matrix of every (biased area, expert)."""
+    entries = {v: e["confusion_matrices"] for v, e in results["summary"].get(model, {}).items()
+               if e.get("confusion_matrices")}
+    if not entries:
+        return False
+    pairs = [(a, e) for a, experts in next(iter(entries.values())).items() for e in experts if a != "tissue"]
+    pairs = pairs or [("tissue", e) for e in next(iter(entries.values()))["tissue"]]
+    cols = 1 + len(entries)
+    fig, axes = plt.subplots(len(pairs), cols, figsize=(2.9 * cols, 2.7 * len(pairs)), squeeze=False)
+    for row, (area, e) in enumerate(pairs):
+        true = np.array([[_nan(v) for v in r] for r in next(iter(entries.values()))[area][e]["true"]])
+        panels = [("true", true)] + [
+            (f"{v} (max |Δ| {100 * _nan(m[area][e]['max_abs_diff'][0]):.0f} %)",
+             np.array([[_nan(x) for x in r] for r in m[area][e]["estimated"]])) for v, m in entries.items()]
+        for ax, (title, mat) in zip(axes[row], panels):
+            ax.imshow(mat, cmap="Blues", vmin=0, vmax=1)
+            for (i, j), val in np.ndenumerate(mat):
+                if not np.isnan(val):
+                    ax.text(j, i, f"{val:.2f}", ha="center", va="center", fontsize=7,
+                            color="white" if val > 0.6 else "black")
+            ax.set_xticks(range(len(GLEASON_CLASSES)), GLEASON_CLASSES, fontsize=7)
+            ax.set_yticks(range(len(GLEASON_CLASSES)), GLEASON_CLASSES, fontsize=7)
+            ax.set_title(f"{area}\nexpert {e}: {title}", fontsize=8)
+            ax.set_xlabel("label written", fontsize=7)
+        axes[row][0].set_ylabel("true class", fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def _reliability_figure(plt, npz, path: Path, title: str, results: dict) -> None:
+    """Per training expert: its labels, where they are wrong, and each reliability map of it."""
     from ..data.classes import CLASS_COLORS
 
     experts = [str(e) for e in npz["experts"]]
+    names = [str(n) for n in npz["map_names"]]
     truth, tissue = npz["truth"], npz["tissue"]
     colours = np.array(CLASS_COLORS, dtype=np.uint8)
-    fig, axes = plt.subplots(len(experts), 4, figsize=(12.4, 3.1 * len(experts)), squeeze=False)
+    cols = 3 + len(names)
+    fig, axes = plt.subplots(len(experts), cols, figsize=(3.1 * cols, 3.1 * len(experts)), squeeze=False)
     for row, e in enumerate(experts):
         wrong = (npz["labels"][row] != truth) & tissue
         ax = axes[row]
         ax[0].imshow(npz["image"] if row == 0 else np.where(tissue[..., None], colours[truth], 255))
         ax[0].set_title(f"core {npz['core']}" if row == 0 else "truth", fontsize=9)
         ax[1].imshow(np.where(tissue[..., None], colours[npz["labels"][row]], 255))
-        ax[1].set_title(f"expert {e} ({EXPERT_BIASES[e]['kind']})", fontsize=9)
+        ax[1].set_title(f"expert {_expert_title(results, e)}", fontsize=9)
         ax[2].imshow(np.where(tissue, 0.15, 0) + 0.85 * wrong, cmap="Reds", vmin=0, vmax=1)
-        ax[2].set_title(f"expert {e}: wrong pixels ({100 * wrong[tissue].mean():.1f} % of tissue)", fontsize=9)
-        im = ax[3].imshow(np.where(tissue, npz["weights"][row], np.nan), cmap="viridis", vmin=0, vmax=1)
-        ax[3].set_title(f"weight:{e} (low = distrusted)", fontsize=9)
-        fig.colorbar(im, ax=ax[3], fraction=0.046)
+        ax[2].set_title(f"wrong pixels ({100 * wrong[tissue].mean():.1f} % of tissue)", fontsize=9)
+        for k, name in enumerate(names):
+            im = ax[3 + k].imshow(np.where(tissue, npz["maps"][row, k], np.nan), cmap="magma", vmin=0, vmax=1)
+            ax[3 + k].set_title(f"{name} (high = distrusted)", fontsize=9)
+            fig.colorbar(im, ax=ax[3 + k], fraction=0.046)
         for a in ax:
             a.set_xticks([]), a.set_yticks([])
     fig.suptitle(title + " — benign grey, G3 red, G4 green, G5 blue")

@@ -6,9 +6,12 @@ expert), focal or GAF loss, re-weighting on or off. Each finished run leaves ``r
 its folder; a rerun with the same ``--out`` reuses those whose config is unchanged, so an
 interrupted benchmark continues where it stopped.
 
-Scoring, on the test cores (all six experts, known truth): Dice per class (Table 2's columns)
-against the truth and against the vote of all six (the paper's protocol); for re-weighting runs
-the AUROC of ``1 − w_expert`` for every training expert's wrong pixels (:mod:`.auroc`).
+Scoring, on the test cores (known truth): Dice per class (Table 2's columns) against the truth
+(all pixels, and the tie pixels where the vote of the core's experts is a tie) and against the vote
+of every expert of the core (all six: the paper's protocol); for re-weighting runs the AUROC of
+``1 − w_expert`` for every training expert's wrong pixels, for confusion runs that of the error
+maps (before and given the label), split by kind of error (:mod:`.auroc`), and the estimated
+against the true confusion matrices on each biased area (:mod:`.matrices`).
 """
 
 from __future__ import annotations
@@ -27,15 +30,14 @@ from ..config import RunConfig
 from ..data import open_dataset
 from ..data.classes import GLEASON_CLASSES
 from ..data.io import read_image
-from ..data.records import load_core
 from ..data.splits import load_split
 from ..data.vote import majority_vote
 from ..engine import train
 from ..metrics import DiceAccumulator
 from ..training_setup import resolve_device
-from ..synthetic import EXPERT_NAMES
 from .auroc import AurocPool
-from .data import NUM_CLASSES, BenchData, prepare_data, truth_and_flags
+from .data import NUM_CLASSES, BenchData, prepare_data, test_core_labels
+from .matrices import ConfusionPool
 from .presets import VARIANTS, Preset, get_preset
 
 
@@ -63,8 +65,9 @@ def make_config(preset: Preset, variant: str, model: str, encoder: str | None, s
     cfg.data.train_experts = list(preset.train_experts) if v.labels == "vote" else None
     cfg.data.val_fraction = preset.val_fraction
     cfg.model.name, cfg.model.encoder = model, encoder
-    cfg.loss.loss, cfg.loss.reweight = v.loss, v.reweight
+    cfg.loss.loss, cfg.loss.reweight, cfg.loss.confusion = v.loss, v.reweight, v.confusion
     cfg.loss.lambda_step, cfg.loss.weight_stride = preset.lambda_step, preset.weight_stride
+    cfg.loss.weight_input_scale = preset.weight_input_scale
     t = cfg.train
     t.iters, t.batch_size, t.lr, t.seed = preset.iters, preset.batch_size, preset.lr, seed
     t.device, t.amp = device, preset.amp
@@ -117,7 +120,7 @@ def train_one(plan: RunPlan, log=print) -> dict:
                 for k, v in event.losses.items():
                     trace.setdefault(k, []).append(v)
             if event.iteration % say_every == 0:
-                w = " ".join(f"{k}={v:.3f}" for k, v in event.losses.items() if k.startswith("weight/"))
+                w = " ".join(f"{k}={v:.3f}" for k, v in event.losses.items() if k.startswith(("weight/", "error/")))
                 log(f"  {plan.label} iter {event.iteration}/{iters} total={event.losses['total']:.4f} "
                     f"λ2={event.lambda2:.3f} {w} ({event.seconds:.2f} s/it)")
         elif isinstance(event, ev.RunFinished):
@@ -128,34 +131,71 @@ def train_one(plan: RunPlan, log=print) -> dict:
 
 
 def evaluate_run(checkpoint: str, data: BenchData, device: str, figure_path: Path | None = None) -> dict:
-    """Dice vs truth and vs the vote of six on the test cores; AUROC of 1 − w per training expert."""
+    """Score one checkpoint on the test cores (see the module docstring for what)."""
     from ..inference import load_predictor, predict_core
 
     predictor = load_predictor(checkpoint, device)
     ds = open_dataset(data.data)
-    vs_truth, vs_vote = DiceAccumulator(NUM_CLASSES), DiceAccumulator(NUM_CLASSES)
-    pool = AurocPool(tuple(predictor.experts)) if predictor.weighting is not None else None
+    vs_truth, vs_vote, on_ties = (DiceAccumulator(NUM_CLASSES) for _ in range(3))
+    annotator = "reweight" if predictor.weighting is not None else (
+        "confusion" if getattr(predictor, "confusion", None) is not None else None)
+    pool = AurocPool(tuple(predictor.experts), data.error_kinds) if annotator else None
+    matrices = ConfusionPool(NUM_CLASSES) if annotator == "confusion" else None
     for name in data.split.test:
-        record = ds.core(name)
-        masks = load_core(record, ds.scheme).masks
-        truth, flags, tissue = truth_and_flags(data.data, name)
-        pred = predict_core(predictor, read_image(record.image_path))
+        t = test_core_labels(data.data, ds, name)
+        masks, truth, flags, tissue = t["masks"], t["truth"], t["flags"], t["tissue"]
+        image = read_image(ds.core(name).image_path)
+        pred = predict_core(predictor, image, tissue=tissue) if annotator == "confusion" else predict_core(
+            predictor, image)
         vs_truth.update(truth, pred.classes)
-        vs_vote.update(majority_vote(np.stack([masks[e] for e in EXPERT_NAMES]), NUM_CLASSES), pred.classes)
-        if pool is not None and pred.weights:
-            for e, w in pred.weights.items():
-                pool.add(e, w, masks[e], truth, flags, tissue, pred.classes)
-            if figure_path is not None and name == data.figure_core:
-                np.savez_compressed(figure_path, image=read_image(record.image_path), truth=truth, tissue=tissue,
-                                    prediction=pred.classes, experts=np.array(list(pred.weights)),
-                                    labels=np.stack([masks[e] for e in pred.weights]),
-                                    weights=np.stack(list(pred.weights.values())), core=name)
+        on_ties.update(truth[t["ties"]], pred.classes[t["ties"]])
+        vs_vote.update(majority_vote(np.stack(list(masks.values())), NUM_CLASSES), pred.classes)
+        if pool is None:
+            continue
+        present = [e for e in predictor.experts if e in masks]
+        maps = _detector_maps(predictor, pred, image, masks, present, annotator)
+        for e in present:
+            pool.add(e, maps[e], masks[e], truth, flags, tissue, pred.classes)
+        if matrices is not None:
+            for e in present:
+                matrices.add("tissue", e, pred.confusion[e], pred.probabilities, tissue, truth, masks[e])
+            for area_name, area in data.bias_areas(truth, flags).items():
+                area &= tissue
+                mine = [e for e in data.biases()[area_name]["experts"] if e in present]
+                if area.sum() == 0 or not mine:
+                    continue
+                on_area = predict_core(predictor, image, experts=tuple(mine), tissue=area)
+                for e in mine:
+                    matrices.add(area_name, e, on_area.confusion[e], on_area.probabilities, area, truth, masks[e])
+        if figure_path is not None and name == data.figure_core:
+            names = list(maps[present[0]])
+            np.savez_compressed(figure_path, image=image, truth=truth, tissue=tissue, prediction=pred.classes,
+                                experts=np.array(present), labels=np.stack([masks[e] for e in present]),
+                                map_names=np.array(names),
+                                maps=np.stack([np.stack([maps[e][n] for n in names]) for e in present]),
+                                core=name, annotator=annotator)
     names = list(GLEASON_CLASSES)
     return {
         "dice_truth": dict(zip(names, map(float, vs_truth.dice()))), "mean_dice_truth": vs_truth.mean_dice(),
+        "dice_truth_ties": dict(zip(names, map(float, on_ties.dice()))), "mean_dice_truth_ties": on_ties.mean_dice(),
         "dice_vote6": dict(zip(names, map(float, vs_vote.dice()))), "mean_dice_vote6": vs_vote.mean_dice(),
         "auroc": pool.result() if pool is not None else None,
+        "confusion_matrices": matrices.result() if matrices is not None else None,
     }
+
+
+#: Detector names in results.json: what each map is and which annotator model gives it.
+DETECTORS = {"1 − w": "reweight", "error (image only)": "confusion", "error (given the label)": "confusion"}
+
+
+def _detector_maps(predictor, pred, image: np.ndarray, masks: dict, present: list[str], annotator: str) -> dict:
+    """expert → detector name → H×W map, high where the expert is believed wrong."""
+    from ..inference import predict_core
+
+    if annotator == "reweight":
+        return {e: {"1 − w": 1.0 - pred.weights[e]} for e in present}
+    given = predict_core(predictor, image, labels={e: masks[e] for e in present})
+    return {e: {"error (image only)": pred.errors[e], "error (given the label)": given.errors[e]} for e in present}
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -197,7 +237,8 @@ def run_benchmark(preset: str | Preset, out: str | Path, seeds: int | None = Non
         trained = train_one(plan, log)
         ckpt = trained["best"] if preset.checkpoint == "best" and trained["best"] else trained["last"]
         te = time.perf_counter()
-        figure = plan.run_dir / "figure_core.npz" if plan.seed == 0 and VARIANTS[plan.variant].reweight else None
+        figure = (plan.run_dir / "figure_core.npz"
+                  if plan.seed == 0 and VARIANTS[plan.variant].annotator != "none" else None)
         scores = evaluate_run(ckpt, data, device, figure)
         record = {"model": plan.model, "encoder": plan.encoder, "variant": plan.variant, "seed": plan.seed,
                   "config": plan.cfg.to_dict(), "data_fingerprint": training_fingerprint(plan.cfg),
@@ -206,11 +247,12 @@ def run_benchmark(preset: str | Preset, out: str | Path, seeds: int | None = Non
         result_path.write_text(json.dumps(clean(record), indent=1) + "\n")
         runs.append({**json.loads(result_path.read_text()), "trained_now": True})
         done = time.perf_counter() - t0
-        log(f"[{i + 1}/{len(plans)}] {plan.label}: mean Dice vs truth {scores['mean_dice_truth']:.4f}, "
-            f"vs vote of six {scores['mean_dice_vote6']:.4f}; {trained['train_seconds']:.0f} s train; "
+        log(f"[{i + 1}/{len(plans)}] {plan.label}: mean Dice vs truth {scores['mean_dice_truth']:.4f} "
+            f"(tie pixels {scores['mean_dice_truth_ties']:.4f}), vs the vote of the test experts "
+            f"{scores['mean_dice_vote6']:.4f}; {trained['train_seconds']:.0f} s train; "
             f"{done / 60:.1f} min so far")
     return write_report(out, preset, data, runs, command=command, wall_seconds=time.perf_counter() - t0)
 
 
-__all__ = ["RunPlan", "make_config", "plan_runs", "run_benchmark", "train_one", "evaluate_run",
+__all__ = ["DETECTORS", "RunPlan", "make_config", "plan_runs", "run_benchmark", "train_one", "evaluate_run",
            "training_fingerprint"]

@@ -248,11 +248,12 @@ def bias_area(bias_name: str, truth: np.ndarray, flags: np.ndarray) -> np.ndarra
     return ((flags & bias["flag"]) > 0) & (truth == _CLASS[bias["true_class"]])
 
 
-def count_confusion(truth: np.ndarray, label: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+def count_confusion(truth: np.ndarray, label: np.ndarray, mask: np.ndarray | None = None,
+                    num_classes: int = NUM_CLASSES) -> np.ndarray:
     """C×C counts, row = true class, column = label, over ``mask`` (all pixels when None)."""
     t, lab = (truth, label) if mask is None else (truth[mask], label[mask])
-    return np.bincount(t.astype(np.int64) * NUM_CLASSES + lab, minlength=NUM_CLASSES**2).reshape(
-        NUM_CLASSES, NUM_CLASSES)
+    idx = t.astype(np.int64).ravel() * num_classes + lab.astype(np.int64).ravel()
+    return np.bincount(idx, minlength=num_classes**2).reshape(num_classes, num_classes)
 
 
 def row_normalise(counts: np.ndarray) -> np.ndarray:
