@@ -3,7 +3,7 @@
 Every layer the plugin makes carries its *role* in ``layer.metadata["napari_gleason"]["role"]``:
 ``image``, ``expert:<name>``, ``consensus:<kind>`` (``vote``, ``staple``, later ``learned``),
 ``corrected``, ``truth``, ``disagreement``, ``roughness``, and for part 2 ``prediction``,
-``probability:<class>``, ``weight:<expert>``. The role, not the layer name, is what widgets look
+``probability:<class>``, ``weight:<expert>`` (weighting CNN) or ``error:<expert>`` (confusion model). The role, not the layer name, is what widgets look
 for, so a user may rename layers freely. A role's *prefix* (before ``:``) decides the layer type
 and its look (:data:`ROLE_STYLES`); new roles need one entry there, nothing else.
 
@@ -38,8 +38,11 @@ ROLE_STYLES: dict[str, dict[str, Any]] = {
     "image": {"type": "image", "rank": 0, "pyramid": True, "kw": {"rgb": True}},
     "roughness": {"type": "image", "rank": 1, "pyramid": True,
                   "kw": {"colormap": "magma", "opacity": 0.6, "visible": False}},
-    "weight": {"type": "image", "rank": 2, "pyramid": True, "kw": {"colormap": "viridis", "opacity": 0.6,
-                                                                   "contrast_limits": (0.0, 1.0), "visible": False}},
+    # reliability heat maps: a fixed 0-1 range with napari's colour bar; NaN (off the tissue) is transparent
+    "weight": {"type": "image", "rank": 2, "pyramid": True, "colorbar": True,
+               "kw": {"colormap": "viridis", "opacity": 0.6, "contrast_limits": (0.0, 1.0), "visible": False}},
+    "error": {"type": "image", "rank": 2, "pyramid": True, "colorbar": True,
+              "kw": {"colormap": "plasma", "opacity": 0.6, "contrast_limits": (0.0, 1.0), "visible": False}},
     "probability": {"type": "image", "rank": 3, "pyramid": True,
                     "kw": {"opacity": 0.7, "contrast_limits": (0.0, 1.0), "visible": False}},
     "disagreement": {"type": "image", "rank": 4, "pyramid": True,
@@ -232,6 +235,8 @@ def set_layer(viewer: napari.Viewer, role: str, data: Any, *, like=None, **kwarg
     from napari.layers import Layer
 
     new = Layer.create(new_data, kw, kind)
+    if role_style(role).get("colorbar"):
+        new.colorbar.visible = True  # shown with the layer; the user may hide it, an update keeps that
     if layer is not None:  # another kind (e.g. single -> multiscale image): replace at its place
         index = viewer.layers.index(layer)
         viewer.layers.remove(layer)

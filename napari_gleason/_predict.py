@@ -14,7 +14,12 @@ The predict widget runs :func:`prediction_job` in a worker; tests call it direct
   (:func:`trainer.tiling.predict_tiled`); every output is a real full-size array.
 
 The weight maps are those of the experts of *this* core that the weighting CNN was trained with,
-softmax-normalised over them (eq. 2 with the core's experts present).
+softmax-normalised over them (eq. 2 with the core's experts present). A checkpoint with a confusion
+model instead (``--confusion``, beyond the paper) gives ``error:<expert>`` maps: the chance that the
+expert's label at a pixel is wrong, given that label in the paper setting (the core's expert layers
+are passed in) and before seeing it at full resolution; and each expert's mean confusion matrix on
+the core (:class:`._confusion.CoreConfusion`), always from the whole core at the model's size. Both
+kinds of heat map are blanked (NaN, drawn transparent) off the tissue (:func:`trainer.tissue.tissue_mask`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import numpy as np
 from trainer.data.classes import ClassScheme
 from trainer.errors import CheckpointError
 
+from ._confusion import CoreConfusion
 from ._gentle import gc_frozen
 from ._learned import learned_consensus, renormalise
 from ._llvm_guard import guard_triton
@@ -66,6 +72,7 @@ class PredictOutput:
     coded: bool = False  # classes already in label values (a lazy pyramid from the review store)
     learned: Any = None  # the learned consensus in label values, when computed with the prediction
     store: str | None = None  # the review store the outputs were written into
+    confusion: CoreConfusion | None = None  # the confusion model's per-expert matrices on this core
 
 
 def predictor_key(checkpoint: str | Path, device: str) -> tuple:
@@ -88,70 +95,134 @@ def check_compatible(predictor, scheme: ClassScheme) -> None:
             predictor.path or None)
 
 
-def weight_notes(predictor, core_experts) -> tuple[list[str], list[str]]:
-    """(experts of this core that get a weight map, notes explaining any that do not)."""
-    if predictor.weighting is None:
-        return [], ["this checkpoint has no weighting CNN (trained without re-weighting): no weight:<expert> "
-                    "layers and no learned-weight consensus"]
+def annotator_kind(predictor) -> str | None:
+    """The checkpoint's annotator model: ``"weight"`` (weighting CNN, eq. 2), ``"error"`` (confusion
+    model) or ``None``; it names the role prefix of its per-expert maps."""
+    if predictor.weighting is not None:
+        return "weight"
+    return "error" if getattr(predictor, "confusion", None) is not None else None
+
+
+def annotator_notes(predictor, core_experts) -> tuple[str | None, list[str], list[str]]:
+    """(kind of per-expert map, experts of this core that get one, notes explaining any that do not)."""
+    kind = annotator_kind(predictor)
+    if kind is None:
+        return None, [], ["this checkpoint has no weighting CNN and no confusion model (trained without "
+                          "re-weighting or --confusion): no weight:<expert> or error:<expert> layers and no "
+                          "learned-weight consensus"]
+    model = "weighting CNN" if kind == "weight" else "confusion model"
     known = [e for e in core_experts if e in predictor.experts]
     notes = []
     if not known:
-        notes.append(f"none of this core's experts ({', '.join(core_experts) or 'none'}) is one the weighting "
-                     f"CNN was trained with ({', '.join(predictor.experts)}): no weight layers")
+        notes.append(f"none of this core's experts ({', '.join(core_experts) or 'none'}) is one the {model} "
+                     f"was trained with ({', '.join(predictor.experts)}): no {kind} layers")
     elif len(known) < len(core_experts):
         missing = [e for e in core_experts if e not in known]
-        notes.append(f"the weighting CNN knows experts {', '.join(predictor.experts)}; "
-                     f"{', '.join(missing)} of this core get no learned weight")
-    return known, notes
+        what = "learned weight" if kind == "weight" else "error map"
+        notes.append(f"the {model} knows experts {', '.join(predictor.experts)}; "
+                     f"{', '.join(missing)} of this core get no {what}")
+    return kind, known, notes
+
+
+PRIOR_NOTE = ("full resolution: error:<expert> is the chance the expert's label is wrong *before* seeing it "
+              "(the paper setting conditions it on each expert's label)")
 
 
 def predict(predictor, image, core: str, core_experts, scheme: ClassScheme,
-            options: PredictOptions = PredictOptions()) -> PredictOutput:
-    """Predict ``image`` (H×W×3 uint8, array-like) and return the data of every output layer."""
+            options: PredictOptions = PredictOptions(), labels: dict[str, np.ndarray] | None = None) -> PredictOutput:
+    """Predict ``image`` (H×W×3 uint8, array-like) and return the data of every output layer.
+
+    ``labels``: expert → class-index map at the image's shape (the core's expert layers); with a
+    confusion model, the paper setting's error maps are then conditioned on them.
+    """
     t0 = time.perf_counter()
     check_compatible(predictor, scheme)
-    known, notes = weight_notes(predictor, list(core_experts))
+    kind, known, notes = annotator_notes(predictor, list(core_experts))
     if options.mode == "paper":
-        out = _predict_paper(predictor, image, known)
+        classes, maps, weights, confusion = _predict_paper(predictor, image, core, kind, known, labels)
     else:
-        out = _predict_full(predictor, image, known, options)
-    classes, maps, weights = out
+        classes, maps, weights, confusion = _predict_full(predictor, image, core, kind, known, options)
+        notes += [PRIOR_NOTE] if kind == "error" and known else []
     return PredictOutput(core, classes, maps, weights, notes, time.perf_counter() - t0, str(predictor.device),
-                         options.mode, int(predictor.size))
+                         options.mode, int(predictor.size), confusion=confusion)
 
 
-def _predict_paper(predictor, image, known):
-    from trainer.data.augment import resize_image
+def _predict_paper(predictor, image, core, kind, known, labels):
+    from trainer.data.augment import resize_image, resize_masks
     from trainer.inference import predict_core
+    from trainer.tissue import blank_outside, tissue_mask
 
     img = np.asarray(image)
     h, w = img.shape[:2]
     small = resize_image(img, predictor.size)  # the training resize; predict_core then resizes nothing
-    p = predict_core(predictor, small, experts=tuple(known))
+    tissue = tissue_mask(small)
+    small_labels = None
+    if kind == "error" and labels:
+        names = [e for e in known if e in labels]
+        if names:  # the masks' training resize (nearest), so each label sits where the network saw it
+            stack = resize_masks(np.stack([np.asarray(labels[e], np.uint8) for e in names]), predictor.size)
+            small_labels = dict(zip(names, stack))
+    p = predict_core(predictor, small, experts=tuple(known), labels=small_labels, tissue=tissue)
     maps: dict[str, Any] = {f"probability:{name}": zoom_pyramid(p.probabilities[i], (h, w))
                             for i, name in enumerate(predictor.classes)}
     weights = dict(p.weights or {}) if known else {}
-    maps.update({f"weight:{e}": zoom_pyramid(m, (h, w)) for e, m in weights.items()})
+    errors = dict(p.errors or {}) if known else {}
+    maps.update({f"weight:{e}": zoom_pyramid(blank_outside(m, tissue), (h, w)) for e, m in weights.items()})
+    maps.update({f"error:{e}": zoom_pyramid(blank_outside(m, tissue), (h, w)) for e, m in errors.items()})
     maps["roughness"] = zoom_pyramid(p.roughness, (h, w))
-    return zoom_to(p.classes, (h, w)), maps, weights
+    return zoom_to(p.classes, (h, w)), maps, weights, _core_confusion(predictor, core, p, tissue)
 
 
-def _predict_full(predictor, image, known, options: PredictOptions):
+def _core_confusion(predictor, core, prediction, tissue) -> CoreConfusion | None:
+    if not prediction.confusion:
+        return None
+    return CoreConfusion.from_prediction(core, predictor.classes, prediction.confusion, prediction.probabilities,
+                                         tissue)
+
+
+def whole_core_confusion(predictor, source, core: str, known) -> CoreConfusion | None:
+    """The per-core confusion matrices from the whole core at the model's size (any array-like ``source``).
+
+    The full-resolution paths need it: tiles give error maps, but the matrices summarise the core as
+    a whole. A big core is read strided to twice the model size first (bounded memory), then given
+    the training resize.
+    """
+    from trainer.data.augment import resize_image
+    from trainer.inference import predict_core
+    from trainer.tissue import tissue_mask
+
+    if annotator_kind(predictor) != "error" or not known:
+        return None
+    h, w = int(source.shape[0]), int(source.shape[1])
+    step = max(1, min(h, w) // (2 * int(predictor.size)))
+    small = resize_image(np.asarray(source[::step, ::step])[..., :3], predictor.size)
+    tissue = tissue_mask(small)
+    return _core_confusion(predictor, core, predict_core(predictor, small, experts=tuple(known), tissue=tissue),
+                           tissue)
+
+
+def _predict_full(predictor, image, core, kind, known, options: PredictOptions):
     from trainer.losses import roughness_map_numpy
     from trainer.tiling import predict_tiled
+    from trainer.tissue import blank_outside, tissue_mask
 
     res = predict_tiled(predictor, image, tile=predictor.size, overlap=options.overlap,
                         scale=options.magnification, with_weights=bool(known))
     maps: dict[str, Any] = {f"probability:{name}": res.probabilities[i] for i, name in enumerate(predictor.classes)}
-    weights = {}
-    if known and res.weights is not None:
+    weights, errors = {}, {}
+    if kind == "weight" and known and res.weights is not None:
         # tiles used every expert of the checkpoint: renormalise over this core's experts (eq. 2)
         weights = renormalise({e: res.weights[i] for i, e in enumerate(predictor.experts)}, known)
-    maps.update({f"weight:{e}": m for e, m in weights.items()})
+    if kind == "error" and known and res.errors is not None:
+        errors = {e: res.errors[predictor.experts.index(e)] for e in known}
+    if weights or errors:
+        tissue = tissue_mask(image)
+        maps.update({f"weight:{e}": blank_outside(m, tissue) for e, m in weights.items()})
+        maps.update({f"error:{e}": blank_outside(m, tissue) for e, m in errors.items()})
     lc = predictor.loss_config
     maps["roughness"] = roughness_map_numpy(np.asarray(image), lc.get("lambda_a", 50.0), lc.get("lambda_b", 1.0),
                                             lc.get("gauss_ksize", 5), lc.get("gauss_sigma", 3.0))
-    return res.classes, maps, weights
+    return res.classes, maps, weights, whole_core_confusion(predictor, image, core, known)
 
 
 #: Above this many pixels on a side, a full-resolution prediction of a core opened from files goes
@@ -234,7 +305,11 @@ def prediction_job(predictor, checkpoint, device: str, image, core: str, scheme:
         if options.mode == "full" and options.store:
             out = predict_into_store(predictor, options.store, core, expert_labels, scheme, coding, options)
         else:
-            out = predict(predictor, image, core, list(expert_labels), scheme, options)
+            labels = None
+            if options.mode == "paper" and annotator_kind(predictor) == "error":  # error maps given the labels
+                labels = {e: coding.to_classes(np.asarray(v)) for e, v in expert_labels.items()
+                          if e in predictor.experts}
+            out = predict(predictor, image, core, list(expert_labels), scheme, options, labels=labels)
         out.notes[:0] = notes
     yield "prediction", out
     if out.store is not None:
@@ -253,36 +328,44 @@ def predict_into_store(predictor, store_path, core: str, expert_labels: dict[str
 
     The image is read tile by tile from the store; every band of outputs goes straight into the
     store (:class:`._store_outputs.PredictionWriter`): the class map, the probabilities, the
-    weight maps of this core's experts (renormalised over them, eq. 2), the learned consensus
-    (computed per band from ``expert_labels``, label values, read lazily) and the roughness map.
-    Memory stays at one band of tiles whatever the core size. Returns lazy pyramids of the
-    stored outputs; an error or a cancel leaves the store as it was.
+    weight maps of this core's experts (renormalised over them, eq. 2) and the learned consensus
+    (computed per band from ``expert_labels``, label values, read lazily), or with a confusion
+    model their error maps (before seeing the labels), and the roughness map. Weight and error maps
+    are blanked (NaN) off the tissue. Memory stays at one band of tiles whatever the core size.
+    Returns lazy pyramids of the stored outputs; an error or a cancel leaves the store as it was.
     """
     from trainer.tiling import predict_tiled
+    from trainer.tissue import tissue_mask
 
     from ._store import ReviewStore
     from ._store_outputs import PredictionWriter, roughness_into, store_image
 
     t0 = time.perf_counter()
     check_compatible(predictor, scheme)
-    known, notes = weight_notes(predictor, list(expert_labels))
+    kind, known, notes = annotator_notes(predictor, list(expert_labels))
     store = ReviewStore.open(store_path)
     source = store_image(store, core)
     index = [list(predictor.experts).index(e) for e in known]
     nc = scheme.num_classes
     batch = options.tile_batch or (1 if predictor.device.type == "cpu" else 4)
+    weighted, errored = (kind == "weight" and bool(known)), (kind == "error" and bool(known))
+    tissue = tissue_mask(source) if known else None  # analysed at ≤ 1024² from a strided read
+    nan = np.float32(np.nan)
 
-    with PredictionWriter(store, core, list(predictor.classes), known, learned=bool(known)) as writer:
-        def sink(y0, y1, classes, probs, weights):
+    with PredictionWriter(store, core, list(predictor.classes), known if weighted else (), learned=weighted,
+                          error_experts=known if errored else ()) as writer:
+        def sink(y0, y1, classes, probs, weights, errors=None):
             writer.write_labels("prediction", y0, y1, classes)
             writer.write_map("probability", y0, y1, probs)
-            if known and weights is not None:
+            if weighted and weights is not None:
                 w = weights[index]
                 w = w / np.maximum(w.sum(0), np.float32(1e-12))  # eq. (2) over this core's experts
-                writer.write_map("weight", y0, y1, w)
+                writer.write_map("weight", y0, y1, np.where(tissue[y0:y1], w, nan))
                 bands = {e: coding.to_classes(np.asarray(expert_labels[e][y0:y1])) for e in known}
                 learned = learned_consensus(bands, {e: w[i] for i, e in enumerate(known)}, nc)
                 writer.write_labels("consensus:learned", y0, y1, learned)
+            if errored and errors is not None:
+                writer.write_map("error", y0, y1, np.where(tissue[y0:y1], errors[index], nan))
 
         predict_tiled(predictor, source, tile=predictor.size, overlap=options.overlap, scale=options.magnification,
                       batch=batch, sink=sink, with_weights=bool(known))
@@ -291,10 +374,12 @@ def predict_into_store(predictor, store_path, core: str, expert_labels: dict[str
                        lc.get("gauss_sigma", 3.0))
         writer.finish()
 
+    confusion = whole_core_confusion(predictor, source, core, known) if errored else None
     data = store.load(core)
     maps = data.maps
-    learned = data.labels.get("consensus:learned") if known else None
+    learned = data.labels.get("consensus:learned") if weighted else None
     weights = {e: maps[f"weight:{e}"][0] for e in known if f"weight:{e}" in maps}
+    notes += [PRIOR_NOTE] if errored else []
     return PredictOutput(core, data.labels["prediction"], maps, weights, notes, time.perf_counter() - t0,
                          str(predictor.device), "full", int(predictor.size), coded=True, learned=learned,
-                         store=str(store.path))
+                         store=str(store.path), confusion=confusion)

@@ -1,15 +1,17 @@
 """Prediction outputs in the review store, written band by band at full resolution.
 
 Full-resolution (tiled) prediction of a 5120² core yields ≈ 10 float maps of 26 M pixels each
-(class probabilities, one weight map per expert, roughness): ≈ 1 GB in float32, too much to hold
+(class probabilities, one weight or error map per expert, roughness): ≈ 1 GB in float32, too much to hold
 next to napari. :class:`PredictionWriter` takes the bands :func:`trainer.tiling.predict_tiled`
 hands to its sink and writes them straight into zarr arrays, so memory stays at one band::
 
     <core>/labels/prediction/          OME-Zarr label image (role "prediction")
     <core>/labels/consensus_learned/   the learned-weight consensus (eq. 2), when weights exist
     <core>/maps/                       group; attrs["napari_gleason"]["maps"] = [key, …]
-      probability/  weight/  roughness/   OME-Zarr images, axes c, y, x, float16, one channel
-                                          per class / per expert / one; attrs list the channels
+      probability/  weight/  error/  roughness/   OME-Zarr images, axes c, y, x, float16, one
+                                          channel per class / per expert / per expert / one;
+                                          attrs list the channels; weight and error maps are NaN
+                                          off the tissue (drawn transparent)
 
 All of it is written into ``.staging/`` first; only :meth:`PredictionWriter.finish` (after the
 last band and the pyramids) moves it into place, so a cancelled, crashed or disk-full prediction
@@ -110,12 +112,13 @@ class PredictionWriter:
     """Stream a full-resolution prediction of core ``name`` into ``store`` (see module docstring).
 
     ``classes``: class names (probability channels); ``experts``: the experts whose weight maps
-    are written; ``learned``: whether a learned consensus is written too. Use as a context
-    manager, or call :meth:`abort` on failure; :meth:`finish` moves everything into place.
+    are written; ``learned``: whether a learned consensus is written too; ``error_experts``: the
+    experts whose error maps (confusion model) are written. Use as a context manager, or call
+    :meth:`abort` on failure; :meth:`finish` moves everything into place.
     """
 
     def __init__(self, store: ReviewStore, name: str, classes: Sequence[str], experts: Sequence[str] = (),
-                 learned: bool = False, roughness: bool = True):
+                 learned: bool = False, roughness: bool = True, error_experts: Sequence[str] = ()):
         import zarr
 
         self.store, self.name = store, name
@@ -137,6 +140,8 @@ class PredictionWriter:
             self._new_map("probability", list(classes))
             if experts:
                 self._new_map("weight", list(experts))
+            if error_experts:
+                self._new_map("error", list(error_experts))
             if roughness:
                 self._new_map("roughness", ["roughness"])
         except BaseException:
@@ -216,7 +221,7 @@ class PredictionWriter:
 
 
 def load_maps(store: ReviewStore, name: str) -> dict[str, list[Any]]:
-    """role (``probability:<class>``, ``weight:<expert>``, ``roughness``) -> lazy pyramid (dask).
+    """role (``probability:<class>``, ``weight:<expert>``, ``error:<expert>``, ``roughness``) -> lazy pyramid (dask).
 
     Only maps written by the same prediction as the stored ``prediction`` labels are returned.
     """
