@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
 from .. import _workers
 from .._analysis import Agreement, consensus_steps
 from .._layers import CoreInfo, find_layer, set_layer
+from .._session import session_of
 
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
     import napari
@@ -66,7 +67,8 @@ class ConsensusPanel(QGroupBox):
         for r in self._radios.values():
             self._group.addButton(r)
         self._learned = QRadioButton("learned weights")
-        self._learned.setEnabled(False)  # needs a model with a weighting CNN (eq. 2): the Predict widget enables it
+        # needs a model with a weighting CNN (eq. 2): the Predict widget says so through the session
+        self._learned.setEnabled(session_of(viewer).learned_available)
         self._learned.setToolTip("the experts' labels, each weighted per pixel by the weighting CNN (a weighted "
                                  "class vote); computed by the Predict widget")
         self._group.addButton(self._learned)
@@ -95,10 +97,16 @@ class ConsensusPanel(QGroupBox):
         for key, r in [*self._radios.items(), ("learned", self._learned)]:
             r.toggled.connect(lambda on, k=key: on and self._on_consensus_choice(k))
         self._disagreement.toggled.connect(self._on_show_disagreement)
+        session = session_of(self.viewer)
+        session.learned_available_changed.connect(self._on_learned_available)
+        self.destroyed.connect(lambda *_: session.learned_available_changed.disconnect(self._on_learned_available))
 
     @property
     def busy(self) -> bool:
         return self._worker is not None
+
+    def _on_learned_available(self, available: bool) -> None:
+        self._learned.setEnabled(available)
 
     # --- computing ---------------------------------------------------------------------------
     def compute(self, info: CoreInfo, labels: dict) -> None:
@@ -165,11 +173,12 @@ class ConsensusPanel(QGroupBox):
 
     # --- showing -----------------------------------------------------------------------------
     def shows(self, role: str) -> bool:
-        """Whether the current choice shows the consensus layer ``role`` (the predict widget asks)."""
+        """Whether the current choice shows the consensus layer ``role``."""
         return role in SHOW[self._choice]
 
     def _on_consensus_choice(self, key: str) -> None:
         self._choice = key
+        session_of(self.viewer).consensus_shown = SHOW[key]  # a learned consensus computed later follows it
         for kind in KINDS:
             layer = find_layer(self.viewer, f"consensus:{kind}")
             if layer is not None:

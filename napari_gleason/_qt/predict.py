@@ -1,9 +1,12 @@
 """The predict widget: choose a checkpoint, click once, see the model beside the experts.
 
 One click adds (or updates in place) ``prediction`` (labels, paper colours), ``probability:<class>``,
-``weight:<expert>`` for the experts of this core when the checkpoint has a weighting CNN, and
-``roughness``, all registered to the image, then ``consensus:learned`` (see :mod:`.._learned`).
-The checkpoint is loaded once per (file, device) and kept; loading and predicting run in a worker
+``weight:<expert>`` for the experts of this core when the checkpoint has a weighting CNN, or
+``error:<expert>`` when it has a confusion model, and ``roughness``, all registered to the image,
+then ``consensus:learned`` (see :mod:`.._learned`). The heat maps carry napari's colour bar, a fixed
+0-1 range, and are transparent off the tissue. The confusion model's per-expert matrices go to the
+viewer's session (:mod:`.._session`), where the review widget shows them. The checkpoint is loaded
+once per (file, device) and kept; loading and predicting run in a worker
 (:func:`napari_gleason._predict.prediction_job`), layers change only in the slots.
 """
 
@@ -31,6 +34,7 @@ from qtpy.QtWidgets import (
 from .. import _workers
 from .._llvm_guard import guard_triton
 from .._layers import current_core, layers_with_prefix, level0, remove_role, role_of, set_layer
+from .._session import session_of
 from .._core import CoreData
 from .._predict import PredictOptions, prediction_job, predictor_key, streaming_store
 from .._recent import checkpoint_in, recent_checkpoints, remember_checkpoint
@@ -45,7 +49,11 @@ HELP = (
     "the experts. A high weight (bright) means that during training the model learned to trust that expert's "
     "label for tissue that looks like this; a low weight, that it learned to discount it there. It is not a "
     "measure of whether the expert is right on this core. The learned-weight consensus in the review widget "
-    "lets the experts vote with these weights."
+    "lets the experts vote with these weights.<br><b>How to read error:&lt;expert&gt;</b> — a checkpoint "
+    "trained with <i>--confusion</i> estimates, per pixel, how each expert confuses the classes; the map is "
+    "the chance that this expert's label here is wrong, given the label the expert wrote (paper setting; at "
+    "full resolution, before seeing it). Bright tissue: the model believes the expert erred there. The review "
+    "widget shows each expert's confusion matrix for the core. Both heat maps are blank off the tissue."
 )
 MODES = {"paper": "paper setting: whole core → model input", "full": "full resolution: tiled"}
 
@@ -197,10 +205,11 @@ class PredictWidget(QWidget):
 
     def _on_result(self, info, key, item) -> None:
         kind, value = item
+        session = session_of(self.viewer)
         if kind == "loaded":
             self.predictor, self._key = value, key
             self._loaded_now = True
-            self._set_learned_available(value.weighting is not None)
+            session.set_learned_available(value.weighting is not None)
             return
         now = current_core(self.viewer)
         if now is None or now.name != info.name:
@@ -208,11 +217,11 @@ class PredictWidget(QWidget):
         geo = {"core": info.name, "scheme": info.scheme, "like": now.image}
         if kind == "prediction":
             self._show_prediction(value, geo)
-            self._set_learned_available(self.predictor is not None and self.predictor.weighting is not None)
+            session.set_learned_available(self.predictor is not None and self.predictor.weighting is not None)
+            session.set_confusion(value.confusion)
         elif kind == "learned" and value is not None:
             layer = set_layer(self.viewer, "consensus:learned", value, coded=True, **geo)
-            review = self._review()
-            layer.visible = review is not None and review.consensus.shows("consensus:learned")
+            layer.visible = session.shows("consensus:learned")
         elif kind == "learned":
             remove_role(self.viewer, "consensus:learned")
 
@@ -220,9 +229,10 @@ class PredictWidget(QWidget):
         set_layer(self.viewer, "prediction", out.classes, coded=out.coded, **geo)
         for role, data in out.maps.items():
             set_layer(self.viewer, role, data, **geo)
-        for layer in layers_with_prefix(self.viewer, "weight"):  # experts of a previous prediction
-            if role_of(layer) not in out.maps:
-                self.viewer.layers.remove(layer)
+        for prefix in ("weight", "error"):  # experts (or the annotator model) of a previous prediction
+            for layer in layers_with_prefix(self.viewer, prefix):
+                if role_of(layer) not in out.maps:
+                    self.viewer.layers.remove(layer)
         self.output = out
         self.seconds = time.perf_counter() - self._t_click
         where = "paper setting" if out.mode == "paper" else "full resolution, tiled"
@@ -233,16 +243,6 @@ class PredictWidget(QWidget):
                             f"inference{loaded}) on {out.device}; {where}, model input {out.input_size}²")
         self.note.setText("\n".join(out.notes))
 
-    # --- the review widget's learned consensus -----------------------------------------------
-    def _review(self):
-        from .review import ReviewWidget
-
-        return next((w for w in _docked(self.viewer) if isinstance(w, ReviewWidget)), None)
-
-    def _set_learned_available(self, available: bool) -> None:
-        review = self._review()
-        if review is not None:
-            review.set_learned_available(available)
 
 
 def _docked(viewer) -> list:

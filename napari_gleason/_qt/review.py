@@ -1,4 +1,5 @@
-"""The review widget: experts, consensus and disagreement, roughness, export for the core on screen.
+"""The review widget: experts, consensus and disagreement, the model's estimate of each expert's
+confusion, roughness, export for the core on screen.
 
 The widget holds no copy of the core: it reads the image and expert layers (by role) whenever
 the core on screen changes — opened by the reader, the browser, the sample data or a script —
@@ -14,6 +15,7 @@ from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
 
 from .._layers import CoreInfo, current_core, find_layer, level0, role_of, role_prefix
+from .confusion import ConfusionPanel
 from .consensus import ConsensusPanel
 from .experts import ExpertsPanel
 from .export import ExportPanel
@@ -39,11 +41,12 @@ class ReviewWidget(QWidget):
         self.title.setWordWrap(True)
         self.experts = ExpertsPanel(viewer)
         self.consensus = ConsensusPanel(viewer)
+        self.confusion = ConfusionPanel(viewer)  # beside the pairwise agreement table: the model's view
         self.roughness = RoughnessPanel(viewer)
         self.export = ExportPanel(viewer)
         body = QWidget()
         inner = QVBoxLayout(body)
-        for w in (self.title, self.experts, self.consensus, self.roughness, self.export):
+        for w in (self.title, self.experts, self.consensus, self.confusion, self.roughness, self.export):
             inner.addWidget(w)
         inner.addStretch(1)
         scroll = QScrollArea()
@@ -92,6 +95,7 @@ class ReviewWidget(QWidget):
         info = current_core(self.viewer)
         self._watch_image(find_layer(self.viewer, "image"))
         self.experts.refresh()
+        self.confusion.set_core(None if info is None else info.name)
         if info is None:
             self.info, self._key = None, None
             return
@@ -113,7 +117,3 @@ class ReviewWidget(QWidget):
         self.consensus.compute(info, {e: level0(lyr) for e, lyr in info.experts.items()})
         self.roughness.compute(info)
         self.export.refresh(info)
-
-    def set_learned_available(self, available: bool) -> None:
-        """The Predict widget enables the learned-weight consensus once a model with a weighting CNN is loaded."""
-        self.consensus._learned.setEnabled(available)

@@ -7,6 +7,7 @@ from helpers_plugin import A, B, blocks, textured_image
 from napari_gleason._layers import CoreData, LabelCoding, find_layer, layers_with_prefix, show_core
 from napari_gleason._qt import ReviewWidget
 from napari_gleason._qt.consensus import fmt
+from napari_gleason._session import session_of
 from trainer.data.augment import resize_image
 from trainer.data.classes import GLEASON_SCHEME
 from trainer.losses import roughness_map_numpy
@@ -93,8 +94,10 @@ def test_consensus_choice_shows_vote_staple_or_both(review):
     w.consensus._on_show_disagreement(False)
     assert not find_layer(viewer, "disagreement").visible
     assert not w.consensus._learned.isEnabled()
-    w.set_learned_available(True)  # part 2 hook
+    session_of(viewer).set_learned_available(True)  # what the predict widget does with a weighting CNN
     assert w.consensus._learned.isEnabled()
+    w.consensus._on_consensus_choice("both")
+    assert session_of(viewer).shows("consensus:staple") and not session_of(viewer).shows("consensus:learned")
 
 
 def test_roughness_follows_its_parameters(review, wait_idle):

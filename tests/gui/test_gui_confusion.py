@@ -1,0 +1,143 @@
+"""A confusion-model checkpoint in the GUI: error:<expert> layers, the review widget's confusion tables."""
+
+import hashlib
+
+import numpy as np
+import pytest
+from helpers_plugin import errors_of
+
+from napari_gleason._confusion import CoreConfusion, percent_cells, summary_line
+from napari_gleason._dataset import FolderSource
+from napari_gleason._layers import find_layer, layers_with_prefix, level0, role_of, show_core
+from napari_gleason._qt import PredictWidget, ReviewWidget
+from napari_gleason._session import session_of
+from trainer.checkpoint import load_checkpoint, save_checkpoint
+from trainer.data.classes import GLEASON_SCHEME
+
+CORE = "slide001_core004"  # experts 1, 2, 4; the tiny runs know 1, 3, 4
+
+
+@pytest.fixture
+def viewer_with_core(make_napari_viewer, synthetic_data, wait_idle):
+    def make(review=True, predict=True):
+        viewer = make_napari_viewer()
+        core = FolderSource.open(synthetic_data).load(CORE)
+        core.scale = (0.5, 2.0)
+        show_core(viewer, core)
+        find_layer(viewer, "image").translate = (3.0, -4.0)
+        rev = w = None
+        if review:
+            rev = ReviewWidget(viewer)
+            viewer.window.add_dock_widget(rev, name="review")
+            wait_idle(rev)
+        if predict:
+            w = PredictWidget(viewer)
+            viewer.window.add_dock_widget(w, name="predict")
+            w.device.setCurrentText("cpu")
+        return viewer, w, rev
+
+    return make
+
+
+def predict(w, wait_idle, checkpoint):
+    w.offer_checkpoint(checkpoint)
+    assert w._on_predict()
+    wait_idle(w)
+
+
+def test_error_layers_with_colour_bar_fixed_range_blank_off_tissue(viewer_with_core, confusion_run, wait_idle,
+                                                                   notes):
+    viewer, w, review = viewer_with_core()
+    predict(w, wait_idle, confusion_run)
+    assert errors_of(notes) == []
+    image = find_layer(viewer, "image")
+    assert [role_of(lyr) for lyr in layers_with_prefix(viewer, "error")] == ["error:1", "error:4"]
+    assert layers_with_prefix(viewer, "weight") == [] and find_layer(viewer, "consensus:learned") is None
+    assert not review.consensus._learned.isEnabled()  # no weighting CNN: no learned-weight consensus
+    maps = {}
+    for e in ("1", "4"):
+        layer = find_layer(viewer, f"error:{e}")
+        assert layer.colorbar.visible and tuple(layer.contrast_limits) == (0.0, 1.0)
+        np.testing.assert_allclose(layer.scale, image.scale)
+        np.testing.assert_allclose(layer.translate, image.translate)
+        maps[e] = np.asarray(level0(layer))
+        assert maps[e].shape == level0(image).shape[:2]
+    tissue = ~np.isnan(maps["1"])
+    assert 0.3 < tissue.mean() < 0.95  # blank on the glass around the core
+    # the corners of a round core are glass
+    assert not tissue[0, 0] and not tissue[-1, -1] and tissue[tissue.shape[0] // 2, tissue.shape[1] // 2]
+    np.testing.assert_array_equal(np.isnan(maps["4"]), ~tissue)
+    assert 0 <= np.nanmin(maps["1"]) and np.nanmax(maps["1"]) <= 1
+    assert "2 of this core get no error map" in w.note.text()
+
+    # the review widget shows the prediction's matrices, values as the prediction has them
+    conf = w.output.confusion
+    panel = review.confusion
+    assert panel.shown is conf and sorted(panel.tables) == ["1", "4"]
+    for e in ("1", "4"):
+        assert panel.values(e) == percent_cells(conf.matrices[e])
+    assert summary_line("4", conf.matrices["4"], conf.classes, conf.share) in panel.summary.text()
+
+
+def test_switching_to_a_weighting_checkpoint_drops_error_layers_and_tables(viewer_with_core, confusion_run, tiny_run,
+                                                                          wait_idle):
+    viewer, w, review = viewer_with_core()
+    predict(w, wait_idle, confusion_run)
+    assert layers_with_prefix(viewer, "error")
+    predict(w, wait_idle, tiny_run)
+    assert layers_with_prefix(viewer, "error") == []
+    assert [role_of(lyr) for lyr in layers_with_prefix(viewer, "weight")] == ["weight:1", "weight:4"]
+    assert review.confusion.shown is None and review.confusion.tables == {}
+    assert review.consensus._learned.isEnabled()
+
+
+def test_table_shows_a_given_prediction_and_only_for_its_core(viewer_with_core):
+    viewer, _, review = viewer_with_core(predict=False)
+    m3 = np.array([[0.9, 0.1, 0.0, 0.0], [0.02, 0.6, 0.38, 0.0], [0.0, 0.05, 0.95, 0.0], [np.nan] * 4])
+    m6 = np.eye(4) * 0.97 + 0.01
+    share = np.array([0.5, 0.3, 0.2, 0.0])
+    conf = CoreConfusion(CORE, GLEASON_SCHEME.names, {"3": m3, "6": m6}, share)
+    session_of(viewer).set_confusion(conf)
+    panel = review.confusion
+    assert panel.values("3") == [["90", "10", "0", "0"], ["2", "60", "38", "0"], ["0", "5", "95", "0"],
+                                 ["—", "—", "—", "—"]]
+    assert panel.values("6")[0] == ["98", "1", "1", "1"]
+    assert "expert 3: G3 → G4 on 38 % of G3" in panel.summary.text()
+    assert "expert 6: agrees with the model" in panel.summary.text()
+    table = panel.tables["3"]
+    assert [table.verticalHeaderItem(i).text() for i in range(4)] == ["benign (50%)", "G3 (30%)", "G4 (20%)",
+                                                                     "G5 (0%)"]
+    assert table.item(1, 2).data(256) == pytest.approx(0.38)  # Qt.UserRole: the value behind the text
+    # another core's estimate is not shown here
+    session_of(viewer).set_confusion(CoreConfusion("another core", GLEASON_SCHEME.names, {"3": m3}, share))
+    assert panel.shown is None and panel.tables == {}
+    # a review widget docked after the prediction picks it up from the session
+    session_of(viewer).set_confusion(conf)
+    late = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(late, name="late review")
+    late._on_core_changed()
+    assert late.confusion.values("3") == panel.values("3")
+
+
+def _layer_state(viewer) -> list[tuple]:
+    return [(lyr.name, type(lyr).__name__, hashlib.sha256(np.ascontiguousarray(level0(lyr))).hexdigest())
+            for lyr in viewer.layers]
+
+
+def test_damaged_confusion_weights_one_notification_no_layer(viewer_with_core, confusion_run, tmp_path, wait_idle,
+                                                            notes):
+    from napari.utils.notifications import NotificationSeverity
+
+    payload = load_checkpoint(f"{confusion_run}/best.pt")
+    key = next(k for k, v in payload["confusion"].items() if getattr(v, "ndim", 0) == 4)
+    payload["confusion"][key] = payload["confusion"][key][:1]  # a head of the wrong shape
+    bad = save_checkpoint(tmp_path / "bad confusion.pt", payload)
+    viewer, w, review = viewer_with_core()
+    before = _layer_state(viewer)
+    notes.clear()
+    predict(w, wait_idle, bad)
+    shown = [n for n in notes if n.severity >= NotificationSeverity.WARNING]
+    assert [n.severity for n in shown] == [NotificationSeverity.ERROR], [n.message for n in shown]
+    assert "bad confusion.pt" in shown[0].message and "confusion network weights do not fit" in shown[0].message
+    assert _layer_state(viewer) == before
+    assert review.confusion.shown is None
