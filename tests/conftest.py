@@ -44,6 +44,25 @@ def tiny_run(synthetic_data, tmp_path_factory):
     return cfg.train.out
 
 
+@pytest.fixture(scope="session")
+def tiny_confusion_run(synthetic_data, tmp_path_factory):
+    """As ``tiny_run`` with the confusion model (``--confusion``, stride-8 trunk) in place of the
+    weighting CNN, λ2 > 0 from iteration 2 on."""
+    from trainer.config import RunConfig
+    from trainer.engine import train
+
+    cfg = RunConfig.from_dict({"loss": {"confusion": True, "weight_stride": 8, "lambda_step": 1}})
+    cfg.data.path = str(synthetic_data)
+    cfg.data.size = 64
+    cfg.model.name, cfg.model.encoder = "pspnet", "resnet18"
+    cfg.train.iters, cfg.train.val_every, cfg.train.checkpoint_every = 2, 2, 2
+    cfg.train.device = "cpu"
+    cfg.train.out = str(tmp_path_factory.mktemp("runs") / "tiny confusion run")
+    for _ in train(cfg):
+        pass
+    return cfg.train.out
+
+
 @pytest.fixture
 def two_expert_dataset(tmp_path):
     """Gleason folder: core ``c1`` (experts 1, 2) and ``c2`` (experts 1, 3); see helpers_plugin."""

@@ -171,6 +171,10 @@ ROWS = [
     Row("cli-config-missing", 2, CLI, "--config names no file", ("nope.yaml", "cannot read config"),
         lambda ctx: ["train", "--config", str(ctx.tmp / "nope.yaml")]),
     Row("cli-iters-0", 2, CLI, "--iters 0", ("train.iters must be at least 1",), train_on(args=("--iters", "0"))),
+    Row("cli-confusion-and-reweight", 10, CLI, "--confusion --reweight", ("re-weighting", "confusion", "not both"),
+        train_on(args=("--confusion", "--reweight"))),
+    Row("cli-confusion-trace-negative", 10, CLI, "--confusion --confusion-trace -1",
+        ("loss.confusion_trace must be ≥ 0",), train_on(args=("--confusion", "--confusion-trace", "-1"))),
     Row("cli-unknown-model", 2, CLI, "--model resnet9000", ("resnet9000", "choose one of: hrnet18"),
         train_on(args=("--model", "resnet9000"))),
     Row("cli-unknown-device", 2, CLI, "--device tpu", ("tpu", "auto, cpu or cuda"), train_on(args=("--device", "tpu"))),
@@ -351,9 +355,8 @@ def assert_nothing_written(before: dict[str, str], after: dict[str, str], run_lo
     assert not changed, f"written or changed: {sorted(changed)}"
 
 
-@pytest.mark.parametrize("row", params(CLI))
-def test_cli(row: Row, ctx: Ctx, capsys):
-    argv = row.make(ctx)
+def check_cli(row: Row, argv: list[str], ctx: Ctx, capsys) -> None:
+    """Exit code, one ``error:`` line naming the file and the reason, nothing written."""
     capsys.readouterr()
     before = tree(ctx.tmp)
     code = main(argv)
@@ -363,6 +366,20 @@ def test_cli(row: Row, ctx: Ctx, capsys):
     for needle in row.needles:
         assert needle in err[0], (needle, err[0])
     assert_nothing_written(before, tree(ctx.tmp), run_log_allowed=row.run_started)
+
+
+@pytest.mark.parametrize("row", params(CLI))
+def test_cli(row: Row, ctx: Ctx, capsys):
+    check_cli(row, row.make(ctx), ctx, capsys)
+
+
+@pytest.mark.parametrize("row", params(CLI))
+def test_cli_with_confusion(row: Row, ctx: Ctx, capsys):
+    """Every bad training input of the catalogue gives the same answer with --confusion (issue 10)."""
+    argv = row.make(ctx)
+    if argv[0] != "train" or "--resume" in argv or "--confusion" in argv:
+        pytest.skip("not a new training run")
+    check_cli(row, [a for a in argv if a != "--no-reweight"] + ["--confusion", "--weight-stride", "8"], ctx, capsys)
 
 
 @pytest.mark.parametrize("row", params(PLUGIN))

@@ -92,6 +92,25 @@ def test_predict_writes_gleason_png_probabilities_and_weights(tiny_run, syntheti
     assert meta["experts"] == ["1", "3", "4"]  # (a second run refuses to overwrite: the bad-input catalogue)
 
 
+def test_predict_with_confusion_writes_error_maps_and_matrices(tiny_confusion_run, synthetic_data, tmp_path):
+    image = next((Path(synthetic_data) / "Train Imgs").glob("*.jpg"))
+    code, _, err = run_cli("predict", "--checkpoint", Path(tiny_confusion_run) / "last.pt", "--image", image,
+                           "--out", tmp_path / "pred", "--device", "cpu")
+    assert code == 0, err
+    h, w = np.asarray(Image.open(image)).shape[:2]
+    errors = np.load(tmp_path / "pred" / f"{image.stem}_errors.npy")
+    assert errors.shape == (3, h, w) and errors.dtype == np.float32
+    assert errors.min() >= 0 and errors.max() <= 1
+    assert not (tmp_path / "pred" / f"{image.stem}_weights.npy").exists()  # no weighting CNN in this run
+    meta = json.loads((tmp_path / "pred" / f"{image.stem}_prediction.json").read_text())
+    assert meta["experts"] == ["1", "3", "4"]
+    for matrix in meta["confusion"].values():  # rows: true class → the labels written, in %/100
+        rows = [r for r in matrix if None not in r]
+        assert len(matrix) == 4 and rows and all(abs(sum(r) - 1) < 1e-3 for r in rows)
+    # the prior error map is 1 − Σ_j A_jj p_j: where the model is sure, about 1 − diag ≈ 0.1 at the start
+    assert 0.0 < float(np.median(errors)) < 0.5
+
+
 def test_evaluate_writes_table2_json(tiny_run, synthetic_data, tmp_path, capsys):
     out = tmp_path / "eval.json"
     assert main(["evaluate", "--checkpoint", str(Path(tiny_run) / "best.pt"), "--data", str(synthetic_data),

@@ -15,7 +15,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank, world, port, data, out, results):
+def _worker(rank, world, port, data, out, results, annotator="reweight"):
     import os
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world),
@@ -26,17 +26,22 @@ def _worker(rank, world, port, data, out, results):
     from trainer import events as ev
     from trainer.engine import train
 
-    cfg = tiny_config(data, out, iters=3, val_every=100, checkpoint_every=100)
+    cfg = tiny_config(data, out, iters=3, val_every=100, checkpoint_every=100, **ANNOTATORS[annotator])
     finished = [e for e in train(cfg) if isinstance(e, ev.RunFinished)][0]
     results[rank] = finished.extra["param_checksum"]
 
 
+ANNOTATORS = {"reweight": {}, "confusion": {"loss__confusion": True, "loss__reweight": False,
+                                             "loss__weight_stride": 8}}
+
+
 @pytest.mark.slow
-def test_ddp_two_cpu_processes_keep_identical_weights(synthetic_data, tmp_path):
+@pytest.mark.parametrize("annotator", list(ANNOTATORS))
+def test_ddp_two_cpu_processes_keep_identical_weights(synthetic_data, tmp_path, annotator):
     ctx = mp.get_context("spawn")
     manager = ctx.Manager()
     results = manager.dict()
-    mp.start_processes(_worker, args=(2, _free_port(), str(synthetic_data), str(tmp_path / "ddp"), results),
+    mp.start_processes(_worker, args=(2, _free_port(), str(synthetic_data), str(tmp_path / "ddp"), results, annotator),
                        nprocs=2, join=True, start_method="spawn")
     assert set(results.keys()) == {0, 1}
     assert results[0] == results[1]
@@ -46,7 +51,8 @@ def test_ddp_two_cpu_processes_keep_identical_weights(synthetic_data, tmp_path):
     from trainer import events as ev
     from trainer.engine import train
 
-    single = tiny_config(synthetic_data, tmp_path / "single", iters=3, val_every=100, checkpoint_every=100)
+    single = tiny_config(synthetic_data, tmp_path / "single", iters=3, val_every=100, checkpoint_every=100,
+                         **ANNOTATORS[annotator])
     one = [e for e in train(single) if isinstance(e, ev.RunFinished)][0].extra["param_checksum"]
     assert one != results[0]
 

@@ -73,6 +73,47 @@ def test_every_term_and_lambda_schedule_logged(synthetic_data, tmp_path):
     assert (run / "best.pt").is_file()
 
 
+CONFUSION = {"loss__confusion": True, "loss__reweight": False, "loss__weight_stride": 8}
+
+
+def test_confusion_run_logs_resumes_and_fine_tunes(synthetic_data, tmp_path):
+    """--confusion in the one engine: its terms logged, an exact resume, a fine-tune start."""
+    full = run_all(tiny_config(synthetic_data, tmp_path / "full", iters=4, **CONFUSION))
+    its = [e for e in full if isinstance(e, ev.IterationDone)]
+    for e in its:
+        assert {"total", "vote", "noisy", "trace", "error/1", "error/3", "error/4"} <= set(e.losses)
+        assert "weighted" not in e.losses
+        expected = e.lambda1 * e.losses["vote"] + e.lambda2 * (e.losses["noisy"] + 0.01 * e.losses["trace"])
+        assert e.losses["total"] == pytest.approx(expected, rel=1e-5)
+    assert its[-1].lambda2 > 0
+    last = load_checkpoint(tmp_path / "full" / "last.pt")
+    assert last["weighting"] is None and last["confusion"] is not None
+    assert last["confusion_config"]["num_experts"] == 3 and last["confusion_config"]["stride"] == 8
+
+    part = tiny_config(synthetic_data, tmp_path / "part", iters=4, **CONFUSION)
+    seen = []
+    for e in train(part, stop=lambda: len(seen) >= 2):
+        if isinstance(e, ev.IterationDone):
+            seen.append(e.losses)
+    rest = losses_of(run_all(part, resume=True))
+    for a, b in zip(losses_of(full), seen + rest):
+        assert a["total"] == pytest.approx(b["total"], rel=1e-6, abs=1e-7)
+
+    tune = tiny_config(synthetic_data, tmp_path / "tune", iters=1, train__init=str(tmp_path / "full" / "last.pt"),
+                       train__lr=1e-9, train__min_lr=0.0, **CONFUSION)
+    texts = [e.text for e in run_all(tune) if isinstance(e, ev.Message)]
+    assert any("confusion network from the checkpoint" in t for t in texts)
+    # the fine-tune really started from those weights (one step at a negligible rate keeps them),
+    # which differ from a fresh start's
+    before, after = last["confusion"], load_checkpoint(tmp_path / "tune" / "last.pt")["confusion"]
+    for key in ("head.weight", "backbone.conv1.weight"):
+        assert torch.allclose(after[key], before[key], atol=1e-6)
+    fresh = tiny_config(synthetic_data, tmp_path / "fresh", iters=1, train__lr=1e-9, train__min_lr=0.0, **CONFUSION)
+    run_all(fresh)
+    assert not torch.allclose(load_checkpoint(tmp_path / "fresh" / "last.pt")["confusion"]["head.weight"],
+                              before["head.weight"], atol=1e-6)
+
+
 def test_exact_resume_gives_the_same_next_losses(synthetic_data, tmp_path):
     full = losses_of(run_all(tiny_config(synthetic_data, tmp_path / "full", iters=6)))
     part = tiny_config(synthetic_data, tmp_path / "part", iters=6)
