@@ -326,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("benchmark", help="Table 2's ablation on synthetic cores with known truth")
-    p.add_argument("--preset", required=True, choices=["cpu-small", "paper"])
+    p.add_argument("--preset", required=True, choices=["cpu-small", "cpu-noisy", "paper"])
     p.add_argument("--out", required=True, help="benchmark folder (an existing one is continued)")
     p.add_argument("--seeds", type=int, help="number of seeds (default: the preset's, 3)")
     p.add_argument("--device", default="auto")
