@@ -135,6 +135,26 @@ def test_confusion_pool_against_a_hand_computation():
     assert strict.result()["area"]["A"]["rows_compared"] == []  # too few pixels: not compared
 
 
+def test_trace_stays_aligned_when_a_batch_lacks_an_expert(monkeypatch, tmp_path):
+    """error/<expert> is logged only when the batch holds the expert (two-expert cores): NaN fills in."""
+    from trainer import events as ev
+    from trainer.benchmark import run as bench_run
+
+    def fake_train(cfg):
+        yield ev.RunStarted(str(tmp_path), 0, 3, "cpu", 1, {"train": 2, "val": 0}, ["A", "B"], ["c0", "c1"])
+        for i, losses in enumerate([{"total": 1.0, "error/A": 0.1}, {"total": 0.9, "error/B": 0.2},
+                                    {"total": 0.8, "error/A": 0.3, "error/B": 0.4}], start=1):
+            yield ev.IterationDone(i, 3, losses, 1.0, 0.5, 0.01, 0.1)
+        yield ev.RunFinished(3, False, str(tmp_path / "last.pt"), None, None, 0.3)
+
+    monkeypatch.setattr(bench_run, "train", fake_train)
+    plan = bench_run.RunPlan("m", None, "confusion", 0, tmp_path, type("Cfg", (), {"train": type("T", (), {"iters": 3})})())
+    tr = bench_run.train_one(plan, log=lambda s: None)["trace"]
+    assert tr["iteration"] == [1, 2, 3] and tr["total"] == [1.0, 0.9, 0.8]
+    assert tr["error/A"][0] == 0.1 and np.isnan(tr["error/A"][1]) and tr["error/A"][2] == 0.3
+    assert np.isnan(tr["error/B"][0]) and tr["error/B"][1:] == [0.2, 0.4]
+
+
 # --- presets ------------------------------------------------------------------------------------
 
 

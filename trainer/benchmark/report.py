@@ -226,6 +226,10 @@ def _auroc_table(results: dict) -> list[str]:
     return lines
 
 
+def _num(v, digits=3) -> str:
+    return "—" if v is None or math.isnan(_nan(v)) else f"{_nan(v):.{digits}f}"
+
+
 def _row_text(row, digits=2) -> str:
     return "[" + " ".join("—" if v is None or math.isnan(_nan(v)) else f"{_nan(v):.{digits}f}" for v in row) + "]"
 
@@ -310,7 +314,7 @@ def _trace_table(runs: list[dict], points=(0.05, 0.1, 0.25, 0.5, 0.75, 1.0)) -> 
         its = tr["iteration"]
         rows = sorted({int(np.argmin(np.abs(np.array(its) - p * its[-1]))) for p in points})
         for i in rows:
-            lines.append(f"| {its[i]} | {tr['lambda2'][i]:.3f} | " + " | ".join(f"{tr[k][i]:.3f}" for k in keys) + " |")
+            lines.append(f"| {its[i]} | {tr['lambda2'][i]:.3f} | " + " | ".join(_num(tr[k][i]) for k in keys) + " |")
     return lines or ["(no annotator-model run)"]
 
 
@@ -430,7 +434,10 @@ def write_figures(out: Path, preset: Preset, results: dict) -> list[str]:
                 tr = r["trace"]
                 first = r["seed"] == min(x["seed"] for x in mine)
                 for i, k in enumerate(sorted(k for k in tr if k.startswith(("weight/", "error/")))):
-                    ax.plot(tr["iteration"], tr[k], color=f"C{i}", alpha=0.8, label=f"{k}" if first else None)
+                    y = np.array([_nan(v) for v in tr[k]])
+                    keep = ~np.isnan(y)  # a term is missing where the batch lacked that expert
+                    ax.plot(np.array(tr["iteration"])[keep], y[keep], color=f"C{i}", alpha=0.8,
+                            label=f"{k}" if first else None)
                 ax.plot(tr["iteration"], tr["lambda2"], color="k", ls="--", lw=1, label="λ2" if first else None)
             what = "mean weight" if VARIANTS[variant].reweight else "mean off-diagonal mass"
             ax.set(title=f"{model}, {variant} (all seeds)", xlabel="iteration", ylabel=f"{what} / λ2", ylim=(0, 1))

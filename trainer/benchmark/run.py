@@ -115,10 +115,15 @@ def train_one(plan: RunPlan, log=print) -> dict:
             started = event
         elif isinstance(event, ev.IterationDone):
             if event.iteration % every == 0 or event.iteration in (1, iters):
+                n = len(trace["iteration"])
                 trace["iteration"].append(event.iteration)
                 trace["lambda2"].append(event.lambda2)
-                for k, v in event.losses.items():
-                    trace.setdefault(k, []).append(v)
+                # A per-expert term is logged only when the batch holds that expert (two-expert
+                # cores): NaN keeps every list aligned with "iteration".
+                for k in event.losses.keys() - trace.keys():
+                    trace[k] = [float("nan")] * n
+                for k in trace.keys() - {"iteration", "lambda2"}:
+                    trace[k].append(event.losses.get(k, float("nan")))
             if event.iteration % say_every == 0:
                 w = " ".join(f"{k}={v:.3f}" for k, v in event.losses.items() if k.startswith(("weight/", "error/")))
                 log(f"  {plan.label} iter {event.iteration}/{iters} total={event.losses['total']:.4f} "
