@@ -203,6 +203,8 @@ def test_cli_parses_benchmark():
     assert (a.preset, a.out, a.seeds, a.device) == ("cpu-small", "x", 3, "auto")
     with pytest.raises(SystemExit):
         build_parser().parse_args(["benchmark", "--preset", "gpu-huge", "--out", "x"])
+    for name in PRESETS:  # every preset is reachable from the command line
+        assert build_parser().parse_args(["benchmark", "--preset", name, "--out", "x"]).preset == name
 
 
 # --- the paper preset, one iteration of every variant -------------------------------------------
