@@ -81,7 +81,7 @@ def summary_line(expert: str, matrix: np.ndarray, classes, share: np.ndarray) ->
         return f"{name}: no class covers {100 * MIN_SHARE:.0f} % of this core's tissue"
     i, j, value = found
     if value < MIN_CONFUSION:
-        return f"{name}: agrees with the model on every class (no confusion ≥ {100 * MIN_CONFUSION:.0f} %)"
+        return f"{name}: no confusion above {100 * MIN_CONFUSION:.0f} %"
     return f"{name}: {classes[i]} → {classes[j]} on {100 * value:.0f} % of {classes[i]}"
 
 

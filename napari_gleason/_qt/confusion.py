@@ -1,10 +1,10 @@
 """Confusion panel: each expert's confusion matrix on the core, as the confusion model estimates it.
 
 Filled from the viewer's session (:mod:`.._session`) when the predict widget has predicted the core
-on screen with a checkpoint that has a confusion model (``--confusion``); empty otherwise. One line
-per expert names its main confusion ("expert 3: G3 → G4 on 38 % of G3"); below, one compact table
-per expert: rows = true class as the model sees it (with its share of the tissue), columns = the
-label the expert writes, cells in % of the row. The wording lives Qt-free in :mod:`.._confusion`.
+on screen with a checkpoint that has a confusion model (``--confusion``); empty otherwise. Per
+expert, a compact table (rows = true class as the model sees it, with its share of the tissue;
+columns = the label the expert writes; cells in % of the row) and beside it one line naming its
+main confusion ("expert 3: G3 → G4 on 38 % of G3"). The wording lives Qt-free in :mod:`.._confusion`.
 """
 
 from __future__ import annotations
@@ -16,26 +16,31 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QAbstractScrollArea,
     QGridLayout,
     QGroupBox,
+    QHBoxLayout,
     QHeaderView,
     QLabel,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
-from .._confusion import CoreConfusion, expert_label, percent_cells, summary_lines
+from .._confusion import CoreConfusion, percent_cells, summary_lines
 from .._session import session_of
 
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
     import napari
 
+HOW = ("Per expert: rows = true class as the model sees it (with its share of the core's tissue), columns = "
+       "the label the expert writes, % of the row.")
 EMPTY = ("Predict this core with a checkpoint trained with --confusion to see how each expert confuses "
          "the classes (rows: true class as the model sees it; columns: the expert's label).")
-#: Tables side by side in the panel.
-COLUMNS = 2
+#: A table and its summary share the review dock's width (~420 px): little padding around the numbers.
+COMPACT = "QHeaderView::section { padding: 0px 3px; } QTableWidget::item { padding: 0px 1px; }"
 
 
 def _cell_colour(value: float, diagonal: bool) -> QColor:
@@ -56,6 +61,7 @@ class ConfusionPanel(QGroupBox):
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.tables: dict[str, QTableWidget] = {}
+        self.lines: dict[str, str] = {}  # expert -> its one-line summary, as shown beside its table
         self._boxes: list[QWidget] = []  # one per expert: its title and table
         self._grid_host = QWidget()
         self._grid = QGridLayout(self._grid_host)
@@ -95,21 +101,26 @@ class ConfusionPanel(QGroupBox):
             box.hide()
             box.deleteLater()
         self._boxes, self.tables = [], {}
+        self.lines = {}
         if confusion is None or not confusion.matrices:
             self.summary.setText(EMPTY)
             return
-        self.summary.setText("<br>".join(summary_lines(confusion)))
-        for k, (expert, matrix) in enumerate(confusion.matrices.items()):
+        self.summary.setText(HOW)
+        for k, (expert, line) in enumerate(zip(confusion.matrices, summary_lines(confusion))):
             box = QWidget()
-            inner = QVBoxLayout(box)
-            inner.setContentsMargins(0, 0, 0, 0)
-            inner.setSpacing(2)
-            inner.addWidget(QLabel(f"<b>{expert_label(expert)}</b> — true ↓, label →"))
-            table = self._table(matrix, confusion)
-            inner.addWidget(table)
-            self._grid.addWidget(box, k // COLUMNS, k % COLUMNS)
+            row = QHBoxLayout(box)  # the table, and beside it the expert's one-line summary
+            row.setContentsMargins(0, 0, 0, 0)
+            table = self._table(confusion.matrices[expert], confusion)
+            name, _, finding = line.partition(": ")
+            text = QLabel(f"<b>{name}</b><br>{finding}")
+            text.setWordWrap(True)
+            text.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+            text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            row.addWidget(table)
+            row.addWidget(text, 1)
+            self._grid.addWidget(box, k, 0)
             self._boxes.append(box)
-            self.tables[expert] = table
+            self.tables[expert], self.lines[expert] = table, line
 
     def _table(self, matrix: np.ndarray, confusion: CoreConfusion) -> QTableWidget:
         names = list(confusion.classes)
@@ -118,7 +129,9 @@ class ConfusionPanel(QGroupBox):
         table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
         table.setHorizontalHeaderLabels(names)
-        table.setVerticalHeaderLabels([f"{n} ({100 * s:.0f}%)" for n, s in zip(names, confusion.share)])
+        table.setVerticalHeaderLabels([f"{n} {100 * s:.0f}%" for n, s in zip(names, confusion.share)])
+        table.verticalHeader().setToolTip("true class (as the model sees it) and its share of the core's tissue")
+        table.setStyleSheet(COMPACT)
         for i in range(len(names)):
             for j in range(len(names)):
                 item = QTableWidgetItem(cells[i][j])
@@ -131,13 +144,11 @@ class ConfusionPanel(QGroupBox):
         table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # exactly as big as its cells: the panel shows every table whole, no scrolling
+        table.setSizeAdjustPolicy(QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents)
+        table.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
         table.resizeColumnsToContents()
         table.resizeRowsToContents()
-        # exactly as tall and wide as its cells: the panel shows every table whole, no scrolling
-        height = table.horizontalHeader().sizeHint().height() + sum(table.rowHeight(i) for i in range(len(names))) + 4
-        width = table.verticalHeader().sizeHint().width() + sum(table.columnWidth(j) for j in range(len(names))) + 4
-        table.setFixedHeight(height)
-        table.setMinimumWidth(width)
         return table
 
     def values(self, expert: str) -> list[list[str]]:

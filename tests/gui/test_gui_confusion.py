@@ -76,7 +76,7 @@ def test_error_layers_with_colour_bar_fixed_range_blank_off_tissue(viewer_with_c
     assert panel.shown is conf and sorted(panel.tables) == ["1", "4"]
     for e in ("1", "4"):
         assert panel.values(e) == percent_cells(conf.matrices[e])
-    assert summary_line("4", conf.matrices["4"], conf.classes, conf.share) in panel.summary.text()
+    assert panel.lines["4"] == summary_line("4", conf.matrices["4"], conf.classes, conf.share)
 
 
 def test_switching_to_a_weighting_checkpoint_drops_error_layers_and_tables(viewer_with_core, confusion_run, tiny_run,
@@ -102,15 +102,15 @@ def test_table_shows_a_given_prediction_and_only_for_its_core(viewer_with_core):
     assert panel.values("3") == [["90", "10", "0", "0"], ["2", "60", "38", "0"], ["0", "5", "95", "0"],
                                  ["—", "—", "—", "—"]]
     assert panel.values("6")[0] == ["98", "1", "1", "1"]
-    assert "expert 3: G3 → G4 on 38 % of G3" in panel.summary.text()
-    assert "expert 6: agrees with the model" in panel.summary.text()
+    assert panel.lines["3"] == "expert 3: G3 → G4 on 38 % of G3"
+    assert panel.lines["6"] == "expert 6: no confusion above 5 %"
+    assert "rows = true class" in panel.summary.text()
     table = panel.tables["3"]
-    assert [table.verticalHeaderItem(i).text() for i in range(4)] == ["benign (50%)", "G3 (30%)", "G4 (20%)",
-                                                                     "G5 (0%)"]
+    assert [table.verticalHeaderItem(i).text() for i in range(4)] == ["benign 50%", "G3 30%", "G4 20%", "G5 0%"]
     assert table.item(1, 2).data(256) == pytest.approx(0.38)  # Qt.UserRole: the value behind the text
     # another core's estimate is not shown here
     session_of(viewer).set_confusion(CoreConfusion("another core", GLEASON_SCHEME.names, {"3": m3}, share))
-    assert panel.shown is None and panel.tables == {}
+    assert panel.shown is None and panel.tables == {} and "--confusion" in panel.summary.text()
     # a review widget docked after the prediction picks it up from the session
     session_of(viewer).set_confusion(conf)
     late = ReviewWidget(viewer)
