@@ -45,10 +45,10 @@ def predict(w, wait_idle, checkpoint):
     wait_idle(w)
 
 
-def test_error_layers_with_colour_bar_fixed_range_blank_off_tissue(viewer_with_core, confusion_run, wait_idle,
+def test_error_layers_with_colour_bar_fixed_range_blank_off_tissue(viewer_with_core, tiny_confusion_run, wait_idle,
                                                                    notes):
     viewer, w, review = viewer_with_core()
-    predict(w, wait_idle, confusion_run)
+    predict(w, wait_idle, tiny_confusion_run)
     assert errors_of(notes) == []
     image = find_layer(viewer, "image")
     assert [role_of(lyr) for lyr in layers_with_prefix(viewer, "error")] == ["error:1", "error:4"]
@@ -79,10 +79,10 @@ def test_error_layers_with_colour_bar_fixed_range_blank_off_tissue(viewer_with_c
     assert panel.lines["4"] == summary_line("4", conf.matrices["4"], conf.classes, conf.share)
 
 
-def test_switching_to_a_weighting_checkpoint_drops_error_layers_and_tables(viewer_with_core, confusion_run, tiny_run,
+def test_switching_to_a_weighting_checkpoint_drops_error_layers_and_tables(viewer_with_core, tiny_confusion_run, tiny_run,
                                                                           wait_idle):
     viewer, w, review = viewer_with_core()
-    predict(w, wait_idle, confusion_run)
+    predict(w, wait_idle, tiny_confusion_run)
     assert layers_with_prefix(viewer, "error")
     predict(w, wait_idle, tiny_run)
     assert layers_with_prefix(viewer, "error") == []
@@ -124,11 +124,11 @@ def _layer_state(viewer) -> list[tuple]:
             for lyr in viewer.layers]
 
 
-def test_damaged_confusion_weights_one_notification_no_layer(viewer_with_core, confusion_run, tmp_path, wait_idle,
+def test_damaged_confusion_weights_one_notification_no_layer(viewer_with_core, tiny_confusion_run, tmp_path, wait_idle,
                                                             notes):
     from napari.utils.notifications import NotificationSeverity
 
-    payload = load_checkpoint(f"{confusion_run}/best.pt")
+    payload = load_checkpoint(f"{tiny_confusion_run}/best.pt")
     key = next(k for k, v in payload["confusion"].items() if getattr(v, "ndim", 0) == 4)
     payload["confusion"][key] = payload["confusion"][key][:1]  # a head of the wrong shape
     bad = save_checkpoint(tmp_path / "bad confusion.pt", payload)

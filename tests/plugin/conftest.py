@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers_plugin import confusion_run  # noqa: F401  (a session fixture shared with tests/gui)
 
 
 @pytest.fixture

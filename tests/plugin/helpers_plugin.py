@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from trainer.data.classes import GLEASON_SCHEME
@@ -85,29 +84,3 @@ def errors_of(notes) -> list[str]:
 
 SCHEME = GLEASON_SCHEME
 
-
-def train_tiny_confusion(data: Path, out: Path) -> str:
-    """A 2-iteration PSPNet-r18 run at 64² with the confusion model (``--confusion``, weight stride 8)
-    on experts 1, 3, 4 of ``data``: its folder (last.pt/best.pt). As tests/conftest.py's ``tiny_run``,
-    but with per-expert confusion matrices in place of the weighting CNN."""
-    from trainer.config import RunConfig
-    from trainer.engine import train
-
-    cfg = RunConfig()
-    cfg.data.path = str(data)
-    cfg.data.size = 64
-    cfg.model.name, cfg.model.encoder = "pspnet", "resnet18"
-    cfg.loss.confusion, cfg.loss.reweight, cfg.loss.weight_stride = True, False, 8
-    cfg.train.iters, cfg.train.val_every, cfg.train.checkpoint_every = 2, 2, 2
-    cfg.train.device = "cpu"
-    cfg.train.out = str(out)
-    for _ in train(cfg):
-        pass
-    return cfg.train.out
-
-
-@pytest.fixture(scope="session")
-def confusion_run(synthetic_data, tmp_path_factory):
-    """tiny_run's twin with a confusion model instead of the weighting CNN (imported by the conftests
-    of tests/plugin and tests/gui)."""
-    return train_tiny_confusion(synthetic_data, tmp_path_factory.mktemp("runs") / "tiny confusion run")

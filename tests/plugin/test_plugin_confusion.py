@@ -21,8 +21,8 @@ CLASSES = GLEASON_SCHEME.names
 
 
 @pytest.fixture(scope="module")
-def predictor(confusion_run):
-    return load_predictor(confusion_run, "cpu")
+def predictor(tiny_confusion_run):
+    return load_predictor(tiny_confusion_run, "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +63,9 @@ def test_paper_setting_gives_error_maps_given_the_labels_blank_off_the_tissue(pr
     np.testing.assert_allclose(conf.share.sum(), 1.0, atol=1e-6)
 
 
-def test_job_passes_the_expert_layers_and_yields_no_learned_consensus(confusion_run, core):
+def test_job_passes_the_expert_layers_and_yields_no_learned_consensus(tiny_confusion_run, core):
     experts = {e: CODING.to_labels(m) for e, m in core.masks.items()}  # display values, as the layers hold
-    steps = list(prediction_job(None, confusion_run, "cpu", core.image, CORE, GLEASON_SCHEME, CODING, experts))
+    steps = list(prediction_job(None, tiny_confusion_run, "cpu", core.image, CORE, GLEASON_SCHEME, CODING, experts))
     assert [k for k, _ in steps] == ["loaded", "prediction", "learned"] and steps[2][1] is None
     out = steps[1][1]
     given = predict(steps[0][1], core.image, CORE, list(experts), GLEASON_SCHEME, labels=dict(core.masks))
