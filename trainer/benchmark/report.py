@@ -488,8 +488,12 @@ def _matrix_figure(plt, results: dict, path: Path, model: str) -> bool:
         panels = [("true", true)] + [
             (f"{v} (max |Δ| {100 * _nan(m[area][e]['max_abs_diff'][0]):.0f} %)",
              np.array([[_nan(x) for x in r] for r in m[area][e]["estimated"]])) for v, m in entries.items()]
+        compared = set(next(iter(entries.values()))[area][e]["rows_compared"] or [])
         for ax, (title, mat) in zip(axes[row], panels):
             ax.imshow(mat, cmap="Blues", vmin=0, vmax=1)
+            for i in range(mat.shape[0]):
+                if i not in compared:  # rows the truth lacks on this area: shown, not scored
+                    ax.axhspan(i - 0.5, i + 0.5, color="white", alpha=0.7)
             for (i, j), val in np.ndenumerate(mat):
                 if not np.isnan(val):
                     ax.text(j, i, f"{val:.2f}", ha="center", va="center", fontsize=7,
