@@ -54,6 +54,7 @@ class TrainSettings:
     encoder: str | None = None
     gafl: bool = True
     reweight: bool = True
+    confusion: bool = False  # annotator confusion matrices in place of the re-weighting
     iters: int = 1000
     batch_size: int = 2
     size: int = 1024
@@ -84,6 +85,7 @@ class TrainSettings:
         cfg.model.encoder = None if MODEL_ENCODERS[self.model] is None else (self.encoder or MODEL_ENCODERS[self.model])
         cfg.loss.loss = "gafl" if self.gafl else "focal"
         cfg.loss.reweight = bool(self.reweight)
+        cfg.loss.confusion = bool(self.confusion)
         cfg.train.iters = int(self.iters)
         cfg.train.batch_size = int(self.batch_size)
         cfg.train.lr = float(self.lr)

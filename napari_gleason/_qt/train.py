@@ -85,6 +85,9 @@ class TrainWidget(QWidget):
         self.reweight = QCheckBox("re-weighting (eq. 2–4)")
         self.reweight.setChecked(True)
         self.reweight.setToolTip("train the weighting CNN that re-weights each expert's loss per pixel (eq. 2–4)")
+        self.confusion = QCheckBox("confusion matrices")
+        self.confusion.setToolTip("beyond the paper: learn each expert's confusion matrix per pixel (Zhang, Tanno "
+                                  "et al. 2020) instead of the re-weighting; gives error:<expert> maps")
         self.iters = self._spin(1, 1_000_000, 1000)
         self.batch_size = self._spin(1, 256, 2)
         self.size = self._spin(32, 4096, 1024)
@@ -133,7 +136,7 @@ class TrainWidget(QWidget):
         form = QFormLayout()
         form.addRow("data", self._row(self.data, self._use_opened, self._browse_data))
         form.addRow("model", self._row(self.model, QLabel("encoder"), self.encoder))
-        form.addRow("loss", self._row(self.gafl, self.reweight))
+        form.addRow("loss", self._row(self.gafl, self.reweight, self.confusion))
         form.addRow("iterations", self._row(self.iters, QLabel("batch"), self.batch_size))
         form.addRow("input size", self._row(self.size, QLabel("lr"), self.lr))
         form.addRow("device", self.device)
@@ -164,6 +167,9 @@ class TrainWidget(QWidget):
         self._browse_out.clicked.connect(lambda: self._browse_folder(self.out, "Output folder for the run"))
         self._browse_init.clicked.connect(self._on_browse_init)
         self.model.currentIndexChanged.connect(self._on_model_changed)
+        # one annotator model at a time: the weighting CNN or the confusion matrices (or neither)
+        self.reweight.toggled.connect(lambda on: on and self.confusion.setChecked(False))
+        self.confusion.toggled.connect(lambda on: on and self.reweight.setChecked(False))
         self.status.changed.connect(self._on_status_changed)
         self.status.text_changed.connect(self._on_status_text)
         # Nothing may keep training unseen: a destroyed widget stops its run too (and the runner
@@ -207,7 +213,8 @@ class TrainWidget(QWidget):
         return TrainSettings(
             data=self.data.text().strip(), out=out, model=model,
             encoder=self.encoder.currentText().strip() if self.encoder.isEnabled() else None,
-            gafl=self.gafl.isChecked(), reweight=self.reweight.isChecked(), iters=self.iters.value(),
+            gafl=self.gafl.isChecked(), reweight=self.reweight.isChecked(), confusion=self.confusion.isChecked(),
+            iters=self.iters.value(),
             batch_size=self.batch_size.value(), size=self.size.value(), lr=self.lr.value(),
             device=self.device.currentText(), init=self.init.text().strip() or None)
 
@@ -243,7 +250,8 @@ class TrainWidget(QWidget):
         resting = state in (TrainState.IDLE, TrainState.DONE, TrainState.CRASHED)
         self._start.setEnabled(resting)
         self._stop.setEnabled(state is TrainState.TRAINING)
-        for w in (self.data, self.model, self.encoder, self.gafl, self.reweight, self.iters, self.batch_size,
+        for w in (self.data, self.model, self.encoder, self.gafl, self.reweight, self.confusion, self.iters,
+                  self.batch_size,
                   self.size, self.lr, self.device, self.out, self.init, self._use_opened, self._browse_data,
                   self._browse_out, self._browse_init, self.use_torchrun, self.gpus):
             w.setEnabled(resting and (w is not self.encoder or MODEL_ENCODERS[self.model.currentText()] is not None))

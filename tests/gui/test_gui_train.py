@@ -98,3 +98,15 @@ def test_gui_stays_responsive_while_training(train_widget, synthetic_data, tmp_p
     worst = probe.stop()
     assert len(probe.gaps_ms) > 50, "the probe ticked during the run"
     assert worst <= MAX_GAP_MS, f"GUI thread blocked for {worst:.0f} ms (p99 {probe.percentile(99):.0f} ms)"
+
+
+def test_annotator_models_are_exclusive_in_the_form(train_widget, synthetic_data, tmp_path):
+    """Re-weighting and confusion matrices: ticking one unticks the other; the settings follow."""
+    _, w = train_widget(synthetic_data, tmp_path / "run")
+    assert w.reweight.isChecked() and not w.confusion.isChecked()  # the paper's default
+    w.confusion.setChecked(True)
+    assert not w.reweight.isChecked()
+    s = w.settings()
+    assert s.confusion and not s.reweight and s.to_run_config().loss.confusion
+    w.reweight.setChecked(True)
+    assert not w.confusion.isChecked() and w.settings().reweight

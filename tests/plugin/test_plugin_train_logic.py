@@ -34,6 +34,10 @@ def test_settings_become_the_run_config(tmp_path):
     assert hr.model.encoder is None and hr.loss.loss == "gafl" and hr.loss.reweight  # the paper's defaults
     assert settings(tmp_path, model="unet", encoder=None).to_run_config().model.encoder == "resnet34"
     assert every(20_000) == 1000 and every(5) == 1
+    conf = settings(tmp_path, reweight=False, confusion=True).to_run_config()
+    assert conf.loss.confusion and not conf.loss.reweight
+    with pytest.raises(InputError, match="not both"):
+        settings(tmp_path, reweight=True, confusion=True).to_run_config()
 
 
 def test_finetune_config_keeps_the_checkpoints_model_and_adds_the_corrected_core(tmp_path):
