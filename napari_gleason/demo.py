@@ -1,10 +1,18 @@
 """``python -m napari_gleason.demo``: napari with the sample core, its experts, consensus,
-disagreement and roughness layers, and the review widget docked.
+disagreement and roughness layers and the review widget docked; then the model's half: the small
+checkpoint shipped in ``sample_data/demo_model.pt`` (a confusion model, ``--confusion``) predicts the
+core through the predict widget, and the window ends in napari's grid mode with the core, the
+training experts' labels, the prediction and each expert's ``error:<expert>`` map side by side
+(the review widget shows the experts' estimated confusion matrices).
 
 With a display it opens the window and runs napari. Without one (no ``DISPLAY``) it starts a
 virtual X server (``Xvfb``) itself, renders the same window, writes a screenshot of the whole
 window and prints its path. ``--screenshot PATH`` also writes one with a display; ``--no-show``
-exits after the screenshot instead of entering napari's event loop.
+exits after the screenshot instead of entering napari's event loop; ``--checkpoint`` predicts
+with another checkpoint, ``--no-model`` skips the model's half.
+
+``python -m napari_gleason.demo --make-model`` rebuilds the shipped checkpoint (see
+:func:`make_demo_model` and sample_data/README.md).
 """
 
 from __future__ import annotations
@@ -20,6 +28,22 @@ from pathlib import Path
 
 DEFAULT_SHOT = Path("out") / "napari-gleason-demo.png"
 SCREEN = "1600x1000x24"
+#: The small checkpoint the demo predicts with (in a source checkout; an installed wheel has none).
+DEMO_MODEL = Path(__file__).resolve().parents[1] / "sample_data" / "demo_model.pt"
+#: How it was made (:func:`make_demo_model`): 40 synthetic cores of the sample generator (seed 1, so
+#: the demo's sample core, seed 3, is not among them), then a CPU run of a 600-iteration schedule
+#: stopped after iteration :data:`DEMO_STOP_AT` (validation Dice peaked there: 0.655, then 0.644 at 400).
+DEMO_SYNTH = {"cores": 40, "size": 256, "seed": 1}
+DEMO_RUN = {
+    "data": {"size": 128},
+    "model": {"name": "pspnet", "encoder": "mobilenet_v2"},
+    "loss": {"loss": "focal", "reweight": False, "confusion": True, "weight_stride": 8, "lambda_step": 60},
+    "train": {"iters": 600, "batch_size": 2, "lr": 0.01, "seed": 0, "val_every": 100, "checkpoint_every": 100,
+              "device": "cpu"},
+}
+DEMO_STOP_AT = 300
+#: The training experts of the default split (the paper's 1, 3, 4): each is shown beside its error map.
+GRID_EXPERTS = ("1", "3", "4")
 
 
 def start_virtual_display() -> subprocess.Popen:
@@ -91,6 +115,110 @@ def build(viewer, size: int, seed: int):
     return widget
 
 
+def predict_core_on_screen(viewer, checkpoint: str | Path):
+    """Dock the predict widget, predict the core on screen with ``checkpoint`` on the CPU; return the widget."""
+    from ._qt import PredictWidget, dock
+
+    widget = dock(viewer, PredictWidget)
+    widget.device.setCurrentText("cpu")
+    widget.offer_checkpoint(checkpoint)
+    if not widget._on_predict():
+        raise SystemExit(f"the predict widget did not start with {checkpoint}")
+    wait_until_idle(widget)
+    if widget.output is None:
+        raise SystemExit(f"predicting with {checkpoint} failed (see the message above)")
+    return widget
+
+
+def side_by_side(viewer, experts=GRID_EXPERTS) -> list:
+    """napari's grid mode, two columns: the core beside the prediction, then each of ``experts``'
+    labels beside its reliability map (``error:`` or ``weight:``). Every other layer is hidden (the
+    review and predict widgets still hold them). Returns the gridded layers in reading order."""
+    from ._layers import find_layer, layers_with_prefix
+
+    kind = "error" if layers_with_prefix(viewer, "error") else "weight"
+    pairs = [("image", "prediction"), *((f"expert:{e}", f"{kind}:{e}") for e in experts)]
+    shown = [lyr for pair in pairs for role in pair if (lyr := find_layer(viewer, role)) is not None]
+    for layer in viewer.layers:
+        layer.visible = False
+    for i, layer in enumerate(shown):  # the grid fills its cells in layer-list order
+        viewer.layers.move(viewer.layers.index(layer), i)
+        layer.visible = True
+        layer.name_overlay.visible = True
+        if layer is not shown[0]:  # alone in its cell, on the canvas: opaque and filled
+            layer.opacity = 1.0
+            if hasattr(layer, "contour"):
+                layer.contour = 0
+        if getattr(layer, "colorbar", None) is not None and layer.colorbar.visible:
+            layer.colorbar.size = (10, 70)  # a grid cell is small: keep the core in view
+            layer.colorbar.font_size = 8
+    viewer.canvas.grid.shape = (-(-len(shown) // 2), 2)
+    viewer.canvas.grid.spacing = 6
+    viewer.canvas.grid.enabled = True
+    viewer.reset_view()
+    return shown
+
+
+def show_confusion(review) -> None:
+    """Scroll the review widget to its confusion tables (they sit below the agreement table)."""
+    from qtpy.QtWidgets import QApplication, QScrollArea
+
+    QApplication.processEvents()
+    scroll = review.findChild(QScrollArea)
+    if scroll is not None:
+        scroll.ensureWidgetVisible(review.confusion, 0, 0)
+        scroll.horizontalScrollBar().setValue(0)  # the agreement table is wide: keep the left edge
+    QApplication.processEvents()
+
+
+def slim_checkpoint(src: str | Path, dst: str | Path) -> Path:
+    """Write ``src`` (a checkpoint or run folder) as a small predict-only checkpoint at ``dst``.
+
+    Drops what only training needs (optimiser state, RNG state) and stores the networks' floating
+    weights as float16 (they are loaded into float32 modules; predictions differ by ~1e-3): the
+    demo model stays a few MB in the repository.
+    """
+    import torch
+
+    from trainer.checkpoint import load_checkpoint, save_checkpoint
+
+    payload = load_checkpoint(src)
+    for key in ("optimizer", "rng", "format", "version"):
+        payload.pop(key, None)
+    for key in ("model", "weighting", "confusion"):
+        state = payload.get(key)
+        if state:
+            payload[key] = {k: v.half() if torch.is_floating_point(v) else v for k, v in state.items()}
+    return save_checkpoint(dst, payload)
+
+
+def make_demo_model(out: str | Path = DEMO_MODEL, work: str | Path | None = None) -> Path:
+    """Rebuild the demo checkpoint: synthetic cores (:data:`DEMO_SYNTH`), the training run
+    :data:`DEMO_RUN` stopped after iteration :data:`DEMO_STOP_AT` (the engine's stop flag, as the
+    Stop button), then :func:`slim_checkpoint` of its best checkpoint. Same recipe, same seeds;
+    bit-identical weights are not promised across machines and thread counts."""
+    import tempfile
+
+    from trainer import events as ev
+    from trainer.config import RunConfig
+    from trainer.engine import train
+    from trainer.synthetic import write_dataset
+
+    work = Path(work or tempfile.mkdtemp(prefix="napari-gleason-demo-model-"))
+    data, run = work / "synthetic", work / "run"
+    if not data.exists():
+        write_dataset(data, **DEMO_SYNTH)
+    cfg = RunConfig.from_dict(DEMO_RUN)
+    cfg.data.path, cfg.train.out = str(data), str(run)
+    done = 0
+    for event in train(cfg, stop=lambda: done >= DEMO_STOP_AT):
+        if isinstance(event, ev.IterationDone):
+            done = event.iteration
+            if done % 20 == 0:
+                print(f"iteration {done}/{DEMO_STOP_AT}", file=sys.stderr, flush=True)
+    return slim_checkpoint(run, out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m napari_gleason.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--screenshot", type=Path,
@@ -98,7 +226,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-show", action="store_true", help="exit after rendering instead of running napari")
     parser.add_argument("--size", type=int, default=1024, help="sample core size in pixels (default 1024)")
     parser.add_argument("--seed", type=int, default=3, help="sample core seed (default 3)")
+    parser.add_argument("--checkpoint", type=Path, default=DEMO_MODEL,
+                        help="checkpoint (or run folder) to predict the core with (default: the shipped "
+                             "sample_data/demo_model.pt, a confusion model)")
+    parser.add_argument("--no-model", action="store_true", help="the review half only: no prediction")
+    parser.add_argument("--make-model", action="store_true",
+                        help=f"rebuild {DEMO_MODEL.name} ({DEMO_STOP_AT} iterations of CPU training) and exit")
     args = parser.parse_args(argv)
+    if args.make_model:
+        print(make_demo_model(args.checkpoint), flush=True)
+        return 0
+
+    model = None if args.no_model else Path(args.checkpoint)
+    if model is not None and not model.exists():
+        if model != DEMO_MODEL:
+            raise SystemExit(f"no checkpoint at {model}")
+        # an installed wheel ships no sample_data: show the review half and say how to get the rest
+        print(f"no demo model at {model} (a source checkout has it; or --make-model): review only", file=sys.stderr)
+        model = None
 
     headless = not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
     if headless:
@@ -108,7 +253,11 @@ def main(argv: list[str] | None = None) -> int:
 
     viewer = napari.Viewer(title="napari-gleason demo", show=True)
     viewer.window.resize(1560, 960)
-    build(viewer, args.size, args.seed)
+    review = build(viewer, args.size, args.seed)
+    if model is not None:
+        predict_core_on_screen(viewer, model)
+        side_by_side(viewer)
+        show_confusion(review)
     shot = args.screenshot or (DEFAULT_SHOT if headless or args.no_show else None)
     if shot is not None:
         shot = shot.resolve()

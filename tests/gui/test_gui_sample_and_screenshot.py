@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from napari_gleason._layers import role_of
+from napari_gleason.demo import build
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,8 +32,6 @@ def _class_pixels(shot: np.ndarray) -> dict[str, int]:
 
 
 def test_demo_window_screenshot_is_not_blank(make_napari_viewer):
-    from napari_gleason.demo import build
-
     viewer = make_napari_viewer(show=True)
     viewer.window.resize(1200, 800)
     widget = build(viewer, size=256, seed=3)
@@ -44,6 +43,25 @@ def test_demo_window_screenshot_is_not_blank(make_napari_viewer):
     assert widget.isVisible()
     canvas = viewer.screenshot(canvas_only=True, flash=False)
     assert canvas[..., :3].std() > 20
+
+
+def test_demo_ends_with_core_experts_prediction_and_error_maps_side_by_side(make_napari_viewer, tiny_confusion_run):
+    from napari_gleason.demo import predict_core_on_screen, show_confusion, side_by_side
+
+    viewer = make_napari_viewer(show=True)
+    viewer.window.resize(1200, 800)
+    review = build(viewer, size=256, seed=3)
+    predict_core_on_screen(viewer, tiny_confusion_run)
+    shown = side_by_side(viewer)
+    show_confusion(review)
+    want = ["image", "prediction", "expert:1", "error:1", "expert:3", "error:3", "expert:4", "error:4"]
+    assert [role_of(lyr) for lyr in shown] == want
+    assert [role_of(lyr) for lyr in viewer.layers if lyr.visible] == want  # the grid shows these, in this order
+    assert viewer.canvas.grid.enabled and viewer.canvas.grid.actual_shape(viewer.layers) == (4, 2)
+    assert all(lyr.colorbar.visible for lyr in shown if role_of(lyr).startswith("error"))
+    assert sorted(review.confusion.tables) == ["1", "3", "4"]
+    shot = viewer.screenshot(canvas_only=True, flash=False)
+    assert all(n > 100 for n in _class_pixels(shot).values()), _class_pixels(shot)
 
 
 def test_demo_command_headless_writes_and_prints_a_screenshot(tmp_path):
