@@ -26,41 +26,35 @@ def synthetic_data(tmp_path_factory):
     return out
 
 
-@pytest.fixture(scope="session")
-def tiny_run(synthetic_data, tmp_path_factory):
-    """A 2-iteration PSPNet-r18 run at 64² with GAFL + re-weighting: its folder holds last.pt/best.pt."""
+def _tiny_run(data, out, loss: dict | None = None) -> str:
+    """Train 2 iterations of PSPNet-r18 at 64² on ``data`` into ``out`` with the ``loss`` options."""
     from trainer.config import RunConfig
     from trainer.engine import train
 
-    cfg = RunConfig()
-    cfg.data.path = str(synthetic_data)
+    cfg = RunConfig.from_dict({"loss": loss or {}})
+    cfg.data.path = str(data)
     cfg.data.size = 64
     cfg.model.name, cfg.model.encoder = "pspnet", "resnet18"
     cfg.train.iters, cfg.train.val_every, cfg.train.checkpoint_every = 2, 2, 2
     cfg.train.device = "cpu"
-    cfg.train.out = str(tmp_path_factory.mktemp("runs") / "tiny run")
+    cfg.train.out = str(out)
     for _ in train(cfg):
         pass
     return cfg.train.out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synthetic_data, tmp_path_factory):
+    """A 2-iteration PSPNet-r18 run at 64² with GAFL + re-weighting: its folder holds last.pt/best.pt."""
+    return _tiny_run(synthetic_data, tmp_path_factory.mktemp("runs") / "tiny run")
 
 
 @pytest.fixture(scope="session")
 def tiny_confusion_run(synthetic_data, tmp_path_factory):
     """As ``tiny_run`` with the confusion model (``--confusion``, stride-8 trunk) in place of the
     weighting CNN, λ2 > 0 from iteration 2 on."""
-    from trainer.config import RunConfig
-    from trainer.engine import train
-
-    cfg = RunConfig.from_dict({"loss": {"confusion": True, "weight_stride": 8, "lambda_step": 1}})
-    cfg.data.path = str(synthetic_data)
-    cfg.data.size = 64
-    cfg.model.name, cfg.model.encoder = "pspnet", "resnet18"
-    cfg.train.iters, cfg.train.val_every, cfg.train.checkpoint_every = 2, 2, 2
-    cfg.train.device = "cpu"
-    cfg.train.out = str(tmp_path_factory.mktemp("runs") / "tiny confusion run")
-    for _ in train(cfg):
-        pass
-    return cfg.train.out
+    return _tiny_run(synthetic_data, tmp_path_factory.mktemp("runs") / "tiny confusion run",
+                     {"confusion": True, "weight_stride": 8, "lambda_step": 1})
 
 
 @pytest.fixture
