@@ -237,6 +237,20 @@ def ckpt_other_architecture(ctx: Ctx) -> Path:  # PSPNet weights said to be a U-
     return _from_tiny_run(ctx, "other architecture.pt", lambda p: p["model_config"].update(name="unet"))
 
 
+def ckpt_damaged_confusion(ctx: Ctx) -> Path:
+    """A confusion-model checkpoint whose confusion head has the wrong shape (issue 10)."""
+    from trainer.annotators import ConfusionCNN
+
+    net = ConfusionCNN(3, 4, stride=8)
+    state = net.state_dict()
+    state["head.weight"] = state["head.weight"][:1]
+
+    def change(p: dict) -> None:
+        p.update(weighting=None, weighting_config=None, confusion=state, confusion_config=dict(net.config))
+
+    return _from_tiny_run(ctx, "bad confusion.pt", change)
+
+
 def ckpt_six_classes(ctx: Ctx) -> Path:  # its config says 6 classes, its weights hold 4
     return _from_tiny_run(ctx, "six.pt", lambda p: p["model_config"].update(num_classes=6))
 

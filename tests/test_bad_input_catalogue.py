@@ -50,6 +50,7 @@ from broken_inputs import (
     broken,
     broken_classes_json,
     browser,
+    ckpt_damaged_confusion,
     ckpt_empty_run_folder,
     ckpt_foreign,
     ckpt_garbage,
@@ -197,6 +198,8 @@ ROWS = [
     # CLI — checkpoints (issues 2, 6)
     Row("cli-ckpt-other-architecture", 2, CLI, "predict with PSPNet weights said to be a U-Net",
         ("other architecture.pt", "do not fit the unet"), predict_cli(ckpt_other_architecture)),
+    Row("cli-ckpt-damaged-confusion", 10, CLI, "predict with a confusion head of the wrong shape",
+        ("bad confusion.pt", "confusion network weights do not fit"), predict_cli(ckpt_damaged_confusion)),
     Row("cli-ckpt-class-count", 2, CLI, "predict with a config of 6 classes, weights of 4",
         ("six.pt", "6 classes"), predict_cli(ckpt_six_classes)),
     Row("cli-init-other-architecture", 2, CLI, "train unet --init a PSPNet checkpoint", ("best.pt", "pspnet", "unet"),
@@ -279,6 +282,8 @@ ROWS = [
     # widgets: Predict (issues 4, 6)
     Row("predict-other-architecture", 4, WIDGET, "PSPNet weights said to be a U-Net",
         ("other architecture.pt", "do not fit"), predict_widget(ckpt_other_architecture)),
+    Row("predict-damaged-confusion", 10, WIDGET, "a confusion head of the wrong shape",
+        ("bad confusion.pt", "confusion network weights do not fit"), predict_widget(ckpt_damaged_confusion)),
     Row("predict-other-classes", 4, WIDGET, "a sound 3-class model on a Gleason core",
         ("three classes.pt", "predicts 3 classes"), predict_widget(ckpt_three_classes)),
     Row("predict-truncated", 4, WIDGET, "half a checkpoint", ("cut.pt", "corrupt or truncated"),
