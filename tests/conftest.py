@@ -31,7 +31,9 @@ def _tiny_run(data, out, loss: dict | None = None) -> str:
     from trainer.config import RunConfig
     from trainer.engine import train
 
-    cfg = RunConfig.from_dict({"loss": loss or {}})
+    # stride 8: the authors' stride-4 weighting trunk would cost ~2 s an iteration here, and these
+    # runs are fixtures for prediction, not tests of that architecture (tests/test_reweighting.py)
+    cfg = RunConfig.from_dict({"loss": {"weight_stride": 8, **(loss or {})}})
     cfg.data.path = str(data)
     cfg.data.size = 64
     cfg.model.name, cfg.model.encoder = "pspnet", "resnet18"

@@ -70,7 +70,8 @@ def test_torchrun_cli_two_processes(tmp_path):
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
            str(_free_port()), "-m", "trainer", "train", "--data", str(sample), "--model", "pspnet", "--encoder",
-           "resnet18", "--size", "64", "--iters", "2", "--device", "cpu", "--out", str(tmp_path / "run")]
+           "resnet18", "--size", "64", "--iters", "2", "--device", "cpu", "--weight-stride", "8",
+           "--out", str(tmp_path / "run")]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     assert p.stdout.count("finished at iteration 2") == 1  # only rank 0 reports

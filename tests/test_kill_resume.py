@@ -46,7 +46,7 @@ CHILD = textwrap.dedent("""
 def _cli_args(data, out, val_every):
     return ["train", "--data", str(data), "--model", "pspnet", "--encoder", "resnet18", "--size", "64",
             "--iters", str(ITERS), "--device", "cpu", "--out", str(out), "--checkpoint-every", "1",
-            "--val-every", str(val_every), "--lambda-step", "2"]
+            "--val-every", str(val_every), "--lambda-step", "2", "--weight-stride", "8"]  # as tiny_config
 
 
 @pytest.mark.slow
