@@ -145,3 +145,32 @@ def run_to_end(qtbot):
         return blocker.args[0]
 
     return run
+
+
+@pytest.fixture
+def predict_viewer(make_napari_viewer, synthetic_data, wait_idle):
+    """Core ``slide001_core004`` (experts 1, 2, 4) shown with a scale and a translate, so outputs
+    must be registered to it; the predict widget (and with ``review=True`` the review widget) docked.
+    Returns (viewer, predict widget or None, review widget or None)."""
+    from napari_gleason._dataset import FolderSource
+    from napari_gleason._layers import find_layer, show_core
+    from napari_gleason._qt import PredictWidget, ReviewWidget
+
+    def make(review=False, predict=True):
+        viewer = make_napari_viewer()
+        core = FolderSource.open(synthetic_data).load("slide001_core004")
+        core.scale = (0.5, 2.0)
+        show_core(viewer, core)
+        find_layer(viewer, "image").translate = (3.0, -4.0)
+        rev = w = None
+        if review:
+            rev = ReviewWidget(viewer)
+            viewer.window.add_dock_widget(rev, name="review")
+            wait_idle(rev)
+        if predict:
+            w = PredictWidget(viewer)
+            viewer.window.add_dock_widget(w, name="predict")
+            w.device.setCurrentText("cpu")
+        return viewer, w, rev
+
+    return make

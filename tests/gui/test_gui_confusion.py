@@ -4,12 +4,12 @@ import hashlib
 
 import numpy as np
 import pytest
+from helpers_plugin import click_predict as predict
 from helpers_plugin import errors_of
 
 from napari_gleason._confusion import CoreConfusion, percent_cells, summary_line
-from napari_gleason._dataset import FolderSource
-from napari_gleason._layers import find_layer, layers_with_prefix, level0, role_of, show_core
-from napari_gleason._qt import PredictWidget, ReviewWidget
+from napari_gleason._layers import find_layer, layers_with_prefix, level0, role_of
+from napari_gleason._qt import ReviewWidget
 from napari_gleason._session import session_of
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.data.classes import GLEASON_SCHEME
@@ -17,37 +17,9 @@ from trainer.data.classes import GLEASON_SCHEME
 CORE = "slide001_core004"  # experts 1, 2, 4; the tiny runs know 1, 3, 4
 
 
-@pytest.fixture
-def viewer_with_core(make_napari_viewer, synthetic_data, wait_idle):
-    def make(review=True, predict=True):
-        viewer = make_napari_viewer()
-        core = FolderSource.open(synthetic_data).load(CORE)
-        core.scale = (0.5, 2.0)
-        show_core(viewer, core)
-        find_layer(viewer, "image").translate = (3.0, -4.0)
-        rev = w = None
-        if review:
-            rev = ReviewWidget(viewer)
-            viewer.window.add_dock_widget(rev, name="review")
-            wait_idle(rev)
-        if predict:
-            w = PredictWidget(viewer)
-            viewer.window.add_dock_widget(w, name="predict")
-            w.device.setCurrentText("cpu")
-        return viewer, w, rev
-
-    return make
-
-
-def predict(w, wait_idle, checkpoint):
-    w.offer_checkpoint(checkpoint)
-    assert w._on_predict()
-    wait_idle(w)
-
-
-def test_error_layers_with_colour_bar_fixed_range_blank_off_tissue(viewer_with_core, tiny_confusion_run, wait_idle,
+def test_error_layers_with_colour_bar_fixed_range_blank_off_tissue(predict_viewer, tiny_confusion_run, wait_idle,
                                                                    notes):
-    viewer, w, review = viewer_with_core()
+    viewer, w, review = predict_viewer(review=True)
     predict(w, wait_idle, tiny_confusion_run)
     assert errors_of(notes) == []
     image = find_layer(viewer, "image")
@@ -79,9 +51,9 @@ def test_error_layers_with_colour_bar_fixed_range_blank_off_tissue(viewer_with_c
     assert panel.lines["4"] == summary_line("4", conf.matrices["4"], conf.classes, conf.share)
 
 
-def test_switching_to_a_weighting_checkpoint_drops_error_layers_and_tables(viewer_with_core, tiny_confusion_run, tiny_run,
+def test_switching_to_a_weighting_checkpoint_drops_error_layers_and_tables(predict_viewer, tiny_confusion_run, tiny_run,
                                                                           wait_idle):
-    viewer, w, review = viewer_with_core()
+    viewer, w, review = predict_viewer(review=True)
     predict(w, wait_idle, tiny_confusion_run)
     assert layers_with_prefix(viewer, "error")
     predict(w, wait_idle, tiny_run)
@@ -91,8 +63,8 @@ def test_switching_to_a_weighting_checkpoint_drops_error_layers_and_tables(viewe
     assert review.consensus._learned.isEnabled()
 
 
-def test_table_shows_a_given_prediction_and_only_for_its_core(viewer_with_core):
-    viewer, _, review = viewer_with_core(predict=False)
+def test_table_shows_a_given_prediction_and_only_for_its_core(predict_viewer):
+    viewer, _, review = predict_viewer(review=True, predict=False)
     m3 = np.array([[0.9, 0.1, 0.0, 0.0], [0.02, 0.6, 0.38, 0.0], [0.0, 0.05, 0.95, 0.0], [np.nan] * 4])
     m6 = np.eye(4) * 0.97 + 0.01
     share = np.array([0.5, 0.3, 0.2, 0.0])
@@ -124,7 +96,7 @@ def _layer_state(viewer) -> list[tuple]:
             for lyr in viewer.layers]
 
 
-def test_damaged_confusion_weights_one_notification_no_layer(viewer_with_core, tiny_confusion_run, tmp_path, wait_idle,
+def test_damaged_confusion_weights_one_notification_no_layer(predict_viewer, tiny_confusion_run, tmp_path, wait_idle,
                                                             notes):
     from napari.utils.notifications import NotificationSeverity
 
@@ -132,7 +104,7 @@ def test_damaged_confusion_weights_one_notification_no_layer(viewer_with_core, t
     key = next(k for k, v in payload["confusion"].items() if getattr(v, "ndim", 0) == 4)
     payload["confusion"][key] = payload["confusion"][key][:1]  # a head of the wrong shape
     bad = save_checkpoint(tmp_path / "bad confusion.pt", payload)
-    viewer, w, review = viewer_with_core()
+    viewer, w, review = predict_viewer(review=True)
     before = _layer_state(viewer)
     notes.clear()
     predict(w, wait_idle, bad)

@@ -1,50 +1,20 @@
 """The predict widget: one click adds every output layer, registered to the image; bad checkpoints."""
 
 import numpy as np
-import pytest
+from helpers_plugin import click_predict as predict
 from helpers_plugin import errors_of
 
-from napari_gleason._dataset import FolderSource
 from napari_gleason._layers import (
     find_layer,
     layers_with_prefix,
     level0,
     role_of,
-    show_core,
 )
-from napari_gleason._qt import PredictWidget, ReviewWidget
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 
-CORE = "slide001_core004"  # experts 1, 2, 4; the tiny run's weighting CNN knows 1, 3, 4
+# the core of predict_viewer has experts 1, 2, 4; the tiny run's weighting CNN knows 1, 3, 4
 OUTPUTS = ["prediction", "probability:benign", "probability:G3", "probability:G4", "probability:G5",
            "weight:1", "weight:4", "roughness", "consensus:learned"]
-
-
-@pytest.fixture
-def predict_viewer(make_napari_viewer, synthetic_data, wait_idle):
-    def make(review=False):
-        viewer = make_napari_viewer()
-        core = FolderSource.open(synthetic_data).load(CORE)
-        core.scale = (0.5, 2.0)
-        show_core(viewer, core)
-        find_layer(viewer, "image").translate = (3.0, -4.0)
-        rev = None
-        if review:
-            rev = ReviewWidget(viewer)
-            viewer.window.add_dock_widget(rev, name="review")
-            wait_idle(rev)
-        w = PredictWidget(viewer)
-        viewer.window.add_dock_widget(w, name="predict")
-        w.device.setCurrentText("cpu")
-        return viewer, w, rev
-
-    return make
-
-
-def predict(w, wait_idle, checkpoint):
-    w.offer_checkpoint(checkpoint)
-    assert w._on_predict()
-    wait_idle(w)
 
 
 def test_predict_adds_every_layer_registered_to_the_image(predict_viewer, tiny_run, wait_idle):

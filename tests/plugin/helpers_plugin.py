@@ -84,3 +84,10 @@ def errors_of(notes) -> list[str]:
 
 SCHEME = GLEASON_SCHEME
 
+
+
+def click_predict(widget, wait_idle, checkpoint) -> None:
+    """Offer ``checkpoint`` to a predict widget, click Predict, wait until it is idle again."""
+    widget.offer_checkpoint(checkpoint)
+    assert widget._on_predict()
+    wait_idle(widget)
