@@ -202,7 +202,7 @@ def whole_core_confusion(predictor, source, core: str, known) -> CoreConfusion |
 
 
 def _predict_full(predictor, image, core, kind, known, options: PredictOptions):
-    from trainer.losses import roughness_map_numpy
+    from trainer.losses import heatmap_options, roughness_map_numpy
     from trainer.tiling import predict_tiled
     from trainer.tissue import blank_outside, tissue_mask
 
@@ -219,9 +219,7 @@ def _predict_full(predictor, image, core, kind, known, options: PredictOptions):
         tissue = tissue_mask(image)
         maps.update({f"weight:{e}": blank_outside(m, tissue) for e, m in weights.items()})
         maps.update({f"error:{e}": blank_outside(m, tissue) for e, m in errors.items()})
-    lc = predictor.loss_config
-    maps["roughness"] = roughness_map_numpy(np.asarray(image), lc.get("lambda_a", 50.0), lc.get("lambda_b", 1.0),
-                                            lc.get("gauss_ksize", 5), lc.get("gauss_sigma", 3.0))
+    maps["roughness"] = roughness_map_numpy(np.asarray(image), **heatmap_options(predictor.loss_config))
     return res.classes, maps, weights, whole_core_confusion(predictor, image, core, known)
 
 
@@ -334,6 +332,7 @@ def predict_into_store(predictor, store_path, core: str, expert_labels: dict[str
     are blanked (NaN) off the tissue. Memory stays at one band of tiles whatever the core size.
     Returns lazy pyramids of the stored outputs; an error or a cancel leaves the store as it was.
     """
+    from trainer.losses import heatmap_options
     from trainer.tiling import predict_tiled
     from trainer.tissue import tissue_mask
 
@@ -369,9 +368,7 @@ def predict_into_store(predictor, store_path, core: str, expert_labels: dict[str
 
         predict_tiled(predictor, source, tile=predictor.size, overlap=options.overlap, scale=options.magnification,
                       batch=batch, sink=sink, with_weights=bool(known))
-        lc = predictor.loss_config
-        roughness_into(writer, source, lc.get("lambda_a", 50.0), lc.get("lambda_b", 1.0), lc.get("gauss_ksize", 5),
-                       lc.get("gauss_sigma", 3.0))
+        roughness_into(writer, source, heatmap_options(predictor.loss_config))
         writer.finish()
 
     confusion = whole_core_confusion(predictor, source, core, known) if errored else None

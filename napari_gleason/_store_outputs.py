@@ -251,9 +251,9 @@ def load_maps(store: ReviewStore, name: str) -> dict[str, list[Any]]:
         raise InputError(f"review store entry is damaged: {e}", maps_dir) from None
 
 
-def roughness_into(writer: PredictionWriter, source, lambda_a: float, lambda_b: float, ksize: int, sigma: float,
-                   rows: int = 256) -> None:
-    """Eq. (5) at full resolution, ``rows`` at a time with a halo of ``ksize // 2`` rows.
+def roughness_into(writer: PredictionWriter, source, heat: dict, rows: int = 256) -> None:
+    """Eq. (5) at full resolution, ``rows`` at a time with a halo of ``ksize // 2`` rows; ``heat``:
+    :func:`trainer.losses.heatmap_options` of the checkpoint.
 
     The Gaussian reaches ``ksize // 2`` pixels, so with that halo each band's rows equal the
     whole-image map's (the image's own borders are reflected exactly as the whole-image call does).
@@ -261,11 +261,11 @@ def roughness_into(writer: PredictionWriter, source, lambda_a: float, lambda_b: 
     from trainer.losses import roughness_map_numpy
 
     h = int(source.shape[0])
-    halo = ksize // 2
+    halo = int(heat["ksize"]) // 2
     for y0 in range(0, h, rows):
         y1 = min(h, y0 + rows)
         a0, a1 = max(0, y0 - halo), min(h, y1 + halo)
-        band = roughness_map_numpy(np.asarray(source[a0:a1, :]), lambda_a, lambda_b, ksize, sigma)
+        band = roughness_map_numpy(np.asarray(source[a0:a1, :]), **heat)
         writer.write_map("roughness", y0, y1, band[None, y0 - a0:y0 - a0 + (y1 - y0)])
 
 

@@ -18,6 +18,7 @@ from trainer.losses import (
     focal_loss_multi,
     gaf_loss,
     gaussian_kernel1d,
+    heatmap_options,
     roughness_map,
     roughness_map_numpy,
 )
@@ -226,3 +227,18 @@ def test_gaf_is_heatmap_times_focal():
     assert torch.allclose(multi, heat[:, None] * focal_loss_multi(logits, targets, gamma=0.1))
     multi.sum().backward()
     assert logits.grad is not None and torch.isfinite(logits.grad).all()
+
+
+def test_heatmap_options_follow_the_checkpoint_that_trained():
+    # a run's own settings win; a config from before the authors' kernel (gauss_ksize, no
+    # gauss_kernel) trained with the sampled kernel and reflect borders; none at all: today's defaults
+    run = {"lambda_a": 7.0, "lambda_b": 2.0, "gauss_ksize": 3, "gauss_sigma": 1.5, "gauss_kernel": "sampled",
+           "gauss_border": "zero"}
+    assert heatmap_options(run) == {"lambda_a": 7.0, "lambda_b": 2.0, "ksize": 3, "sigma": 1.5,
+                                    "kernel": "sampled", "border": "zero"}
+    old = heatmap_options({"lambda_a": 50.0, "lambda_b": 1.0, "gauss_ksize": 5, "gauss_sigma": 3.0})
+    assert (old["kernel"], old["border"]) == ("sampled", "reflect")
+    assert heatmap_options({}) == {"lambda_a": 50.0, "lambda_b": 1.0, "ksize": 5, "sigma": 3.0,
+                                   "kernel": "authors", "border": "zero"}
+    x = torch.randn(1, 3, 9, 9)
+    assert torch.allclose(roughness_map(x, **old), roughness_map(x, kernel="sampled", border="reflect"))

@@ -20,7 +20,7 @@ from .checkpoint import load_checkpoint
 from .data.augment import normalise_tensor
 from .data.classes import ClassScheme
 from .errors import CheckpointError
-from .losses import roughness_map
+from .losses import heatmap_options, roughness_map
 from .models import build_from_config
 from .annotators.confusion import (
     ConfusionCNN,
@@ -136,9 +136,7 @@ def predict_core(pred: Predictor, image: np.ndarray, size: int | None = None,
     logits = F.interpolate(logits_small, size=(h, w), mode="bilinear", align_corners=False)
     probs = torch.softmax(logits, dim=1)[0]
     classes = probs.argmax(0).to(torch.uint8)
-    lc = pred.loss_config
-    rough = roughness_map(x, lc.get("lambda_a", 50.0), lc.get("lambda_b", 1.0),
-                          lc.get("gauss_ksize", 5), lc.get("gauss_sigma", 3.0))
+    rough = roughness_map(x, **heatmap_options(pred.loss_config))
     rough = F.interpolate(rough[:, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
     weights = None
     if pred.weighting is not None:

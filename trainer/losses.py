@@ -224,6 +224,22 @@ def roughness_map_numpy(
     return roughness_map(t[None], lambda_a, lambda_b, ksize, sigma, kernel, border)[0].numpy()
 
 
+def heatmap_options(loss_config: dict | None) -> dict:
+    """The eq. (5) settings a run used, as keyword arguments of :func:`roughness_map` (and the
+    numpy and banded versions), read from a checkpoint's ``config["loss"]``.
+
+    A config written before the authors' kernel became the default (it has ``gauss_ksize`` but no
+    ``gauss_kernel``) trained with the sampled σ-in-pixels kernel and reflect borders; an empty
+    config means today's defaults.
+    """
+    lc = dict(loss_config or {})
+    legacy = "gauss_ksize" in lc and "gauss_kernel" not in lc
+    return {"lambda_a": float(lc.get("lambda_a", LAMBDA_A)), "lambda_b": float(lc.get("lambda_b", LAMBDA_B)),
+            "ksize": int(lc.get("gauss_ksize", KSIZE)), "sigma": float(lc.get("gauss_sigma", SIGMA)),
+            "kernel": lc.get("gauss_kernel", "sampled" if legacy else "authors"),
+            "border": lc.get("gauss_border", "reflect" if legacy else "zero")}
+
+
 def gaf_loss(
     logits: Tensor,
     target: Tensor,

@@ -27,7 +27,7 @@ from napari_gleason._store import ReviewStore
 from napari_gleason._store_outputs import load_maps, roughness_into
 from trainer.data.classes import GLEASON_SCHEME
 from trainer.inference import load_predictor
-from trainer.losses import roughness_map_numpy
+from trainer.losses import heatmap_options, roughness_map_numpy
 
 CODING = LabelCoding.from_scheme(GLEASON_SCHEME)
 NAME = "slide 3 core 9"
@@ -161,7 +161,7 @@ class RowsWriter:
 def test_banded_roughness_equals_the_whole_image_map(rows):
     image = textured_image((150, 97))
     writer = RowsWriter((150, 97))
-    roughness_into(writer, image, 50.0, 1.0, 5, 3.0, rows=rows)
+    roughness_into(writer, image, heatmap_options({}), rows=rows)
     np.testing.assert_allclose(writer.out, roughness_map_numpy(image, 50.0, 1.0, 5, 3.0), rtol=1e-5, atol=1e-5)
 
 
