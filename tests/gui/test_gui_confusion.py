@@ -63,7 +63,7 @@ def test_switching_to_a_weighting_checkpoint_drops_error_layers_and_tables(predi
     assert review.consensus._learned.isEnabled()
 
 
-def test_table_shows_a_given_prediction_and_only_for_its_core(predict_viewer):
+def test_table_shows_a_given_prediction_and_only_for_its_core(predict_viewer, wait_idle):
     viewer, _, review = predict_viewer(review=True, predict=False)
     m3 = np.array([[0.9, 0.1, 0.0, 0.0], [0.02, 0.6, 0.38, 0.0], [0.0, 0.05, 0.95, 0.0], [np.nan] * 4])
     m6 = np.eye(4) * 0.97 + 0.01
@@ -89,6 +89,7 @@ def test_table_shows_a_given_prediction_and_only_for_its_core(predict_viewer):
     viewer.window.add_dock_widget(late, name="late review")
     late._on_core_changed()
     assert late.confusion.values("3") == panel.values("3")
+    wait_idle(late)  # its derived layers are computed in a worker: let it finish before the viewer closes
 
 
 def _layer_state(viewer) -> list[tuple]:
