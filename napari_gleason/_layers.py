@@ -26,7 +26,7 @@ import numpy as np
 
 from trainer.data.classes import ClassScheme
 
-from ._core import CoreData, LabelCoding, role_prefix  # noqa: F401  (CoreData: also imported from here)
+from ._core_data import CoreData, LabelCoding, role_prefix  # noqa: F401  (CoreData: also imported from here)
 
 if TYPE_CHECKING:  # napari is only needed to type-check; layer tuples need no viewer
     import napari
@@ -88,13 +88,13 @@ def layer_tuple(
     scale: Sequence[float] = (1.0, 1.0),
     translate: Sequence[float] = (0.0, 0.0),
     name: str | None = None,
-    coded: bool = False,
+    in_label_values: bool = False,
     **overrides: Any,
 ) -> tuple[Any, dict, str]:
     """A napari ``LayerData`` tuple for ``role``: its look, name, metadata and geometry.
 
     Labels roles take *class maps* and need ``scheme``; they are converted to display values
-    here (unless ``coded``: already label values) so every caller gets the same colours. Image
+    here (unless ``in_label_values``: already label values) so every caller gets the same colours. Image
     roles take arrays as they are.
     """
     style = role_style(role)
@@ -104,7 +104,7 @@ def layer_tuple(
         if scheme is None:
             raise ValueError(f"role {role!r} is a labels layer and needs the class scheme")
         coding = LabelCoding.from_scheme(scheme)
-        data = data if coded else coding.to_labels(data)
+        data = data if in_label_values else coding.to_labels(data)
         kw["colormap"] = coding.colormap()
     elif prefix == "disagreement":
         kw["colormap"] = _alpha_colormap("gleason-disagreement", (1.0, 0.0, 1.0))
@@ -146,7 +146,7 @@ def core_layer_tuples(core: CoreData) -> list[tuple[Any, dict, str]]:
     """Image, one labels layer per expert, then any extras, all registered to the image."""
     geo = {"core": core.name, "scheme": core.scheme, "origin": core.origin, "scale": core.scale}
     out = [layer_tuple("image", core.image, name=core.name, **geo)]
-    out += [layer_tuple(role, m, coded=coded, **geo) for role, (m, coded) in core.label_roles().items()]
+    out += [layer_tuple(role, m, in_label_values=in_label_values, **geo) for role, (m, in_label_values) in core.label_roles().items()]
     out += [layer_tuple(role, m, **geo) for role, m in core.maps.items()]
     return out
 
@@ -267,8 +267,8 @@ def show_core(viewer: napari.Viewer, core: CoreData) -> dict[str, Any]:
         r = role_of(lyr)
         if r is not None and r != "image" and r not in roles and r not in core.maps:
             viewer.layers.remove(lyr)
-    for role, (m, coded) in roles.items():
-        shown[role] = set_layer(viewer, role, m, like=image, coded=coded, **geo)
+    for role, (m, in_label_values) in roles.items():
+        shown[role] = set_layer(viewer, role, m, like=image, in_label_values=in_label_values, **geo)
     for role, m in core.maps.items():
         shown[role] = set_layer(viewer, role, m, like=image, **geo)
     return shown

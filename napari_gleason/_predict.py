@@ -35,7 +35,7 @@ from trainer.data.classes import ClassScheme
 from trainer.errors import CheckpointError
 
 from ._confusion import CoreConfusion
-from ._gentle import gc_frozen
+from ._cpu_sharing import gc_frozen
 from ._learned import learned_consensus, renormalise
 from ._llvm_guard import guard_triton
 from ._zoom import zoom_pyramid, zoom_to
@@ -69,7 +69,7 @@ class PredictOutput:
     device: str = "cpu"
     mode: str = "paper"
     input_size: int = 0
-    coded: bool = False  # classes already in label values (a lazy pyramid from the review store)
+    in_label_values: bool = False  # classes already in label values (a lazy pyramid from the review store)
     learned: Any = None  # the learned consensus in label values, when computed with the prediction
     store: str | None = None  # the review store the outputs were written into
     confusion: CoreConfusion | None = None  # the confusion model's per-expert matrices on this core
@@ -378,5 +378,5 @@ def predict_into_store(predictor, store_path, core: str, expert_labels: dict[str
     weights = {e: maps[f"weight:{e}"][0] for e in known if f"weight:{e}" in maps}
     notes += [PRIOR_NOTE] if errored else []
     return PredictOutput(core, data.labels["prediction"], maps, weights, notes, time.perf_counter() - t0,
-                         str(predictor.device), "full", int(predictor.size), coded=True, learned=learned,
+                         str(predictor.device), "full", int(predictor.size), in_label_values=True, learned=learned,
                          store=str(store.path), confusion=confusion)

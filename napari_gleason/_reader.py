@@ -26,7 +26,7 @@ from trainer.data.generic import is_generic_dir
 from trainer.data.gleason2019 import is_gleason_dir
 from trainer.errors import InputError
 
-from ._dataset import dataset_root_of_image, load_core_file
+from ._core_sources import dataset_root_of_image, load_core_file
 from ._layers import core_layer_tuples, show_core
 from ._store import ReviewStore, is_review_store
 
@@ -119,7 +119,7 @@ def _read_smallest_levels(core) -> None:
     """Read the smallest level of every pyramid of ``core`` (a few hundred kB even for a 5120² core)."""
     import numpy as np
 
-    pyramids = [core.image, *(data for data, _coded in core.label_roles().values()), *core.maps.values()]
+    pyramids = [core.image, *(data for data, _in_label_values in core.label_roles().values()), *core.maps.values()]
     for levels in pyramids:
         np.asarray(levels[-1] if isinstance(levels, (list, tuple)) else levels[(slice(0, 1),) * 2])
 
@@ -140,7 +140,7 @@ def _open_in_browser(path: Path) -> list:
     """Dock the dataset browser (and the review widget) on the current viewer, open ``path``."""
     import napari
 
-    from ._dataset import open_source
+    from ._core_sources import open_source
 
     source = open_source(path)  # fails here (InputError) before any widget appears
     viewer = napari.current_viewer()

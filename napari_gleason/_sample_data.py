@@ -12,7 +12,7 @@ from functools import lru_cache
 from trainer.data.classes import GLEASON_SCHEME
 from trainer.synthetic import sample_core
 
-from ._core import CoreData
+from ._core_data import CoreData
 from ._layers import core_layer_tuples
 
 SEED = 3

@@ -37,7 +37,7 @@ import numpy as np
 from trainer.data.classes import ClassScheme
 from trainer.errors import InputError
 
-from ._core import CoreData, LabelCoding, role_prefix
+from ._core_data import CoreData, LabelCoding, role_prefix
 
 FORMAT_VERSION = 1
 STORE_KEY = "napari_gleason"
@@ -296,10 +296,10 @@ class ReviewStore:
                      STORE_KEY: {"core": core.name, "origin": dict(core.origin)}}
             _write_levels(zarr.open_group(staged, mode="w-", zarr_format=3, attributes=attrs), levels, ["c", "y", "x"])
             keys = []
-            for role, (data, coded) in core.label_roles().items():
+            for role, (data, in_label_values) in core.label_roles().items():
                 level = np.asarray(data[0] if isinstance(data, (list, tuple)) else data)
                 key = label_key(role)
-                _write_label_group(staged / "labels" / key, role, level if coded else self.coding.to_labels(level),
+                _write_label_group(staged / "labels" / key, role, level if in_label_values else self.coding.to_labels(level),
                                    len(levels), self.coding)
                 keys.append(key)
             zarr.open_group(staged / "labels", mode="a", zarr_format=3,

@@ -18,7 +18,7 @@ import numpy as np
 from trainer import events as ev
 from trainer.data.classes import ClassScheme
 
-from ._gentle import gc_frozen, one_core_for_the_gui
+from ._cpu_sharing import gc_frozen, torch_threads_sparing_gui
 from ._llvm_guard import guard_triton
 from ._train_settings import finetune_config
 
@@ -28,7 +28,7 @@ def training_job(cfg, stop=None):
     guard_triton()  # before torchvision/timm import torch._dynamo (see _llvm_guard)
     from trainer.engine import train
 
-    with one_core_for_the_gui(cfg.train.device), gc_frozen():  # see _gentle: what stalled the GUI
+    with torch_threads_sparing_gui(cfg.train.device), gc_frozen():  # see _gentle: what stalled the GUI
         yield from train(cfg, stop=stop)
 
 
@@ -79,5 +79,5 @@ def finetune_job(checkpoint: str | Path, core: CorrectedCore, *, iters: int, lr:
                           lr=lr, device=device, out=out, data=data)
     yield ev.Message(f"fine-tuning {Path(checkpoint).name} on {cfg.data.path} + corrected core {core.name} "
                      f"({corrected[0]['mask']})")
-    with one_core_for_the_gui(device), gc_frozen():
+    with torch_threads_sparing_gui(device), gc_frozen():
         yield from train(cfg, stop=stop)

@@ -389,7 +389,7 @@ def review_store(damage: Callable[[Path], None], cores: tuple[str, ...] = ("c1",
     """``review.zarr`` caching ``cores`` of the two-expert dataset, then ``damage``d."""
 
     def make(ctx: Ctx) -> Path:
-        from napari_gleason._dataset import FolderSource
+        from napari_gleason._core_sources import FolderSource
         from napari_gleason._store import ReviewStore
 
         source = FolderSource.open(make_two_expert_dataset(ctx.tmp / "gleason data"))

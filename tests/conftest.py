@@ -152,7 +152,7 @@ def predict_viewer(make_napari_viewer, synthetic_data, wait_idle):
     """Core ``slide001_core004`` (experts 1, 2, 4) shown with a scale and a translate, so outputs
     must be registered to it; the predict widget (and with ``review=True`` the review widget) docked.
     Returns (viewer, predict widget or None, review widget or None)."""
-    from napari_gleason._dataset import FolderSource
+    from napari_gleason._core_sources import FolderSource
     from napari_gleason._layers import find_layer, show_core
     from napari_gleason._qt import PredictWidget, ReviewWidget
 

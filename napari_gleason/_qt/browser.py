@@ -30,9 +30,9 @@ from qtpy.QtWidgets import (
 
 from trainer.errors import InputError
 
-from .. import _workers
+from . import workers
 from .._analysis import disagreement_score
-from .._dataset import open_source
+from .._core_sources import open_source
 from .._layers import show_core
 
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
@@ -149,7 +149,7 @@ class BrowserWidget(QWidget):
         self.table.setSortingEnabled(True)
         self.progress.setRange(0, len(source.names))
         self.progress.setValue(0)
-        self._score_worker = _workers.start(
+        self._score_worker = workers.start(
             score_steps, source, list(source.names), what="disagreement scores",
             on_yield=lambda item, s=source: self._on_score(s, item),
             on_finish=lambda s=source: self._on_scores_done(s),
@@ -217,7 +217,7 @@ class BrowserWidget(QWidget):
             self.table.blockSignals(False)
         source = self.source
         self._loads += 1
-        _workers.start(
+        workers.start(
             source.load, name, what=f"loading {name}",
             on_return=lambda core: self._on_core_loaded(source, core),
             on_finish=self._on_load_finished,

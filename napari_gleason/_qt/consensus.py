@@ -19,7 +19,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from .. import _workers
+from . import workers
 from .._analysis import Agreement, consensus_steps
 from .._layers import CoreInfo, find_layer, set_layer
 from .._session import session_of
@@ -123,7 +123,7 @@ class ConsensusPanel(QGroupBox):
         self._status.setText(f"{info.name}: computing vote, disagreement, agreement, STAPLE …")
         self.rows = []
         self.table.setRowCount(0)
-        self._worker = _workers.start(
+        self._worker = workers.start(
             consensus_job, labels, info.coding, info.scheme.num_classes, what=f"consensus of {info.name}",
             on_yield=lambda item: self._on_result(gen, item),
             on_finish=lambda: self._on_finished(gen),
@@ -142,7 +142,7 @@ class ConsensusPanel(QGroupBox):
         geo = {"core": self.info.name, "scheme": self.info.scheme, "like": like}
         if key in ("vote", "staple"):
             role = f"consensus:{key}"
-            set_layer(self.viewer, role, value, coded=True, **geo).visible = role in SHOW[self._choice]
+            set_layer(self.viewer, role, value, in_label_values=True, **geo).visible = role in SHOW[self._choice]
         elif key == "disagreement":
             set_layer(self.viewer, "disagreement", value, **geo).visible = self._disagreement.isChecked()
             self._status.setText(f"{self.info.name}: mean disagreement {float(value.mean()):.3f}")

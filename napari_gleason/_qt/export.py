@@ -21,7 +21,7 @@ from qtpy.QtWidgets import (
 
 from trainer.errors import InputError
 
-from .. import _workers
+from . import workers
 from .._export import (
     check_destination,
     default_folder,
@@ -232,7 +232,7 @@ class ExportPanel(QGroupBox):
             if result is not None:
                 show_info(f"{what}: done ({result})")
 
-        self._worker = _workers.start(func, *args, what=what, on_return=done, on_finish=self._finished)
+        self._worker = workers.start(func, *args, what=what, on_return=done, on_finish=self._finished)
 
     def _finished(self) -> None:
         self._worker = None

@@ -31,11 +31,11 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .. import _workers
+from . import workers
 from .._llvm_guard import guard_triton
 from .._layers import current_core, layers_with_prefix, level0, remove_role, role_of, set_layer
 from .._session import session_of
-from .._core import CoreData
+from .._core_data import CoreData
 from .._predict import PredictOptions, prediction_job, predictor_key, streaming_store
 from .._recent import checkpoint_in, recent_checkpoints, remember_checkpoint
 from .._train_settings import device_choices
@@ -194,7 +194,7 @@ class PredictWidget(QWidget):
         if options.store and not info.origin.get("store"):  # a big core from files: cache it in its dataset's store
             cache = CoreData(info.name, image, {}, info.scheme, origin=info.origin,
                              labels={f"expert:{e}": m for e, m in experts.items()})  # label values, no copy
-        self._worker = _workers.start(
+        self._worker = workers.start(
             prediction_job, predictor, path, device, image, info.name, info.scheme, info.coding,
             experts, options, cache_core=cache, what=f"prediction of {info.name}",
             on_yield=lambda item: self._on_result(info, key, item), on_finish=self._on_finished)
@@ -220,13 +220,13 @@ class PredictWidget(QWidget):
             session.set_learned_available(self.predictor is not None and self.predictor.weighting is not None)
             session.set_confusion(value.confusion)
         elif kind == "learned" and value is not None:
-            layer = set_layer(self.viewer, "consensus:learned", value, coded=True, **geo)
+            layer = set_layer(self.viewer, "consensus:learned", value, in_label_values=True, **geo)
             layer.visible = session.shows("consensus:learned")
         elif kind == "learned":
             remove_role(self.viewer, "consensus:learned")
 
     def _show_prediction(self, out, geo) -> None:
-        set_layer(self.viewer, "prediction", out.classes, coded=out.coded, **geo)
+        set_layer(self.viewer, "prediction", out.classes, in_label_values=out.in_label_values, **geo)
         for role, data in out.maps.items():
             set_layer(self.viewer, role, data, **geo)
         for prefix in ("weight", "error"):  # experts (or the annotator model) of a previous prediction

@@ -19,7 +19,7 @@ from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QL
 
 from trainer.config import LossConfig
 
-from .. import _workers
+from . import workers
 from .._layers import CoreInfo, level0, set_layer
 
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
@@ -129,7 +129,7 @@ class RoughnessPanel(QGroupBox):
         self._generation += 1
         gen = self._generation
         self.status.setText("computing …")
-        self._worker = _workers.start(
+        self._worker = workers.start(
             roughness_job, level0(self.info.image), self.params, what=f"roughness map of {self.info.name}",
             on_return=lambda result: self._on_ready(gen, result), on_finish=self._on_finished,
         )

@@ -27,7 +27,7 @@ from qtpy.QtCore import QObject, Signal
 
 from trainer import events as ev
 
-from .. import _workers
+from . import workers
 from .._train_series import TrainingSeries
 from .._train_status import TrainState, TrainStatus, advice
 
@@ -109,7 +109,7 @@ class TrainingRunner:
         class Worker(EngineStoppingWorker):
             stop_event = stop
 
-        self.worker = _workers.start(
+        self.worker = workers.start(
             job, *args, what=what, stop=stop, on_yield=self._on_event, on_error=self._on_error,
             on_finish=self._on_finish, describe=advice, worker_class=Worker, **kwargs)
         return True

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from napari_gleason._dataset import FolderSource
+from napari_gleason._core_sources import FolderSource
 from napari_gleason._layers import find_layer, level0, set_layer, show_core
 from napari_gleason._qt import PredictWidget
 from trainer.checkpoint import load_checkpoint

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from napari_gleason._dataset import FolderSource
+from napari_gleason._core_sources import FolderSource
 from napari_gleason._layers import find_layer, level0, show_core
 from napari_gleason._qt import PredictWidget
 from napari_gleason._store import ReviewStore

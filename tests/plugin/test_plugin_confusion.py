@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from napari_gleason._confusion import CoreConfusion, main_confusion, percent_cells, summary_line, summary_lines
-from napari_gleason._core import LabelCoding
-from napari_gleason._dataset import FolderSource
+from napari_gleason._core_data import LabelCoding
+from napari_gleason._core_sources import FolderSource
 from napari_gleason._predict import PRIOR_NOTE, PredictOptions, predict, predict_into_store, prediction_job
 from napari_gleason._session import Session
 from napari_gleason._store import ReviewStore

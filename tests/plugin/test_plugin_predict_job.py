@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_gleason._core import LabelCoding
+from napari_gleason._core_data import LabelCoding
 from napari_gleason._predict import PredictOptions, predict, prediction_job
 from napari_gleason._zoom import ZoomView
 from trainer.data.classes import GLEASON_SCHEME

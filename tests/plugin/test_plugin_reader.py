@@ -3,7 +3,7 @@
 import numpy as np
 from helpers_plugin import A, B, blocks, write_generic
 
-from napari_gleason._dataset import dataset_root_of_image
+from napari_gleason._core_sources import dataset_root_of_image
 from napari_gleason._reader import napari_get_reader
 
 

@@ -10,10 +10,10 @@ from fakes import make_fake_gleason
 from helpers_plugin import textured_image, tree_digest
 
 from napari_gleason import _store_outputs
-from napari_gleason._core import LabelCoding
+from napari_gleason._core_data import LabelCoding
 from napari_gleason._layers import CoreData, core_layer_tuples
 from napari_gleason._learned import learned_consensus
-from napari_gleason._dataset import FolderSource
+from napari_gleason._core_sources import FolderSource
 from napari_gleason._predict import (
     STORE_NAME,
     STREAM_ABOVE,
@@ -79,7 +79,7 @@ def test_store_path_equals_the_in_memory_tiled_prediction(predictor, predicted):
     image = np.asarray(store.load(NAME).image[0])
     ref = predict(predictor, image, NAME, list(labels), GLEASON_SCHEME, OPTIONS)
 
-    assert out.coded and out.store == str(store.path) and out.mode == "full"
+    assert out.in_label_values and out.store == str(store.path) and out.mode == "full"
     np.testing.assert_array_equal(CODING.to_classes(np.asarray(out.classes[0])), ref.classes)
     for role, m in ref.maps.items():  # probabilities, weights of experts 1 and 3, roughness (float16)
         got = np.asarray(out.maps[role][0], np.float32)

@@ -14,7 +14,7 @@ from trainer.data.gleason2019 import IMAGE_DIRS, maps_dir_name
 from trainer.data.io import IMAGE_SUFFIXES, read_mask
 from trainer.errors import InputError
 
-from ._core import CoreData
+from ._core_data import CoreData
 
 
 class FolderSource:

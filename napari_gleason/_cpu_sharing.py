@@ -13,7 +13,7 @@ events or the plot:
   scheduler has just given to the GUI (napari's progress spinner, the window's compositing, which is
   software OpenGL in a VM or under Xvfb). With the window shown, 2 torch threads on 2 cores made a
   PSPNet-r18 128² iteration take ~11 s and the GUI stall up to 170 ms; 1 thread: ~0.9 s and ~60 ms.
-  :func:`one_core_for_the_gui` trains with one core fewer than the machine has, on the CPU only.
+  :func:`torch_threads_sparing_gui` trains with one core fewer than the machine has, on the CPU only.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def gc_frozen():
 
 
 @contextmanager
-def one_core_for_the_gui(device: str):
+def torch_threads_sparing_gui(device: str):
     """On the CPU, let torch use one core fewer than the machine has; restore the count after."""
     import torch
 

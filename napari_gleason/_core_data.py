@@ -127,7 +127,7 @@ class CoreData:
         return tuple(level0.shape[:2])
 
     def label_roles(self) -> dict[str, tuple[Any, bool]]:
-        """role -> (data, coded) for every labels layer, experts first; ``coded``: in label values."""
+        """role -> (data, in_label_values) for every labels layer, experts first; ``in_label_values``: in label values."""
         out = {f"expert:{e}": (m, False) for e, m in self.masks.items()}
         out.update({r: (m, False) for r, m in self.extras.items()})
         out.update({r: (m, True) for r, m in self.labels.items()})
@@ -141,7 +141,7 @@ class CoreData:
         """role -> uint8 class map at full resolution (reads lazy label data)."""
         coding = LabelCoding.from_scheme(self.scheme)
         out = {}
-        for role, (data, coded) in self.label_roles().items():
+        for role, (data, in_label_values) in self.label_roles().items():
             data = data[0] if isinstance(data, (list, tuple)) else data
-            out[role] = coding.to_classes(np.asarray(data)) if coded else np.asarray(data)
+            out[role] = coding.to_classes(np.asarray(data)) if in_label_values else np.asarray(data)
         return out
