@@ -23,18 +23,10 @@ from torch import Tensor
 from trainer.data.augment import MEAN, STD
 from trainer.data.classes import IGNORE_INDEX
 
-#: Paper §3.2: "Gaussian kernel with a radius of 5 and a standard deviation of 3", λa = 50, λb = 1.
-#: The authors' code (``gkern(5, nsig=3)`` in their mmsegmentation fork) builds a 5-tap kernel whose
-#: "3" is where the Gaussian is *cut*, at ±3σ: taps [.035 .239 .453 .239 .035], σ ≈ 0.87 px. That
-#: is the default (``kernel="authors"``); ``kernel="sampled"`` reads the 3 literally as σ = 3 px
-#: (an almost flat 5-tap kernel, this project's first reading).
-LAMBDA_A = 50.0
-LAMBDA_B = 1.0
-KSIZE = 5
-SIGMA = 3.0
-KERNELS = ("authors", "sampled")
-#: The authors convolve with zero padding (``F.conv2d(..., padding=2)``); reflect-101 is an option.
-BORDERS = ("zero", "reflect")
+# eq. (5)'s constants and Gaussian live in the torch-free module the GUI draws the map with.
+from trainer.roughness import BORDERS, KERNELS, KSIZE, LAMBDA_A, LAMBDA_B, SIGMA  # noqa: F401, E402
+from trainer.roughness import gaussian_kernel1d as _kernel_weights  # noqa: E402
+from trainer.roughness import roughness_map as _roughness_map_np  # noqa: E402
 
 # Floor for (1 - p_t) before the power: d/dp (1-p)^γ is infinite at p = 1 for γ < 1 and autograd
 # would turn inf * 0 into NaN. The loss itself changes by < 1e-12 · |log p_t|, i.e. not at all.
@@ -129,21 +121,7 @@ def gaussian_kernel1d(ksize: int = KSIZE, sigma: float = SIGMA, device=None, dty
     ``kernel="sampled"``: ``exp(-x²/2σ²)`` sampled at ``x = -(k-1)/2 … (k-1)/2`` px (OpenCV's
     ``getGaussianKernel``), σ in pixels.
     """
-    if ksize < 1 or ksize % 2 == 0:
-        raise ValueError(f"ksize must be a positive odd number, got {ksize}")
-    if sigma <= 0:
-        raise ValueError(f"sigma must be positive, got {sigma}")
-    if kernel == "authors":
-        edges = [-sigma + 2.0 * sigma * i / ksize for i in range(ksize + 1)]
-        cdf = [0.5 * (1.0 + math.erf(e / math.sqrt(2.0))) for e in edges]
-        w = [b - a for a, b in zip(cdf[:-1], cdf[1:])]
-    elif kernel == "sampled":
-        half = (ksize - 1) / 2
-        w = [math.exp(-((i - half) ** 2) / (2.0 * sigma * sigma)) for i in range(ksize)]
-    else:
-        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
-    s = sum(w)
-    return torch.tensor([v / s for v in w], device=device, dtype=dtype)
+    return torch.tensor(_kernel_weights(ksize, sigma, kernel), device=device, dtype=dtype)
 
 
 def gaussian_blur(x: Tensor, ksize: int = KSIZE, sigma: float = SIGMA, kernel: str = "authors",
@@ -213,15 +191,10 @@ def roughness_map_numpy(
 
     Normalises like the network input (per-channel ``(v - mean) / std``) so the GUI shows exactly
     the heatmap the loss uses; grey images are stacked to three channels first (DESIGN.md).
+    NumPy/SciPy (:func:`trainer.roughness.roughness_map`), equal to :func:`roughness_map` to float
+    rounding.
     """
-    a = np.asarray(image)
-    if a.ndim == 2:
-        a = np.stack([a] * 3, axis=-1)
-    if a.ndim != 3 or a.shape[-1] != 3:
-        raise ValueError(f"expected an H×W or H×W×3 image, got shape {a.shape}")
-    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).permute(2, 0, 1)
-    t = (t - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
-    return roughness_map(t[None], lambda_a, lambda_b, ksize, sigma, kernel, border)[0].numpy()
+    return _roughness_map_np(image, lambda_a, lambda_b, ksize, sigma, kernel, border, mean, std)
 
 
 def heatmap_options(loss_config: dict | None) -> dict:

@@ -1,7 +1,8 @@
 """Roughness panel: the paper's attention map, eq. (5), with live λa, λb and Gaussian size/σ.
 
-The map comes from the trainer's own function (:func:`trainer.losses.roughness_map_numpy`), so
-it is exactly the ``W_heat`` the GAF loss (eq. 6) weights pixels with. By default it is computed
+The map comes from the trainer's torch-free eq. (5) (:func:`trainer.roughness.roughness_map`,
+held equal to the loss's torch version by the tests), so it is exactly the ``W_heat`` the GAF loss
+(eq. 6) weights pixels with, and drawing it does not load torch into the napari process. By default it is computed
 where the loss computes it: on the core resized to the model's input size (1024² in the paper,
 §3.2), and drawn over the full-size image with the matching scale. "full resolution" runs eq. (5)
 on the original pixels instead (seconds on a 5120² core).
@@ -26,8 +27,7 @@ if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
     import napari
 
 MODEL_SIZE = 1024
-#: The paper's λa, λb, Gaussian size and σ (§3.2), from the trainer's torch-free config: the
-#: torch-based map itself is imported in the worker, so opening napari does not load torch.
+#: The paper's λa, λb, Gaussian size and σ (§3.2), from the trainer's torch-free config.
 _PAPER = LossConfig()
 LAMBDA_A, LAMBDA_B, KSIZE, SIGMA = _PAPER.lambda_a, _PAPER.lambda_b, _PAPER.gauss_ksize, _PAPER.gauss_sigma
 #: Spin boxes fire on every step of a held arrow key; wait this long for the value to settle.
@@ -45,15 +45,14 @@ class RoughnessParams:
 
 def roughness_job(image: np.ndarray, params: RoughnessParams) -> tuple[np.ndarray, RoughnessParams]:
     """Headless: eq. (5) on ``image`` (uint8 H×W×3), resized to ``params.size`` first if set."""
-    from trainer.data.augment import resize_image
-    from trainer.losses import roughness_map_numpy
+    from trainer.roughness import resize_image, roughness_map
 
     image = np.asarray(image)
     if params.size is not None and image.shape[:2] != (params.size, params.size):
         image = resize_image(image, params.size)  # the trainer's resize: what the network sees
     kw = asdict(params)
     kw.pop("size")
-    return roughness_map_numpy(image, **kw), params
+    return roughness_map(image, **kw), params
 
 
 class RoughnessPanel(QGroupBox):

@@ -1,0 +1,165 @@
+"""The roughness map of eq. (5) with NumPy/SciPy only: what the GUI draws, without importing torch.
+
+``W_heat = λa·|I − Gauss(I)| + λb`` on ``I``, the channel mean of the ImageNet-normalised network
+input (paper §2.2, eq. 5). :func:`trainer.losses.roughness_map` is the torch version the loss uses;
+both take their Gaussian from :func:`gaussian_kernel1d` here, and a test holds the two equal for
+every kernel × border option (:data:`KERNELS`, :data:`BORDERS`).
+
+The GUI shows the map "as the loss sees it", on the core resized to the model's input size:
+:func:`resize_image` is the trainer's antialiased bilinear resize (``trainer.data.augment``, torch's
+``interpolate(..., antialias=True)``, itself Pillow's filter) as two sparse matrix products.
+
+This module imports neither torch nor anything that does: a napari process draws the map with it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+#: Paper §3.2: "Gaussian kernel with a radius of 5 and a standard deviation of 3", λa = 50, λb = 1.
+#: The authors' code (``gkern(5, nsig=3)`` in their mmsegmentation fork) builds a 5-tap kernel whose
+#: "3" is where the Gaussian is *cut*, at ±3σ: taps [.035 .239 .453 .239 .035], σ ≈ 0.87 px. That
+#: is the default (``kernel="authors"``); ``kernel="sampled"`` reads the 3 literally as σ = 3 px.
+LAMBDA_A = 50.0
+LAMBDA_B = 1.0
+KSIZE = 5
+SIGMA = 3.0
+KERNELS = ("authors", "sampled")
+#: The authors convolve with zero padding (``F.conv2d(..., padding=2)``); reflect-101 is an option.
+BORDERS = ("zero", "reflect")
+
+#: ImageNet mean/std on the 0-255 scale (mmsegmentation's; ``trainer.data.augment`` re-exports them).
+MEAN: tuple[float, float, float] = (123.675, 116.28, 103.53)
+STD: tuple[float, float, float] = (58.395, 57.12, 57.375)
+
+
+def gaussian_kernel1d(ksize: int = KSIZE, sigma: float = SIGMA, kernel: str = "authors") -> list[float]:
+    """Normalised 1-D Gaussian weights of length ``ksize`` (a list of floats).
+
+    ``kernel="authors"`` (default): the authors' ``gkern(ksize, nsig=sigma)`` — the normal
+    distribution's mass in ``ksize`` equal bins spanning ``[-sigma, +sigma]`` standard deviations,
+    i.e. ``diff(Φ(linspace(-sigma, sigma, ksize + 1)))`` normalised. ``sigma`` is then the cut-off
+    in standard deviations, not a width in pixels: ``(5, 3)`` → [.035 .239 .453 .239 .035].
+
+    ``kernel="sampled"``: ``exp(-x²/2σ²)`` sampled at ``x = -(k-1)/2 … (k-1)/2`` px (OpenCV's
+    ``getGaussianKernel``), σ in pixels.
+    """
+    if ksize < 1 or ksize % 2 == 0:
+        raise ValueError(f"ksize must be a positive odd number, got {ksize}")
+    if sigma <= 0:
+        raise ValueError(f"sigma must be positive, got {sigma}")
+    if kernel == "authors":
+        edges = [-sigma + 2.0 * sigma * i / ksize for i in range(ksize + 1)]
+        cdf = [0.5 * (1.0 + math.erf(e / math.sqrt(2.0))) for e in edges]
+        w = [b - a for a, b in zip(cdf[:-1], cdf[1:])]
+    elif kernel == "sampled":
+        half = (ksize - 1) / 2
+        w = [math.exp(-((i - half) ** 2) / (2.0 * sigma * sigma)) for i in range(ksize)]
+    else:
+        raise ValueError(f"kernel must be one of {KERNELS}, got {kernel!r}")
+    s = sum(w)
+    return [v / s for v in w]
+
+
+def gaussian_blur(plane: np.ndarray, ksize: int = KSIZE, sigma: float = SIGMA, kernel: str = "authors",
+                  border: str = "zero") -> np.ndarray:
+    """Separable Gaussian blur of one float32 ``H×W`` plane.
+
+    ``border="zero"`` pads with zeros (the authors' ``F.conv2d(..., padding=ksize // 2)``);
+    ``"reflect"`` is reflect-101 (``dcb|abcd|cba``; SciPy's ``mirror``, torch's ``reflect``).
+    """
+    from scipy.ndimage import correlate1d
+
+    if border not in BORDERS:
+        raise ValueError(f"border must be one of {BORDERS}, got {border!r}")
+    k = np.asarray(gaussian_kernel1d(ksize, sigma, kernel), np.float32)
+    mode = "constant" if border == "zero" else "mirror"
+    out = correlate1d(np.asarray(plane, np.float32), k, axis=1, mode=mode, cval=0.0)
+    return correlate1d(out, k, axis=0, mode=mode, cval=0.0, output=out)
+
+
+def normalised_mean(image: np.ndarray, mean: Sequence[float] = MEAN, std: Sequence[float] = STD) -> np.ndarray:
+    """``I`` of eq. (5): the channel mean of ``(v − mean) / std`` of an ``H×W×3`` (or grey ``H×W``)
+    0-255 image, float32 ``H×W``. Grey images count as three equal channels (DESIGN.md)."""
+    a = np.asarray(image)
+    if a.ndim == 2:
+        a = a[..., None].repeat(3, axis=-1)
+    if a.ndim != 3 or a.shape[-1] != 3:
+        raise ValueError(f"expected an H×W or H×W×3 image, got shape {a.shape}")
+    out = np.zeros(a.shape[:2], np.float32)
+    for c in range(3):  # one channel at a time: a 5120² core stays ~100 MB in float32
+        out += (a[..., c].astype(np.float32) - np.float32(mean[c])) / np.float32(std[c])
+    out /= np.float32(3.0)
+    return out
+
+
+def roughness_map(
+    image: np.ndarray,
+    lambda_a: float = LAMBDA_A,
+    lambda_b: float = LAMBDA_B,
+    ksize: int = KSIZE,
+    sigma: float = SIGMA,
+    kernel: str = "authors",
+    border: str = "zero",
+    mean: Sequence[float] = MEAN,
+    std: Sequence[float] = STD,
+) -> np.ndarray:
+    """Eq. (5) of an ``H×W×3`` (or grey ``H×W``) image on the 0-255 scale → float32 ``H×W``.
+
+    The same map as :func:`trainer.losses.roughness_map` on the normalised network input (the GUI
+    shows exactly the heatmap the loss uses); ``kernel``/``border`` as :func:`gaussian_blur`.
+    """
+    i = normalised_mean(image, mean, std)
+    heat = i - gaussian_blur(i, ksize, sigma, kernel, border)
+    np.abs(heat, out=heat)
+    heat *= np.float32(lambda_a)
+    heat += np.float32(lambda_b)
+    return heat
+
+
+def _aa_bilinear_weights(n_in: int, n_out: int):
+    """Sparse ``n_out × n_in`` matrix of the antialiased bilinear resize along one axis.
+
+    Pillow's ``precompute_coeffs`` (which torch's ``interpolate(..., antialias=True)`` follows): a
+    triangle filter widened by the scale factor when shrinking, each row normalised to sum 1.
+    """
+    from scipy.sparse import csr_matrix
+
+    scale = n_in / n_out
+    support = scale if scale > 1.0 else 1.0  # bilinear: support 1, stretched when shrinking
+    inv = 1.0 / scale if scale > 1.0 else 1.0
+    rows, cols, vals = [], [], []
+    for i in range(n_out):
+        centre = scale * (i + 0.5)
+        lo = max(int(centre - support + 0.5), 0)
+        hi = min(int(centre + support + 0.5), n_in)
+        j = np.arange(lo, hi)
+        w = np.clip(1.0 - np.abs((j - centre + 0.5) * inv), 0.0, None)
+        total = w.sum()
+        if total > 0:
+            w = w / total
+        rows += [i] * len(j)
+        cols += j.tolist()
+        vals += w.tolist()
+    return csr_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=(n_out, n_in))
+
+
+def resize_image(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """Antialiased bilinear resize of ``H×W×C`` to ``size`` (uint8 stays uint8, rounded; floats
+    become float32): the trainer's :func:`trainer.data.augment.resize_image` without torch."""
+    h, w = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
+    image = np.asarray(image)
+    if image.shape[:2] == (h, w):
+        return image
+    wy = _aa_bilinear_weights(image.shape[0], h)
+    wx = _aa_bilinear_weights(image.shape[1], w)
+    out = np.empty((h, w, image.shape[2]), np.float32)
+    for c in range(image.shape[2]):
+        rows = wy @ np.asarray(image[..., c], dtype=np.float32)  # sparse · dense: a few taps per pixel
+        out[..., c] = (wx @ np.ascontiguousarray(rows.T)).T
+    if image.dtype == np.uint8:
+        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    return out
