@@ -104,6 +104,7 @@ from broken_inputs import (
     with_file,
     without_cuda,
 )
+from broken_data import UNSAMPLED, three_broken_files, value_7_on_unsampled_core
 from PIL import Image
 
 from trainer.cli import main
@@ -124,6 +125,12 @@ class Row:
     # the failure comes after training started: the run's own log (config.json, events.jsonl) may
     # record it; every other file, checkpoints included, must stay as it was
     run_started: bool = False
+
+
+def _broken_gleason(ctx: Ctx) -> Path:
+    root = gleason(ctx)
+    three_broken_files(root)
+    return root
 
 
 # --- the table -----------------------------------------------------------------------------------
@@ -152,8 +159,14 @@ ROWS = [
         train_on(empty_expert_folder)),
     Row("cli-no-expert-folders", 2, CLI, "no Maps*_T/ at all", ("/data set é: ", "no expert mask folder"),
         train_on(no_expert_folders)),
-    Row("cli-training-experts-missing", 2, CLI, "experts 3 and 4 (of 1, 3, 4) are missing",
-        ("/data set é: ", "nothing to train on"), train_on(drop_training_experts)),
+    Row("cli-training-experts-missing", 2, CLI, "--train-experts 1,3,4 but experts 3 and 4 are missing "
+        "(without the flag the default split trains on experts 1, 2, 5, 6)",
+        ("/data set é: ", "experts ['3', '4'] not found"),
+        train_on(drop_training_experts, args=("--train-experts", "1,3,4"))),
+    Row("cli-mask-on-unsampled-core", 12, CLI, "a mask holds 7 on a core training never samples (the check finds it)",
+        (f"{UNSAMPLED}_classimg_nonconvex.png", "values [7]"), train_on(value_7_on_unsampled_core)),
+    Row("cli-check-three-problems", 12, CLI, "check: three broken files on three cores, one run",
+        ("/data set é: ", "3 problems"), lambda ctx: ["check", "--data", str(_broken_gleason(ctx))]),
     Row("cli-unknown-training-expert", 2, CLI, "--train-experts 9", ("/data set é: ", "experts ['9'] not found"),
         train_on(args=("--train-experts", "9"))),
     Row("cli-generic-classes-json", 2, CLI, "classes.json is not JSON", ("classes.json", "cannot read class"),

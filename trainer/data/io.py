@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -105,16 +106,96 @@ def _pil_to_array(img: Image.Image, path: Path) -> np.ndarray:
     raise InputError(f"unsupported image mode {mode!r} (need grey, RGB or RGBA)", path)
 
 
+def _planes_last(arr: np.ndarray, axes: str, path: Path) -> np.ndarray:
+    """A TIFF level with tifffile's ``axes`` (e.g. ``YXS``, ``CYX``, ``TCZYX``) as H×W or H×W×C."""
+    keep = [i for i, a in enumerate(axes) if a in "YX" or arr.shape[i] > 1]
+    extra = [axes[i] for i in keep if axes[i] not in "YXSC"]
+    if extra:
+        raise InputError(f"a TIFF of several planes (axes {axes}, shape {arr.shape}); need one 2-D image", path)
+    arr = arr.reshape([arr.shape[i] for i in keep])
+    kept = "".join(axes[i] for i in keep)
+    if len(kept) == 3 and kept[0] in "SC":  # channels first (OME-TIFF CYX)
+        arr = np.moveaxis(arr, 0, -1)
+    return arr
+
+
+def _tiff_level0(path: Path):
+    """tifffile's first series at full resolution (level 0 of a pyramid), not yet decoded."""
+    import tifffile
+
+    tif = tifffile.TiffFile(path)
+    series = tif.series[0]
+    return tif, (series.levels[0] if getattr(series, "levels", None) else series)
+
+
 def _read_tiff(path: Path) -> np.ndarray | None:
-    """Fallback for TIFFs Pillow cannot decode; ``None`` when tifffile is unavailable/fails."""
+    """Fallback for TIFFs Pillow cannot decode; ``None`` when tifffile is unavailable/fails.
+
+    Only level 0 of the first series is decoded: a pyramidal (OME-)TIFF's smaller levels and
+    other series are never read.
+    """
     try:
-        import tifffile
-    except ImportError:
-        return None
-    try:
-        return np.asarray(tifffile.imread(path, key=0))
+        tif, level = _tiff_level0(path)
     except Exception:  # noqa: BLE001 - any failure means "not readable"; Pillow's error is reported
         return None
+    try:
+        return _planes_last(np.asarray(level.asarray()), level.axes, path)
+    except InputError:
+        raise
+    except Exception:  # noqa: BLE001
+        return None
+    finally:
+        tif.close()
+
+
+#: Pillow modes :func:`read_image` converts to RGB (see :func:`_pil_to_array`).
+_IMAGE_MODES = ("L", "RGB", "RGBA", "I", "1", "LA", "PA", "RGBa", "La", "P", "CMYK", "YCbCr", "LAB", "HSV", "RGBX")
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says: ``shape`` (H, W), the pixel ``mode`` and the reader."""
+
+    shape: tuple[int, int]
+    mode: str
+    reader: str  # "pillow" or "tifffile"
+
+
+def image_header(path: str | Path) -> ImageHeader:
+    """Size and pixel mode of an image from its header only (no pixel is decoded).
+
+    The same refusals as :func:`read_image` where the header suffices (unknown format, float or
+    other unsupported modes); a truncated file is only found by decoding it.
+    """
+    path = Path(path)
+    is_tiff = path.suffix.lower() in (".tif", ".tiff")
+    try:
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            mode, (w, h) = img.mode, img.size
+    except FileNotFoundError:
+        raise InputError("file not found", path) from None
+    except (UnidentifiedImageError, *_DECODE_ERRORS) as e:
+        if is_tiff:
+            try:
+                tif, level = _tiff_level0(path)
+            except Exception:  # noqa: BLE001 - not a TIFF tifffile reads either
+                pass
+            else:
+                with tif:
+                    axes, shape, dtype = level.axes, level.shape, level.dtype
+                if dtype.kind not in "iub":
+                    raise InputError(f"unsupported pixel type {dtype} (need 8- or 16-bit)", path) from None
+                dims = dict(zip(axes, shape))
+                if "Y" not in dims or "X" not in dims:
+                    raise InputError(f"a TIFF without an image plane (axes {axes})", path) from None
+                return ImageHeader((int(dims["Y"]), int(dims["X"])), f"{dtype}/{axes}", "tifffile")
+        if isinstance(e, UnidentifiedImageError):
+            raise InputError("not an image Pillow can read (unknown or corrupt format)", path) from None
+        raise InputError(f"cannot read image (corrupt or truncated?): {e}", path) from None
+    if not (mode in _IMAGE_MODES or mode.startswith("I;16")):
+        raise InputError(f"unsupported image mode {mode!r} (need grey, RGB or RGBA)", path)
+    return ImageHeader((h, w), mode, "pillow")
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -128,6 +209,37 @@ def read_image(path: str | Path) -> np.ndarray:
             raise
         return _array_to_rgb(arr, path)
     return _array_to_rgb(_pil_to_array(img, path), path)
+
+
+def read_image_draft(path: str | Path, reduce: int) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """A JPEG decoded at ``1/reduce`` of its size (``reduce`` 2, 4 or 8) by Pillow's DCT scaling
+    (``Image.draft``): ``(uint8 ⌈H/reduce⌉×⌈W/reduce⌉×3, (H, W))``, several times faster than
+    :func:`read_image`. ``None`` for any other format (no draft decoding). The whole file is still
+    parsed, so a truncated JPEG raises :class:`InputError` here as in :func:`read_image`.
+    """
+    path = Path(path)
+    if reduce not in (2, 4, 8):
+        raise ValueError(f"reduce must be 2, 4 or 8, got {reduce}")
+    try:
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            if img.format != "JPEG":
+                return None
+            full = (img.height, img.width)
+            want = (-(-full[0] // reduce), -(-full[1] // reduce))
+            if min(full) < 2 * reduce:
+                return None
+            img.draft(img.mode, (img.width // reduce, img.height // reduce))  # Pillow floors the ratio
+            img.load()
+            if (img.height, img.width) != want:  # a scale Pillow would not give: decode in full instead
+                return None
+    except FileNotFoundError:
+        raise InputError("file not found", path) from None
+    except UnidentifiedImageError:
+        raise InputError("not an image Pillow can read (unknown or corrupt format)", path) from None
+    except _DECODE_ERRORS as e:
+        raise InputError(f"cannot read image (corrupt or truncated?): {e}", path) from None
+    return _array_to_rgb(_pil_to_array(img, path), path), full
 
 
 def _mask_values(img: Image.Image, path: Path) -> np.ndarray:
