@@ -1,4 +1,4 @@
-"""``python -m trainer {synth,split,train,predict,evaluate,benchmark}``.
+"""``python -m trainer {synth,split,check,train,predict,evaluate,benchmark}``.
 
 Exit code 0 on success; 2 with one clear line on stderr for bad input (a file that cannot be read,
 an option out of range, a checkpoint of another architecture); 3 when training hit a NaN loss.
@@ -17,9 +17,12 @@ from .errors import InputError, NonFiniteLossError
 def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML/JSON file with sections data, model, loss, train; flags override it")
     p.add_argument("--data", help="dataset folder (Gleason 2019 layout or images/ + masks/<annotator>/)")
-    p.add_argument("--split-file", help="JSON split {train, val, test}; default: the paper's split")
+    p.add_argument("--split-file", help="JSON split {train, val, test}; default: the paper's split where it "
+                                        "applies, else a stratified split (python -m trainer split explains)")
     p.add_argument("--train-experts", help="comma-separated expert names (default 1,3,4 for Gleason 2019)")
     p.add_argument("--val-fraction", type=float)
+    p.add_argument("--test-fraction", type=float, help="held out for testing when the paper's rule does not apply (0.2)")
+    p.add_argument("--no-check", action="store_true", help="skip the quick check of every core before training")
     p.add_argument("--model", help="hrnet18, hrnet48, unet, deeplabv3plus or pspnet")
     p.add_argument("--encoder", help="SMP encoder for unet/deeplabv3plus/pspnet (e.g. resnet18)")
     p.add_argument("--pretrained", nargs="?", const=True, default=None,
@@ -79,7 +82,8 @@ def _overrides(a: argparse.Namespace) -> dict:
                  if a.corrected else None)
     return {
         "data": {"path": a.data, "split_file": a.split_file, "train_experts": experts, "corrected": corrected,
-                 "val_fraction": a.val_fraction, "size": a.size, "num_workers": a.workers,
+                 "val_fraction": a.val_fraction, "test_fraction": a.test_fraction,
+                 "check": False if a.no_check else None, "size": a.size, "num_workers": a.workers,
                  "augment_device": a.augment_device, "cache_dir": a.cache_dir},
         "model": {"name": a.model, "encoder": a.encoder, "pretrained": a.pretrained},
         "loss": {"loss": a.loss, "reweight": a.reweight, "gamma": a.gamma, "lambda_step": a.lambda_step,
@@ -196,18 +200,39 @@ def cmd_synth(a: argparse.Namespace) -> int:
 
 def cmd_split(a: argparse.Namespace) -> int:
     from .data import open_dataset
-    from .data.splits import paper_split, save_split
-    from .training_setup import default_train_experts
+    from .data.splits import default_split, save_split
 
     ds = open_dataset(a.data)
-    experts = tuple(a.train_experts.split(",")) if a.train_experts else default_train_experts(ds.layout, ds.experts)
-    split = paper_split(ds, train_experts=experts, val_fraction=a.val_fraction, seed=a.seed)
+    experts = tuple(a.train_experts.split(",")) if a.train_experts else None
+    split = default_split(ds, experts, val_fraction=a.val_fraction, test_fraction=a.test_fraction, seed=a.seed)
+    print(split.reason)
     print(split.summary())
     for note in ds.notes:
         print(f"note: {note}")
     if a.out:
         save_split(split, a.out)
         print(f"wrote {a.out}")
+    return 0
+
+
+def cmd_check(a: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .data import open_dataset
+    from .data.check import check_dataset
+
+    ds = open_dataset(a.data)
+    for note in ds.notes:
+        print(f"note: {note}")
+    with tqdm(total=len(ds), desc="check", unit="core", disable=not sys.stderr.isatty(), dynamic_ncols=True) as bar:
+        report = check_dataset(ds, full=a.full, progress=lambda done, total: bar.update(1))
+    if report.problems:
+        print(report.table())
+    print(report.summary())
+    if report.problems:
+        n = len(report.problems)
+        print(f"error: {a.data}: {n} problem{'s' * (n != 1)} in the data (listed above)", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -252,17 +277,16 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .data import open_dataset
-    from .data.splits import load_split, paper_split
+    from .data.splits import default_split, load_split
     from .evaluation import evaluate, table2_header, table2_row
     from .inference import load_predictor
-    from .training_setup import default_train_experts
 
     predictor = load_predictor(a.checkpoint, a.device)
     ds = open_dataset(a.data)
     if a.split_file:
         split = load_split(a.split_file, ds)
     else:
-        split = paper_split(ds, train_experts=default_train_experts(ds.layout, ds.experts), require_train=False)
+        split = default_split(ds, require_train=False)  # the split train chose by default
     names = list(getattr(split, a.split)) if a.split != "all" else [c.name for c in ds.cores]
     if not names:
         raise InputError(f"the {a.split} split is empty", a.data)
@@ -294,13 +318,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("split", help="print (and save) the paper's train/val/test split")
+    p = sub.add_parser("split", help="print (and save) the default train/val/test split, and which rule chose it")
     p.add_argument("--data", required=True)
     p.add_argument("--train-experts")
     p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--test-fraction", type=float, default=0.2,
+                   help="held out for testing when the paper's rule does not apply")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="write the split as JSON")
     p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("check", help="check every core's image and masks; all problems in one table")
+    p.add_argument("--data", required=True)
+    p.add_argument("--full", action="store_true", help="decode every image too (default: image headers only)")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("train", help="train (or resume, or fine-tune) a model")
     _add_train_args(p)
@@ -343,6 +374,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except InputError as exc:
+        report = getattr(exc, "report", None)  # data check (DataProblemsError): every problem, in a table
+        if report is not None and len(report.problems) > 1:
+            print(report.table())
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except NonFiniteLossError as exc:

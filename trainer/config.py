@@ -25,7 +25,9 @@ class DataConfig:
     split_file: str | None = None
     train_experts: list[str] | None = None  # None: "1","3","4" for Gleason 2019, all annotators otherwise
     val_fraction: float = 0.2
+    test_fraction: float = 0.2  # held out when the paper's split rule does not apply (default_split)
     split_seed: int = 0
+    check: bool = True  # check every core's files before the first iteration (trainer.data.check)
     size: int = 1024
     num_workers: int = 0
     augment: bool = True
@@ -134,6 +136,8 @@ class RunConfig:
             raise InputError(f"data.size must be at least 32, not {self.data.size}")
         if not 0 <= self.data.val_fraction < 1:
             raise InputError("data.val_fraction must be in [0, 1)")
+        if not 0 <= self.data.test_fraction < 1:
+            raise InputError("data.test_fraction must be in [0, 1)")
         if int(self.loss.weight_stride) not in (4, 8, 16, 32):
             raise InputError(f"loss.weight_stride must be 4, 8, 16 or 32, not {self.loss.weight_stride!r}")
         if int(self.loss.weight_head_kernel) not in (1, 3):

@@ -117,7 +117,7 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
 
     yield emit(ev.RunStarted(str(run_dir), start_iter, cfg.train.iters, str(device), world,
                              setup.split.counts(), list(setup.experts), list(setup.scheme.names)))
-    for note in notes:
+    for note in ([setup.split.reason] if setup.split.reason else []) + notes:  # which split rule, and why
         yield emit(ev.Message(note))
     if start_iter >= cfg.train.iters:
         yield emit(ev.Message(f"run already at iteration {start_iter} ≥ {cfg.train.iters}; nothing to do"))

@@ -22,7 +22,7 @@ from .data.classes import IGNORE_INDEX, ClassScheme
 from .data.corrected import CorrectedCore, CorrectedCoreSet, MixedDataset, default_repeat
 from .data.dataset import IterationSampler, MultiExpertDataset
 from .data.device_augment import augment_batch, seed_from_int64
-from .data.splits import Split, load_split, paper_split
+from .data.splits import Split
 from .errors import CheckpointError, InputError
 from .metrics import DiceAccumulator
 from .models import create_model
@@ -57,10 +57,11 @@ def default_train_experts(layout: str, experts: tuple[str, ...]) -> tuple[str, .
 
 
 def make_split(cfg: RunConfig, ds, train_experts) -> Split:
-    if cfg.data.split_file:
-        return load_split(cfg.data.split_file, ds)
-    return paper_split(ds, train_experts=train_experts, val_fraction=cfg.data.val_fraction,
-                       seed=cfg.data.split_seed)
+    # the quick data check (unless data.check is off), then the split file or the default split
+    from .data.check import checked_split
+
+    return checked_split(ds, train_experts, split_file=cfg.data.split_file, val_fraction=cfg.data.val_fraction,
+                         test_fraction=cfg.data.test_fraction, seed=cfg.data.split_seed, check=cfg.data.check)
 
 
 @dataclass
