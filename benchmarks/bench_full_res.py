@@ -53,7 +53,7 @@ def scenario(kind: str, store_path: str, model_name: str, size: int, overlap: in
     from bench_open_core import rss_peak_mb
 
     from napari_gleason._predict import PredictOptions, predict, predict_into_store
-    from napari_gleason._store import ReviewStore
+    from trainer.review_store import ReviewStore
 
     pred = _predictor(model_name, size)
     store = ReviewStore.open(store_path)

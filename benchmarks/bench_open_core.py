@@ -70,7 +70,7 @@ def build_dataset(workdir: Path, size: int) -> Path:
 
 def build_store(root: Path, workdir: Path) -> tuple[Path, float]:
     from napari_gleason._core_sources import load_core_file
-    from napari_gleason._store import ReviewStore
+    from trainer.review_store import ReviewStore
 
     path = workdir / f"{root.name}.zarr"
     if path.exists():

@@ -92,9 +92,11 @@ def load_core_file(path: str | Path) -> CoreData:
 
 def open_source(path: str | Path):
     """A :class:`FolderSource` or a review store for ``path`` (``InputError`` if neither)."""
-    from ._store import ReviewStore, is_review_store
+    from trainer.review_store import ReviewStore, is_review_store
+
+    from ._core_data import CoreData
 
     path = Path(path)
     if is_review_store(path):
-        return ReviewStore.open(path)
+        return ReviewStore.open(path, CoreData)
     return FolderSource.open(path)

@@ -121,7 +121,7 @@ def export_to_store(
     store, core: str, role: str, class_map: np.ndarray, ask_overwrite: AskOverwrite = never
 ) -> Path | None:
     """Keep ``class_map`` in the review store as label image ``role``; ``None`` if declined."""
-    from ._store import label_key
+    from trainer.review_store import label_key
 
     exists = label_key(role) in {p.name for p in store.label_roles(core).values()}
     if exists and not ask_overwrite(store.path / core / "labels" / label_key(role)):

@@ -253,7 +253,7 @@ def ensure_cached(store_path: str | Path, core) -> tuple[bool, str | None]:
     """
     import shutil
 
-    from ._store import ReviewStore
+    from trainer.review_store import ReviewStore
 
     path = Path(store_path)
     new_store = not path.exists()
@@ -261,7 +261,7 @@ def ensure_cached(store_path: str | Path, core) -> tuple[bool, str | None]:
         store = ReviewStore.create(path, core.scheme, dataset=core.origin.get("dataset"),
                                    layout=core.origin.get("layout"))
         if core.name in store.names:
-            cached = store.load(core.name).shape
+            cached = store.shape(core.name)
             if tuple(cached) != tuple(core.shape):
                 return False, (f"{path} holds {core.name} at {cached[0]}×{cached[1]}, not "
                                f"{core.shape[0]}×{core.shape[1]} as opened: predicted in memory instead")
@@ -325,7 +325,7 @@ def predict_into_store(predictor, store_path, core: str, expert_labels: dict[str
     """Full-resolution prediction of a core in a review store, read from it and written into it.
 
     The image is read tile by tile from the store; every band of outputs goes straight into the
-    store (:class:`._store_outputs.PredictionWriter`): the class map, the probabilities, the
+    store (:class:`trainer.review_store.PredictionWriter`): the class map, the probabilities, the
     weight maps of this core's experts (renormalised over them, eq. 2) and the learned consensus
     (computed per band from ``expert_labels``, label values, read lazily), or with a confusion
     model their error maps (before seeing the labels), and the roughness map. Weight and error maps
@@ -336,14 +336,13 @@ def predict_into_store(predictor, store_path, core: str, expert_labels: dict[str
     from trainer.tiling import predict_tiled
     from trainer.tissue import tissue_mask
 
-    from ._store import ReviewStore
-    from ._store_outputs import PredictionWriter, roughness_into, store_image
+    from trainer.review_store import PredictionWriter, ReviewStore, roughness_into
 
     t0 = time.perf_counter()
     check_compatible(predictor, scheme)
     kind, known, notes = annotator_notes(predictor, list(expert_labels))
     store = ReviewStore.open(store_path)
-    source = store_image(store, core)
+    source = store.image(core)
     index = [list(predictor.experts).index(e) for e in known]
     nc = scheme.num_classes
     batch = options.tile_batch or (1 if predictor.device.type == "cpu" else 4)

@@ -26,9 +26,11 @@ from trainer.data.generic import is_generic_dir
 from trainer.data.gleason2019 import is_gleason_dir
 from trainer.errors import InputError
 
+from trainer.review_store import ReviewStore, is_review_store
+
+from ._core_data import CoreData
 from ._core_sources import dataset_root_of_image, load_core_file
 from ._layers import core_layer_tuples, show_core
-from ._store import ReviewStore, is_review_store
 
 NOTHING = [(None,)]
 
@@ -98,7 +100,7 @@ def _read_store(path: Path) -> list:
     """A store's one core, or the browser on its cores. zarr and its codecs raise assorted errors for
     damaged metadata or chunks: each becomes an :class:`InputError` naming the store."""
     try:
-        store = ReviewStore.open(path)
+        store = ReviewStore.open(path, CoreData)
         names = store.names
         if not names:
             raise InputError("review store holds no core yet", path)

@@ -390,7 +390,7 @@ def review_store(damage: Callable[[Path], None], cores: tuple[str, ...] = ("c1",
 
     def make(ctx: Ctx) -> Path:
         from napari_gleason._core_sources import FolderSource
-        from napari_gleason._store import ReviewStore
+        from trainer.review_store import ReviewStore
 
         source = FolderSource.open(make_two_expert_dataset(ctx.tmp / "gleason data"))
         store = ReviewStore.create(ctx.tmp / "review.zarr", source.scheme)
@@ -489,8 +489,8 @@ def to_store(how: str) -> Callable:
     store of a newer format, or a damaged one)."""
 
     def make(ctx: Ctx):
-        import napari_gleason._store as store_module
-        from napari_gleason._store import ReviewStore
+        import trainer.review_store.store as store_module
+        from trainer.review_store import ReviewStore
 
         _, panel = _export_panel(ctx)
         store = ctx.tmp / "review.zarr"

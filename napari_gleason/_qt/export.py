@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
 )
 
 from trainer.errors import InputError
+from trainer.review_store import ReviewStore, label_key
 
 from . import workers
 from .._export import (
@@ -38,7 +39,6 @@ from .._layers import (
     role_of,
     set_layer,
 )
-from .._store import ReviewStore, label_key
 
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
     import napari

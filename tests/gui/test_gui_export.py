@@ -6,7 +6,7 @@ from PIL import Image
 
 from napari_gleason._layers import find_layer, role_of
 from napari_gleason._qt import ReviewWidget
-from napari_gleason._store import ReviewStore
+from trainer.review_store import ReviewStore
 
 PLUGIN = "napari-gleason"
 

@@ -63,7 +63,7 @@ def test_generic_folder_opens_the_browser(make_napari_viewer, tmp_path, wait_idl
 
 def test_store_with_one_core_opens_everything_it_holds(make_napari_viewer, two_expert_dataset, tmp_path):
     from napari_gleason._core_sources import load_core_file
-    from napari_gleason._store import ReviewStore
+    from trainer.review_store import ReviewStore
 
     core = load_core_file(two_expert_dataset / "Train Imgs" / "c1.png")
     core.extras["consensus:vote"] = core.masks["2"]
@@ -78,7 +78,7 @@ def test_store_with_one_core_opens_everything_it_holds(make_napari_viewer, two_e
 def test_store_with_several_cores_opens_in_the_browser(make_napari_viewer, two_expert_dataset, tmp_path, wait_idle):
     from napari_gleason._core_sources import FolderSource
     from napari_gleason._qt import ReviewWidget
-    from napari_gleason._store import ReviewStore
+    from trainer.review_store import ReviewStore
 
     source = FolderSource.open(two_expert_dataset)
     store = ReviewStore.create(tmp_path / "all.zarr", source.scheme)

@@ -8,7 +8,8 @@ from napari_gleason._core_data import LabelCoding
 from napari_gleason._core_sources import FolderSource
 from napari_gleason._predict import PRIOR_NOTE, PredictOptions, predict, predict_into_store, prediction_job
 from napari_gleason._session import Session
-from napari_gleason._store import ReviewStore
+from napari_gleason._core_data import CoreData
+from trainer.review_store import ReviewStore
 from napari_gleason._zoom import zoom_to
 from trainer.data.augment import resize_image, resize_masks
 from trainer.data.classes import GLEASON_SCHEME
@@ -87,13 +88,13 @@ def test_full_resolution_gives_prior_error_maps_and_the_whole_core_matrices(pred
 
 
 def test_store_path_writes_the_error_maps(predictor, synthetic_data, core, tmp_path):
-    store = ReviewStore.create(tmp_path / "review.zarr", GLEASON_SCHEME)
+    store = ReviewStore.create(tmp_path / "review.zarr", GLEASON_SCHEME, core_type=CoreData)
     store.write_core(core)
     experts = store.load(CORE).labels
     expert_labels = {r.split(":", 1)[1]: v[0] if isinstance(v, list) else v
                      for r, v in experts.items() if r.startswith("expert:")}
     out = predict_into_store(predictor, store.path, CORE, expert_labels, GLEASON_SCHEME, CODING)
-    stored = ReviewStore.open(store.path).load(CORE)
+    stored = ReviewStore.open(store.path, CoreData).load(CORE)
     assert sorted(r for r in stored.maps if r.startswith(("error", "weight"))) == ["error:1", "error:4"]
     assert "consensus:learned" not in stored.labels and out.learned is None
     on = tissue_mask(core.image)

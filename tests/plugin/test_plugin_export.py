@@ -6,7 +6,7 @@ from PIL import Image
 
 from napari_gleason._export import default_folder, export_mask, export_to_store
 from napari_gleason._layers import CoreData
-from napari_gleason._store import ReviewStore
+from trainer.review_store import ReviewStore
 from trainer.data.classes import GLEASON_SCHEME, IGNORE_INDEX
 
 

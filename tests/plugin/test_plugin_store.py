@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from helpers_plugin import textured_image, tree_digest
 
-from napari_gleason import _store
+from trainer.review_store import store as _store
 from napari_gleason._layers import CoreData
-from napari_gleason._store import (
+from trainer.review_store import (
     ReviewStore,
     StoreExistsError,
     is_review_store,
@@ -28,7 +28,7 @@ def core(rng):
 def test_round_trip_image_pyramid_experts_extras(tmp_path, core):
     store = ReviewStore.create(tmp_path / "review.zarr", GLEASON_SCHEME, dataset="/data/gleason", layout="gleason2019")
     store.write_core(core)
-    again = ReviewStore.open(tmp_path / "review.zarr")
+    again = ReviewStore.open(tmp_path / "review.zarr", CoreData)
     assert again.names == [core.name]
     assert again.experts_of(core.name) == ("1", "3", "4")
     loaded = again.load(core.name)
@@ -102,7 +102,7 @@ def test_other_zarr_folders_are_not_review_stores(tmp_path):
     assert not is_review_store(tmp_path / "plain.zarr")
     assert not is_review_store(tmp_path / "missing.zarr")
     with pytest.raises(InputError, match="not a napari-gleason review store"):
-        ReviewStore.open(tmp_path / "plain.zarr")
+        ReviewStore.open(tmp_path / "plain.zarr", CoreData)
 
 
 def test_store_refuses_a_core_with_other_classes(tmp_path, core):

@@ -9,7 +9,7 @@ import pytest
 from fakes import make_fake_gleason
 from helpers_plugin import textured_image, tree_digest
 
-from napari_gleason import _store_outputs
+from trainer.review_store import outputs as _store_outputs
 from napari_gleason._core_data import LabelCoding
 from napari_gleason._layers import CoreData, core_layer_tuples
 from napari_gleason._learned import learned_consensus
@@ -23,8 +23,7 @@ from napari_gleason._predict import (
     prediction_job,
     streaming_store,
 )
-from napari_gleason._store import ReviewStore
-from napari_gleason._store_outputs import load_maps, roughness_into
+from trainer.review_store import ReviewStore, load_maps, roughness_into
 from trainer.data.classes import GLEASON_SCHEME
 from trainer.inference import load_predictor
 from trainer.losses import heatmap_options, roughness_map_numpy
@@ -44,7 +43,7 @@ def make_store(path):
     rng = np.random.default_rng(3)
     masks = {e: rng.integers(0, 4, SHAPE).astype(np.uint8) for e in ("1", "3", "alice")}
     masks["3"][:40] = 255  # an unlabelled strip
-    store = ReviewStore.create(path, GLEASON_SCHEME)
+    store = ReviewStore.create(path, GLEASON_SCHEME, core_type=CoreData)
     store.write_core(CoreData(NAME, textured_image(SHAPE), masks, GLEASON_SCHEME))
     return store
 
@@ -65,7 +64,7 @@ def predicted(predictor, tmp_path_factory):
 @pytest.fixture
 def predicted_copy(predicted, tmp_path):
     shutil.copytree(predicted[0].path, tmp_path / "copy.zarr")
-    return ReviewStore.open(tmp_path / "copy.zarr")
+    return ReviewStore.open(tmp_path / "copy.zarr", CoreData)
 
 
 def expert_labels(store):
@@ -97,7 +96,7 @@ def test_store_path_equals_the_in_memory_tiled_prediction(predictor, predicted):
 
 def test_reopened_core_shows_the_stored_prediction(predicted):
     store = predicted[0]
-    again = ReviewStore.open(store.path).load(NAME)
+    again = ReviewStore.open(store.path, CoreData).load(NAME)
     assert {"prediction", "consensus:learned"} <= set(again.labels)
     assert sorted(again.maps) == ["probability:G3", "probability:G4", "probability:G5", "probability:benign",
                                   "roughness", "weight:1", "weight:3"]
@@ -195,7 +194,7 @@ def test_a_core_from_files_is_cached_in_its_dataset_store_then_predicted_into_it
                                 options, cache_core=cache))
     out = steps[1][1]
     assert out.store == str(root / STORE_NAME) and any("cached in" in n for n in out.notes)
-    store = ReviewStore.open(root / STORE_NAME)
+    store = ReviewStore.open(root / STORE_NAME, CoreData)
     stored = store.load(core.name)
     np.testing.assert_array_equal(np.asarray(stored.image[0]), core.image)
     for e, m in core.masks.items():

@@ -32,19 +32,19 @@ import numpy as np
 
 from trainer.errors import InputError
 
-from ._store import (
-    _CYX,
-    _YX,
+from .ngff import (
     CHUNK,
+    CYX,
     NGFF_VERSION,
     STORE_KEY,
-    ReviewStore,
-    _multiscale,
-    _read_json,
-    _rgba,
-    _write_json_atomic,
-    label_key,
+    halve,
+    label_image_attrs,
+    level_shapes,
+    multiscale,
+    read_json,
+    write_json_atomic,
 )
+from .store import ReviewStore, label_key
 
 MAPS = "maps"
 MAP_DTYPE = np.float16
@@ -67,19 +67,7 @@ class StoreImage:
 
 
 def store_image(store: ReviewStore, name: str) -> StoreImage:
-    import zarr
-
-    core_dir = store._core_dir(name)
-    return StoreImage(zarr.open_array(core_dir / "0", mode="r"))
-
-
-def _level_shapes(h: int, w: int, n_levels: int, kind: str) -> list[tuple[int, int]]:
-    """Labels halve by striding (ceil), maps by 2×2 means (floor) — as the store's other pyramids."""
-    shapes = [(h, w)]
-    for _ in range(n_levels - 1):
-        ph, pw = shapes[-1]
-        shapes.append(((ph + 1) // 2, (pw + 1) // 2) if kind == "labels" else (ph // 2, pw // 2))
-    return shapes
+    return store.image(name)
 
 
 def _create_levels(group, shapes: list[tuple[int, ...]], dtype, dims: list[str], fill) -> list:
@@ -92,20 +80,13 @@ def _create_levels(group, shapes: list[tuple[int, ...]], dtype, dims: list[str],
 
 
 def _fill_pyramid(levels: list, kind: str) -> None:
-    """Level i+1 from level i, :data:`PYRAMID_ROWS` rows at a time."""
+    """Level i+1 from level i (:func:`.ngff.halve`), :data:`PYRAMID_ROWS` rows at a time."""
     for src, dst in zip(levels, levels[1:]):
-        h_dst = dst.shape[-2]
+        h_dst, w_dst = dst.shape[-2], dst.shape[-1]
         step = PYRAMID_ROWS // 2
         for r0 in range(0, h_dst, step):
             r1 = min(h_dst, r0 + step)
-            block = np.asarray(src[..., 2 * r0:2 * r1, :])
-            if kind == "labels":
-                dst[..., r0:r1, :] = block[..., ::2, ::2]
-            else:
-                hh, ww = (r1 - r0) * 2, dst.shape[-1] * 2
-                b = block[..., :hh, :ww].astype(np.float32)
-                dst[..., r0:r1, :] = ((b[..., ::2, ::2] + b[..., 1::2, ::2] + b[..., ::2, 1::2] + b[..., 1::2, 1::2])
-                                      / 4).astype(dst.dtype)
+            dst[..., r0:r1, :] = halve(np.asarray(src[..., 2 * r0:2 * r1, :]), kind)[..., :r1 - r0, :w_dst]
 
 
 class PredictionWriter:
@@ -123,7 +104,7 @@ class PredictionWriter:
 
         self.store, self.name = store, name
         self.core_dir = store._core_dir(name)
-        meta = _read_json(self.core_dir / "zarr.json")["attributes"]["ome"]["multiscales"][0]
+        meta = read_json(self.core_dir / "zarr.json")["attributes"]["ome"]["multiscales"][0]
         self.n_levels = len(meta["datasets"])
         shape = zarr.open_array(self.core_dir / "0", mode="r").shape
         self.h, self.w = int(shape[1]), int(shape[2])
@@ -152,21 +133,16 @@ class PredictionWriter:
     def _new_labels(self, role: str) -> None:
         import zarr
 
-        coding = self.store.coding
-        shapes = _level_shapes(self.h, self.w, self.n_levels, "labels")
-        colors = [{"label-value": int(v), "rgba": c} for v, c in zip(coding.values, _rgba(coding))]
-        props = [{"label-value": int(v), "class": n} for n, v in zip(coding.names, coding.values)]
-        ome = {"version": NGFF_VERSION, "multiscales": [_multiscale(label_key(role), _YX, shapes, "nearest")],
-               "image-label": {"colors": colors, "properties": props, "source": {"image": "../../"}}}
-        group = zarr.open_group(self.staged / "labels" / label_key(role), mode="w-", zarr_format=3,
-                                attributes={"ome": ome, STORE_KEY: {"role": role, "prediction": self.id}})
+        shapes = level_shapes(self.h, self.w, self.n_levels, "labels")
+        attrs = label_image_attrs(label_key(role), shapes, self.store.coding, {"role": role, "prediction": self.id})
+        group = zarr.open_group(self.staged / "labels" / label_key(role), mode="w-", zarr_format=3, attributes=attrs)
         self._labels[role] = _create_levels(group, shapes, np.uint8, ["y", "x"], 0)
 
     def _new_map(self, kind: str, channels: list[str]) -> None:
         import zarr
 
-        shapes = [(len(channels), *s) for s in _level_shapes(self.h, self.w, self.n_levels, "maps")]
-        ome = {"version": NGFF_VERSION, "multiscales": [_multiscale(kind, _CYX, shapes, "local_mean")]}
+        shapes = [(len(channels), *s) for s in level_shapes(self.h, self.w, self.n_levels, "maps")]
+        ome = {"version": NGFF_VERSION, "multiscales": [multiscale(kind, CYX, shapes, "local_mean")]}
         group = zarr.open_group(self.staged / MAPS / kind, mode="w-", zarr_format=3,
                                 attributes={"ome": ome, STORE_KEY: {"map": kind, "channels": channels,
                                                                      "prediction": self.id}})
@@ -198,12 +174,12 @@ class PredictionWriter:
             for role in self._labels:
                 self.store._swap_in(self.staged / "labels" / label_key(role), labels_dir / label_key(role),
                                     overwrite=True)
-            meta = _read_json(labels_dir / "zarr.json")
+            meta = read_json(labels_dir / "zarr.json")
             keys = meta["attributes"]["ome"].setdefault("labels", [])
             added = [label_key(r) for r in self._labels if label_key(r) not in keys]
             if added:
                 keys.extend(added)
-                _write_json_atomic(labels_dir / "zarr.json", meta)
+                write_json_atomic(labels_dir / "zarr.json", meta)
             self._finished = True
         finally:
             self.abort()
@@ -234,7 +210,7 @@ def load_maps(store: ReviewStore, name: str) -> dict[str, list[Any]]:
     if not (maps_dir / "zarr.json").is_file() or not (pred_dir / "zarr.json").is_file():
         return {}
     try:
-        pid = _read_json(pred_dir / "zarr.json")["attributes"].get(STORE_KEY, {}).get("prediction")
+        pid = read_json(pred_dir / "zarr.json")["attributes"].get(STORE_KEY, {}).get("prediction")
         root = zarr.open_group(maps_dir, mode="r")
         if root.attrs.get(STORE_KEY, {}).get("prediction") != pid:
             return {}

@@ -8,10 +8,10 @@
         labels/                       attrs["ome"]["labels"] = ["expert_1", …, "consensus_vote"]
           expert_1/                   OME-Zarr label image ("image-label": colours, class names)
             0/ 1/ …                   uint8 label values (0 = no label), nearest-neighbour pyramid
-          prediction/                 a full-resolution prediction (see _store_outputs)
+          prediction/                 a full-resolution prediction (see :mod:`.outputs`)
         maps/                         its float16 probability / weight / roughness images
 
-Masks hold *display values* (:class:`LabelCoding`: Gleason 1/3/4/5 for the paper's scheme), so
+Masks hold *display values* (:class:`trainer.data.classes.LabelCoding`: Gleason 1/3/4/5 for the paper's scheme), so
 any NGFF viewer shows them with 0 as background. The image pyramid lets a 5120² core reopen by
 reading only the level napari shows; label layers are loaded at full resolution because napari
 cannot paint on multiscale labels (napari #1587).
@@ -25,49 +25,80 @@ crash leaves either the old or the new version, never half of one. A store whose
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import shutil
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from trainer.data.classes import ClassScheme
+from trainer.data.classes import ClassScheme, LabelCoding
 from trainer.errors import InputError
 
-from ._core_data import CoreData, LabelCoding, role_prefix
+from .ngff import (
+    CHUNK,
+    CYX,
+    NGFF_VERSION,
+    STORE_KEY,
+    label_image_attrs,
+    multiscale,
+    pyramid,
+    read_json,
+    write_json_atomic,
+)
 
 FORMAT_VERSION = 1
-STORE_KEY = "napari_gleason"
-NGFF_VERSION = "0.5"
 #: Pyramid levels are added until the smaller side is at most this many pixels.
 MIN_LEVEL_SIZE = 512
-CHUNK = 1024
 _STAGING = ".staging"
+
+
+def role_prefix(role: str) -> str:
+    """``"expert:3"`` -> ``"expert"``."""
+    return role.split(":", 1)[0]
+
+
+@dataclass
+class StoredCore:
+    """A core as the store hands it out: lazy pyramids, labels in label values, nothing read yet.
+
+    ``image``: levels ``H×W×3`` (dask); ``labels``: role -> levels (or one full-resolution array
+    for ``corrected``) in label values; ``maps``: role -> lazy float pyramids of the stored
+    prediction (:func:`.outputs.load_maps`); ``origin``: ``store`` (and ``dataset``/``layout``).
+    The plugin passes its own core type with the same constructor to :meth:`ReviewStore.open`.
+    """
+
+    name: str
+    image: Any
+    masks: dict[str, np.ndarray]
+    scheme: ClassScheme
+    origin: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, Any] = field(default_factory=dict)
+    maps: dict[str, Any] = field(default_factory=dict)
+
+    multiscale = True
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.image[0].shape[:2])
+
+    def class_maps(self) -> dict[str, np.ndarray]:
+        """role -> uint8 class map at full resolution (reads level 0 of every label image)."""
+        coding = LabelCoding.from_scheme(self.scheme)
+        return {role: coding.to_classes(np.asarray(data[0] if isinstance(data, (list, tuple)) else data))
+                for role, data in self.labels.items()}
 
 
 class StoreExistsError(InputError, FileExistsError):
     """Something of that name is already in the store; pass ``overwrite=True`` to replace it."""
 
 
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _store_attrs(path: Path) -> dict | None:
     try:
-        return _read_json(Path(path) / "zarr.json").get("attributes", {}).get(STORE_KEY)
+        return read_json(Path(path) / "zarr.json").get("attributes", {}).get(STORE_KEY)
     except (OSError, ValueError, AttributeError):
         return None
 
@@ -96,40 +127,7 @@ def label_key(role: str) -> str:
 
 def image_pyramid(image: np.ndarray) -> list[np.ndarray]:
     """``H×W×3`` uint8 -> levels ``3×h×w`` (NGFF puts channels first), 2×2 mean per level."""
-    level = np.ascontiguousarray(np.moveaxis(np.asarray(image), -1, 0))
-    levels = [level]
-    while min(level.shape[1:]) > MIN_LEVEL_SIZE:
-        h, w = level.shape[1] // 2 * 2, level.shape[2] // 2 * 2
-        a = level[:, :h, :w].astype(np.uint16)
-        level = ((a[:, ::2, ::2] + a[:, 1::2, ::2] + a[:, ::2, 1::2] + a[:, 1::2, 1::2] + 2) // 4).astype(np.uint8)
-        levels.append(level)
-    return levels
-
-
-def label_pyramid(labels: np.ndarray, n_levels: int) -> list[np.ndarray]:
-    """Nearest-neighbour pyramid: labels must keep their values, never be averaged."""
-    levels = [np.ascontiguousarray(labels)]
-    for _ in range(n_levels - 1):
-        levels.append(np.ascontiguousarray(levels[-1][::2, ::2]))
-    return levels
-
-
-def _multiscale(name: str, axes: list[dict], shapes: list[tuple[int, ...]], kind: str) -> dict:
-    """One NGFF ``multiscales`` entry: a scale (and half-pixel translation) per level."""
-    base = shapes[0]
-    datasets = []
-    for i, shape in enumerate(shapes):
-        scale = [1.0 if ax["type"] == "channel" else base[d] / shape[d] for d, ax in enumerate(axes)]
-        shift = [0.0 if ax["type"] == "channel" else (s - 1) / 2 for ax, s in zip(axes, scale)]
-        transforms = [{"type": "scale", "scale": scale}]
-        if any(shift):
-            transforms.append({"type": "translation", "translation": shift})
-        datasets.append({"path": str(i), "coordinateTransformations": transforms})
-    return {"name": name, "axes": axes, "datasets": datasets, "type": kind}
-
-
-_YX = [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
-_CYX = [{"name": "c", "type": "channel"}, *_YX]
+    return pyramid(np.moveaxis(np.asarray(image), -1, 0), "image", min_size=MIN_LEVEL_SIZE)
 
 
 def _write_levels(group, levels: list[np.ndarray], dims: list[str]) -> None:
@@ -141,34 +139,27 @@ def _write_levels(group, levels: list[np.ndarray], dims: list[str]) -> None:
 def _write_label_group(path: Path, role: str, labels: np.ndarray, n_levels: int, coding: LabelCoding) -> None:
     import zarr
 
-    levels = label_pyramid(labels, n_levels)
-    colors, props = [], []
-    for name, value, rgba in zip(coding.names, coding.values, _rgba(coding)):
-        colors.append({"label-value": int(value), "rgba": rgba})
-        props.append({"label-value": int(value), "class": name})
-    ome = {
-        "version": NGFF_VERSION,
-        "multiscales": [_multiscale(label_key(role), _YX, [a.shape for a in levels], "nearest")],
-        "image-label": {"colors": colors, "properties": props, "source": {"image": "../../"}},
-    }
-    group = zarr.open_group(path, mode="w-", zarr_format=3, attributes={"ome": ome, STORE_KEY: {"role": role}})
+    levels = pyramid(labels, "labels", n_levels)
+    attrs = label_image_attrs(label_key(role), [a.shape for a in levels], coding, {"role": role})
+    group = zarr.open_group(path, mode="w-", zarr_format=3, attributes=attrs)
     _write_levels(group, levels, ["y", "x"])
-
-
-def _rgba(coding: LabelCoding) -> list[list[int]]:
-    cmap = coding.colormap()
-    return [[int(round(255 * v)) for v in cmap[value]] for value in coding.values]
 
 
 # --- the store ---------------------------------------------------------------------------------
 
 
 class ReviewStore:
-    """A review store on disk (see module docstring). Open with :meth:`open` or :meth:`create`."""
+    """A review store on disk (see module docstring). Open with :meth:`open` or :meth:`create`.
+
+    ``core_type``: what :meth:`load` builds (called as ``core_type(name, image, masks, scheme,
+    origin=, labels=, maps=)``); :class:`StoredCore` unless the caller has its own (the plugin's
+    ``CoreData``).
+    """
 
     kind = "store"
 
-    def __init__(self, path: Path, attrs: dict):
+    def __init__(self, path: Path, attrs: dict, core_type: type = StoredCore):
+        self.core_type = core_type
         self.path = Path(path)
         self.root = self.path
         self.attrs = attrs
@@ -178,7 +169,7 @@ class ReviewStore:
 
     # opening -----------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path) -> ReviewStore:
+    def open(cls, path: str | Path, core_type: type = StoredCore) -> ReviewStore:
         path = Path(path)
         attrs = _store_attrs(path)
         if attrs is None:
@@ -194,17 +185,17 @@ class ReviewStore:
             )
         if "scheme" not in attrs:
             raise InputError("review store lacks its class scheme", path)
-        return cls(path, attrs)
+        return cls(path, attrs, core_type)
 
     @classmethod
     def create(cls, path: str | Path, scheme: ClassScheme, *, dataset: str | None = None,
-               layout: str | None = None) -> ReviewStore:
+               layout: str | None = None, core_type: type = StoredCore) -> ReviewStore:
         """Create an empty store (atomically), or open an existing one holding the same classes."""
         import zarr
 
         path = Path(path)
         if path.exists():
-            store = cls.open(path)
+            store = cls.open(path, core_type)
             if store.scheme != scheme:
                 raise InputError("review store holds other classes than this dataset", path)
             return store
@@ -216,14 +207,14 @@ class ReviewStore:
             os.replace(staged, path)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
-        return cls(path, attrs)
+        return cls(path, attrs, core_type)
 
     # listing -----------------------------------------------------------------------------
     def _core_dirs(self) -> dict[str, Path]:
         out = {}
         for sub in sorted(self.path.iterdir()):
             if sub.is_dir() and not sub.name.startswith(".") and (sub / "zarr.json").is_file():
-                attrs = _read_json(sub / "zarr.json").get("attributes", {}).get(STORE_KEY, {})
+                attrs = read_json(sub / "zarr.json").get("attributes", {}).get(STORE_KEY, {})
                 if "core" in attrs:
                     out[attrs["core"]] = sub
         return out
@@ -243,10 +234,10 @@ class ReviewStore:
         labels = self._core_dir(name) / "labels"
         if not (labels / "zarr.json").is_file():
             return {}
-        keys = _read_json(labels / "zarr.json")["attributes"]["ome"].get("labels", [])
+        keys = read_json(labels / "zarr.json")["attributes"]["ome"].get("labels", [])
         out = {}
         for key in keys:
-            role = _read_json(labels / key / "zarr.json")["attributes"].get(STORE_KEY, {}).get("role", key)
+            role = read_json(labels / key / "zarr.json")["attributes"].get(STORE_KEY, {}).get("role", key)
             out[role] = labels / key
         return out
 
@@ -278,8 +269,13 @@ class ReviewStore:
         except OSError:
             pass
 
-    def write_core(self, core: CoreData, overwrite: bool = False) -> Path:
-        """Cache ``core``: image pyramid, every expert mask and its extras, in one atomic step."""
+    def write_core(self, core, overwrite: bool = False) -> Path:
+        """Cache ``core``: image pyramid, every expert mask and its extras, in one atomic step.
+
+        ``core``: anything with ``name``, ``scheme``, ``origin``, ``image`` (array or levels,
+        ``multiscale``) and ``label_roles() -> {role: (data, in_label_values)}`` (the plugin's
+        ``CoreData``).
+        """
         import zarr
 
         if core.scheme != self.scheme:
@@ -292,7 +288,7 @@ class ReviewStore:
         staged = self._staging_dir()
         try:
             attrs = {"ome": {"version": NGFF_VERSION,
-                             "multiscales": [_multiscale(core.name, _CYX, [a.shape for a in levels], "local_mean")]},
+                             "multiscales": [multiscale(core.name, CYX, [a.shape for a in levels], "local_mean")]},
                      STORE_KEY: {"core": core.name, "origin": dict(core.origin)}}
             _write_levels(zarr.open_group(staged, mode="w-", zarr_format=3, attributes=attrs), levels, ["c", "y", "x"])
             keys = []
@@ -314,7 +310,7 @@ class ReviewStore:
         import zarr
 
         core_dir = self._core_dir(name)
-        n_levels = len(_read_json(core_dir / "zarr.json")["attributes"]["ome"]["multiscales"][0]["datasets"])
+        n_levels = len(read_json(core_dir / "zarr.json")["attributes"]["ome"]["multiscales"][0]["datasets"])
         shape = tuple(zarr.open_array(core_dir / "0", mode="r").shape[1:])
         if tuple(class_map.shape) != shape:
             raise InputError(f"labels of shape {class_map.shape} do not fit core {name!r} ({shape})", core_dir)
@@ -329,11 +325,11 @@ class ReviewStore:
                 zarr.open_group(labels_dir, mode="a", zarr_format=3,
                                 attributes={"ome": {"version": NGFF_VERSION, "labels": []}})
             self._swap_in(staged, final, overwrite)
-            meta = _read_json(labels_dir / "zarr.json")
+            meta = read_json(labels_dir / "zarr.json")
             keys = meta["attributes"]["ome"].setdefault("labels", [])
             if final.name not in keys:
                 keys.append(final.name)
-                _write_json_atomic(labels_dir / "zarr.json", meta)
+                write_json_atomic(labels_dir / "zarr.json", meta)
         finally:
             self._cleanup(staged)
         return final
@@ -341,11 +337,39 @@ class ReviewStore:
     # reading -----------------------------------------------------------------------------
     def masks(self, name: str) -> dict:
         """Only the expert class maps at full resolution (the image stays on disk)."""
-        maps = self.load(name).class_maps()
-        return {r.split(":", 1)[1]: m for r, m in maps.items() if role_prefix(r) == "expert"}
+        import zarr
 
-    def load(self, name: str) -> CoreData:
-        """The core as lazy pyramids: nothing but metadata is read until napari draws a level.
+        out = {}
+        try:
+            for role, folder in self.label_roles(name).items():
+                if role_prefix(role) == "expert":
+                    out[role.split(":", 1)[1]] = self.coding.to_classes(zarr.open_array(folder / "0", mode="r")[...])
+        except (KeyError, ValueError, OSError) as e:
+            raise InputError(f"review store entry is damaged: {e}", self._core_dir(name)) from None
+        return out
+
+    def label_levels(self, name: str, role: str) -> list:
+        """The zarr levels of one label image (label values), level 0 first."""
+        import zarr
+
+        lg = zarr.open_group(self.label_roles(name)[role], mode="r")
+        return [lg[d["path"]] for d in lg.attrs["ome"]["multiscales"][0]["datasets"]]
+
+    def image(self, name: str):
+        """The core's level-0 image as a lazy ``H×W×3`` array (:class:`.outputs.StoreImage`)."""
+        from .outputs import StoreImage
+        import zarr
+
+        return StoreImage(zarr.open_array(self._core_dir(name) / "0", mode="r"))
+
+    def shape(self, name: str) -> tuple[int, int]:
+        import zarr
+
+        shape = zarr.open_array(self._core_dir(name) / "0", mode="r").shape
+        return int(shape[1]), int(shape[2])
+
+    def load(self, name: str):
+        """The core (``core_type``) as lazy pyramids: nothing but metadata is read until napari draws a level.
 
         Labels come back in label values (``CoreData.labels``), so no pixel is converted to
         open a core; analysis reads level 0 when it needs it.
@@ -366,10 +390,10 @@ class ReviewStore:
                 labels[role] = levels[0][...] if role == "corrected" else levels
         except (KeyError, ValueError, OSError) as e:
             raise InputError(f"review store entry is damaged: {e}", core_dir) from None
-        from ._store_outputs import load_maps
+        from .outputs import load_maps
 
         origin = {"store": str(self.path)}
         for key in ("dataset", "layout"):
             if self.attrs.get(key):
                 origin[key] = self.attrs[key]
-        return CoreData(name, image, {}, self.scheme, origin=origin, labels=labels, maps=load_maps(self, name))
+        return self.core_type(name, image, {}, self.scheme, origin=origin, labels=labels, maps=load_maps(self, name))

@@ -1,0 +1,29 @@
+"""The review store: cores, expert labels and predictions cached as OME-Zarr (NGFF 0.5) in one
+zarr v3 folder. Qt- and napari-free: the plugin, the CLI and the benchmarks use this public API.
+
+- :class:`ReviewStore` (``open``, ``create``, ``names``, ``experts_of``, ``label_roles``,
+  ``write_core``, ``write_labels``, ``masks``, ``load``, ``image``, ``shape``), :class:`StoredCore`,
+  :func:`is_review_store`, :func:`label_key`, :class:`StoreExistsError`
+- :class:`PredictionWriter`, :func:`load_maps`, :func:`roughness_into`, :class:`StoreImage`
+- :mod:`.ngff`: the shared NGFF metadata and pyramid helpers
+"""
+
+from .ngff import STORE_KEY
+from .outputs import MAPS, PredictionWriter, StoreImage, load_maps, roughness_into, store_image
+from .store import (
+    FORMAT_VERSION,
+    ReviewStore,
+    StoredCore,
+    StoreExistsError,
+    image_pyramid,
+    is_review_store,
+    label_key,
+    role_prefix,
+    safe_key,
+)
+
+__all__ = [
+    "FORMAT_VERSION", "MAPS", "STORE_KEY", "PredictionWriter", "ReviewStore", "StoreExistsError", "StoreImage",
+    "StoredCore", "image_pyramid", "is_review_store", "label_key", "load_maps", "role_prefix", "roughness_into",
+    "safe_key", "store_image",
+]

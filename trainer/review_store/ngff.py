@@ -1,0 +1,98 @@
+"""OME-Zarr (NGFF 0.5) pieces shared by the store's reader and writers: JSON files replaced
+atomically, ``multiscales`` metadata, the one label-image metadata helper and the one pyramid rule.
+
+Pyramid rule: each level halves the one before; images and float maps by the mean of 2×2 blocks
+(floor of odd sizes; integer images rounded), labels by taking every other pixel (ceil of odd
+sizes) so that they keep their values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+
+from trainer.data.classes import LabelCoding
+
+NGFF_VERSION = "0.5"
+#: The attribute key under which napari-gleason keeps its own metadata.
+STORE_KEY = "napari_gleason"
+CHUNK = 1024
+
+YX = [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+CYX = [{"name": "c", "type": "channel"}, *YX]
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_json_atomic(path: Path, obj: dict) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def multiscale(name: str, axes: list[dict], shapes: list[tuple[int, ...]], kind: str) -> dict:
+    """One NGFF ``multiscales`` entry: a scale (and half-pixel translation) per level."""
+    base = shapes[0]
+    datasets = []
+    for i, shape in enumerate(shapes):
+        scale = [1.0 if ax["type"] == "channel" else base[d] / shape[d] for d, ax in enumerate(axes)]
+        shift = [0.0 if ax["type"] == "channel" else (s - 1) / 2 for ax, s in zip(axes, scale)]
+        transforms = [{"type": "scale", "scale": scale}]
+        if any(shift):
+            transforms.append({"type": "translation", "translation": shift})
+        datasets.append({"path": str(i), "coordinateTransformations": transforms})
+    return {"name": name, "axes": axes, "datasets": datasets, "type": kind}
+
+
+def rgba(coding: LabelCoding) -> list[list[int]]:
+    cmap = coding.colormap()
+    return [[int(round(255 * v)) for v in cmap[value]] for value in coding.values]
+
+
+def label_image_attrs(key: str, shapes: list[tuple[int, int]], coding: LabelCoding, extra: dict) -> dict:
+    """Attributes of an OME-Zarr label image: multiscales, ``image-label`` colours and class names,
+    and napari-gleason's own ``extra`` (its role, the prediction id)."""
+    colors = [{"label-value": int(v), "rgba": c} for v, c in zip(coding.values, rgba(coding))]
+    props = [{"label-value": int(v), "class": n} for n, v in zip(coding.names, coding.values)]
+    ome = {"version": NGFF_VERSION, "multiscales": [multiscale(key, YX, shapes, "nearest")],
+           "image-label": {"colors": colors, "properties": props, "source": {"image": "../../"}}}
+    return {"ome": ome, STORE_KEY: extra}
+
+
+def level_shapes(h: int, w: int, n_levels: int, kind: str) -> list[tuple[int, int]]:
+    """The ``(h, w)`` of each level under the pyramid rule (``kind``: ``labels`` or anything else)."""
+    shapes = [(h, w)]
+    for _ in range(n_levels - 1):
+        ph, pw = shapes[-1]
+        shapes.append(((ph + 1) // 2, (pw + 1) // 2) if kind == "labels" else (ph // 2, pw // 2))
+    return shapes
+
+
+def halve(block: np.ndarray, kind: str) -> np.ndarray:
+    """The next level of ``block`` (``…×h×w``) under the pyramid rule."""
+    if kind == "labels":
+        return np.ascontiguousarray(block[..., ::2, ::2])
+    h, w = block.shape[-2] // 2 * 2, block.shape[-1] // 2 * 2
+    integer = np.issubdtype(block.dtype, np.integer)
+    b = block[..., :h, :w].astype(np.uint32 if integer else np.float32)
+    total = b[..., ::2, ::2] + b[..., 1::2, ::2] + b[..., ::2, 1::2] + b[..., 1::2, 1::2]
+    return ((total + 2) // 4 if integer else total / 4).astype(block.dtype)
+
+
+def pyramid(level0: np.ndarray, kind: str, n_levels: int | None = None, min_size: int = 512) -> list[np.ndarray]:
+    """In-memory pyramid of ``level0`` (``…×h×w``): ``n_levels`` levels, or until the smaller side
+    is at most ``min_size``."""
+    levels = [np.ascontiguousarray(level0)]
+    while (len(levels) < n_levels) if n_levels is not None else min(levels[-1].shape[-2:]) > min_size:
+        levels.append(halve(levels[-1], kind))
+    return levels
