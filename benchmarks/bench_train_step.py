@@ -23,7 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainer.config import RunConfig  # noqa: E402
-from trainer.training_setup import build_setup, resolve_device  # noqa: E402
+from trainer.device import resolve_device  # noqa: E402
+from trainer.training_setup import build_setup  # noqa: E402
 
 CPU_CLOCK = False  # --cpu-time: process CPU seconds (robust to other load on a shared machine)
 

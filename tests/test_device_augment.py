@@ -22,7 +22,7 @@ from trainer.data.io import write_mask_png
 from trainer.data.vote import majority_vote
 from trainer.engine import train
 from trainer.errors import InputError
-from trainer.training_setup import resolve_augment_device
+from trainer.device import resolve_augment_device
 
 
 def worker_path(image, masks, seed, tie, num_classes=4, do_augment=True):

@@ -177,13 +177,16 @@ def test_fine_tune_from_checkpoint_and_refuse_other_architecture(synthetic_data,
 
 
 def test_bad_options(synthetic_data, tmp_path):
-    with pytest.raises(InputError, match="cuda"):
-        cfg = tiny_config(synthetic_data, tmp_path / "r", train__device="cuda")
-        if torch.cuda.is_available():
-            raise InputError("cuda present: skip")
-        run_all(cfg)
-    with pytest.raises(InputError):
+    """A device this machine lacks and a missing dataset fail before anything is written, on a CPU
+    machine and a CUDA one alike: one past the last CUDA index never exists."""
+    missing = f"cuda:{torch.cuda.device_count() if torch.cuda.is_available() else 0}"
+    why = "does not exist" if torch.cuda.is_available() else "no CUDA device is available"
+    with pytest.raises(InputError, match=why):
+        run_all(tiny_config(synthetic_data, tmp_path / "r", train__device=missing))
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(InputError, match="does not exist"):
         run_all(tiny_config(tmp_path / "does not exist", tmp_path / "r2"))
+    assert not (tmp_path / "r2").exists()
 
 
 def test_poly_lr():

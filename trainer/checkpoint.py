@@ -1,8 +1,14 @@
-"""Checkpoints as plain data, written atomically and read with ``weights_only=True``.
+"""Checkpoints as plain data: what goes in one, how it is written and read, and how older ones read.
 
-A checkpoint is a dict of primitives and tensors (nanoGPT-style): model config + state dicts +
-optimiser + iteration + best metric + run config. ``torch.load(weights_only=True)`` refuses any
-pickle that would construct arbitrary Python objects, so a file from elsewhere cannot run code.
+A checkpoint is a dict of primitives and tensors (nanoGPT-style), built by :func:`training_payload`:
+the networks' configs and state dicts, optimiser, iteration, best metric, run config, class scheme,
+experts, input size and RNG state. It is written atomically (:func:`save_checkpoint`) and read with
+``torch.load(weights_only=True)`` (:func:`load_checkpoint`), which refuses any pickle that would
+construct arbitrary Python objects, so a file from elsewhere cannot run code.
+
+Compatibility: :func:`run_config_of` and :func:`weighting_config_of` fill in what checkpoints
+written before today's defaults trained with; :func:`networks_from_payload` rebuilds the networks
+(inference, evaluation), :func:`check_compatible` says why a checkpoint cannot start this run.
 """
 
 from __future__ import annotations
@@ -14,9 +20,15 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import math
+
 import torch
 
+from .annotators.confusion import ConfusionCNN
+from .data.classes import ClassScheme
 from .errors import CheckpointError
+from .models import build_from_config
+from .reweighting import WeightingCNN
 
 FORMAT = "napari-gleason/checkpoint"
 VERSION = 1
@@ -107,3 +119,129 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if "model" not in payload or "model_config" not in payload:
         raise CheckpointError("checkpoint holds no model weights", path)
     return payload
+
+
+# ------------------------------------------------------------------------------ what goes in one
+def rng_state(device: torch.device) -> dict:
+    """The torch (and CUDA) RNG state: an exact resume continues the same random streams."""
+    rng = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def restore_rng_state(payload: dict, device: torch.device) -> None:
+    rng = payload.get("rng") or {}
+    if "torch" in rng:
+        torch.set_rng_state(rng["torch"])
+    if device.type == "cuda" and rng.get("cuda"):
+        torch.cuda.set_rng_state_all(list(rng["cuda"]))
+
+
+def training_payload(*, model: torch.nn.Module, weighting: torch.nn.Module | None,
+                     confusion: torch.nn.Module | None, optimizer: torch.optim.Optimizer | None,
+                     iteration: int, best: float, best_iteration: int | None, config: dict,
+                     scheme: ClassScheme, experts, input_size: int, device: torch.device) -> dict[str, Any]:
+    """Everything a training checkpoint holds, as plain data (``best = -inf``: not validated yet).
+
+    ``model_config`` / ``weighting_config`` / ``confusion_config`` rebuild the networks without the
+    run's code paths (:func:`networks_from_payload`); ``config`` is the run's
+    :meth:`~trainer.config.RunConfig.to_dict`.
+    """
+    return {
+        "model_config": dict(model.config),
+        "model": model.state_dict(),
+        "weighting_config": None if weighting is None else dict(weighting.config),
+        "weighting": None if weighting is None else weighting.state_dict(),
+        "confusion_config": None if confusion is None else dict(confusion.config),
+        "confusion": None if confusion is None else confusion.state_dict(),
+        "optimizer": None if optimizer is None else optimizer.state_dict(),
+        "iteration": int(iteration),
+        "best_metric": float(best) if best != -math.inf else None,
+        "best_iteration": best_iteration,
+        "config": dict(config),
+        "scheme": scheme.to_dict(),
+        "experts": list(experts),
+        "input_size": int(input_size),
+        "rng": rng_state(device),
+    }
+
+
+# ------------------------------------------------------------------------------ older checkpoints
+#: What a run trained with when its config predates a setting (the defaults before the authors'
+#: GAF kernel, loss reduction and weighting-CNN architecture became this project's defaults).
+LEGACY_LOSS = {"gauss_kernel": "sampled", "gauss_border": "reflect", "reduction": "pixel",
+               "weight_stride": 32, "weight_head_kernel": 1}
+#: A weighting CNN config without these keys is the stride-32 ResNet-18 with a 1×1 head.
+LEGACY_WEIGHTING = {"stride": 32, "head_kernel": 1}
+
+
+def run_config_of(payload: dict) -> dict:
+    """The checkpoint's run config (``RunConfig.to_dict`` form) with the settings an older run
+    trained with filled in (:data:`LEGACY_LOSS`), so that fine-tuning or predicting with it uses
+    the same losses and heatmap. A config that names a setting keeps it; an empty one stays empty
+    (today's defaults)."""
+    config = {k: dict(v) if isinstance(v, dict) else v for k, v in (payload.get("config") or {}).items()}
+    loss = config.get("loss")
+    if loss and "gauss_ksize" in loss:  # a written loss section: keys it lacks are older than them
+        for key, value in LEGACY_LOSS.items():
+            loss.setdefault(key, value)
+    return config
+
+
+def weighting_config_of(payload: dict) -> dict | None:
+    """The checkpoint's weighting-CNN config with :data:`LEGACY_WEIGHTING` filled in (None if none)."""
+    config = payload.get("weighting_config")
+    return None if not config else {**LEGACY_WEIGHTING, **config}
+
+
+def check_compatible(payload: dict, model_config: dict, what: str) -> None:
+    """:class:`CheckpointError` unless the checkpoint's segmentation network is ``model_config``'s
+    (name, classes, encoder); ``what`` names the other side in the message."""
+    ck = payload.get("model_config", {})
+    keys = ("name", "num_classes", "encoder")
+    if any(ck.get(k) != model_config.get(k) for k in keys):
+        def desc(c):
+            enc = f" ({c.get('encoder')})" if c.get("encoder") else ""
+            return f"{c.get('name')}{enc} with {c.get('num_classes')} classes"
+        raise CheckpointError(f"checkpoint holds {desc(ck)}, but {what} uses {desc(model_config)}")
+
+
+def _first_problem(exc: Exception) -> str:
+    """The first specific line of a (multi-line) load_state_dict error."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    specific = [line for line in lines if line.startswith(("size mismatch", "Missing key", "Unexpected key"))]
+    return (specific or lines or [type(exc).__name__])[0].rstrip(".")
+
+
+def networks_from_payload(payload: dict, path: str | Path | None = None):
+    """(segmentation network, weighting CNN or None, confusion CNN or None, class scheme), on the
+    CPU, rebuilt from the checkpoint's configs alone. Weights that do not fit their config, or a
+    class list that does not match the model, raise :class:`CheckpointError` naming ``path``."""
+    try:
+        model = build_from_config(payload["model_config"])
+        model.load_state_dict(payload["model"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        cfg = payload.get("model_config", {})
+        raise CheckpointError(
+            f"weights do not fit the {cfg.get('name')} with {cfg.get('num_classes')} classes the checkpoint "
+            f"describes ({_first_problem(exc)})", path) from exc
+    weighting = None
+    wcfg = weighting_config_of(payload)
+    if payload.get("weighting") is not None and wcfg:
+        try:
+            weighting = WeightingCNN(**wcfg)
+            weighting.load_state_dict(payload["weighting"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"weighting CNN weights do not fit ({_first_problem(exc)})", path) from exc
+    confusion = None
+    if payload.get("confusion") is not None and payload.get("confusion_config"):
+        try:
+            confusion = ConfusionCNN(**payload["confusion_config"])
+            confusion.load_state_dict(payload["confusion"])
+        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"confusion network weights do not fit ({_first_problem(exc)})", path) from exc
+    scheme = ClassScheme.from_dict(payload["scheme"]) if payload.get("scheme") else None
+    if scheme is None or scheme.num_classes != payload["model_config"].get("num_classes"):
+        raise CheckpointError("checkpoint's class list does not match its model", path)
+    return model, weighting, confusion, scheme

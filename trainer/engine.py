@@ -29,7 +29,8 @@ from . import events as ev
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig
 from .errors import CheckpointError, InputError, NonFiniteLossError
-from .training_setup import TrainingSetup, build_setup, resolve_device
+from .device import resolve_device
+from .training_setup import TrainingSetup, build_setup
 
 StopSignal = Callable[[], bool] | threading.Event | None
 

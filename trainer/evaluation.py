@@ -3,14 +3,17 @@
 Dice per class and their mean against the majority vote of the experts present on each core
 (the paper's protocol), accumulated over the whole set (see :mod:`trainer.metrics`); per-expert
 Dice and Cohen's κ of the model against each expert; pairwise κ between experts.
+:func:`validation_dice` is the training run's periodic check on its validation cores.
 """
 
 from __future__ import annotations
 
 import itertools
+from contextlib import nullcontext
 from typing import Iterable
 
 import numpy as np
+import torch
 
 from .data.records import CoreRecord, MultiExpertSet, load_core
 from .data.vote import majority_vote
@@ -65,6 +68,32 @@ def evaluate(predictor: Predictor, ds: MultiExpertSet, cores: Iterable[CoreRecor
     }
 
 
+@torch.no_grad()
+def validation_dice(model: torch.nn.Module, val_set, class_names, device: torch.device,
+                    amp_dtype: torch.dtype | None = None) -> tuple[dict[str, float], float] | None:
+    """Set-level Dice per class and their mean on a training run's validation cores (paper: every
+    1k iterations), against each core's vote at the training size; None without validation cores.
+
+    ``val_set`` is a :class:`~trainer.data.dataset.MultiExpertDataset` without augmentation; the
+    model runs in eval mode (under autocast to ``amp_dtype`` on CUDA) and is put back in train mode.
+    """
+    if val_set is None or len(val_set) == 0:
+        return None
+    was_training = model.training
+    model.eval()
+    acc = DiceAccumulator(len(class_names))
+    autocast = torch.autocast("cuda", dtype=amp_dtype) if amp_dtype is not None else nullcontext()
+    try:
+        for i in range(len(val_set)):
+            item = val_set[(i, 0)]
+            with autocast:
+                pred = model(item["image"][None].to(device)).argmax(1)[0].cpu().numpy()
+            acc.update(item["vote"].numpy(), pred)
+    finally:
+        model.train(was_training)
+    return _dice_dict(class_names, acc.dice()), acc.mean_dice()
+
+
 def table2_row(result: dict, names: tuple[str, ...], label: str = "model") -> str:
     """One row in Table 2's layout (percent): mean Dice, then each class."""
     cells = [f"{100 * result['mean_dice']:.2f}"] + [
@@ -78,4 +107,4 @@ def table2_header(names: tuple[str, ...]) -> str:
     return head + "\n|" + "---|" * (len(names) + 2)
 
 
-__all__ = ["evaluate", "table2_row", "table2_header", "mean_ignoring_nan"]
+__all__ = ["evaluate", "validation_dice", "table2_row", "table2_header", "mean_ignoring_nan"]

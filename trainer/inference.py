@@ -16,12 +16,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_checkpoint
+from .checkpoint import load_checkpoint, networks_from_payload, run_config_of
 from .data.augment import normalise_tensor
 from .data.classes import ClassScheme
-from .errors import CheckpointError
+from .device import resolve_device
 from .losses import heatmap_options, roughness_map
-from .models import build_from_config
 from .annotators.confusion import (
     ConfusionCNN,
     confusion_summary,
@@ -29,7 +28,6 @@ from .annotators.confusion import (
     wrong_if_labelled,
 )
 from .reweighting import WeightingCNN
-from .training_setup import resolve_device
 
 
 @dataclass
@@ -68,43 +66,12 @@ class Prediction:
 def load_predictor(checkpoint: str | Path, device: str = "auto") -> Predictor:
     payload = load_checkpoint(checkpoint)
     dev = resolve_device(device)
-    try:
-        model = build_from_config(payload["model_config"])
-        model.load_state_dict(payload["model"])
-    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-        cfg = payload.get("model_config", {})
-        raise CheckpointError(
-            f"weights do not fit the {cfg.get('name')} with {cfg.get('num_classes')} classes the checkpoint "
-            f"describes ({_first_problem(exc)})", checkpoint) from exc
-    weighting = None
-    if payload.get("weighting") is not None and payload.get("weighting_config"):
-        try:
-            weighting = WeightingCNN.from_config(payload["weighting_config"])
-            weighting.load_state_dict(payload["weighting"])
-        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"weighting CNN weights do not fit ({_first_problem(exc)})", checkpoint) from exc
-        weighting = weighting.to(dev).eval()
-    confusion = None
-    if payload.get("confusion") is not None and payload.get("confusion_config"):
-        try:
-            confusion = ConfusionCNN(**payload["confusion_config"])
-            confusion.load_state_dict(payload["confusion"])
-        except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-            raise CheckpointError(f"confusion network weights do not fit ({_first_problem(exc)})", checkpoint) from exc
-        confusion = confusion.to(dev).eval()
-    scheme = ClassScheme.from_dict(payload["scheme"]) if payload.get("scheme") else None
-    if scheme is None or scheme.num_classes != payload["model_config"].get("num_classes"):
-        raise CheckpointError("checkpoint's class list does not match its model", checkpoint)
-    loss_cfg = (payload.get("config") or {}).get("loss", {})
+    model, weighting, confusion, scheme = networks_from_payload(payload, checkpoint)  # payload → networks
+    weighting = weighting.to(dev).eval() if weighting is not None else None
+    confusion = confusion.to(dev).eval() if confusion is not None else None
+    loss_cfg = run_config_of(payload).get("loss", {})  # older checkpoints: the settings they trained with
     return Predictor(model.to(dev).eval(), weighting, scheme, tuple(payload.get("experts", ())),
                      int(payload.get("input_size", 1024)), dev, loss_cfg, str(checkpoint), confusion)
-
-
-def _first_problem(exc: Exception) -> str:
-    """The first specific line of a (multi-line) load_state_dict error."""
-    lines = [l.strip() for l in str(exc).splitlines() if l.strip()]
-    specific = [l for l in lines if l.startswith(("size mismatch", "Missing key", "Unexpected key"))]
-    return (specific or lines or [type(exc).__name__])[0].rstrip(".")
 
 
 def image_to_tensor(image: np.ndarray, device: torch.device, size: int | None) -> torch.Tensor:

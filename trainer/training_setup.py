@@ -1,53 +1,40 @@
-"""What one training run holds: data, networks, optimiser, and the loss of one iteration.
+"""The wiring of one training run: data, networks, optimiser, and one optimisation step.
 
 :func:`build_setup` turns a :class:`~trainer.config.RunConfig` into a :class:`TrainingSetup`; the
-engine (``engine.py``) drives it. Kept apart so the loop itself stays short enough to read.
+engine (``engine.py``) drives it. What it wires lives elsewhere, one place each:
+
+* the device policy (``auto``, AMP dtype, where augmentation runs): :mod:`trainer.device`;
+* the per-iteration objective (Fig. 1): :func:`trainer.objective.training_loss`, built from
+  :mod:`trainer.losses`;
+* validation Dice: :func:`trainer.evaluation.validation_dice`;
+* the checkpoint payload and older checkpoints: :mod:`trainer.checkpoint`.
 """
 
 from __future__ import annotations
 
-import math
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
-from .checkpoint import load_checkpoint
+from .annotators.confusion import ConfusionCNN
+from .checkpoint import check_compatible, load_checkpoint, training_payload, weighting_config_of
 from .compilation import compile_failures, compile_module
 from .config import RunConfig
 from .data import open_dataset
-from .data.classes import IGNORE_INDEX, ClassScheme
+from .data.classes import ClassScheme
 from .data.corrected import CorrectedCore, CorrectedCoreSet, MixedDataset, default_repeat
 from .data.dataset import IterationSampler, MultiExpertDataset
 from .data.device_augment import augment_batch, seed_from_int64
 from .data.splits import Split
+from .device import amp_policy, resolve_augment_device
 from .errors import CheckpointError, InputError
-from .metrics import DiceAccumulator
+from .evaluation import validation_dice
 from .models import create_model
-from .annotators.confusion import ConfusionCNN
 from .objective import training_loss
 from .reweighting import WeightingCNN
-
-
-def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
-    """``auto`` → CUDA when present, else CPU. Asking for CUDA without one is an error, not a fallback."""
-    name = str(name)
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise InputError("device 'cuda' was chosen but no CUDA device is available; use 'cpu' or 'auto'")
-        if name == "cuda" and local_rank is not None:
-            name = f"cuda:{local_rank}"
-        dev = torch.device(name)
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise InputError(f"device {name} does not exist ({torch.cuda.device_count()} CUDA devices)")
-        return dev
-    if name != "cpu":
-        raise InputError(f"unknown device {name!r}; use auto, cpu or cuda")
-    return torch.device("cpu")
 
 
 def default_train_experts(layout: str, experts: tuple[str, ...]) -> tuple[str, ...]:
@@ -89,7 +76,6 @@ class TrainingSetup:
     augment_on_device: bool = False  # the loader yields uint8 cores + seeds; augment_batch finishes here
     scaler: torch.amp.GradScaler | None = None
     amp_dtype: torch.dtype | None = None
-    _alpha: list[float] | float | None = field(default=None)
 
     # ----------------------------------------------------------------- data
     def train_loader(self, start_iter: int, total_iters: int) -> DataLoader:
@@ -168,47 +154,17 @@ class TrainingSetup:
             self.optimizer.step()
 
     # ----------------------------------------------------------- validation
-    @torch.no_grad()
     def validate(self):
-        """Set-level Dice per class on the validation vote (paper: every 1k iterations)."""
-        if self.val_set is None or len(self.val_set) == 0:
-            return None
-        self.model.eval()
-        acc = DiceAccumulator(self.scheme.num_classes)
-        for i in range(len(self.val_set)):
-            item = self.val_set[(i, 0)]
-            image = item["image"][None].to(self.device)
-            autocast = (torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype is not None
-                        else nullcontext())
-            with autocast:
-                pred = self.model(image).argmax(1)[0].cpu().numpy()
-            acc.update(item["vote"].numpy(), pred)
-        self.model.train()
-        dice = acc.dice()
-        return ({n: float(d) for n, d in zip(self.scheme.names, dice)}, acc.mean_dice())
+        """({class: Dice}, mean Dice) on the validation cores, or None without any."""
+        return validation_dice(self.model, self.val_set, self.scheme.names, self.device, self.amp_dtype)
 
     # ---------------------------------------------------------- checkpoints
     def state(self, iteration: int, best: float, best_iter) -> dict:
-        rng = {"torch": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {
-            "model_config": dict(self.model.config),
-            "model": self.model.state_dict(),
-            "weighting_config": None if self.weighting is None else dict(self.weighting.config),
-            "weighting": None if self.weighting is None else self.weighting.state_dict(),
-            "confusion_config": None if self.confusion is None else dict(self.confusion.config),
-            "confusion": None if self.confusion is None else self.confusion.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "iteration": int(iteration),
-            "best_metric": float(best) if best != -math.inf else None,
-            "best_iteration": best_iter,
-            "config": self.cfg.to_dict(),
-            "scheme": self.scheme.to_dict(),
-            "experts": list(self.experts),
-            "input_size": int(self.cfg.data.size),
-            "rng": rng,
-        }
+        """The checkpoint payload of this run at ``iteration`` (:func:`trainer.checkpoint.training_payload`)."""
+        return training_payload(model=self.model, weighting=self.weighting, confusion=self.confusion,
+                                optimizer=self.optimizer, iteration=iteration, best=best, best_iteration=best_iter,
+                                config=self.cfg.to_dict(), scheme=self.scheme, experts=self.experts,
+                                input_size=self.cfg.data.size, device=self.device)
 
     def load_state(self, payload: dict, with_optimizer: bool) -> None:
         check_compatible(payload, self.model.config, "this run")
@@ -234,8 +190,7 @@ class TrainingSetup:
         self.model.load_state_dict(payload["model"])
         notes = [f"initialised the segmentation network from {path}"]
         if self.weighting is not None:
-            wcfg = payload.get("weighting_config") or {}
-            if payload.get("weighting") is not None and _full_weighting_config(wcfg) == self.weighting.config:
+            if payload.get("weighting") is not None and weighting_config_of(payload) == self.weighting.config:
                 self.weighting.load_state_dict(payload["weighting"])
                 notes.append("initialised the weighting CNN from the checkpoint too")
             else:
@@ -263,24 +218,9 @@ class TrainingSetup:
         return total
 
 
-def _full_weighting_config(config: dict) -> dict:
-    """A checkpoint's weighting config with the defaults of older checkpoints filled in."""
-    return {"stride": 32, "head_kernel": 1, **config}
-
-
 def _first(*modules):
     """The first module that is not None (``or`` would call a compiled module's ``__len__``)."""
     return next(m for m in modules if m is not None)
-
-
-def check_compatible(payload: dict, model_config: dict, what: str) -> None:
-    ck = payload.get("model_config", {})
-    keys = ("name", "num_classes", "encoder")
-    if any(ck.get(k) != model_config.get(k) for k in keys):
-        def desc(c):
-            enc = f" ({c.get('encoder')})" if c.get("encoder") else ""
-            return f"{c.get('name')}{enc} with {c.get('num_classes')} classes"
-        raise CheckpointError(f"checkpoint holds {desc(ck)}, but {what} uses {desc(model_config)}")
 
 
 def freeze_unused(model: torch.nn.Module, size: int, device: torch.device) -> list[str]:
@@ -343,12 +283,7 @@ def build_setup(cfg: RunConfig, device: torch.device, world: int = 1, rank: int 
     params = [p for net in (model, weighting, confusion) if net is not None for p in net.parameters()]
     optimizer = torch.optim.SGD(params, lr=cfg.train.lr, momentum=cfg.train.momentum,
                                 weight_decay=cfg.train.weight_decay)
-    amp_dtype, scaler = None, None
-    if device.type == "cuda" and cfg.train.amp:
-        if torch.cuda.is_bf16_supported():
-            amp_dtype = torch.bfloat16
-        else:
-            amp_dtype, scaler = torch.float16, torch.amp.GradScaler("cuda")
+    amp_dtype, scaler = amp_policy(device, cfg.train.amp)
     setup = TrainingSetup(cfg, device, ds.scheme, train_experts, split, train_set, val_set, model, weighting,
                           optimizer, confusion, world, rank, scaler=scaler, amp_dtype=amp_dtype,
                           augment_on_device=on_device)
@@ -399,9 +334,3 @@ def build_annotator(cfg: RunConfig, num_experts: int, num_classes: int):
                                   head_kernel=lc.weight_head_kernel, diag_init=lc.confusion_diag_init)
     return None, None
 
-
-def resolve_augment_device(mode: str, device: torch.device) -> bool:
-    """``data.augment_device``: "device", "worker", or "auto" (the device when training on CUDA)."""
-    if mode == "auto":
-        return device.type == "cuda"
-    return mode == "device"

@@ -110,7 +110,8 @@ class Preset:
             raise InputError(f"unknown panel {self.panel!r}; choose from {', '.join(PANELS)}")
         unreliable = PANELS[self.panel]["unreliable"]
         if unreliable not in self.train_experts:
-            raise InputError(f"the unreliable expert {unreliable!r} must be among the training experts (issue 5)")
+            raise InputError(f"the unreliable expert {unreliable!r} must be among the training experts: the "
+                             "benchmark measures how each method copes with that expert's labels")
         from ..synthetic import EXPERT_NAMES, PANEL_NAMES
 
         names = EXPERT_NAMES if self.panel == "six" else PANEL_NAMES

@@ -34,7 +34,7 @@ from ..data.splits import load_split
 from ..data.vote import majority_vote
 from ..engine import train
 from ..metrics import DiceAccumulator
-from ..training_setup import resolve_device
+from ..device import resolve_device
 from .auroc import AurocPool
 from .data import NUM_CLASSES, BenchData, prepare_data, test_core_labels
 from .matrices import ConfusionPool

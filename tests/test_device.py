@@ -1,0 +1,74 @@
+"""The one device policy (trainer/device.py), on both kinds of machine.
+
+CUDA's presence is simulated with monkeypatch so that every branch runs on a CPU-only machine
+too; the last test uses the real machine, whichever it is.
+"""
+
+import warnings
+
+import pytest
+import torch
+
+from trainer import device as dv
+from trainer.errors import InputError
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+
+
+@pytest.fixture
+def two_gpus(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+
+
+def test_without_cuda(no_cuda):
+    assert dv.resolve_device("auto") == torch.device("cpu")
+    assert dv.resolve_device("CPU ") == torch.device("cpu")
+    for name in ("cuda", "cuda:0"):
+        with pytest.raises(InputError, match="no CUDA device is available"):
+            dv.resolve_device(name)
+    assert dv.device_choices() == ["auto", "cpu"]
+    assert dv.runs_on_cpu("auto") and dv.runs_on_cpu("cpu") and not dv.runs_on_cpu("cuda")
+
+
+def test_with_two_gpus(two_gpus):
+    assert dv.resolve_device("auto") == torch.device("cuda")
+    assert dv.resolve_device("cuda:1") == torch.device("cuda", 1)
+    assert dv.resolve_device("cuda", local_rank=1) == torch.device("cuda", 1)  # DDP: one GPU per rank
+    with pytest.raises(InputError, match=r"cuda:2 does not exist \(2 CUDA devices: cuda:0…cuda:1\)"):
+        dv.resolve_device("cuda:2")
+    assert dv.device_choices() == ["auto", "cuda", "cuda:0", "cuda:1", "cpu"]
+    assert not dv.runs_on_cpu("auto") and dv.runs_on_cpu("cpu")
+
+
+@pytest.mark.parametrize("name", ["tpu", "gpu", "cuda:x", "cuda:-1", ""])
+def test_unknown_names_are_input_errors(two_gpus, name):
+    with pytest.raises(InputError, match="unknown device"):
+        dv.resolve_device(name)
+
+
+def test_amp_policy(monkeypatch):
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert dv.amp_policy(cpu, True) == (None, None)
+    assert dv.amp_policy(gpu, False) == (None, None)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert dv.amp_policy(gpu, True) == (torch.bfloat16, None)  # bf16 needs no loss scaling
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    with warnings.catch_warnings():  # a CPU-only machine warns that the scaler is disabled
+        warnings.simplefilter("ignore")
+        dtype, scaler = dv.amp_policy(gpu, True)
+    assert dtype == torch.float16 and isinstance(scaler, torch.amp.GradScaler)
+
+
+def test_this_machine():
+    """Whatever this machine has: auto is its best device, and one past its last GPU is refused."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    assert dv.resolve_device("auto").type == ("cuda" if count else "cpu")
+    with pytest.raises(InputError):
+        dv.resolve_device(f"cuda:{count}")
+    assert ("cuda" in dv.device_choices()) == (count > 0)
+

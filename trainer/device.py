@@ -1,0 +1,78 @@
+"""The one device policy: which device a run or a prediction uses, and what that device allows.
+
+``"auto"`` means CUDA when a CUDA device is present, else the CPU — everywhere: the engine, the
+predictor, the benchmark and the GUI's device menu all ask this module. Asking for a device that
+does not exist is an :class:`~trainer.errors.InputError`, never a silent fallback.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import InputError
+
+#: Names a user may give (``cuda:N`` picks one GPU).
+DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:N")
+
+
+def _cuda_count() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
+    """``auto`` → CUDA when present, else CPU; ``cpu``; ``cuda`` (``cuda:<local_rank>`` under DDP);
+    ``cuda:N``. A CUDA device that is not there raises :class:`InputError` saying what exists."""
+    name = str(name).strip().lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise InputError(f"device {name!r} was chosen but no CUDA device is available; use 'cpu' or 'auto'")
+        if name == "cuda" and local_rank is not None:
+            name = f"cuda:{local_rank}"
+        try:
+            dev = torch.device(name)
+        except RuntimeError:
+            raise InputError(f"unknown device {name!r}; use {', '.join(DEVICE_NAMES)}") from None
+        count = _cuda_count()
+        if dev.index is not None and dev.index >= count:
+            raise InputError(f"device {name} does not exist ({count} CUDA device{'s' if count != 1 else ''}: "
+                             f"cuda:0…cuda:{count - 1})")
+        return dev
+    raise InputError(f"unknown device {name!r}; use {', '.join(DEVICE_NAMES)}")
+
+
+def runs_on_cpu(name: str) -> bool:
+    """Whether ``name`` means the CPU here (``cpu``, or ``auto`` without CUDA); never raises."""
+    name = str(name).strip().lower()
+    return name == "cpu" or (name == "auto" and not torch.cuda.is_available())
+
+
+def device_choices() -> list[str]:
+    """The names a device menu offers: ``auto``, ``cuda`` (and ``cuda:N`` with several GPUs) only
+    when they exist, and ``cpu``."""
+    count = _cuda_count()
+    if count == 0:
+        return ["auto", "cpu"]
+    extra = [f"cuda:{i}" for i in range(count)] if count > 1 else []
+    return ["auto", "cuda", *extra, "cpu"]
+
+
+def amp_policy(device: torch.device, enabled: bool) -> tuple[torch.dtype | None, torch.amp.GradScaler | None]:
+    """Mixed precision for ``device``: (autocast dtype, grad scaler). bfloat16 where the GPU has it
+    (no scaler needed), else float16 with a :class:`~torch.amp.GradScaler`; (None, None) on the CPU
+    or when disabled."""
+    if not enabled or device.type != "cuda":
+        return None, None
+    if torch.cuda.is_bf16_supported():
+        return torch.bfloat16, None
+    return torch.float16, torch.amp.GradScaler("cuda")
+
+
+def resolve_augment_device(mode: str, device: torch.device) -> bool:
+    """``data.augment_device``: "device", "worker", or "auto" (the device when training on CUDA)."""
+    if mode == "auto":
+        return device.type == "cuda"
+    return mode == "device"
