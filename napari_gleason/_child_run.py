@@ -1,35 +1,56 @@
-"""Multi-GPU runs from the GUI: launch the CLI under ``torchrun`` and follow its event log.
+"""Training and fine-tuning in a child process: the one launch path of the GUI (headless, no Qt, no torch).
 
-The engine writes every event as one JSON line to ``<run>/events.jsonl`` (rank 0 only, flushed per
-line). :class:`EventFollower` tails that file from where it ended at launch (a run folder may hold
-an older run's lines), buffers a half-written last line, and rebuilds the events with
-:func:`trainer.events.event_from_dict`; :func:`follow_run` yields them until the process ends, so
-the widget handles a subprocess run exactly like a threaded one. Stop sends SIGINT to the process
-group (torchrun passes it to its workers) and kills it if it has not ended after a grace period.
+A run in the napari process stalled the GUI thread (``torch.save`` and the training loop holding the
+GIL, full garbage collections over napari's objects). Now the GUI only launches and follows:
+
+- :func:`launch` writes the run's configuration as JSON into a fresh *launch folder* (a temporary
+  folder: a run that fails before it starts leaves nothing in its output folder) and starts
+  ``python -m trainer train --config <json>`` for one device, or the same command under ``torchrun``
+  (``python -m torch.distributed.run --standalone --nproc_per_node K -m trainer …``) for K GPUs. The
+  child runs in its own session at a lower CPU priority (the GUI first); a CPU run leaves one core
+  to the GUI (``OMP_NUM_THREADS``). Its stdout and stderr go to files in the launch folder.
+- :func:`follow_run` tails ``<run>/events.jsonl`` (the engine writes every event there, rank 0 only,
+  one flushed JSON line each) with :class:`EventFollower` and yields the engine's typed events until
+  the process ends. Stop is SIGTERM to the trainer (or to torchrun, which passes it on once): it
+  finishes the iteration, writes ``last.pt`` and ends; a process still alive after a grace period
+  is killed with its whole process group. A child that dies without its ``RunFinished`` becomes
+  the error the CLI meant: exit code 2 → :class:`InputError`, 3 → :class:`NonFiniteLossError`,
+  anything else (a traceback, the GPU out of memory, a kill) → :class:`ChildRunError` with the last
+  lines of its stderr.
+- :func:`terminate_all` stops every child still running (the application quits; also at exit), so
+  nothing keeps training unseen. GPU memory is the child's: it is freed when the child ends.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Protocol
 
 from trainer import events as ev
+from trainer.errors import InputError, NonFiniteLossError
 
 POLL_SECONDS = 0.2
 GRACE_SECONDS = 30.0
+NICE = 10  # the child's CPU priority below the GUI's (Linux: +10 of 19)
+TAIL_LINES = 12
 
 
-def torchrun_command(config_path: str | Path, nproc: int, python: str = sys.executable) -> list[str]:
-    """``python -m torch.distributed.run --standalone --nproc_per_node K -m trainer train --config cfg.json``."""
-    return [python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(int(nproc)),
-            "-m", "trainer", "train", "--config", str(config_path)]
+def child_command(config_path: str | Path, nproc: int = 1, python: str = sys.executable) -> list[str]:
+    """The trainer's CLI on ``config_path``: directly for one device, under torchrun for ``nproc`` > 1."""
+    cli = ["-m", "trainer", "train", "--config", str(config_path)]
+    if int(nproc) <= 1:
+        return [python, *cli]
+    return [python, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(int(nproc)), *cli]
 
 
 class EventFollower:
@@ -65,45 +86,127 @@ class Process(Protocol):
     def poll(self) -> int | None: ...
     def interrupt(self) -> None: ...
     def kill(self) -> None: ...
+    def stderr_tail(self, lines: int = TAIL_LINES) -> str: ...
 
 
-class TorchrunProcess:
-    """A launched ``torchrun``: its own process group, output in ``<run>/torchrun.log``."""
+class ChildRunError(RuntimeError):
+    """The training process ended without finishing its run, and not for bad input."""
 
-    def __init__(self, cmd: list[str], log: Path, env: dict | None = None):
-        self.log = log
-        with open(log, "ab") as fh:
-            self.popen = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env,
+    def __init__(self, code: int, tail: str, stderr: Path | None):
+        how = (f"was killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.Signals._value2member_map_
+               else f"exited with code {code}")
+        where = f" ({stderr})" if stderr else ""
+        super().__init__(f"the training process {how} before its run finished; the last lines of its "
+                         f"error output{where}:\n{tail or '(empty)'}")
+        self.code, self.tail, self.stderr = code, tail, stderr
+
+
+_LIVE: set = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def live_children() -> list[ChildProcess]:
+    """The launched children that have not ended yet."""
+    with _LIVE_LOCK:
+        return [c for c in _LIVE if c.popen.poll() is None]
+
+
+def terminate_all() -> None:
+    """Ask every running child to stop (SIGTERM: it still writes last.pt)."""
+    for child in live_children():
+        child.interrupt()
+
+
+atexit.register(terminate_all)
+
+
+class ChildProcess:
+    """A launched trainer: its own session, stdout/stderr in ``folder``, at a lower CPU priority."""
+
+    def __init__(self, cmd: list[str], folder: Path, env: dict | None = None):
+        self.cmd, self.folder = cmd, Path(folder)
+        self.stdout_path, self.stderr_path = self.folder / "stdout.log", self.folder / "stderr.log"
+        with open(self.stdout_path, "ab") as out, open(self.stderr_path, "ab") as err:
+            self.popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
                                           start_new_session=True)
+        try:  # threads and processes the child starts later inherit it
+            os.setpriority(os.PRIO_PROCESS, self.popen.pid, NICE)
+        except (AttributeError, OSError):
+            pass
+        with _LIVE_LOCK:
+            _LIVE.add(self)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
 
     def poll(self) -> int | None:
-        return self.popen.poll()
+        code = self.popen.poll()
+        if code is not None:
+            with _LIVE_LOCK:
+                _LIVE.discard(self)
+        return code
 
     def interrupt(self) -> None:
+        """SIGTERM to the trainer (or torchrun) only: data-loader workers and DDP ranks are its to end."""
         try:
-            os.killpg(self.popen.pid, signal.SIGINT)
+            os.kill(self.popen.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
 
     def kill(self) -> None:
         try:
             os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):
             pass
 
+    def stderr_tail(self, lines: int = TAIL_LINES) -> str:
+        try:
+            with open(self.stderr_path, "rb") as fh:
+                fh.seek(max(0, fh.seek(0, os.SEEK_END) - 64 * 1024))
+                text = fh.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+        return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
 
-def launch(cfg, nproc: int, python: str = sys.executable) -> tuple[TorchrunProcess, Path, int]:
-    """Write ``cfg`` beside the run and start torchrun; returns (process, event log, log offset)."""
-    out = Path(cfg.train.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+
+def _child_env(cfg) -> dict:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[1])  # where ``trainer`` is, installed or not
+    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    device = str(cfg.train.device)
+    torch = sys.modules.get("torch")  # already imported for the device list: ask it; else assume a GPU
+    on_cpu = device == "cpu" or (device == "auto" and torch is not None and not torch.cuda.is_available())
+    if on_cpu and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 2) - 1))  # one core left to the GUI
+    return env
+
+
+def launch(cfg, nproc: int = 1, python: str = sys.executable) -> tuple[ChildProcess, Path, int]:
+    """Write ``cfg`` (a RunConfig) into a launch folder and start its child; returns
+    (process, the run's event log, the log's size before the run)."""
     cfg.data.path = str(Path(cfg.data.path).resolve())
-    cfg.train.out = str(out)
-    config_path = out / "gui_config.json"
-    config_path.write_text(json.dumps(cfg.to_dict(), indent=2))
-    log = out / "events.jsonl"
-    offset = log.stat().st_size if log.exists() else 0
-    proc = TorchrunProcess(torchrun_command(config_path, nproc, python), out / "torchrun.log")
+    cfg.train.out = str(Path(cfg.train.out).resolve())
+    if cfg.train.init:
+        cfg.train.init = str(Path(cfg.train.init).resolve())
+    folder = Path(tempfile.mkdtemp(prefix="napari-gleason-run-"))
+    config_path = folder / "config.json"
+    config_path.write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
+    log = Path(cfg.train.out) / "events.jsonl"
+    offset = log.stat().st_size if log.exists() else 0  # a failed earlier attempt may have left lines
+    proc = ChildProcess(child_command(config_path, nproc, python), folder, _child_env(cfg))
     return proc, log, offset
+
+
+def exit_error(code: int, tail: str, stderr: Path | None) -> Exception:
+    """The exception the CLI's exit ``code`` stands for (its ``error:`` line says what)."""
+    said = next((line[len("error: "):] for line in reversed(tail.splitlines()) if line.startswith("error: ")), None)
+    if code == 2 and said:
+        return InputError(said)
+    if code == 3 and said:
+        return NonFiniteLossError(said)
+    return ChildRunError(code, tail, stderr)
 
 
 def follow_run(proc: Process, log: str | Path, offset: int = 0, stop: threading.Event | None = None,
@@ -111,8 +214,8 @@ def follow_run(proc: Process, log: str | Path, offset: int = 0, stop: threading.
     """Yield the run's events until ``proc`` exits; stop it when ``stop`` is set.
 
     A run that exits without its ``RunFinished`` after Stop ends with a synthesised, stopped
-    ``RunFinished`` (the last checkpoint written is kept); without Stop it is an error naming the
-    exit code and the log to read.
+    ``RunFinished`` (the last checkpoint written is kept); without Stop it raises what the exit
+    code means (:func:`exit_error`).
     """
     follower = EventFollower(log, offset)
     finished: ev.RunFinished | None = None
@@ -139,15 +242,26 @@ def follow_run(proc: Process, log: str | Path, offset: int = 0, stop: threading.
         return
     if stop_sent_at is not None:
         best = run_dir / "best.pt"
-        yield ev.Message("torchrun stopped; the last checkpoint it wrote is kept")
+        yield ev.Message("the training process was stopped; the last checkpoint it wrote is kept")
         yield ev.RunFinished(last_iteration, True, str(run_dir / "last.pt"), str(best) if best.exists() else None,
                              None)
         return
-    raise RuntimeError(f"torchrun exited with code {code} before the run finished; see {run_dir / 'torchrun.log'}")
+    raise exit_error(code, proc.stderr_tail(), getattr(proc, "stderr_path", None))
 
 
-def torchrun_job(cfg, nproc: int, stop=None):
-    """Worker generator: launch ``cfg`` on ``nproc`` GPUs and follow it."""
-    proc, log, offset = launch(cfg, nproc)
-    yield ev.Message(f"torchrun on {nproc} GPUs, log {proc.log}")
-    yield from follow_run(proc, log, offset, stop)
+def run_in_child(cfg, nproc: int = 1, stop: threading.Event | None = None, python: str = sys.executable):
+    """Worker generator: launch ``cfg`` (on ``nproc`` GPUs under torchrun when > 1) and follow it.
+
+    The launch folder (config, stdout, stderr) is removed after a clean end and kept otherwise.
+    """
+    proc, log, offset = launch(cfg, nproc, python)
+    where = f"torchrun on {nproc} GPUs" if nproc > 1 else "a child process"
+    yield ev.Message(f"training in {where} (pid {proc.pid}); its output: {proc.folder}")
+    try:
+        yield from follow_run(proc, log, offset, stop)
+    except BaseException:
+        if proc.poll() is None:  # the follower itself was abandoned: never leave the child behind
+            proc.interrupt()
+        raise
+    if proc.poll() == 0:
+        shutil.rmtree(proc.folder, ignore_errors=True)

@@ -1,5 +1,7 @@
 """How a long job shares the napari process with the GUI thread (measured on the 2-core CI machine).
 
+Training no longer runs here: it is a child process (:mod:`._child_run`, which also leaves one core
+to the GUI on CPU runs and lowers the child's priority). Prediction still runs in a worker thread.
 Two things stalled the GUI while a training ran in a worker thread, neither of them the worker's
 events or the plot:
 
@@ -13,13 +15,12 @@ events or the plot:
   scheduler has just given to the GUI (napari's progress spinner, the window's compositing, which is
   software OpenGL in a VM or under Xvfb). With the window shown, 2 torch threads on 2 cores made a
   PSPNet-r18 128² iteration take ~11 s and the GUI stall up to 170 ms; 1 thread: ~0.9 s and ~60 ms.
-  :func:`torch_threads_sparing_gui` trains with one core fewer than the machine has, on the CPU only.
+  A training child therefore gets one core fewer than the machine has on the CPU (``OMP_NUM_THREADS``).
 """
 
 from __future__ import annotations
 
 import gc
-import os
 import threading
 from contextlib import contextmanager
 
@@ -42,19 +43,3 @@ def gc_frozen():
             _frozen -= 1
             if _frozen == 0:
                 gc.unfreeze()  # the next full collection (when idle) walks everything again
-
-
-@contextmanager
-def torch_threads_sparing_gui(device: str):
-    """On the CPU, let torch use one core fewer than the machine has; restore the count after."""
-    import torch
-
-    cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
-    before = torch.get_num_threads()
-    if cpu:
-        torch.set_num_threads(max(1, min(before, (os.cpu_count() or 2) - 1)))
-    try:
-        yield
-    finally:
-        if cpu:
-            torch.set_num_threads(before)

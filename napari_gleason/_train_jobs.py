@@ -1,10 +1,10 @@
-"""The generators the train widget runs in a worker thread (headless; tests call them directly).
+"""Fine-tuning on a corrected core, the human-in-the-loop step (headless; tests call it directly).
 
-They all end in :func:`trainer.engine.train`, the one training loop, and pass its events through
-unchanged; the stop signal goes straight into the engine, which checks it every iteration and
-saves ``last.pt`` before it ends. :func:`finetune_job` is the human-in-the-loop step: it writes
-the corrected core's labels as a mask PNG in the dataset's values, then fine-tunes the
-checkpoint on the dataset plus that core. Training shares the process politely (:mod:`._gentle`).
+:func:`finetune_job` is a generator the train widget runs in a worker thread: it writes the
+corrected core's labels as a mask PNG in the dataset's values (the exporter, in this process),
+builds the fine-tuning configuration from the checkpoint's own (``data.corrected``,
+``train.init``), and trains it in a child process like any run (:func:`._child_run.run_in_child`),
+passing the engine's events through; the stop flag stops the child (it still saves ``last.pt``).
 """
 
 from __future__ import annotations
@@ -18,18 +18,9 @@ import numpy as np
 from trainer import events as ev
 from trainer.data.classes import ClassScheme
 
-from ._cpu_sharing import gc_frozen, torch_threads_sparing_gui
+from ._child_run import run_in_child
 from ._llvm_guard import guard_triton
 from ._train_settings import finetune_config
-
-
-def training_job(cfg, stop=None):
-    """Train ``cfg`` (a RunConfig) in this thread, yielding the engine's events."""
-    guard_triton()  # before torchvision/timm import torch._dynamo (see _llvm_guard)
-    from trainer.engine import train
-
-    with torch_threads_sparing_gui(cfg.train.device), gc_frozen():  # see _gentle: what stalled the GUI
-        yield from train(cfg, stop=stop)
 
 
 @dataclass
@@ -68,16 +59,15 @@ def export_corrected(core: CorrectedCore, folder: str | Path) -> dict:
 
 def finetune_job(checkpoint: str | Path, core: CorrectedCore, *, iters: int, lr: float, device: str,
                  out: str | Path, data: str | None = None, stop=None):
-    """Fine-tune ``checkpoint`` on its dataset (or ``data``) plus the corrected ``core``."""
+    """Fine-tune ``checkpoint`` on its dataset (or ``data``) plus the corrected ``core``, in a child process."""
     guard_triton()
-    from trainer.checkpoint import load_checkpoint
-    from trainer.engine import train
+    from trainer.checkpoint import load_checkpoint  # reads the checkpoint's own configuration only
 
     payload = load_checkpoint(checkpoint)
     corrected = [export_corrected(core, Path(out) / "corrected")]
     cfg = finetune_config(payload.get("config") or {}, checkpoint=checkpoint, corrected=corrected, iters=iters,
                           lr=lr, device=device, out=out, data=data)
+    del payload
     yield ev.Message(f"fine-tuning {Path(checkpoint).name} on {cfg.data.path} + corrected core {core.name} "
                      f"({corrected[0]['mask']})")
-    with torch_threads_sparing_gui(device), gc_frozen():
-        yield from train(cfg, stop=stop)
+    yield from run_in_child(cfg, 1, stop)

@@ -1,7 +1,8 @@
 """From what the train widget shows to a :class:`trainer.config.RunConfig` (no Qt).
 
 :class:`TrainSettings` is a snapshot of the widget's fields taken on the GUI thread;
-:meth:`TrainSettings.to_run_config` is the only place those fields meet the trainer's config.
+:meth:`TrainSettings.to_run_config` is the only place those fields meet the trainer's config, through
+:func:`trainer.config.build_run_config` (the CLI's builder, with the engine's run-folder rule).
 :func:`finetune_config` builds the human-in-the-loop run: the checkpoint's own configuration
 (same architecture, classes and losses, so its weights load) on the dataset plus the corrected core.
 """
@@ -12,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.config import RunConfig
+from trainer.config import RunConfig, build_run_config
 from trainer.errors import InputError
 
 #: The five models of Table 2 and the encoder each uses by default (HRNets have a fixed backbone).
@@ -70,31 +71,20 @@ class TrainSettings:
             raise InputError("training data folder does not exist", self.data)
         if not self.out:
             raise InputError("choose an output folder for the run")
-        if Path(self.out).exists() and not Path(self.out).is_dir():
-            raise InputError("the output is a file, not a folder; choose a new folder", self.out)
-        if (Path(self.out) / "last.pt").exists():
-            raise InputError("this output folder already holds a run (last.pt); choose a new folder", self.out)
         if self.model not in MODEL_ENCODERS:
             raise InputError(f"unknown model {self.model!r}; choose one of: {', '.join(MODEL_ENCODERS)}")
         if self.init and not Path(self.init).is_file():
             raise InputError("start checkpoint not found", self.init)
-        cfg = RunConfig()
-        cfg.data.path = str(self.data)
-        cfg.data.size = int(self.size)
-        cfg.model.name = self.model
-        cfg.model.encoder = None if MODEL_ENCODERS[self.model] is None else (self.encoder or MODEL_ENCODERS[self.model])
-        cfg.loss.loss = "gafl" if self.gafl else "focal"
-        cfg.loss.reweight = bool(self.reweight)
-        cfg.loss.confusion = bool(self.confusion)
-        cfg.train.iters = int(self.iters)
-        cfg.train.batch_size = int(self.batch_size)
-        cfg.train.lr = float(self.lr)
-        cfg.train.device = self.device
-        cfg.train.out = str(self.out)
-        cfg.train.init = self.init or None
-        cfg.train.val_every = cfg.train.checkpoint_every = every(cfg.train.iters)
-        cfg.validate()
-        return cfg
+        n = every(int(self.iters))
+        return build_run_config(overrides={
+            "data": {"path": str(self.data), "size": int(self.size)},
+            "model": {"name": self.model,
+                      "encoder": None if MODEL_ENCODERS[self.model] is None else (self.encoder or MODEL_ENCODERS[self.model])},
+            "loss": {"loss": "gafl" if self.gafl else "focal", "reweight": bool(self.reweight),
+                     "confusion": bool(self.confusion)},
+            "train": {"iters": int(self.iters), "batch_size": int(self.batch_size), "lr": float(self.lr),
+                      "device": self.device, "out": str(self.out), "init": self.init or None,
+                      "val_every": n, "checkpoint_every": n}})
 
 
 def finetune_config(checkpoint_config: dict, *, checkpoint: str | Path, corrected: list[dict], iters: int,
@@ -105,19 +95,12 @@ def finetune_config(checkpoint_config: dict, *, checkpoint: str | Path, correcte
     ``train.init``); data is ``data`` (the widget's dataset) or the checkpoint's own dataset, plus
     the corrected cores; it validates once, at the end, which also writes ``best.pt``.
     """
-    cfg = RunConfig.from_dict(checkpoint_config or {})
-    if data:
-        cfg.data.path = str(data)
-    if not cfg.data.path or not Path(cfg.data.path).is_dir():
+    data = str(data) if data else ((checkpoint_config or {}).get("data") or {}).get("path")
+    if not data or not Path(data).is_dir():
         raise InputError("fine-tuning needs the dataset the model was trained on; choose it as training data",
-                         cfg.data.path or None)
-    cfg.data.corrected = list(corrected)
-    cfg.data.corrected_repeat = 0  # default: about a quarter of the samples are the corrected core(s)
-    cfg.train.init = str(checkpoint)
-    cfg.train.iters = int(iters)
-    cfg.train.lr = float(lr)
-    cfg.train.device = device
-    cfg.train.out = str(out)
-    cfg.train.val_every = cfg.train.checkpoint_every = max(1, int(iters))
-    cfg.validate()
-    return cfg
+                         data or None)
+    return build_run_config(checkpoint_config, {
+        "data": {"path": data, "corrected": list(corrected),
+                 "corrected_repeat": 0},  # about a quarter of the samples are the corrected core(s)
+        "train": {"init": str(checkpoint), "iters": int(iters), "lr": float(lr), "device": device, "out": str(out),
+                  "val_every": max(1, int(iters)), "checkpoint_every": max(1, int(iters))}})

@@ -144,10 +144,15 @@ def format_duration(seconds: float | None) -> str:
 
 def advice(exc: BaseException, what: str = "training") -> str:
     """A one-paragraph notification: what went wrong and what to do about it."""
+    from ._child_run import ChildRunError
+
     text = " ".join(str(exc).split())
     if _is_cuda_oom(exc):
+        said = f"\n{exc.tail}" if isinstance(exc, ChildRunError) else ""
         return (f"{what}: the GPU ran out of memory. Lower the batch size or the input size, pick a smaller "
-                "model, or train on the CPU (slow).")
+                f"model, or train on the CPU (slow).{said}")
+    if isinstance(exc, ChildRunError):  # a traceback: its last lines, as the child wrote them
+        return f"{what} failed: {exc}"
     if isinstance(exc, NonFiniteLossError):
         return f"{what}: {text}"  # the engine's message already says what was kept and what to try
     if isinstance(exc, CheckpointError):
@@ -161,11 +166,5 @@ def advice(exc: BaseException, what: str = "training") -> str:
 
 
 def _is_cuda_oom(exc: BaseException) -> bool:
-    try:
-        import torch
-
-        if isinstance(exc, torch.cuda.OutOfMemoryError):
-            return True
-    except (ImportError, AttributeError):
-        pass
+    """The GPU ran out of memory (the child's stderr says so; the GUI does not import torch for this)."""
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()

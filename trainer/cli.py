@@ -100,28 +100,21 @@ def _overrides(a: argparse.Namespace) -> dict:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from .config import RunConfig, load_config_file, merge
+    from .config import build_run_config, load_config_file
 
+    over = _overrides(a)
     if a.resume:
         run = Path(a.resume)
         if not (run / "last.pt").is_file():
             raise InputError("no last.pt to resume from", run)
         base = load_config_file(run / "config.json")
-        over = _overrides(a)
         over["train"]["out"] = str(run)
-        over["train"]["init"] = None
     else:
         base = load_config_file(a.config) if a.config else {}
-        over = _overrides(a)
-    cfg = RunConfig.from_dict(merge(base, over))
+    # the output folder's rule (a file, or a folder holding a run) is the engine's, checked here early
+    cfg = build_run_config(base, over, resume=bool(a.resume))
     if a.resume:
-        cfg.train.init = None
-    elif cfg.train.out and Path(cfg.train.out).exists() and not Path(cfg.train.out).is_dir():
-        raise InputError("--out is a file, not a folder; choose a new folder", cfg.train.out)
-    elif cfg.train.out and (Path(cfg.train.out) / "last.pt").exists():
-        # a new run would overwrite that run's checkpoints from its first save on
-        raise InputError("this folder already holds a run (last.pt); choose a new --out, or continue it with "
-                         "--resume", cfg.train.out)
+        cfg.train.init = None  # resuming loads last.pt, never start weights
     return _run_training(cfg, resume=bool(a.resume))
 
 

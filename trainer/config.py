@@ -184,6 +184,32 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def check_run_folder(out: str | Path, resume: bool = False) -> None:
+    """The run-folder rule: a fresh run never goes into a folder that already holds one.
+
+    ``out`` must be a folder (or not exist yet); unless ``resume``, it must not hold ``last.pt``,
+    which a new run would overwrite from its first save on. The engine enforces it at the start of
+    every run; the builder below checks it early so the CLI and the GUI fail before any work.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError("the output is a file, not a folder; choose a new folder", out)
+    if not resume and (out / "last.pt").exists():
+        raise InputError("this folder already holds a run (last.pt); choose a new output folder, or continue "
+                         "it with --resume", out)
+
+
+def build_run_config(base: dict[str, Any] | None = None, overrides: dict[str, Any] | None = None, *,
+                     resume: bool = False) -> RunConfig:
+    """The one way to a run's configuration: ``base`` (a config file, a checkpoint's config) with
+    ``overrides`` (CLI flags, the train widget's fields; ``None`` values skipped), validated, its
+    output folder checked by :func:`check_run_folder`. Raises :class:`InputError`."""
+    cfg = RunConfig.from_dict(merge(base or {}, overrides or {}))
+    if cfg.train.out:
+        check_run_folder(cfg.train.out, resume)
+    return cfg
+
+
 def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Nested dict merge; values in ``overrides`` that are None are skipped (flag not given)."""
     out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}

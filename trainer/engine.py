@@ -27,7 +27,7 @@ import torch.distributed as dist
 
 from . import events as ev
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import RunConfig
+from .config import RunConfig, check_run_folder
 from .errors import CheckpointError, InputError, NonFiniteLossError
 from .device import resolve_device
 from .training_setup import TrainingSetup, build_setup
@@ -63,6 +63,7 @@ def train(cfg: RunConfig, stop: StopSignal = None, resume: bool = False) -> Iter
     :class:`NonFiniteLossError` when the loss becomes NaN/Inf (after saving the last good state).
     """
     cfg.validate()
+    check_run_folder(cfg.train.out, resume)  # a fresh run never overwrites another run's checkpoints
     should_stop = _as_callable(stop)
     world, rank, local_rank = _ddp_env()
     device = resolve_device(cfg.train.device, local_rank if world > 1 else None)

@@ -4,9 +4,11 @@ The pathologist edits a labels layer (an editable copy of a consensus or of the 
 usually the ``corrected`` layer made by the review widget's export panel). This panel snapshots
 it, and the train widget's runner runs :func:`napari_gleason._train_jobs.finetune_job`: the labels
 become a mask PNG in the dataset's values (the trainer's atomic writer, via the exporter), and the
-current checkpoint is trained for a few hundred iterations on its dataset plus this core
-(``data.corrected``, ``train.init``). When it ends (or is stopped) the new ``last.pt`` — the weights
-that saw the correction — goes to the predict widget, which predicts the core again.
+viewer's current checkpoint (:mod:`napari_gleason._session`; else the train form's 'start from') is
+trained for a few hundred iterations on its dataset plus this core (``data.corrected``,
+``train.init``) in a child process, like any run. When it ends (or is stopped) the new ``last.pt``
+— the weights that saw the correction — becomes the current checkpoint, and the session asks the
+predict widget (docked if it was not) to predict the core again.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QLabel, QPushButton, QSpinBox
 
 from .._layers import current_core, find_layer, level0
+from .._session import session_of
 from .._train_jobs import CorrectedCore, finetune_job
 
 #: Labels layers a correction can come from, in order of preference.
@@ -85,8 +88,8 @@ class FinetunePanel(QGroupBox):
             show_error("Fine-tune: open a core and make an editable labels layer first "
                        "(Review ▸ Export ▸ editable copy → 'corrected', then paint)")
             return False
-        predict = self.owner.predict_widget()
-        checkpoint = predict.checkpoint_path() if predict is not None else None
+        current = session_of(self.viewer).checkpoint
+        checkpoint = Path(current) if current else None
         checkpoint = checkpoint or (Path(self.owner.init.text()) if self.owner.init.text().strip() else None)
         if checkpoint is None or not checkpoint.is_file():
             show_error("Fine-tune: choose the model to fine-tune in the Predict widget (or as 'start from')")
@@ -111,7 +114,10 @@ class FinetunePanel(QGroupBox):
         """Predict the core again with the fine-tuned weights (last.pt: it has seen the correction)."""
         if finished is None or not Path(finished.last_path).is_file():
             return
-        predict = self.owner.predict_widget(create=True)
-        predict.offer_checkpoint(finished.last_path)
+        from . import PredictWidget, dock
+
+        dock(self.viewer, PredictWidget)  # the widget that predicts, docked if it was not
+        session = session_of(self.viewer)
+        session.set_checkpoint(finished.last_path)
         self.status.setText(f"fine-tuned to iteration {finished.iteration}; predicting again with {finished.last_path}")
-        predict._on_predict()
+        session.prediction_requested.emit()

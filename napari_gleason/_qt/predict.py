@@ -119,6 +119,7 @@ class PredictWidget(QWidget):
         self.setMinimumWidth(380)
         self._fill_recent()
         self._add_callbacks()
+        self._follow_session()
 
     def _add_callbacks(self) -> None:
         self._browse.clicked.connect(self._on_browse)
@@ -152,6 +153,20 @@ class PredictWidget(QWidget):
         self._fill_recent()
         self.checkpoint.setCurrentText(str(Path(found or path).resolve()))
         self.status.setText(f"checkpoint: {self.checkpoint.currentText()}")
+        if found is not None:
+            session_of(self.viewer).set_checkpoint(found)  # the fine-tune panel fine-tunes this one
+
+    def _follow_session(self) -> None:
+        """The viewer's current checkpoint (a run the train widget finished) and its requests to predict."""
+        session = session_of(self.viewer)
+        if session.checkpoint:
+            self.offer_checkpoint(session.checkpoint)
+        follow = lambda path: path and self.offer_checkpoint(path)  # noqa: E731
+        again = lambda: self._on_predict()  # noqa: E731
+        session.checkpoint_changed.connect(follow)
+        session.prediction_requested.connect(again)
+        self.destroyed.connect(lambda *_: (session.checkpoint_changed.disconnect(follow),
+                                           session.prediction_requested.disconnect(again)))
 
     def checkpoint_path(self) -> Path | None:
         text = self.checkpoint.currentText().strip()
@@ -242,13 +257,3 @@ class PredictWidget(QWidget):
         self.status.setText(f"{out.core}: {self.seconds:.2f} s from click to layers ({out.seconds:.2f} s "
                             f"inference{loaded}) on {out.device}; {where}, model input {out.input_size}²")
         self.note.setText("\n".join(out.notes))
-
-
-
-def _docked(viewer) -> list:
-    """The inner widgets docked in ``viewer``'s window (public API: ``dock_widgets``)."""
-    out = []
-    for dock in dict(viewer.window.dock_widgets).values():
-        inner = dock.widget() if hasattr(dock, "widget") else dock
-        out.append(inner)
-    return out

@@ -1,15 +1,18 @@
 """The train widget: the paper's model trained from the napari window, watched live.
 
 The form is snapshot into :class:`~napari_gleason._train_settings.TrainSettings` on the GUI thread;
-the run itself is :func:`trainer.engine.train` in a worker (or ``torchrun`` in a subprocess when
-several GPUs are visible), driven by a :class:`~.train_runner.TrainingRunner`. Its evented status
-(IDLE / TRAINING / STOPPING / DONE / CRASHED) decides which buttons are enabled; its events feed
-the napari progress bar, the status line and the live plot. When a run ends or is stopped, its
-best checkpoint (else ``last.pt``) is offered to the predict widget.
+the run itself is the trainer's CLI in a child process (``python -m trainer train``, or under
+``torchrun`` on several GPUs: one launch path, :mod:`napari_gleason._child_run`), followed through
+its event log by a :class:`~.train_runner.TrainingRunner`. Its evented status (IDLE / TRAINING /
+STOPPING / DONE / CRASHED) decides which buttons are enabled; its events feed the napari progress
+bar, the status line and the live plot. When a run ends or is stopped, its best checkpoint (else
+``last.pt``) becomes the viewer's current checkpoint (:mod:`napari_gleason._session`), which the
+predict widget follows.
 
 Closing the dock or the viewer stops a running training: napari cancels its running tasks on
-close, and the worker turns that into the engine's stop flag (``last.pt`` is still written); the
-dock's removal and the widget's destruction set the same flag, so nothing keeps training unseen.
+close, and the worker turns that into the stop flag (the child gets SIGTERM and still writes
+``last.pt``); the dock's removal and the widget's destruction set the same flag, and quitting the
+application stops every child, so nothing keeps training unseen.
 """
 
 from __future__ import annotations
@@ -39,8 +42,9 @@ from trainer.errors import InputError
 
 from .._layers import current_core
 from .._llvm_guard import guard_triton
+from .._child_run import run_in_child
 from .._recent import checkpoint_in, remember_checkpoint
-from .._train_jobs import training_job
+from .._session import session_of
 from .._train_settings import (
     ENCODER_CHOICES,
     MODEL_ENCODERS,
@@ -50,10 +54,8 @@ from .._train_settings import (
     device_choices,
 )
 from .._train_status import TrainState
-from .._torchrun import torchrun_job
 from .finetune import FinetunePanel
 from .loss_plot import LossPlot
-from .predict import PredictWidget, _docked
 from .train_runner import TrainingRunner
 
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
@@ -227,11 +229,9 @@ class TrainWidget(QWidget):
         except InputError as exc:
             show_error(f"Train: {exc}")
             return False
-        if self.use_torchrun.isChecked() and cuda_device_count() > 1:
-            return self.start_job(torchrun_job, cfg, self.gpus.value(), what=f"training {cfg.model.name} (torchrun)",
-                                  total=cfg.train.iters, on_done=self._on_run_done)
-        return self.start_job(training_job, cfg, what=f"training {cfg.model.name}", total=cfg.train.iters,
-                              on_done=self._on_run_done)
+        nproc = self.gpus.value() if self.use_torchrun.isChecked() and cuda_device_count() > 1 else 1
+        what = f"training {cfg.model.name}" + (f" (torchrun, {nproc} GPUs)" if nproc > 1 else "")
+        return self.start_job(run_in_child, cfg, nproc, what=what, total=cfg.train.iters, on_done=self._on_run_done)
 
     def start_job(self, job, *args, what: str, total: int, on_done=None, **kwargs) -> bool:
         """Run ``job`` through the runner with the plot live (the fine-tune panel uses it too)."""
@@ -265,27 +265,16 @@ class TrainWidget(QWidget):
             self.status_line.setText(text)
 
     def _on_run_done(self, finished) -> None:
-        """Offer the run's best checkpoint (else last.pt) to the predict widget."""
+        """Make the run's best checkpoint (else last.pt) the viewer's current one, and remember it."""
         if finished is None:
             return
         path = finished.best_path or finished.last_path
         if not path or checkpoint_in(path) is None:
             return
-        predict = self.predict_widget()
-        if predict is not None:
-            predict.offer_checkpoint(path)
-        else:
-            remember_checkpoint(path)
+        remember_checkpoint(path)
+        session_of(self.viewer).set_checkpoint(path)  # the predict widget follows it
         self.status_line.setText(f"{self.status.text()}\ncheckpoint offered for prediction: {Path(path).name} "
                                  f"in {Path(path).parent}")
-
-    def predict_widget(self, create: bool = False) -> PredictWidget | None:
-        found = next((w for w in _docked(self.viewer) if isinstance(w, PredictWidget)), None)
-        if found is None and create:
-            from . import dock
-
-            found = dock(self.viewer, PredictWidget)
-        return found
 
     # --- closing -----------------------------------------------------------------------------
     def event(self, e) -> bool:

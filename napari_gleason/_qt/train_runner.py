@@ -1,19 +1,22 @@
-"""Run one training job at a time off the GUI thread and keep the GUI informed.
+"""Run one training at a time in a child process and keep the GUI informed.
 
 :class:`TrainingRunner` owns what a run needs on the GUI side: the evented
 :class:`~napari_gleason._train_status.TrainStatus`, the plot's
 :class:`~napari_gleason._train_series.TrainingSeries`, a napari progress bar and the stop flag.
-The job (a generator from :mod:`napari_gleason._train_jobs` or :mod:`napari_gleason._torchrun`)
-runs in a napari worker and yields the engine's events; each arrives here in a Qt slot on the GUI
-thread and costs O(1) (append a point, set a counter, one line of text): the plot redraws on its
-own timer, so a fast run cannot flood the event loop.
+The job (:func:`napari_gleason._child_run.run_in_child`, or the fine-tune job that ends in it)
+launches the trainer as a child process and follows its event log in a napari worker thread, which
+only reads a file and sleeps: the training itself (its GIL, its ``torch.save``, its garbage) is in
+another process. Each event arrives here in a Qt slot on the GUI thread and costs O(1) (append a
+point, set a counter, one line of text): the plot redraws on its own timer.
 
-Stop sets a ``threading.Event`` that the engine checks every iteration: it finishes the
-iteration, writes ``last.pt`` and ends with ``RunFinished(stopped=True)``. ``worker.quit()`` would
-only act at the next yield and leave the generator suspended without saving, so
-:class:`EngineStoppingWorker` turns napari's own quit (closing the viewer cancels running tasks)
-into the same stop flag. The runner is a plain Python object, not a child widget: it outlives a
-closed dock until its worker has finished, and :meth:`shutdown` cuts it off from the widgets.
+Stop sets a ``threading.Event``; the follower sends the child SIGTERM, and the trainer finishes
+the iteration, writes ``last.pt`` and ends with ``RunFinished(stopped=True)``. ``worker.quit()``
+would only act at the next yield, so :class:`EngineStoppingWorker` turns napari's own quit
+(closing the viewer cancels running tasks) into the same stop flag, and quitting the application
+sends every child SIGTERM at once (:func:`stop_all_runs`). The runner is a plain Python object, not
+a child widget: it outlives a closed dock until its worker has finished, and :meth:`shutdown` cuts
+it off from the widgets. A child that crashes (a traceback, the GPU out of memory) is a
+notification holding the last lines of its stderr; napari keeps running.
 """
 
 from __future__ import annotations
@@ -28,20 +31,41 @@ from qtpy.QtCore import QObject, Signal
 from trainer import events as ev
 
 from . import workers
+from .._child_run import terminate_all
 from .._train_series import TrainingSeries
 from .._train_status import TrainState, TrainStatus, advice
 
 
 class EngineStoppingWorker(GeneratorWorker):
-    """A generator worker whose ``quit()`` asks the engine to stop cleanly instead of abandoning it."""
+    """A generator worker whose ``quit()`` asks the run to stop cleanly instead of abandoning it."""
 
     stop_event: threading.Event | None = None
 
     def quit(self) -> None:
         if self.stop_event is not None:
-            self.stop_event.set()  # the engine ends within one iteration, saving last.pt
+            self.stop_event.set()  # the child ends within one iteration, saving last.pt
         else:
             super().quit()
+
+
+class TrainingFailed(Exception):
+    """Carries a job's ``RuntimeError`` (a crashed child, a NaN loss) to the error slot: superqt takes a
+    ``RuntimeError`` out of a worker for a deleted worker and drops it, with no signal at all."""
+
+    def __init__(self, error: RuntimeError):
+        super().__init__(str(error))
+        self.error = error
+
+
+def _passing_runtime_errors(job: Callable, *args, **kwargs):
+    try:
+        yield from job(*args, **kwargs)
+    except RuntimeError as exc:
+        raise TrainingFailed(exc) from exc
+
+
+def _describe(exc: BaseException, what: str) -> str:
+    return advice(exc.error if isinstance(exc, TrainingFailed) else exc, what)
 
 
 #: Every runner alive, so that quitting the application stops all their runs (see stop_all_runs).
@@ -50,9 +74,11 @@ _QUIT_HOOKED = False
 
 
 def stop_all_runs() -> None:
-    """Ask every running training to stop (the application is quitting)."""
+    """Ask every running training to stop (the application is quitting): SIGTERM to each child now,
+    as the worker threads that follow them may not get to it."""
     for runner in list(_LIVE):
         runner.stop_event.set()
+    terminate_all()
 
 
 def _hook_quit() -> None:
@@ -110,8 +136,8 @@ class TrainingRunner:
             stop_event = stop
 
         self.worker = workers.start(
-            job, *args, what=what, stop=stop, on_yield=self._on_event, on_error=self._on_error,
-            on_finish=self._on_finish, describe=advice, worker_class=Worker, **kwargs)
+            _passing_runtime_errors, job, *args, what=what, stop=stop, on_yield=self._on_event,
+            on_error=self._on_error, on_finish=self._on_finish, describe=_describe, worker_class=Worker, **kwargs)
         return True
 
     def stop(self) -> bool:
@@ -148,7 +174,7 @@ class TrainingRunner:
         self.signals.event.emit(event)
 
     def _on_error(self, exc: BaseException) -> None:
-        self.status.crash(advice(exc, self.what))
+        self.status.crash(_describe(exc, self.what))
 
     def _on_finish(self) -> None:
         self.worker = None

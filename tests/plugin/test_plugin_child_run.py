@@ -1,4 +1,6 @@
-"""Following a torchrun run through its event log (a fake log written by a thread; no GPU needed)."""
+"""Following a child run through its event log (a fake log written by a thread; no GPU, no child needed).
+
+The real child (``python -m trainer train``) is exercised by tests/gui/test_gui_train.py."""
 
 import json
 import sys
@@ -7,8 +9,10 @@ import time
 
 import pytest
 
-from napari_gleason._torchrun import EventFollower, follow_run, torchrun_command
+from napari_gleason._child_run import ChildRunError, EventFollower, child_command, exit_error, follow_run
+from napari_gleason._train_status import advice
 from trainer import events as ev
+from trainer.errors import InputError, NonFiniteLossError
 
 EVENTS = [ev.RunStarted("run", 0, 3, "cuda:0", 2, {"train": 4}, ["1", "3"], ["benign", "G3"]),
           *(ev.IterationDone(i, 3, {"total": 1.0 / i}, 0.5, 0.5, 0.01, 0.2) for i in (1, 2, 3)),
@@ -24,8 +28,9 @@ def line(event) -> bytes:
 class FakeProcess:
     """A 'torchrun' whose life is decided by the test: exits when told or when interrupted."""
 
-    def __init__(self, exit_on_interrupt=True):
+    def __init__(self, exit_on_interrupt=True, stderr=""):
         self.code = None
+        self.stderr = stderr
         self.interrupted = 0
         self.killed = 0
         self.exit_on_interrupt = exit_on_interrupt
@@ -41,6 +46,9 @@ class FakeProcess:
     def kill(self):
         self.killed += 1
         self.code = -9
+
+    def stderr_tail(self, lines=12):
+        return "\n".join(self.stderr.splitlines()[-lines:])
 
 
 def writer(path, chunks, proc=None, pause=0.02, exit_code=0):
@@ -60,11 +68,12 @@ def writer(path, chunks, proc=None, pause=0.02, exit_code=0):
     return t
 
 
-def test_command_is_torchrun_on_the_trainer_cli():
-    cmd = torchrun_command("/r/cfg.json", 4, python="/py")
+def test_one_launch_path_the_cli_alone_or_under_torchrun():
+    assert child_command("/r/cfg.json", 1, python="/py") == ["/py", "-m", "trainer", "train", "--config", "/r/cfg.json"]
+    cmd = child_command("/r/cfg.json", 4, python="/py")
     assert cmd == ["/py", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "4",
                    "-m", "trainer", "train", "--config", "/r/cfg.json"]
-    assert torchrun_command("c.json", 2)[0] == sys.executable
+    assert child_command("c.json", 2)[0] == child_command("c.json")[0] == sys.executable
 
 
 def test_follower_rebuilds_events_from_half_written_lines(tmp_path):
@@ -122,13 +131,35 @@ def test_a_process_that_ignores_stop_is_killed_after_the_grace_period(tmp_path):
     assert got[-1].stopped
 
 
-def test_a_run_that_dies_without_finishing_is_an_error(tmp_path):
+TRACEBACK = "\n".join(["Traceback (most recent call last):", *(f'  File "x.py", line {i}' for i in range(20)),
+                       "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"])
+
+
+def test_a_run_that_dies_without_finishing_is_an_error_with_its_stderr(tmp_path):
     log = tmp_path / "events.jsonl"
-    proc = FakeProcess()
+    proc = FakeProcess(stderr=TRACEBACK)
     t = writer(log, [line(EVENTS[0]), line(EVENTS[1])], proc, exit_code=1)
-    with pytest.raises(RuntimeError, match="exited with code 1.*torchrun.log"):
-        list(follow_run(proc, log, 0, poll_seconds=0.01))
+    got = []
+    with pytest.raises(ChildRunError, match="exited with code 1") as info:
+        for event in follow_run(proc, log, 0, poll_seconds=0.01):
+            got.append(event)
     t.join()
+    assert got == EVENTS[:2]  # everything it logged before it died was shown
+    # the last 12 lines of its stderr, the out-of-memory line last; and what to do about it
+    assert info.value.tail.splitlines() == TRACEBACK.splitlines()[-12:]
+    text = advice(info.value, "training")
+    assert "Lower the batch size" in text and text.endswith("CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert "line 7" not in text and "line 19" in text
+    assert "killed by SIGKILL" in str(exit_error(-9, "", None))
+
+
+def test_the_clis_exit_codes_become_its_errors():
+    bad = exit_error(2, "some warning\nerror: /d/x.png: mask is 10×10, image 40×48", None)
+    assert isinstance(bad, InputError) and str(bad) == "/d/x.png: mask is 10×10, image 40×48"
+    assert "Fix or remove that file" in advice(bad)
+    nan = exit_error(3, "error: loss became nan at iteration 4", None)
+    assert isinstance(nan, NonFiniteLossError) and "iteration 4" in str(nan)
+    assert isinstance(exit_error(2, "usage: no error line", None), ChildRunError)
 
 
 def test_an_unreadable_line_becomes_a_warning_not_a_crash(tmp_path):
