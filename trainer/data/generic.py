@@ -3,7 +3,7 @@
 ::
 
     root/
-      images/<name>.<png|jpg|jpeg|tif|tiff>
+      images/<name>.<png|jpg|jpeg|tif|tiff>   any case; <name>.ome.tif (pyramidal OME-TIFF) too
       masks/<annotator>/<name>.png       one folder per annotator; each may cover any subset
       classes.json                       optional
 
@@ -120,13 +120,20 @@ def _scan_scheme(mask_files: list[Path], root: Path) -> ClassScheme:
     )
 
 
+def core_name(path: Path) -> str:
+    """A file's core name: its stem, without the ``.ome`` of ``x.ome.tif`` (whose mask is ``x.png``)."""
+    stem = path.stem
+    return stem[:-4] if stem.lower().endswith(".ome") and path.suffix.lower() in (".tif", ".tiff") else stem
+
+
 def _list_files(folder: Path, suffixes: tuple[str, ...]) -> dict[str, Path]:
     files: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
         if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in suffixes:
-            if p.stem in files:
-                raise InputError(f"two files for {p.stem!r}: {files[p.stem].name} and {p.name}", folder)
-            files[p.stem] = p
+            name = core_name(p)
+            if name in files:
+                raise InputError(f"two files for {name!r}: {files[name].name} and {p.name}", folder)
+            files[name] = p
     return files
 
 
