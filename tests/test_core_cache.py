@@ -133,3 +133,40 @@ def test_cache_folder_must_be_a_writable_folder(tmp_path):
         CoreCache(tmp_path / "a file")
     with pytest.raises(InputError, match="core cache"):
         CoreCache(tmp_path / "a file" / "below")
+
+
+def test_a_flipped_byte_fails_the_checksum_and_is_rebuilt(gleason, tmp_path):
+    ds, _ = gleason
+    cache = tmp_path / "cache"
+    reference = all_planes(MultiExpertDataset(ds, CORES[:1], EXPERTS, 24, cache_dir=cache))[0]
+    (entry,) = cache.glob("*.npy")
+    data = bytearray(entry.read_bytes())
+    data[200] ^= 0x01  # one pixel of the image planes: still a valid .npy of the right shape
+    entry.write_bytes(bytes(data))
+    damaged = np.load(entry)
+    assert damaged.shape == reference.shape and not np.array_equal(damaged, reference)
+    assert not CoreCache(cache).verify(entry)
+    planes = MultiExpertDataset(ds, CORES[:1], EXPERTS, 24, cache_dir=cache).load_planes(0)
+    np.testing.assert_array_equal(planes, reference)  # rebuilt from the files, not the damaged entry
+    assert CoreCache(cache).verify(entry)
+
+
+def test_size_limit_evicts_the_least_recently_used(tmp_path):
+    cache = CoreCache(tmp_path / "cache", max_bytes=None)
+    shape = (4, 16, 16)
+    planes = {k: np.full(shape, i, np.uint8) for i, k in enumerate("abcd")}
+    keys = {k: cache.key(tmp_path / f"{k}.png", [], (16, 16), {}) for k in planes}
+    for t, k in enumerate("abc"):
+        cache.get(keys[k], k, shape, lambda k=k: planes[k])
+        path = cache.path(keys[k], k)
+        os.utime(path, ns=(10**18 + t, 10**18 + t))  # a, then b, then c used
+    (tmp_path / "cache" / "mine.npy").write_bytes(b"not an entry")  # a file of the user's: never evicted
+    entry_size = cache.path(keys["a"], "a").stat().st_size
+    cache.load(cache.path(keys["a"], "a"), shape)  # a used again: now the most recent
+    cache.max_bytes = 3 * entry_size
+    cache.get(keys["d"], "d", shape, lambda: planes["d"])  # 4 entries > 3: the least recent (b) goes
+    left = sorted(p.name.split("-")[0] for p in (tmp_path / "cache").glob("*-*.npy"))
+    assert left == ["a", "c", "d"] and (tmp_path / "cache" / "mine.npy").exists()
+    cache.max_bytes = 0
+    assert cache.evict(keep=cache.path(keys["d"], "d")) and [p.name.split("-")[0] for p, _, _ in cache.entries()] == ["d"]
+    np.testing.assert_array_equal(cache.get(keys["d"], "d", shape, lambda: planes["a"]), planes["d"])  # a hit
