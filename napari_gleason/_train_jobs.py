@@ -61,11 +61,11 @@ def finetune_job(checkpoint: str | Path, core: CorrectedCore, *, iters: int, lr:
                  out: str | Path, data: str | None = None, stop=None):
     """Fine-tune ``checkpoint`` on its dataset (or ``data``) plus the corrected ``core``, in a child process."""
     guard_triton()
-    from trainer.checkpoint import load_checkpoint  # reads the checkpoint's own configuration only
+    from trainer.checkpoint import load_checkpoint, run_config_of  # the checkpoint's own configuration only
 
     payload = load_checkpoint(checkpoint)
     corrected = [export_corrected(core, Path(out) / "corrected")]
-    cfg = finetune_config(payload.get("config") or {}, checkpoint=checkpoint, corrected=corrected, iters=iters,
+    cfg = finetune_config(run_config_of(payload), checkpoint=checkpoint, corrected=corrected, iters=iters,
                           lr=lr, device=device, out=out, data=data)
     del payload
     yield ev.Message(f"fine-tuning {Path(checkpoint).name} on {cfg.data.path} + corrected core {core.name} "

@@ -1,5 +1,6 @@
 """Checkpoints: atomic writes, weights_only loading, refusal of code-running pickles."""
 
+import math
 import os
 
 import pytest
@@ -83,3 +84,78 @@ def test_foreign_and_newer_files(tmp_path):
     torch.save({**_payload(), "format": "napari-gleason/checkpoint", "version": 99}, newer)
     with pytest.raises(CheckpointError, match="newer"):
         load_checkpoint(newer)
+
+
+# ------------------------------------------------------ payload, older checkpoints, rebuilding
+def _networks():
+    from trainer.models import create_model
+    from trainer.reweighting import WeightingCNN
+
+    torch.manual_seed(0)
+    model = create_model("unet", 4, encoder="resnet18")
+    weighting = WeightingCNN(3, stride=32, head_kernel=1)
+    return model, weighting
+
+
+def test_training_payload_round_trips_and_rebuilds_the_networks(tmp_path):
+    from trainer.checkpoint import networks_from_payload, training_payload
+    from trainer.data.classes import GLEASON_SCHEME
+
+    model, weighting = _networks()
+    opt = torch.optim.SGD([*model.parameters(), *weighting.parameters()], lr=0.1, momentum=0.9)
+    payload = training_payload(model=model, weighting=weighting, confusion=None, optimizer=opt, iteration=7,
+                               best=-math.inf, best_iteration=None, config={"train": {"lr": 0.1}},
+                               scheme=GLEASON_SCHEME, experts=("1", "3", "4"), input_size=64,
+                               device=torch.device("cpu"))
+    assert payload["best_metric"] is None and payload["confusion"] is None and payload["iteration"] == 7
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "last.pt", payload))  # weights_only=True
+    rebuilt, w2, c2, scheme = networks_from_payload(loaded, tmp_path / "last.pt")
+    assert c2 is None and scheme.names == GLEASON_SCHEME.names
+    x = torch.randn(1, 3, 64, 64)
+    model.eval(), rebuilt.eval(), weighting.eval(), w2.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), rebuilt(x))
+        assert torch.equal(weighting(x), w2(x))
+
+
+def test_older_checkpoints_read_with_the_settings_they_trained_with():
+    from trainer.checkpoint import LEGACY_LOSS, run_config_of, weighting_config_of
+    from trainer.config import RunConfig
+
+    # written before the authors' kernel, reduction and weighting CNN became the defaults
+    old = {"config": {"loss": {"loss": "gafl", "gauss_ksize": 5, "gauss_sigma": 3.0, "reweight": True},
+                      "train": {"lr": 0.01}},
+           "weighting_config": {"num_experts": 3, "pretrained": False, "input_scale": 1.0}}
+    cfg = RunConfig.from_dict(run_config_of(old))
+    assert (cfg.loss.gauss_kernel, cfg.loss.gauss_border, cfg.loss.reduction) == ("sampled", "reflect", "pixel")
+    assert (cfg.loss.weight_stride, cfg.loss.weight_head_kernel) == (32, 1)
+    assert weighting_config_of(old) == {"num_experts": 3, "pretrained": False, "input_scale": 1.0,
+                                        "stride": 32, "head_kernel": 1}
+    assert old["config"]["loss"] == {"loss": "gafl", "gauss_ksize": 5, "gauss_sigma": 3.0, "reweight": True}
+    # a config that names a setting keeps it; one without a loss section means today's defaults
+    new = {"config": {"loss": {"gauss_ksize": 5, "gauss_kernel": "authors", "reduction": "authors"}}}
+    filled = run_config_of(new)["loss"]
+    assert filled["gauss_kernel"] == "authors" and filled["reduction"] == "authors"
+    assert filled["gauss_border"] == LEGACY_LOSS["gauss_border"]  # absent: older than the key
+    assert run_config_of({"config": {"train": {"lr": 0.1}}}) == {"train": {"lr": 0.1}}
+    assert weighting_config_of({"weighting_config": None}) is None
+
+
+def test_weights_that_do_not_fit_name_the_file(tmp_path):
+    from trainer.checkpoint import check_compatible, networks_from_payload
+    from trainer.data.classes import GLEASON_SCHEME
+
+    model, weighting = _networks()
+    good = {"model_config": dict(model.config), "model": model.state_dict(),
+            "weighting_config": dict(weighting.config), "weighting": weighting.state_dict(),
+            "scheme": GLEASON_SCHEME.to_dict()}
+    wrong_classes = {**good, "model_config": {**good["model_config"], "num_classes": 5}}
+    with pytest.raises(CheckpointError, match=r"weights do not fit the unet with 5 classes.*size mismatch") as info:
+        networks_from_payload(wrong_classes, tmp_path / "a.pt")
+    assert "a.pt" in str(info.value)
+    other_head = {**good, "weighting_config": {**good["weighting_config"], "head_kernel": 3}}
+    with pytest.raises(CheckpointError, match="weighting CNN weights do not fit"):
+        networks_from_payload(other_head, tmp_path / "b.pt")
+    with pytest.raises(CheckpointError, match="checkpoint holds unet \\(resnet18\\) with 4 classes, but this run uses "
+                                              "pspnet \\(resnet18\\) with 4 classes"):
+        check_compatible(good, {**good["model_config"], "name": "pspnet"}, "this run")

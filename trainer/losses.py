@@ -53,8 +53,9 @@ def focal_loss_multi(
     alpha: AlphaLike = None,
     gamma: float = 0.1,
     ignore_index: int = IGNORE_INDEX,
+    heatmap: Tensor | None = None,
 ) -> Tensor:
-    """Focal loss of one prediction against K label maps at once.
+    """Focal loss of one prediction against K label maps at once (GAF with a ``heatmap``).
 
     Args:
         logits: ``B×C×H×W`` raw scores (any float dtype).
@@ -62,6 +63,7 @@ def focal_loss_multi(
             ``ignore_index`` marks pixels that count for nothing.
         alpha: None (α_t = 1), one float for every class, or a per-class sequence of length C.
         gamma: focusing parameter γ (the authors' configs use 0.1; γ = 0 is cross-entropy).
+        heatmap: optional ``B×H×W`` eq. (5) map multiplying all K losses (:func:`gaf_loss`).
 
     Returns:
         float32 ``B×K×H×W`` map ``-α_t (1-p_t)^γ log p_t``, exactly 0 at ignored pixels.
@@ -75,14 +77,36 @@ def focal_loss_multi(
         raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} do not match")
     with torch.autocast(device_type=logits.device.type, enabled=False):
         logp = F.log_softmax(logits.float(), dim=1)  # B×C×H×W, stable log p
-        valid = targets != ignore_index
-        t = torch.where(valid, targets, torch.zeros_like(targets)).long()
+        t = torch.where(targets != ignore_index, targets, torch.zeros_like(targets)).long()
         # gather along the class axis with a K-channel index: out[b,k] = logp[b, t[b,k]]
         logpt = torch.gather(logp, 1, t)  # B×K×H×W
-        loss = focal_from_log_prob(logpt, gamma)
-        a = _alpha_per_class(alpha, logits.shape[1], logits.device)
+        return focal_of_log_likelihood(logpt, targets, logits.shape[1], alpha, gamma, ignore_index, heatmap)
+
+
+def focal_of_log_likelihood(
+    logpt: Tensor,
+    targets: Tensor,
+    num_classes: int,
+    alpha: AlphaLike = None,
+    gamma: float = 0.1,
+    ignore_index: int = IGNORE_INDEX,
+    heatmap: Tensor | None = None,
+) -> Tensor:
+    """``-α_t (1-p_t)^γ log p_t`` from the log-likelihood ``logpt`` (``B×K×H×W``) of each label in
+    ``targets`` — times the eq. (5) ``heatmap`` (``B×H×W``, the GAF loss of eq. 6) when given —
+    float32, exactly 0 where ``targets == ignore_index``.
+
+    :func:`focal_loss_multi` passes the network's own ``log p_t``; the confusion model passes the
+    likelihood of each expert's label under ``p̃ = A·p``, so both share α, γ and the heatmap here.
+    """
+    valid = targets != ignore_index
+    with torch.autocast(device_type=logpt.device.type, enabled=False):
+        loss = focal_from_log_prob(logpt.float(), gamma)
+        a = _alpha_per_class(alpha, num_classes, logpt.device)
         if a is not None:
-            loss = loss * a[t]
+            loss = loss * a[torch.where(valid, targets, torch.zeros_like(targets)).long()]
+        if heatmap is not None:
+            loss = loss * heatmap.detach().float()[:, None]
         return torch.where(valid, loss, torch.zeros_like(loss))
 
 
@@ -248,8 +272,8 @@ def gaf_loss(
         # the model's logits are at the input size; this only triggers for a heatmap at another size
         heatmap = F.interpolate(heatmap[:, None], size=target.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
     if target.dim() == 3:
-        return heatmap * focal_loss(logits, target, alpha, gamma, ignore_index)
-    return heatmap[:, None] * focal_loss_multi(logits, target, alpha, gamma, ignore_index)
+        return focal_loss_multi(logits, target.unsqueeze(1), alpha, gamma, ignore_index, heatmap)[:, 0]
+    return focal_loss_multi(logits, target, alpha, gamma, ignore_index, heatmap)
 
 
 #: How a per-pixel loss map becomes a scalar. ``"authors"``: the mean over batch × **classes** ×

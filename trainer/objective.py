@@ -23,7 +23,7 @@ from torch import Tensor
 from .annotators.confusion import noisy_label_log_likelihood, trace_penalty
 from .config import LossConfig
 from .data.classes import IGNORE_INDEX
-from .losses import _alpha_per_class, focal_from_log_prob, focal_loss_multi, reduction_scale, roughness_map
+from .losses import focal_loss_multi, focal_of_log_likelihood, gaf_loss, reduction_scale, roughness_map
 from .reweighting import combine_losses, lambda_schedule
 
 
@@ -56,11 +56,13 @@ def training_loss(cfg: LossConfig, logits: Tensor, image: Tensor, vote: Tensor, 
     heat = heatmap(cfg, image)
     annotated = weights is not None or log_confusion is not None
     targets = torch.cat([vote[:, None], experts], dim=1) if weights is not None else vote[:, None]
-    # The N+1 focal losses in one batched call (section 2.1); only the vote's with the confusion
-    # model, whose expert terms go through A_n.
-    maps = focal_loss_multi(logits, targets, alpha=cfg.alpha, gamma=cfg.gamma, ignore_index=IGNORE_INDEX) * scale
+    # The N+1 focal (eq. 6: GAF, the same heatmap for all) losses in one batched call (section 2.1);
+    # only the vote's with the confusion model, whose expert terms go through A_n.
     if heat is not None:
-        maps = maps * heat[:, None]  # eq. (6), the same prior for all N+1 losses
+        maps = gaf_loss(logits, targets, alpha=cfg.alpha, gamma=cfg.gamma, ignore_index=IGNORE_INDEX, heatmap=heat)
+    else:
+        maps = focal_loss_multi(logits, targets, alpha=cfg.alpha, gamma=cfg.gamma, ignore_index=IGNORE_INDEX)
+    maps = maps * scale
     valid = targets != IGNORE_INDEX
     if not annotated:
         v = valid[:, 0]
@@ -79,13 +81,8 @@ def training_loss(cfg: LossConfig, logits: Tensor, image: Tensor, vote: Tensor, 
     with torch.autocast(device_type=logits.device.type, enabled=False):
         log_p = F.log_softmax(logits.float(), dim=1)
         ll = noisy_label_log_likelihood(log_p, log_confusion, experts, IGNORE_INDEX)
-        noisy = focal_from_log_prob(ll, cfg.gamma) * scale
-        a = _alpha_per_class(cfg.alpha, num_classes, logits.device)
-        if a is not None:
-            noisy = noisy * a[torch.where(valid_experts, experts, torch.zeros_like(experts)).long()]
-        if heat is not None:
-            noisy = noisy * heat[:, None]
-        noisy = torch.where(valid_experts, noisy, torch.zeros_like(noisy))
+        # the same focal / GAF loss as the vote's, of each expert's label under p̃_n = A_n·p
+        noisy = focal_of_log_likelihood(ll, experts, num_classes, cfg.alpha, cfg.gamma, IGNORE_INDEX, heat) * scale
         unit = present.to(noisy.dtype)[:, :, None, None].expand_as(noisy)
         terms = combine_losses(maps[:, 0], noisy, unit, present, valid[:, 0], valid_experts, lam1, lam2)
         terms["noisy"] = terms.pop("weighted")
