@@ -137,5 +137,6 @@ def test_generic_dataset_with_every_format_trains_its_split(tmp_path):
     assert ds.names == [f"core {i}" for i in range(4)]  # slide.ome.tif is core "slide", its mask slide.png
     report = check_dataset(ds, full=True)
     assert report.ok, report.table()
+    assert report.classes == {f"core {i}": {0, 1 + i % 2} for i in range(4)}  # palette: indices, not colours
     split = checked_split(ds)
     assert sorted(split.train + split.val + split.test) == sorted(ds.names)

@@ -20,10 +20,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from trainer.data.classes import IGNORE_INDEX
-from trainer.data.io import image_header, read_image, read_mask_values, values_to_classes
+from trainer.data.io import image_header, read_image, read_mask_value_set, values_to_classes
 from trainer.data.records import CoreRecord, MultiExpertSet
 from trainer.data.splits import Split, default_split, load_split
 from trainer.errors import InputError
@@ -105,6 +103,14 @@ def _reason(exc: InputError) -> str:
     return text[len(prefix):] if prefix and text.startswith(prefix) else text
 
 
+def mask_classes(path: Path, scheme, shape: tuple[int, int] | None = None) -> set[int]:
+    """Class indices present in a mask file; its size, mode and values checked as :func:`read_mask` does.
+
+    Only the distinct values are mapped (a histogram of the mask, not a lookup of every pixel).
+    """
+    return set(values_to_classes(read_mask_value_set(path, shape), scheme, path).tolist())
+
+
 def check_core(record: CoreRecord, scheme, full: bool = False) -> tuple[list[Problem], frozenset[int], int]:
     """Problems of one core, the classes its readable masks hold, and the number of files read."""
     problems: list[Problem] = []
@@ -119,8 +125,7 @@ def check_core(record: CoreRecord, scheme, full: bool = False) -> tuple[list[Pro
     found: set[int] = set()
     for path in record.masks.values():
         try:
-            classes = values_to_classes(read_mask_values(path, shape), scheme, path)
-            found |= set(np.unique(classes).tolist())
+            found |= mask_classes(path, scheme, shape)
         except InputError as exc:
             problems.append(Problem(path, _reason(exc), record.name))
     found.discard(IGNORE_INDEX)

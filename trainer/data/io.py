@@ -307,6 +307,25 @@ def read_mask_values(path: str | Path, shape: tuple[int, int] | None = None) -> 
     return _mask_values(img, path)
 
 
+def read_mask_value_set(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """The distinct raw label values of a mask file (sorted), with :func:`read_mask_values`' checks.
+
+    Grey and palette masks use Pillow's histogram (several times faster than numpy on a 5120² map);
+    other modes go through :func:`read_mask_values`.
+    """
+    path = Path(path)
+    img = _open_decoded(path)
+    if shape is not None and tuple(shape[:2]) != (img.height, img.width):
+        raise InputError(
+            f"mask size {img.width}×{img.height} (W×H) differs from its image's {shape[1]}×{shape[0]}", path)
+    if img.mode in ("L", "P"):
+        return np.flatnonzero(np.asarray(img.histogram()[:256])).astype(np.uint8)
+    values = _mask_values(img, path)
+    if values.dtype.kind == "u" and values.size:
+        return np.flatnonzero(np.bincount(values.ravel())).astype(values.dtype)
+    return np.unique(values)
+
+
 def read_mask(path: str | Path, scheme: ClassScheme, shape: tuple[int, int] | None = None) -> np.ndarray:
     """Read a label mask as ``uint8 H×W`` class indices via ``scheme`` (read-only).
 

@@ -108,15 +108,15 @@ def core_classes(ds: MultiExpertSet, names: list[str] | None = None) -> dict[str
 
     Unreadable masks are skipped here (``python -m trainer check`` reports them).
     """
+    from trainer.data.check import mask_classes
     from trainer.data.classes import IGNORE_INDEX
-    from trainer.data.io import read_mask_values, values_to_classes
 
     out: dict[str, frozenset[int]] = {}
     for name in ds.names if names is None else names:
         found: set[int] = set()
         for path in ds.core(name).masks.values():
             try:
-                found |= set(np.unique(values_to_classes(read_mask_values(path), ds.scheme, path)).tolist())
+                found |= mask_classes(path, ds.scheme)
             except InputError:
                 continue
         found.discard(IGNORE_INDEX)
