@@ -24,16 +24,16 @@ ENCODER_CHOICES = ("resnet18", "resnet34", "resnet50", "resnet101")
 
 
 def device_choices() -> list[str]:
-    """``auto``, ``cuda`` (only when a CUDA device exists) and ``cpu``."""
-    import torch
+    """The device menu: ``auto``, the CUDA devices that exist, ``cpu`` (:mod:`trainer.device`'s policy)."""
+    from trainer.device import device_choices as choices  # imports torch: only when a widget is built
 
-    return ["auto", "cuda", "cpu"] if torch.cuda.is_available() else ["auto", "cpu"]
+    return choices()
 
 
 def cuda_device_count() -> int:
-    import torch
+    from trainer.device import cuda_device_count as count
 
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return count()
 
 
 def every(iters: int) -> int:

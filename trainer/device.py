@@ -15,7 +15,8 @@ from .errors import InputError
 DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:N")
 
 
-def _cuda_count() -> int:
+def cuda_device_count() -> int:
+    """How many CUDA devices this machine has (0 without CUDA)."""
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
@@ -36,7 +37,7 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
             dev = torch.device(name)
         except RuntimeError:
             raise InputError(f"unknown device {name!r}; use {', '.join(DEVICE_NAMES)}") from None
-        count = _cuda_count()
+        count = cuda_device_count()
         if dev.index is not None and dev.index >= count:
             raise InputError(f"device {name} does not exist ({count} CUDA device{'s' if count != 1 else ''}: "
                              f"cuda:0…cuda:{count - 1})")
@@ -53,7 +54,7 @@ def runs_on_cpu(name: str) -> bool:
 def device_choices() -> list[str]:
     """The names a device menu offers: ``auto``, ``cuda`` (and ``cuda:N`` with several GPUs) only
     when they exist, and ``cpu``."""
-    count = _cuda_count()
+    count = cuda_device_count()
     if count == 0:
         return ["auto", "cpu"]
     extra = [f"cuda:{i}" for i in range(count)] if count > 1 else []
