@@ -95,3 +95,19 @@ def test_sample_step_keeps_large_cores_under_the_budget():
     assert sample_step((100, 100)) == 1
     step = sample_step((5120, 5120))
     assert (5120 // step) ** 2 <= 4_000_000 < (5120 // (step - 1)) ** 2
+
+
+def test_grid_staple_is_every_pixel_staple_to_the_eye():
+    """STAPLE estimated on a grid and applied through the table of label combinations agrees with
+    SimpleITK's STAPLE on every pixel (the reference) on ≥ 99.8 % of a synthetic core's pixels, at
+    full resolution; on a grid of step 1 it is that STAPLE exactly."""
+    from trainer.synthetic import sample_core
+
+    _, _, experts = sample_core(seed=3, size=128)
+    experts = dict(experts)
+    experts["4"] = experts["4"].copy()
+    experts["4"][:20, :30] = IGNORE_INDEX  # an expert who left part of the core unlabelled
+    reference = staple(experts, 4, max_pixels=10**9)  # SimpleITK on every pixel
+    on_grid = staple(experts, 4, max_pixels=128 * 128 // 4)  # estimated on every 2nd pixel
+    assert on_grid.shape == reference.shape and (on_grid == reference).mean() >= 0.998
+    np.testing.assert_array_equal(staple(experts, 4, max_pixels=128 * 128), reference)
