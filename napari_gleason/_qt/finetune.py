@@ -116,8 +116,9 @@ class FinetunePanel(QGroupBox):
             return
         from . import PredictWidget, dock
 
-        dock(self.viewer, PredictWidget)  # the widget that predicts, docked if it was not
         session = session_of(self.viewer)
+        if not len(session.prediction_requested):  # no predict widget follows this viewer yet: dock one
+            dock(self.viewer, PredictWidget)
         session.set_checkpoint(finished.last_path)
         self.status.setText(f"fine-tuned to iteration {finished.iteration}; predicting again with {finished.last_path}")
         session.prediction_requested.emit()
