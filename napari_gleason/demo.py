@@ -79,15 +79,9 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def wait_until_idle(widget, timeout: float = 120.0) -> None:
     """Process Qt events until the widget's workers are done (they update layers in Qt slots)."""
-    from qtpy.QtWidgets import QApplication
+    from ._qt.scripted import wait_until_idle as wait
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        QApplication.processEvents()
-        if not widget.busy:
-            break
-        time.sleep(0.02)
-    QApplication.processEvents()
+    wait(widget, timeout)
 
 
 def build(viewer, size: int, seed: int):
@@ -161,14 +155,9 @@ def side_by_side(viewer, experts=GRID_EXPERTS) -> list:
 
 def show_confusion(review) -> None:
     """Scroll the review widget to its confusion tables (they sit below the agreement table)."""
-    from qtpy.QtWidgets import QApplication, QScrollArea
+    from ._qt.scripted import show_confusion as show
 
-    QApplication.processEvents()
-    scroll = review.findChild(QScrollArea)
-    if scroll is not None:
-        scroll.ensureWidgetVisible(review.confusion, 0, 0)
-        scroll.horizontalScrollBar().setValue(0)  # the agreement table is wide: keep the left edge
-    QApplication.processEvents()
+    show(review)
 
 
 def slim_checkpoint(src: str | Path, dst: str | Path) -> Path:

@@ -2,9 +2,10 @@
 
 * ``trainer`` imports neither napari, Qt, magicgui nor the plugin (directly or through anything);
 * plugin modules outside ``napari_gleason/_qt/`` import no Qt (qtpy, napari.qt, napari._qt,
-  magicgui, the bindings); the demo launcher is the one named exception;
+  magicgui, the bindings);
 * and, checked here with grimp (import-linter's graph), plugin modules outside ``_qt/`` do not
-  import ``napari_gleason._qt`` either — every module, including ones added later.
+  import ``napari_gleason._qt`` either — every module, including ones added later — except the
+  demo launcher, which docks the widgets.
 
 The contracts are also run on a throw-away copy of the layout that breaks them, so a contract that
 cannot fail (a typo in a module name, an ignore that swallows everything) fails this file.
@@ -93,7 +94,6 @@ def test_the_contracts_catch_a_qt_import_outside_qt_and_a_gui_import_in_the_trai
     _write(pkg / "__init__.py", "")
     _write(pkg / "_qt" / "__init__.py", "from qtpy.QtWidgets import QWidget\nfrom . import workers\n")
     _write(pkg / "_qt" / "workers.py", "from napari.qt.threading import thread_worker\nimport magicgui\n")
-    _write(pkg / "demo.py", "from qtpy.QtWidgets import QApplication\n")
     _write(pkg / "_reader.py", "from napari.utils.notifications import show_info\n")  # not Qt: allowed
     _write(trn / "__init__.py", "import numpy\n")
     config = tmp_path / "contracts.toml"
