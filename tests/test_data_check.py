@@ -140,3 +140,16 @@ def test_generic_dataset_with_every_format_trains_its_split(tmp_path):
     assert report.classes == {f"core {i}": {0, 1 + i % 2} for i in range(4)}  # palette: indices, not colours
     split = checked_split(ds)
     assert sorted(split.train + split.val + split.test) == sorted(ds.names)
+
+
+def test_no_check_trains_past_a_problem_the_run_never_reads(tmp_path, capsys):
+    from broken_data import unsampled_mask, value_7_on_unsampled_core
+
+    root = make_fake_gleason(tmp_path / "g").root
+    value_7_on_unsampled_core(root)
+    args = ["train", "--data", str(root), "--model", "pspnet", "--encoder", "resnet18", "--size", "32", "--iters", "1",
+            "--device", "cpu", "--no-reweight", "--loss", "focal"]
+    assert main([*args, "--out", str(tmp_path / "checked")]) == 2
+    assert unsampled_mask(root).name in capsys.readouterr().err and not (tmp_path / "checked").exists()
+    assert main([*args, "--out", str(tmp_path / "unchecked"), "--no-check"]) == 0
+    assert (tmp_path / "unchecked" / "last.pt").is_file()
