@@ -9,7 +9,7 @@ RSS is its own:
 - ``store``: what the predict widget does in "full resolution" for a core opened from a review
   store: the image is read tile by tile from the store and every output (class map, 4
   probabilities, 6 weight maps, learned consensus, roughness; pyramids) is written band by band
-  into it (``napari_gleason._predict.predict_into_store``). Target: peak RSS ≤ 2 GB on the CPU.
+  into it (``trainer.prediction.predict`` with ``Tiled()`` and ``StoreSink``). Target: peak RSS ≤ 2 GB on the CPU.
 - ``memory`` (``--with-memory``): the same tiled prediction returning full-size arrays, as for a
   core opened from image files; for comparison.
 
@@ -38,37 +38,38 @@ def _predictor(model_name: str, size: int):
     import torch
 
     from trainer.data.classes import GLEASON_SCHEME
-    from trainer.inference import Predictor
+    from trainer.inference import Predictor, ready_for_inference
     from trainer.models import create_model
     from trainer.reweighting import WeightingCNN
 
     torch.manual_seed(0)
     model = create_model(model_name, 4).eval()
     weighting = WeightingCNN(len(EXPERTS)).eval()
-    return Predictor(model, weighting, GLEASON_SCHEME, EXPERTS, size, torch.device("cpu"))
+    return ready_for_inference(Predictor(model, weighting, GLEASON_SCHEME, EXPERTS, size, torch.device("cpu")))
 
 
 def scenario(kind: str, store_path: str, model_name: str, size: int, overlap: int) -> dict:
     """Child process: predict the store's core at full resolution; time and peak RSS."""
     from bench_open_core import rss_peak_mb
 
-    from napari_gleason._predict import PredictOptions, predict, predict_into_store
-    from trainer.review_store import ReviewStore
+    from trainer.prediction import StoreSink, Tiled, predict
+    from trainer.review_store import ReviewStore, role_prefix
 
     pred = _predictor(model_name, size)
     store = ReviewStore.open(store_path)
     name = store.names[0]
     data = store.load(name)
-    labels = {e: data.labels[f"expert:{e}"][0] for e in data.experts}  # lazy zarr-backed arrays
+    labels = {r.split(":", 1)[1]: v[0] for r, v in data.labels.items() if role_prefix(r) == "expert"}  # lazy zarr
+    mode = Tiled(overlap=overlap)
     rss_ready = rss_peak_mb()
     t0 = time.perf_counter()
     if kind == "store":
-        out = predict_into_store(pred, store.path, name, labels, store.scheme, store.coding,
-                                 PredictOptions(mode="full", overlap=overlap, store=str(store.path)))
+        out = predict(pred, None, mode, StoreSink(store.path), core=name, experts=list(labels), labels=labels,
+                      coding=store.coding, scheme=store.scheme)
         assert out.store and len(out.maps) == 4 + 6 + 1, sorted(out.maps)
     else:
         image = data.image[0]  # lazy (dask over the store's zarr): tiles are read as needed
-        out = predict(pred, image, name, list(labels), store.scheme, PredictOptions(mode="full", overlap=overlap))
+        out = predict(pred, image, mode, core=name, experts=list(labels), scheme=store.scheme)
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "rss_ready_mb": rss_ready, "rss_peak_mb": rss_peak_mb(),
             "shape": list(data.shape), "experts": len(labels)}

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from psygnal import Signal
 
-from ._confusion import CoreConfusion
+from trainer.prediction.confusion import CoreConfusion
 
 if TYPE_CHECKING:
     import napari

@@ -230,41 +230,21 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 
 def cmd_predict(a: argparse.Namespace) -> int:
-    import numpy as np
-
-    from .data.io import read_image, write_mask_png
-    from .inference import load_predictor, predict_core
-
-    from .data.io import MaskExistsError
+    from .data.io import MaskExistsError, read_image
+    from .inference import load_predictor
+    from .prediction import FileSink, Tiled, WholeCore, predict
 
     out = Path(a.out)
+    sinks = [FileSink(out, Path(p).stem, overwrite=a.overwrite) for p in a.image]
     if not a.overwrite:  # fail before the expensive part, not after
-        for image_path in a.image:
-            target = out / f"{Path(image_path).stem}_classimg_nonconvex.png"
-            if target.exists():
-                raise MaskExistsError("file exists; refusing to overwrite it (use --overwrite)", target)
-    predictor = load_predictor(a.checkpoint, a.device)
-    for image_path in a.image:
-        image = read_image(image_path)
-        pred = predict_core(predictor, image, size=a.size)
-        stem = Path(image_path).stem
-        out.mkdir(parents=True, exist_ok=True)  # only once there is something to write: no empty folder
-        write_mask_png(out / f"{stem}_classimg_nonconvex.png", pred.classes, predictor.scheme, overwrite=a.overwrite)
-        np.save(out / f"{stem}_probabilities.npy", pred.probabilities.astype(np.float32))
-        np.save(out / f"{stem}_roughness.npy", pred.roughness)
-        meta = {"image": str(image_path), "checkpoint": str(a.checkpoint), "classes": list(predictor.classes),
-                "seconds": pred.seconds, "device": pred.device, "experts": None}
-        if pred.weights:
-            np.save(out / f"{stem}_weights.npy", np.stack(list(pred.weights.values())))
-            meta["experts"] = list(pred.weights)
-        if pred.errors:
-            # N×H×W: the chance each expert's label is wrong here (confusion model, before seeing it)
-            np.save(out / f"{stem}_errors.npy", np.stack(list(pred.errors.values())))
-            meta["experts"] = list(pred.errors)
-            meta["confusion"] = {e: [[None if v != v else round(float(v), 4) for v in row] for row in m]
-                                 for e, m in pred.confusion.items()}
-        (out / f"{stem}_prediction.json").write_text(json.dumps(meta, indent=2))
-        print(f"{image_path}: {pred.seconds:.2f} s on {pred.device} -> {out / (stem + '_classimg_nonconvex.png')}")
+        for sink in sinks:
+            if sink.mask_path.exists():
+                raise MaskExistsError("file exists; refusing to overwrite it (use --overwrite)", sink.mask_path)
+    predictor = load_predictor(a.checkpoint, a.device, precision="fp32" if a.fp32 else "auto")
+    mode = Tiled(magnification=a.tiled) if a.tiled else WholeCore(size=a.size)
+    for image_path, sink in zip(a.image, sinks):
+        result = predict(predictor, read_image(image_path), mode, sink, core=sink.stem, experts=predictor.experts)
+        print(f"{image_path}: {result.seconds:.2f} s on {result.device} ({result.precision}) -> {sink.mask_path}")
     return 0
 
 
@@ -337,6 +317,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, help="model input size (default: the training size)")
     p.add_argument("--device", default="auto")
     p.add_argument("--overwrite", action="store_true", help="replace existing class-map PNGs")
+    p.add_argument("--fp32", action="store_true",
+                   help="compute in float32 only (default: bfloat16 autocast on a CPU with native bfloat16, "
+                        "mixed precision on a GPU)")
+    p.add_argument("--tiled", type=float, metavar="MAGNIFICATION",
+                   help="full resolution: blended tiles at this fraction of the image's resolution "
+                        "(default: the paper setting, the whole image at the model's input size)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="Dice per class (Table 2) and κ on a split")

@@ -117,14 +117,17 @@ def predict_tiled(pred: Predictor, source, tile: int | None = None, overlap: int
             x_in = torch.from_numpy(tiles).to(pred.device).permute(0, 3, 1, 2).float()
             if src_tile != tile:
                 x_in = F.interpolate(x_in, size=(tile, tile), mode="bilinear", align_corners=False, antialias=True)
-            x_in = normalise_tensor(x_in)
-            out = pred.model(x_in).float()
-            if use_w:
-                wmap = pred.weighting(x_in, present=present.expand(len(chunk), -1), size=out.shape[-2:]).float()
-                out = torch.cat([out, wmap], dim=1)
-            if d:
-                diag = torch.diagonal(pred.confusion(x_in, size=out.shape[-2:]).exp(), dim1=2, dim2=3)  # B×N×h×w×C
-                out = torch.cat([out, diag.permute(0, 1, 4, 2, 3).flatten(1, 2)], dim=1)
+            x_in = pred.prepare(normalise_tensor(x_in))
+            with pred.autocast():
+                out = pred.model(x_in).float()
+                if use_w:
+                    wmap = pred.weighting(x_in, present=present.expand(len(chunk), -1), size=out.shape[-2:]).float()
+                    out = torch.cat([out, wmap], dim=1)
+                if d:
+                    log_a = pred.confusion(x_in, size=out.shape[-2:]).float()
+                    diag = torch.diagonal(log_a.exp(), dim1=2, dim2=3)  # B×N×h×w×C
+                    out = torch.cat([out, diag.permute(0, 1, 4, 2, 3).flatten(1, 2)], dim=1)
+            out = out.contiguous()
             del x_in
             if src_tile != tile:
                 out = F.interpolate(out, size=(src_tile, src_tile), mode="bilinear", align_corners=False)

@@ -4,7 +4,7 @@ Filled from the viewer's session (:mod:`.._session`) when the predict widget has
 on screen with a checkpoint that has a confusion model (``--confusion``); empty otherwise. Per
 expert, a compact table (rows = true class as the model sees it, with its share of the tissue;
 columns = the label the expert writes; cells in % of the row) and beside it one line naming its
-main confusion ("expert 3: G3 → G4 on 38 % of G3"). The wording lives Qt-free in :mod:`.._confusion`.
+main confusion ("expert 3: G3 → G4 on 38 % of G3"). The wording lives Qt-free in :mod:`trainer.prediction.confusion`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._confusion import CoreConfusion, percent_cells, summary_lines
+from trainer.prediction.confusion import CoreConfusion, percent_cells, summary_lines
+
 from .._session import session_of
 
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in

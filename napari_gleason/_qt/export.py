@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
 )
 
 from trainer.errors import InputError
+from trainer.prediction import upsample_nearest
 from trainer.review_store import ReviewStore, label_key
 
 from . import workers
@@ -134,7 +135,7 @@ class ExportPanel(QGroupBox):
         if unknown:
             raise InputError(f"layer {layer.name!r} holds label values {unknown} that are no class "
                              f"(classes: {dict(zip(self.info.coding.names, self.info.coding.values))})")
-        return self.info.coding.to_classes(level0(layer))
+        return classes_at_core(self.info, layer)
 
     # --- handlers ----------------------------------------------------------------------------
     def _on_make_editable(self, source_role: str | None = None) -> None:
@@ -144,7 +145,7 @@ class ExportPanel(QGroupBox):
             show_error("no consensus layer to copy yet")
             return
         self.info = info
-        layer = set_layer(self.viewer, "corrected", info.coding.to_classes(level0(source)), core=info.name,
+        layer = set_layer(self.viewer, "corrected", classes_at_core(info, source), core=info.name,
                           scheme=info.scheme, like=info.image)
         layer.visible = True
         self.viewer.layers.selection.active = layer
@@ -210,7 +211,7 @@ class ExportPanel(QGroupBox):
             show_info(f"{info.name} is already cached in {path}; not replaced")
             return
         masks = {e: info.coding.to_classes(level0(lyr)) for e, lyr in info.experts.items()}
-        extras = {role_of(lyr): info.coding.to_classes(level0(lyr)) for lyr in self.viewer.layers
+        extras = {role_of(lyr): classes_at_core(info, lyr) for lyr in self.viewer.layers
                   if role_of(lyr) in EXPORTABLE}
         core = CoreData(info.name, level0(info.image), masks, info.scheme, extras=extras, origin=info.origin)
 
@@ -246,3 +247,9 @@ class ExportPanel(QGroupBox):
         path, _ = QFileDialog.getSaveFileName(self, "Review store", self.store.text(), "zarr (*.zarr)")
         if path:
             self.store.setText(path if path.endswith(".zarr") else path + ".zarr")
+
+
+def classes_at_core(info, layer) -> np.ndarray:
+    """``layer``'s class map at the core's shape: the full-size copy of a model-resolution layer
+    (the paper setting's prediction) is made here, when someone edits or exports it."""
+    return upsample_nearest(info.coding.to_classes(level0(layer)), tuple(level0(info.image).shape[:2]))

@@ -3,10 +3,12 @@
 One click adds (or updates in place) ``prediction`` (labels, paper colours), ``probability:<class>``,
 ``weight:<expert>`` for the experts of this core when the checkpoint has a weighting CNN, or
 ``error:<expert>`` when it has a confusion model, and ``roughness``, all registered to the image,
-then ``consensus:learned`` (see :mod:`.._learned`). The heat maps carry napari's colour bar, a fixed
-0-1 range, and are transparent off the tissue. The confusion model's per-expert matrices go to the
+then ``consensus:learned`` (see :mod:`trainer.prediction.learned`). In the paper setting every
+output stays at the model's resolution and is registered to the image with ``scale``/``translate``
+(no full-size copy: the export panel makes one when asked to edit or export). The heat maps carry
+napari's colour bar, a fixed 0-1 range, and are transparent off the tissue. The confusion model's per-expert matrices go to the
 viewer's session (:mod:`.._session`), where the review widget shows them. The checkpoint is loaded
-once per (file, device) and kept; loading and predicting run in a worker
+once per (file, device, precision) and kept; loading and predicting run in a worker
 (:func:`napari_gleason._predict.prediction_job`), layers change only in the slots.
 """
 
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING
 from napari.utils.notifications import show_error
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -31,12 +34,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from trainer.prediction import Tiled, WholeCore
+
 from . import workers
 from .._llvm_guard import guard_triton
 from .._layers import current_core, layers_with_prefix, level0, remove_role, role_of, set_layer
 from .._session import session_of
 from .._core_data import CoreData
-from .._predict import PredictOptions, prediction_job, predictor_key, streaming_store
+from .._predict import prediction_job, predictor_key, streaming_store
 from .._recent import checkpoint_in, recent_checkpoints, remember_checkpoint
 from .._train_settings import device_choices
 
@@ -88,6 +93,9 @@ class PredictWidget(QWidget):
         self.magnification.setValue(1.0)
         self.magnification.setToolTip("full resolution: the model runs at this fraction of the core's native "
                                       "resolution (match the magnification it was trained at)")
+        self.fp32 = QCheckBox("float32 only")
+        self.fp32.setToolTip("CPU: compute in float32 even where the CPU has fast bfloat16 (which changes the "
+                             "class of well under 0.5 % of pixels); GPU: no mixed precision")
         self._predict = QPushButton("Predict this core")
         self.status = QLabel("choose a checkpoint")
         self.status.setWordWrap(True)
@@ -103,6 +111,7 @@ class PredictWidget(QWidget):
         form.addRow("device", self.device)
         form.addRow("setting", self.mode)
         form.addRow("magnification", self.magnification)
+        form.addRow("precision", self.fp32)
         body = QWidget()
         layout = QVBoxLayout(body)
         layout.addLayout(form)
@@ -175,11 +184,15 @@ class PredictWidget(QWidget):
     def _on_mode_changed(self) -> None:
         self.magnification.setEnabled(self.mode.currentData() == "full")
 
-    def options(self, store: str | None = None) -> PredictOptions:
-        """The chosen settings; ``store``: the review store the core came from (full mode writes into it)."""
-        mode = self.mode.currentData()
-        return PredictOptions(mode=mode, magnification=self.magnification.value(),
-                              store=store if mode == "full" else None)
+    def prediction_mode(self):
+        """The chosen setting: :class:`WholeCore` (paper) or :class:`Tiled` at the magnification."""
+        if self.mode.currentData() == "full":
+            return Tiled(magnification=self.magnification.value())
+        return WholeCore()
+
+    @property
+    def precision(self) -> str:
+        return "fp32" if self.fp32.isChecked() else "auto"
 
     # --- predicting --------------------------------------------------------------------------
     def _on_predict(self) -> bool:
@@ -195,7 +208,7 @@ class PredictWidget(QWidget):
             show_error("Predict: choose a checkpoint first (… or a recent run)")
             return False
         device = self.device.currentText()
-        key = predictor_key(path, device)
+        key = predictor_key(path, device, self.precision)
         predictor = self.predictor if key == self._key else None
         self._t_click = time.perf_counter()
         self._loaded_now = False
@@ -204,14 +217,15 @@ class PredictWidget(QWidget):
         self.note.setText("")
         experts = {e: level0(lyr) for e, lyr in info.experts.items()}  # read-only overlays: the worker reads them
         image = level0(info.image)
-        options = self.options(streaming_store(info.origin, image.shape, self.options()))
+        mode = self.prediction_mode()
+        store = streaming_store(info.origin, image.shape, mode)
         cache = None
-        if options.store and not info.origin.get("store"):  # a big core from files: cache it in its dataset's store
+        if store and not info.origin.get("store"):  # a big core from files: cache it in its dataset's store
             cache = CoreData(info.name, image, {}, info.scheme, origin=info.origin,
                              labels={f"expert:{e}": m for e, m in experts.items()})  # label values, no copy
         self._worker = workers.start(
             prediction_job, predictor, path, device, image, info.name, info.scheme, info.coding,
-            experts, options, cache_core=cache, what=f"prediction of {info.name}",
+            experts, mode, store, cache_core=cache, precision=self.precision, what=f"prediction of {info.name}",
             on_yield=lambda item: self._on_result(info, key, item), on_finish=self._on_finished)
         return True
 
@@ -241,6 +255,7 @@ class PredictWidget(QWidget):
             remove_role(self.viewer, "consensus:learned")
 
     def _show_prediction(self, out, geo) -> None:
+        geo = {**geo, **model_grid(out, geo["like"])}
         set_layer(self.viewer, "prediction", out.classes, in_label_values=out.in_label_values, **geo)
         for role, data in out.maps.items():
             set_layer(self.viewer, role, data, **geo)
@@ -250,10 +265,21 @@ class PredictWidget(QWidget):
                     self.viewer.layers.remove(layer)
         self.output = out
         self.seconds = time.perf_counter() - self._t_click
-        where = "paper setting" if out.mode == "paper" else "full resolution, tiled"
+        where = "paper setting" if out.mode.name == "paper" else "full resolution, tiled"
         if out.store:
             where += ", written into the review store"
         loaded = ", checkpoint loaded first" if self._loaded_now else ""
         self.status.setText(f"{out.core}: {self.seconds:.2f} s from click to layers ({out.seconds:.2f} s "
-                            f"inference{loaded}) on {out.device}; {where}, model input {out.input_size}²")
+                            f"inference{loaded}) on {out.device} in {out.precision}; {where}, model input "
+                            f"{out.input_size}²")
         self.note.setText("\n".join(out.notes))
+
+
+def model_grid(out, image_layer) -> dict:
+    """``scale``/``translate`` that put outputs of ``out.scale`` core pixels per pixel on the image:
+    output pixel *i* covers core pixels ``[i·f, (i+1)·f)``, its centre at ``i·f + (f − 1)/2``."""
+    if tuple(out.scale) == (1.0, 1.0):
+        return {}
+    s0, t0 = tuple(image_layer.scale)[-2:], tuple(image_layer.translate)[-2:]
+    return {"scale": tuple(s * f for s, f in zip(s0, out.scale)),
+            "translate": tuple(t + s * (f - 1) / 2 for t, s, f in zip(t0, s0, out.scale))}

@@ -11,10 +11,19 @@ from napari_gleason._layers import (
     role_of,
 )
 from trainer.checkpoint import load_checkpoint, save_checkpoint
+from trainer.data.augment import resize_masks
+from trainer.data.classes import GLEASON_SCHEME, LabelCoding
 
 # the core of predict_viewer has experts 1, 2, 4; the tiny run's weighting CNN knows 1, 3, 4
 OUTPUTS = ["prediction", "probability:benign", "probability:G3", "probability:G4", "probability:G5",
            "weight:1", "weight:4", "roughness", "consensus:learned"]
+
+
+def world_box(layer) -> np.ndarray:
+    """The world rectangle a layer covers: pixel i spans [i - 1/2, i + 1/2] before scale and translate."""
+    shape = np.array(np.shape(level0(layer))[:2], float)
+    s, t = np.array(layer.scale[-2:]), np.array(layer.translate[-2:])
+    return np.concatenate([t - s / 2, t + s * (shape - 0.5)])
 
 
 def test_predict_adds_every_layer_registered_to_the_image(predict_viewer, tiny_run, wait_idle):
@@ -23,12 +32,11 @@ def test_predict_adds_every_layer_registered_to_the_image(predict_viewer, tiny_r
     predict(w, wait_idle, tiny_run)
     image = find_layer(viewer, "image")
     shape = level0(image).shape[:2]
-    for role in OUTPUTS:
+    for role in OUTPUTS:  # the paper setting: model resolution (64²), covering exactly the image
         layer = find_layer(viewer, role)
         assert layer is not None, role
-        assert np.shape(level0(layer))[:2] == shape, role
-        np.testing.assert_allclose(layer.scale, image.scale)
-        np.testing.assert_allclose(layer.translate, image.translate)
+        assert np.shape(level0(layer))[:2] == (shape if role == "consensus:learned" else (64, 64)), role
+        np.testing.assert_allclose(world_box(layer), world_box(image), err_msg=role)
     assert [role_of(lyr) for lyr in layers_with_prefix(viewer, "weight")] == ["weight:1", "weight:4"]
     assert "2 of this core get no learned weight" in w.note.text()
     # probabilities sum to one and the class map is their argmax
@@ -48,6 +56,13 @@ def test_predict_adds_every_layer_registered_to_the_image(predict_viewer, tiny_r
     assert review.consensus._learned.isEnabled()
     review.consensus._learned.setChecked(True)
     assert find_layer(viewer, "consensus:learned").visible and not find_layer(viewer, "consensus:vote").visible
+    # an editable copy of the model-resolution prediction is full size (the training resize of masks)
+    review.export._on_make_editable("prediction")
+    corrected = find_layer(viewer, "corrected")
+    coding = LabelCoding.from_scheme(GLEASON_SCHEME)
+    want = coding.to_labels(resize_masks(w.output.classes[None], shape)[0])
+    np.testing.assert_array_equal(np.asarray(corrected.data), want)
+    np.testing.assert_allclose(world_box(corrected), world_box(image))
 
     # full resolution (tiled): the same layers, real full-size arrays, updated in place
     n_layers = len(viewer.layers)
@@ -57,6 +72,11 @@ def test_predict_adds_every_layer_registered_to_the_image(predict_viewer, tiny_r
     wait_idle(w)
     assert len(viewer.layers) == n_layers and find_layer(viewer, "prediction") is prediction
     assert isinstance(level0(find_layer(viewer, "probability:G3")), np.ndarray)
+    for role in OUTPUTS:
+        layer = find_layer(viewer, role)
+        assert np.shape(level0(layer))[:2] == shape, role
+        np.testing.assert_allclose(layer.scale, image.scale)
+        np.testing.assert_allclose(layer.translate, image.translate)
     assert "full resolution" in w.status.text()
 
 

@@ -3,17 +3,16 @@
 import numpy as np
 import pytest
 
-from napari_gleason._confusion import CoreConfusion, main_confusion, percent_cells, summary_line, summary_lines
-from napari_gleason._core_data import LabelCoding
-from napari_gleason._core_sources import FolderSource
-from napari_gleason._predict import PRIOR_NOTE, PredictOptions, predict, predict_into_store, prediction_job
-from napari_gleason._session import Session
 from napari_gleason._core_data import CoreData
-from trainer.review_store import ReviewStore
-from napari_gleason._zoom import zoom_to
+from napari_gleason._core_sources import FolderSource
+from napari_gleason._predict import prediction_job
+from napari_gleason._session import Session
 from trainer.data.augment import resize_image, resize_masks
-from trainer.data.classes import GLEASON_SCHEME
+from trainer.data.classes import GLEASON_SCHEME, LabelCoding
 from trainer.inference import load_predictor, predict_core
+from trainer.prediction import PRIOR_NOTE, StoreSink, Tiled, predict, upsample_nearest
+from trainer.prediction.confusion import CoreConfusion, main_confusion, percent_cells, summary_line, summary_lines
+from trainer.review_store import ReviewStore
 from trainer.tissue import tissue_mask
 
 CODING = LabelCoding.from_scheme(GLEASON_SCHEME)
@@ -33,25 +32,24 @@ def core(synthetic_data):
 
 def test_paper_setting_gives_error_maps_given_the_labels_blank_off_the_tissue(predictor, core):
     labels = dict(core.masks)  # class indices at the core's shape
-    out = predict(predictor, core.image, CORE, list(labels), GLEASON_SCHEME, labels=labels)
+    out = predict(predictor, core.image, core=CORE, experts=list(labels), labels=labels)
     assert sorted(r for r in out.maps if r.startswith(("error", "weight"))) == ["error:1", "error:4"]
     assert out.weights == {} and "2 of this core get no error map" in out.notes[0]
-    # what predict_core says for the same resized core and resized labels, shown at the core's shape
+    # what predict_core says for the same resized core and resized labels, at the model's resolution
     small = resize_image(core.image, predictor.size)
     tissue = tissue_mask(small)
     stack = resize_masks(np.stack([labels["1"], labels["4"]]), predictor.size)
     p = predict_core(predictor, small, experts=("1", "4"), labels={"1": stack[0], "4": stack[1]}, tissue=tissue)
-    shape = core.image.shape[:2]
-    on = zoom_to(tissue, shape)
+    on = tissue
     assert 0.3 < on.mean() < 0.95  # the synthetic core has glass around it
     for e in ("1", "4"):
         shown = np.asarray(out.maps[f"error:{e}"])
-        assert shown.shape == shape
+        assert shown.shape == (predictor.size, predictor.size)
         np.testing.assert_array_equal(np.isnan(shown), ~on)
-        np.testing.assert_allclose(shown[on], zoom_to(p.errors[e], shape)[on])
+        np.testing.assert_allclose(shown[on], p.errors[e][on])
         assert 0 <= np.nanmin(shown) and np.nanmax(shown) <= 1
     # the labels matter: without them the map is the prior expectation
-    prior = predict(predictor, core.image, CORE, list(labels), GLEASON_SCHEME)
+    prior = predict(predictor, core.image, core=CORE, experts=list(labels))
     assert not np.allclose(np.asarray(prior.maps["error:1"])[on], np.asarray(out.maps["error:1"])[on])
     # the per-core matrices: rows sum to 1 (NaN: a class the model does not see), shares sum to 1
     conf = out.confusion
@@ -69,12 +67,12 @@ def test_job_passes_the_expert_layers_and_yields_no_learned_consensus(tiny_confu
     steps = list(prediction_job(None, tiny_confusion_run, "cpu", core.image, CORE, GLEASON_SCHEME, CODING, experts))
     assert [k for k, _ in steps] == ["loaded", "prediction", "learned"] and steps[2][1] is None
     out = steps[1][1]
-    given = predict(steps[0][1], core.image, CORE, list(experts), GLEASON_SCHEME, labels=dict(core.masks))
+    given = predict(steps[0][1], core.image, core=CORE, experts=list(experts), labels=dict(core.masks))
     np.testing.assert_allclose(np.asarray(out.maps["error:4"]), np.asarray(given.maps["error:4"]))
 
 
 def test_full_resolution_gives_prior_error_maps_and_the_whole_core_matrices(predictor, core):
-    out = predict(predictor, core.image, CORE, ["1", "2", "4"], GLEASON_SCHEME, PredictOptions(mode="full", overlap=16))
+    out = predict(predictor, core.image, Tiled(overlap=16), core=CORE, experts=["1", "2", "4"])
     assert PRIOR_NOTE in out.notes
     on = tissue_mask(core.image)
     for e in ("1", "4"):
@@ -82,7 +80,7 @@ def test_full_resolution_gives_prior_error_maps_and_the_whole_core_matrices(pred
         assert isinstance(m, np.ndarray) and m.shape == core.image.shape[:2]
         np.testing.assert_array_equal(np.isnan(m), ~on)
     assert sorted(out.confusion.matrices) == ["1", "4"]
-    paper = predict(predictor, core.image, CORE, ["1", "2", "4"], GLEASON_SCHEME)
+    paper = predict(predictor, core.image, core=CORE, experts=["1", "2", "4"])
     for e in ("1", "4"):  # the matrices summarise the whole core at the model's size in both settings
         np.testing.assert_allclose(out.confusion.matrices[e], paper.confusion.matrices[e], atol=1e-6)
 
@@ -93,12 +91,13 @@ def test_store_path_writes_the_error_maps(predictor, synthetic_data, core, tmp_p
     experts = store.load(CORE).labels
     expert_labels = {r.split(":", 1)[1]: v[0] if isinstance(v, list) else v
                      for r, v in experts.items() if r.startswith("expert:")}
-    out = predict_into_store(predictor, store.path, CORE, expert_labels, GLEASON_SCHEME, CODING)
+    out = predict(predictor, None, Tiled(), StoreSink(store.path), core=CORE, experts=list(expert_labels),
+                  labels=expert_labels, coding=CODING)
     stored = ReviewStore.open(store.path, CoreData).load(CORE)
     assert sorted(r for r in stored.maps if r.startswith(("error", "weight"))) == ["error:1", "error:4"]
     assert "consensus:learned" not in stored.labels and out.learned is None
     on = tissue_mask(core.image)
-    tiled = predict(predictor, core.image, CORE, ["1", "2", "4"], GLEASON_SCHEME, PredictOptions(mode="full"))
+    tiled = predict(predictor, core.image, Tiled(), core=CORE, experts=["1", "2", "4"])
     for e in ("1", "4"):
         m = np.asarray(stored.maps[f"error:{e}"][0], np.float32)
         np.testing.assert_array_equal(np.isnan(m), ~on)
@@ -118,9 +117,9 @@ def test_shipped_demo_model_finds_each_experts_wrong_pixels_on_the_demo_core():
     assert predictor.experts == ("1", "3", "4") and predictor.size == 128
     core = synthetic_core(with_truth=True)  # the demo's core: not among the model's training cores
     truth = core.extras["truth"]
-    out = predict(predictor, core.image, core.name, list(core.masks), GLEASON_SCHEME, labels=dict(core.masks))
+    out = predict(predictor, core.image, core=core.name, experts=list(core.masks), labels=dict(core.masks))
     for e in ("1", "3", "4"):  # measured 0.85, 0.93, 0.86 (README, the demo)
-        m = np.asarray(out.maps[f"error:{e}"])
+        m = upsample_nearest(out.maps[f"error:{e}"], truth.shape)  # model resolution -> the core's, as shown
         on = ~np.isnan(m)
         assert roc_auc_score((core.masks[e] != truth)[on], m[on]) > 0.8, e
     assert out.confusion.matrices["3"][1, 2] > 0.1  # expert 3 up-grades borderline G3 to G4

@@ -1,13 +1,12 @@
-"""The learned-weight consensus (weighted class vote) and the lazy model-resolution views."""
+"""The learned-weight consensus (weighted class vote) and the full-size copy of model-resolution maps."""
 
 import numpy as np
 import pytest
 
-from napari_gleason._learned import learned_consensus, renormalise
-from napari_gleason._zoom import ZoomView, zoom_pyramid, zoom_to
 from trainer.data.augment import resize_masks
 from trainer.data.classes import IGNORE_INDEX
 from trainer.data.vote import majority_vote
+from trainer.prediction.learned import learned_consensus, renormalise, upsample_nearest
 
 X = IGNORE_INDEX
 
@@ -57,22 +56,8 @@ def test_renormalise_equals_a_softmax_over_the_subset(rng):
     np.testing.assert_allclose(got["b"], sub[1], rtol=1e-5)
 
 
-def test_zoom_view_reads_like_nearest_exact_upsampling(rng):
-    src = rng.random((7, 5)).astype(np.float32)
-    view = ZoomView(src, (23, 16))
-    full = resize_masks((src * 1000).astype(np.uint16).astype(np.uint8)[None], (23, 16))[0]
-    np.testing.assert_array_equal((np.asarray(view) * 1000).astype(np.uint16).astype(np.uint8), full)
-    np.testing.assert_array_equal(view[3:11, 2:9], np.asarray(view)[3:11, 2:9])
-    np.testing.assert_array_equal(view[::4, ::3], np.asarray(view)[::4, ::3])
-    assert view[5, 7] == np.asarray(view)[5, 7]
-    np.testing.assert_array_equal(view[4], np.asarray(view)[4])
-    assert view.shape == (23, 16) and view.dtype == np.float32 and view.ndim == 2
-
-
-def test_zoom_pyramid_is_lazy_for_big_cores_and_plain_for_small_ones():
-    small = zoom_pyramid(np.zeros((64, 64), np.float32), (96, 96))
-    assert isinstance(small, np.ndarray) and small.shape == (96, 96)
-    levels = zoom_pyramid(np.zeros((1024, 1024), np.float32), (5120, 5100))
-    assert [lvl.shape for lvl in levels] == [(5120, 5100), (2560, 2550), (1280, 1275), (640, 638)]
-    assert all(isinstance(lvl, ZoomView) for lvl in levels)
-    assert zoom_to(np.array([[1, 2]], np.uint8), (2, 4)).tolist() == [[1, 1, 2, 2], [1, 1, 2, 2]]
+def test_upsample_nearest_is_the_training_resize_of_masks(rng):
+    """The full-size copy of a model-resolution map: the mask resize the network was trained with."""
+    src = rng.integers(0, 4, (7, 5)).astype(np.uint8)
+    np.testing.assert_array_equal(upsample_nearest(src, (23, 16)), resize_masks(src[None], (23, 16))[0])
+    assert upsample_nearest(np.array([[1, 2]], np.uint8), (2, 4)).tolist() == [[1, 1, 2, 2], [1, 1, 2, 2]]

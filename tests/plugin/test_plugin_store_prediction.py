@@ -9,29 +9,20 @@ import pytest
 from fakes import make_fake_gleason
 from helpers_plugin import textured_image, tree_digest
 
-from trainer.review_store import outputs as _store_outputs
-from napari_gleason._core_data import LabelCoding
-from napari_gleason._layers import CoreData, core_layer_tuples
-from napari_gleason._learned import learned_consensus
 from napari_gleason._core_sources import FolderSource
-from napari_gleason._predict import (
-    STORE_NAME,
-    STREAM_ABOVE,
-    PredictOptions,
-    predict,
-    predict_into_store,
-    prediction_job,
-    streaming_store,
-)
-from trainer.review_store import ReviewStore, load_maps, roughness_into
-from trainer.data.classes import GLEASON_SCHEME
+from napari_gleason._layers import CoreData, core_layer_tuples
+from napari_gleason._predict import STORE_NAME, STREAM_ABOVE, prediction_job, streaming_store
+from trainer.data.classes import GLEASON_SCHEME, LabelCoding
 from trainer.inference import load_predictor
 from trainer.losses import heatmap_options, roughness_map_numpy
+from trainer.prediction import StoreSink, Tiled, WholeCore, learned_consensus, predict
+from trainer.review_store import ReviewStore, load_maps, roughness_into
+from trainer.review_store import outputs as _store_outputs
 
 CODING = LabelCoding.from_scheme(GLEASON_SCHEME)
 NAME = "slide 3 core 9"
 SHAPE = (601, 530)  # two pyramid levels, odd halving, neither side a multiple of the tile stride
-OPTIONS = PredictOptions(mode="full", overlap=16, tile_batch=8)
+MODE = Tiled(overlap=16, tile_batch=8)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +48,7 @@ def store(tmp_path):
 def predicted(predictor, tmp_path_factory):
     """A store with one prediction written (shared: tests that change it work on a copy)."""
     store = make_store(tmp_path_factory.mktemp("predicted") / "review.zarr")
-    out = predict_into_store(predictor, store.path, NAME, expert_labels(store), GLEASON_SCHEME, CODING, OPTIONS)
+    out = into_store(predictor, store, MODE)
     return store, out
 
 
@@ -65,6 +56,12 @@ def predicted(predictor, tmp_path_factory):
 def predicted_copy(predicted, tmp_path):
     shutil.copytree(predicted[0].path, tmp_path / "copy.zarr")
     return ReviewStore.open(tmp_path / "copy.zarr", CoreData)
+
+
+def into_store(predictor, store, mode):
+    labels = expert_labels(store)
+    return predict(predictor, None, mode, StoreSink(store.path), core=NAME, experts=list(labels), labels=labels,
+                   coding=CODING, scheme=GLEASON_SCHEME)
 
 
 def expert_labels(store):
@@ -76,9 +73,9 @@ def test_store_path_equals_the_in_memory_tiled_prediction(predictor, predicted):
     store, out = predicted
     labels = expert_labels(store)
     image = np.asarray(store.load(NAME).image[0])
-    ref = predict(predictor, image, NAME, list(labels), GLEASON_SCHEME, OPTIONS)
+    ref = predict(predictor, image, MODE, core=NAME, experts=list(labels))
 
-    assert out.in_label_values and out.store == str(store.path) and out.mode == "full"
+    assert out.in_label_values and out.store == str(store.path) and out.mode == MODE
     np.testing.assert_array_equal(CODING.to_classes(np.asarray(out.classes[0])), ref.classes)
     for role, m in ref.maps.items():  # probabilities, weights of experts 1 and 3, roughness (float16)
         got = np.asarray(out.maps[role][0], np.float32)
@@ -121,8 +118,7 @@ def test_a_failing_prediction_leaves_the_store_as_it_was(predictor, predicted_co
 
     monkeypatch.setattr(_store_outputs.PredictionWriter, "write_map", disk_full_on_third_band)
     with pytest.raises(OSError, match="No space left"):
-        predict_into_store(predictor, store.path, NAME, expert_labels(store), GLEASON_SCHEME, CODING,
-                           PredictOptions(mode="full", overlap=8, tile_batch=8))
+        into_store(predictor, store, Tiled(overlap=8, tile_batch=8))
     assert tree_digest(store.path) == before  # old prediction intact, no staging left behind
     assert not (store.path / ".staging").exists()
 
@@ -139,8 +135,8 @@ def test_maps_of_another_prediction_are_not_paired_with_the_class_map(predicted_
 
 def test_job_writes_into_the_store_when_asked(tiny_run, store):
     labels = expert_labels(store)
-    steps = list(prediction_job(None, tiny_run, "cpu", None, NAME, GLEASON_SCHEME, CODING, labels,
-                                PredictOptions(mode="full", overlap=16, tile_batch=8, store=str(store.path))))
+    steps = list(prediction_job(None, tiny_run, "cpu", None, NAME, GLEASON_SCHEME, CODING, labels, MODE,
+                                str(store.path)))
     assert [k for k, _ in steps] == ["loaded", "prediction", "learned"]
     out, learned = steps[1][1], steps[2][1]
     assert out.store == str(store.path) and isinstance(out.classes, list)
@@ -166,7 +162,7 @@ def test_banded_roughness_equals_the_whole_image_map(rows):
 
 # --- big cores opened from files stream through their dataset's store ------------------------------
 def test_which_store_a_full_resolution_prediction_streams_through(tmp_path):
-    full, paper = PredictOptions(mode="full"), PredictOptions(mode="paper")
+    full, paper = Tiled(), WholeCore()
     from_store = {"store": "/s/review.zarr", "dataset": "/d"}
     from_files = {"dataset": "/d", "layout": "gleason2019"}
     assert streaming_store(from_store, (100, 100), full) == "/s/review.zarr"
@@ -189,9 +185,9 @@ def file_core(tmp_path):
 def test_a_core_from_files_is_cached_in_its_dataset_store_then_predicted_into_it(tiny_run, file_core):
     root, core, labels, cache = file_core
     before = tree_digest(root)
-    options = PredictOptions(mode="full", overlap=16, tile_batch=8, store=str(root / STORE_NAME))
+    target = str(root / STORE_NAME)
     steps = list(prediction_job(None, tiny_run, "cpu", core.image, core.name, core.scheme, CODING, labels,
-                                options, cache_core=cache))
+                                MODE, target, cache_core=cache))
     out = steps[1][1]
     assert out.store == str(root / STORE_NAME) and any("cached in" in n for n in out.notes)
     store = ReviewStore.open(root / STORE_NAME, CoreData)
@@ -205,7 +201,7 @@ def test_a_core_from_files_is_cached_in_its_dataset_store_then_predicted_into_it
     assert {k: v for k, v in after.items() if not k.startswith(STORE_NAME)} == before
     # a second prediction uses the cached core as it is
     again = list(prediction_job(None, tiny_run, "cpu", core.image, core.name, core.scheme, CODING, labels,
-                                options, cache_core=cache))[1][1]
+                                MODE, target, cache_core=cache))[1][1]
     assert again.store and not any("cached in" in n for n in again.notes)
 
 
@@ -216,9 +212,9 @@ def test_an_unwritable_dataset_folder_means_an_in_memory_prediction_with_a_note(
         raise PermissionError(13, "Read-only file system")
 
     monkeypatch.setattr(ReviewStore, "write_core", read_only)
-    options = PredictOptions(mode="full", overlap=16, tile_batch=8, store=str(root / STORE_NAME))
+    target = str(root / STORE_NAME)
     out = list(prediction_job(None, tiny_run, "cpu", core.image, core.name, core.scheme, CODING, labels,
-                              options, cache_core=cache))[1][1]
+                              MODE, target, cache_core=cache))[1][1]
     assert out.store is None and isinstance(out.classes, np.ndarray) and out.classes.shape == (150, 130)
     assert any("Read-only file system" in n and "in memory" in n for n in out.notes)
     assert not (root / STORE_NAME).exists()  # the store it had begun is gone
@@ -229,8 +225,8 @@ def test_a_store_holding_the_core_at_another_shape_is_left_alone(tiny_run, file_
     other = CoreData(core.name, core.image[:100], {e: m[:100] for e, m in core.masks.items()}, core.scheme)
     ReviewStore.create(root / STORE_NAME, core.scheme).write_core(other)
     before = tree_digest(root / STORE_NAME)
-    options = PredictOptions(mode="full", overlap=16, tile_batch=8, store=str(root / STORE_NAME))
+    target = str(root / STORE_NAME)
     out = list(prediction_job(None, tiny_run, "cpu", core.image, core.name, core.scheme, CODING, labels,
-                              options, cache_core=cache))[1][1]
+                              MODE, target, cache_core=cache))[1][1]
     assert out.store is None and any("100×130" in n for n in out.notes)
     assert tree_digest(root / STORE_NAME) == before
