@@ -259,7 +259,10 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if a.split_file:
         split = load_split(a.split_file, ds)
     else:
-        split = default_split(ds, require_train=False)  # the split train chose by default
+        # the split train chose by default: the same rule, with the checkpoint's training experts
+        experts = tuple(predictor.experts) if set(predictor.experts or ()) <= set(ds.experts) else None
+        split = default_split(ds, experts or None, require_train=False)
+        print(split.reason)
     names = list(getattr(split, a.split)) if a.split != "all" else [c.name for c in ds.cores]
     if not names:
         raise InputError(f"the {a.split} split is empty", a.data)
