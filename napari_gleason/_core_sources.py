@@ -3,18 +3,183 @@
 Both sources offer the same small interface the browser and the reader use: ``names``,
 ``experts_of(name)``, ``load(name) -> CoreData``, ``scheme``, ``root``, ``notes``. Reading
 and checking files is the trainer's job (:mod:`trainer.data`); this module only adapts it.
+
+What a viewer opens (:func:`core_for_viewer`) is built for the first frame: a large JPEG core
+comes as a pyramid whose coarse levels are decoded at 1/4 (or 1/2) size by the JPEG's own DCT
+scaling (:func:`trainer.data.io.read_image_draft`, ~5× faster than a full decode) while the full
+resolution decodes in a background thread (:class:`Deferred`); napari draws the coarse level, and
+whoever reads level 0 (zooming in, the roughness worker) gets the full pixels when they are there.
+Expert masks are decoded in parallel threads and turned into label values in one table lookup.
+A review store is lazy already (its pyramid levels are read as napari draws them).
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
+
 from trainer.data import MultiExpertSet, load_core, open_dataset
+from trainer.data.classes import IGNORE_INDEX, ClassScheme
 from trainer.data.gleason2019 import IMAGE_DIRS, maps_dir_name
-from trainer.data.io import IMAGE_SUFFIXES, read_mask
+from trainer.data.io import (IMAGE_SUFFIXES, image_header, read_image, read_image_draft, read_mask, read_mask_values,
+                             values_to_classes)
 from trainer.errors import InputError
 
-from ._core_data import CoreData
+from ._core_data import CoreData, LabelCoding
+
+#: Cores whose larger side exceeds this open from a coarse level first (napari's own pyramid
+#: threshold, :data:`._layers.PYRAMID_ABOVE`); smaller ones are decoded whole.
+COARSE_ABOVE = 2048
+#: The coarsest level napari needs: the display pyramid goes down to about this many pixels.
+SMALLEST_LEVEL = 1024
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> ThreadPoolExecutor:
+    """Decoding threads (Pillow and zlib release the GIL while they decode)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=max(2, min(6, os.cpu_count() or 2)),
+                                       thread_name_prefix="napari-gleason-decode")
+        return _pool
+
+
+class Deferred:
+    """An array napari can hold before its pixels exist: ``shape``/``dtype`` now, pixels later.
+
+    ``source`` is a :class:`~concurrent.futures.Future` (or a callable) giving the array; the first
+    read waits for it, later reads index the array it gave. Reading raises what the decoding raised
+    (an :class:`InputError` naming the file).
+    """
+
+    def __init__(self, shape: tuple[int, ...], dtype, source: Future | Callable[[], np.ndarray]):
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(self.shape)
+        self._source = source
+        self._value: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def done(self) -> bool:
+        """Whether the pixels are there (reading now would not wait)."""
+        return self._value is not None or (isinstance(self._source, Future) and self._source.done())
+
+    def result(self) -> np.ndarray:
+        if self._value is None:
+            with self._lock:
+                if self._value is None:
+                    src = self._source
+                    value = src.result() if isinstance(src, Future) else src()
+                    if tuple(value.shape) != self.shape:
+                        raise InputError(f"decoded to {value.shape}, expected {self.shape}")
+                    self._value = value
+        return self._value
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        return self.result()[key]
+
+    def __array__(self, dtype=None, copy=None):
+        a = self.result()
+        return a if dtype is None else a.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"Deferred(shape={self.shape}, dtype={self.dtype}, done={self.done})"
+
+
+def _halve(image: np.ndarray) -> np.ndarray:
+    """2×2 mean (the last row/column of an odd side kept): the next pyramid level of an image."""
+    h, w = image.shape[:2]
+    a = image.astype(np.uint16)
+    if h % 2:
+        a = np.concatenate([a, a[-1:]], axis=0)
+    if w % 2:
+        a = np.concatenate([a, a[:, -1:]], axis=1)
+    return ((a[::2, ::2] + a[1::2, ::2] + a[::2, 1::2] + a[1::2, 1::2] + 2) // 4).astype(np.uint8)
+
+
+def image_for_viewer(path: str | Path, first: Callable[[], None] | None = None):
+    """The core image as napari should get it: ``uint8 H×W×3`` for a small core or a format without
+    draft decoding; for a large JPEG, pyramid levels ``[Deferred level 0, strided Deferred …, draft,
+    halved draft …]`` (level k is ⌈H/2^k⌉ × ⌈W/2^k⌉), full resolution decoding in the background.
+
+    ``first`` runs before the full decode is queued (the masks, which the first frame needs, go
+    ahead of it on the decoding threads).
+    """
+    path = Path(path)
+    h, w = image_header(path).shape
+    coarse = None
+    if max(h, w) > COARSE_ABOVE:
+        reduce = 4 if max(h, w) >= 4 * SMALLEST_LEVEL else 2
+        coarse = read_image_draft(path, reduce)  # raises InputError for a broken JPEG, before any layer
+    if first is not None:
+        first()
+    if coarse is None:
+        return read_image(path)
+    draft, (h, w) = coarse
+    full = Deferred((h, w, 3), np.uint8, _executor().submit(read_image, path))
+    levels: list = [full]
+    step = 2
+    while step < reduce:
+        levels.append(Deferred((-(-h // step), -(-w // step), 3), np.uint8, lambda s=step: full.result()[::s, ::s]))
+        step *= 2
+    levels.append(draft)
+    while max(levels[-1].shape[:2]) > SMALLEST_LEVEL:
+        levels.append(_halve(levels[-1]))
+    return levels
+
+
+#: Label value that marks "unknown raw value" in the one-pass lookup (no coding uses it).
+_UNKNOWN = 255
+
+
+def mask_labels(path: Path, scheme: ClassScheme, coding: LabelCoding, shape: tuple[int, int]) -> np.ndarray:
+    """A mask file as ``uint8`` label values (decode + one table lookup); the same checks and
+    messages as :func:`trainer.data.io.read_mask` (size against the image, unknown values listed)."""
+    values = read_mask_values(path, shape)
+    if values.dtype != np.uint8 or _UNKNOWN in coding.values:  # 16-bit masks: the general path
+        return coding.to_labels(values_to_classes(values, scheme, path))
+    to_labels = coding.to_labels(np.arange(256, dtype=np.uint8))  # class index -> label value
+    lut = np.full(256, _UNKNOWN, np.uint8)
+    for raw, cls in scheme.values.items():
+        if raw < 256:
+            lut[raw] = to_labels[cls]
+    for raw in scheme.ignore:
+        if raw < 256:
+            lut[raw] = to_labels[IGNORE_INDEX]
+    labels = lut[values]
+    if (labels == _UNKNOWN).any():
+        values_to_classes(values, scheme, path)  # raises, naming the values found
+    return labels
+
+
+def _load_for_viewer(record, scheme: ClassScheme, origin: dict) -> CoreData:
+    """A core's image (coarse first) and masks (label values, decoded in parallel)."""
+    coding = LabelCoding.from_scheme(scheme)
+    shape = image_header(record.image_path).shape
+    jobs = {}
+
+    def start_masks() -> None:
+        jobs.update({e: _executor().submit(mask_labels, p, scheme, coding, shape) for e, p in record.masks.items()})
+
+    image = image_for_viewer(record.image_path, first=start_masks)
+    labels = {f"expert:{e}": job.result() for e, job in jobs.items()}  # re-raises the first broken mask
+    return CoreData(record.name, image, {}, scheme, origin=origin, labels=labels)
 
 
 class FolderSource:
@@ -47,8 +212,20 @@ class FolderSource:
     def load(self, name: str) -> CoreData:
         record = self.ds.core(name)
         loaded = load_core(record, self.scheme)  # raises InputError naming the bad file
-        origin = {"source": str(record.image_path), "dataset": str(self.root), "layout": self.ds.layout}
-        return CoreData(loaded.name, loaded.image, loaded.masks, self.scheme, origin=origin)
+        return CoreData(loaded.name, loaded.image, loaded.masks, self.scheme, origin=self._origin(record))
+
+    def _origin(self, record) -> dict:
+        return {"source": str(record.image_path), "dataset": str(self.root), "layout": self.ds.layout}
+
+    def view(self, name: str) -> CoreData:
+        """What a viewer opens: coarse image levels first (large JPEGs), masks as label values."""
+        record = self.ds.core(name)
+        return _load_for_viewer(record, self.scheme, self._origin(record))
+
+
+def core_for_viewer(source, name: str) -> CoreData:
+    """Core ``name`` of a folder or a review store as a viewer should open it (fast first frame)."""
+    return source.view(name) if isinstance(source, FolderSource) else source.load(name)
 
 
 def dataset_root_of_image(path: str | Path) -> Path | None:
@@ -70,8 +247,9 @@ def dataset_root_of_image(path: str | Path) -> Path | None:
     return None
 
 
-def load_core_file(path: str | Path) -> CoreData:
-    """Load the core whose image is ``path`` with every expert mask found for it.
+def load_core_file(path: str | Path, for_viewer: bool = False) -> CoreData:
+    """Load the core whose image is ``path`` with every expert mask found for it (``for_viewer``:
+    as :meth:`FolderSource.view` gives it, coarse levels first).
 
     Raises :class:`InputError` naming the file when the core has no expert mask, a mask is
     broken, or the image is unreadable.
@@ -87,7 +265,7 @@ def load_core_file(path: str | Path) -> CoreData:
         else:
             where = "masks/<annotator>/"
         raise InputError(f"no expert mask for this core (looked in {where})", path)
-    return source.load(path.stem)
+    return source.view(path.stem) if for_viewer else source.load(path.stem)
 
 
 def open_source(path: str | Path):

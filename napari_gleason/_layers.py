@@ -17,6 +17,7 @@ layer's ``scale`` and ``translate`` so they stay registered to it.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,8 +70,10 @@ def role_style(role: str) -> dict[str, Any]:
         raise KeyError(f"unknown layer role {role!r}; prefixes: {sorted(ROLE_STYLES)}") from None
 
 
-def _meta(role: str, core: str, scheme: ClassScheme | None, origin: dict | None) -> dict:
+def _meta(role: str, core: str, scheme: ClassScheme | None, origin: dict | None, opened: str | None = None) -> dict:
     meta: dict[str, Any] = {"role": role, "core": core}
+    if opened is not None:
+        meta["opened"] = opened
     if scheme is not None:
         meta["scheme"] = scheme.to_dict()
     if origin:
@@ -89,13 +92,15 @@ def layer_tuple(
     translate: Sequence[float] = (0.0, 0.0),
     name: str | None = None,
     in_label_values: bool = False,
+    opened: str | None = None,
     **overrides: Any,
 ) -> tuple[Any, dict, str]:
     """A napari ``LayerData`` tuple for ``role``: its look, name, metadata and geometry.
 
     Labels roles take *class maps* and need ``scheme``; they are converted to display values
     here (unless ``in_label_values``: already label values) so every caller gets the same colours. Image
-    roles take arrays as they are.
+    roles take arrays as they are. ``opened`` marks the layers of one opening of a core (a token):
+    the review widget tells a newly opened core's layers from the previous core's by it.
     """
     style = role_style(role)
     kw: dict[str, Any] = dict(style["kw"])
@@ -120,7 +125,7 @@ def layer_tuple(
     if isinstance(data, (list, tuple)):
         kw["multiscale"] = True
     kw.update(name=name or role, scale=tuple(scale), translate=tuple(translate),
-              metadata=_meta(role, core, scheme, origin))
+              metadata=_meta(role, core, scheme, origin, opened))
     kw.update(overrides)
     return data, kw, style["type"]
 
@@ -143,8 +148,10 @@ def _alpha_colormap(name: str, rgb: tuple[float, float, float]):
 
 
 def core_layer_tuples(core: CoreData) -> list[tuple[Any, dict, str]]:
-    """Image, one labels layer per expert, then any extras, all registered to the image."""
-    geo = {"core": core.name, "scheme": core.scheme, "origin": core.origin, "scale": core.scale}
+    """Image, one labels layer per expert, then any extras, all registered to the image and marked
+    with one ``opened`` token."""
+    geo = {"core": core.name, "scheme": core.scheme, "origin": core.origin, "scale": core.scale,
+           "opened": uuid.uuid4().hex}
     out = [layer_tuple("image", core.image, name=core.name, **geo)]
     out += [layer_tuple(role, m, in_label_values=in_label_values, **geo) for role, (m, in_label_values) in core.label_roles().items()]
     out += [layer_tuple(role, m, **geo) for role, m in core.maps.items()]
@@ -185,6 +192,11 @@ def layer_origin(layer) -> dict:
 
 def layer_core(layer) -> str | None:
     return ((layer.metadata or {}).get(META_KEY) or {}).get("core")
+
+
+def layer_meta(layer, key: str, default: Any = None) -> Any:
+    """One entry of napari-gleason's metadata of ``layer`` (``opened``, ``browse``, …)."""
+    return ((getattr(layer, "metadata", None) or {}).get(META_KEY) or {}).get(key, default)
 
 
 def _insert_index(viewer: napari.Viewer, role: str) -> int:
@@ -259,7 +271,8 @@ def show_core(viewer: napari.Viewer, core: CoreData) -> dict[str, Any]:
     roughness, predictions) of the previous core are removed too, so nothing stale stays on screen:
     the review widget recomputes them for the new core.
     """
-    geo = {"core": core.name, "scheme": core.scheme, "origin": core.origin, "scale": core.scale}
+    geo = {"core": core.name, "scheme": core.scheme, "origin": core.origin, "scale": core.scale,
+           "opened": uuid.uuid4().hex}
     image = set_layer(viewer, "image", core.image, name=core.name, **geo)
     shown = {"image": image}
     roles = core.label_roles()

@@ -1,17 +1,22 @@
-"""The npe2 reader: core images, dataset folders and review stores.
+"""The npe2 reader: core images, dataset folders and review stores, returned as layer data only.
 
 - an image inside a Gleason 2019 (``Train Imgs/``) or generic (``images/``) dataset → the image
-  plus one labels layer per expert found for that core (replacing the previous core's layers in
-  place when a viewer is open);
-- a dataset folder → the dataset browser docks and opens its first core;
-- a review store (``.zarr`` with napari-gleason's attributes) → everything it holds (a store of
-  several cores opens in the browser).
+  plus one labels layer per expert found for that core;
+- a dataset folder, or a review store of several cores → its first core, the image layer's
+  metadata naming the folder (``browse``): the dataset browser lists the rest (the review widget
+  docks it when it sees such a core; Plugins ▸ napari-gleason ▸ Dataset browser does too);
+- a review store of one core → everything it holds.
+
+The reader never touches a viewer or a widget (no Qt here): replacing the previous core's layers
+when another core opens is the review widget's job (:mod:`._qt.review`). A large JPEG core comes
+with its coarse levels decoded at reduced size and full resolution decoding in the background
+(:func:`._core_sources.image_for_viewer`); a review store is read level by level as napari draws.
 
 ``napari_get_reader`` returns ``None`` for anything else, without touching the file, so other
 readers get their turn — except a ``.zarr`` folder whose ``zarr.json`` is unreadable, which no
-reader can open: it is taken, and reported as a damaged store. Broken input in a path we *do* handle becomes one notification naming
-the file and the reason, and the reader returns napari's "nothing to add" sentinel ``[(None,)]``:
-napari keeps running and no traceback dialog appears.
+reader can open: it is taken, and reported as a damaged store. Broken input in a path we *do*
+handle becomes one notification naming the file and the reason, and the reader returns napari's
+"nothing to add" sentinel ``[(None,)]``: napari keeps running and no traceback dialog appears.
 """
 
 from __future__ import annotations
@@ -25,12 +30,11 @@ from napari.utils.notifications import show_error, show_info
 from trainer.data.generic import is_generic_dir
 from trainer.data.gleason2019 import is_gleason_dir
 from trainer.errors import InputError
-
 from trainer.review_store import ReviewStore, is_review_store
 
 from ._core_data import CoreData
-from ._core_sources import dataset_root_of_image, load_core_file
-from ._layers import core_layer_tuples, show_core
+from ._core_sources import core_for_viewer, dataset_root_of_image, load_core_file, open_source
+from ._layers import META_KEY, core_layer_tuples
 
 NOTHING = [(None,)]
 
@@ -78,18 +82,19 @@ def napari_get_reader(path: str | list[str]) -> Callable | None:
 
 
 def read(path: str | list[str], kind: str | None = None) -> list:
-    """Read ``path`` (see module docstring); errors become a notification, never an exception."""
+    """Read ``path`` (see module docstring) into layer data; errors become a notification, never
+    an exception."""
     path = Path(path[0] if isinstance(path, list) else path)
     kind = kind or _kind(path)
     try:
         if kind == "core":
-            return _show(load_core_file(path))
+            return core_layer_tuples(load_core_file(path, for_viewer=True))
         if kind == "damaged store":
             raise InputError(f"review store is damaged: zarr.json is unreadable ({_damaged_zarr_json(path)})", path)
         if kind == "store":
             return _read_store(path)
         if kind == "dataset":
-            return _open_in_browser(path)
+            return _first_core(path)
         raise InputError("napari-gleason does not read this path", path)
     except InputError as e:
         show_error(f"napari-gleason could not open it: {e}")
@@ -97,24 +102,22 @@ def read(path: str | list[str], kind: str | None = None) -> list:
 
 
 def _read_store(path: Path) -> list:
-    """A store's one core, or the browser on its cores. zarr and its codecs raise assorted errors for
-    damaged metadata or chunks: each becomes an :class:`InputError` naming the store."""
+    """A store's one core, or its first core for the browser. zarr and its codecs raise assorted
+    errors for damaged metadata or chunks: each becomes an :class:`InputError` naming the store."""
     try:
         store = ReviewStore.open(path, CoreData)
         names = store.names
         if not names:
             raise InputError("review store holds no core yet", path)
-        if len(names) == 1:
-            core = store.load(names[0])
-            _read_smallest_levels(core)  # fail here, before a layer changes, not later in napari's drawing
-        else:
-            for name in names:  # the browser lists them: their metadata must be readable
-                store.experts_of(name)
+        for name in names[1:]:  # the browser lists them: their metadata must be readable
+            store.experts_of(name)
+        core = store.load(names[0])
+        _read_smallest_levels(core)  # fail here, before a layer changes, not later in napari's drawing
     except InputError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise InputError(f"review store is damaged ({type(e).__name__}: {e})", path) from e
-    return _show(core) if len(names) == 1 else _open_in_browser(path)
+    return core_layer_tuples(core) if len(names) == 1 else _browsable(core, path, len(names))
 
 
 def _read_smallest_levels(core) -> None:
@@ -126,32 +129,21 @@ def _read_smallest_levels(core) -> None:
         np.asarray(levels[-1] if isinstance(levels, (list, tuple)) else levels[(slice(0, 1),) * 2])
 
 
-def _show(core) -> list:
-    """Swap ``core`` into the current viewer's layers in place (opening core after core must not
-    pile up layers); without a viewer, hand napari plain layer data."""
-    import napari
-
-    viewer = napari.current_viewer()
-    if viewer is None:
-        return core_layer_tuples(core)
-    show_core(viewer, core)
-    return NOTHING
-
-
-def _open_in_browser(path: Path) -> list:
-    """Dock the dataset browser (and the review widget) on the current viewer, open ``path``."""
-    import napari
-
-    from ._core_sources import open_source
-
-    source = open_source(path)  # fails here (InputError) before any widget appears
-    viewer = napari.current_viewer()
-    if viewer is None:
-        raise InputError("opening a dataset folder needs a napari window", path)
-    from ._qt import BrowserWidget, ReviewWidget, dock
-
-    dock(viewer, ReviewWidget)
-    dock(viewer, BrowserWidget).set_source(source)
+def _first_core(path: Path) -> list:
+    """A dataset folder: its first core's layers, marked so that the browser can list the rest."""
+    source = open_source(path)  # fails here (InputError) before any layer appears
+    if not source.names:
+        raise InputError("no core with an expert mask in this dataset folder", path)
     if source.notes:
         show_info(f"{path}: " + "; ".join(source.notes[:5]) + (" …" if len(source.notes) > 5 else ""))
-    return NOTHING
+    return _browsable(core_for_viewer(source, source.names[0]), path, len(source.names))
+
+
+def _browsable(core, path: Path, count: int) -> list:
+    """``core``'s layers; its image layer names ``path`` for the dataset browser (``browse``)."""
+    layers = core_layer_tuples(core)
+    layers[0][1]["metadata"][META_KEY]["browse"] = str(path)
+    if count > 1:
+        show_info(f"{path.name}: {count} cores; the first is open. The Dataset browser (Plugins ▸ napari-gleason) "
+                  "lists them all.")
+    return layers

@@ -4,7 +4,9 @@ Columns: core name, experts present, disagreement score (:func:`disagreement_sco
 share of experts differing from the vote). Scores need every core's masks, the slowest part, so
 they are computed in a worker that fills the column row by row behind a progress bar. Clicking
 a row, or previous/next (which follow the table's current sort order), loads that core — also
-in a worker — and :func:`show_core` swaps it in place of the last one.
+in a worker, coarse levels first (:func:`core_for_viewer`) — and :func:`show_core` swaps it in
+place of the last one. Docked while a core opened from a dataset folder is on screen (the reader
+marks it ``browse``), the browser lists that folder.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ from trainer.errors import InputError
 
 from . import workers
 from .._analysis import disagreement_score
-from .._core_sources import open_source
-from .._layers import show_core
+from .._core_sources import core_for_viewer, open_source
+from .._layers import find_layer, layer_meta, show_core
 
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
     import napari
@@ -98,6 +100,9 @@ class BrowserWidget(QWidget):
         layout.addWidget(self.progress)
         layout.addLayout(nav)
         self._add_callbacks()
+        image = find_layer(viewer, "image")
+        if image is not None and layer_meta(image, "browse"):  # opened from the menu after a dataset folder
+            self.browse(layer_meta(image, "browse"), current=image.name)
 
     def _add_callbacks(self) -> None:
         self._open.clicked.connect(self._on_open_clicked)
@@ -128,6 +133,23 @@ class BrowserWidget(QWidget):
             return False
         self.set_source(source)
         return True
+
+    def browse(self, path: str | Path, current: str | None = None) -> None:
+        """List the dataset or store at ``path`` (unless listed already) with ``current`` — the core
+        already on screen — selected, without loading it again."""
+        if self.source is None or Path(self.source.root).resolve() != Path(path).resolve():
+            try:
+                source = open_source(path)
+            except InputError as e:
+                show_error(f"napari-gleason could not list it: {e}")
+                return
+            self.set_source(source, load_first=False)
+        self.current = current
+        row = self._row_of(current) if current is not None else -1
+        if row >= 0:
+            self.table.blockSignals(True)
+            self.table.selectRow(row)
+            self.table.blockSignals(False)
 
     def set_source(self, source, load_first: bool = True) -> None:
         """List ``source``'s cores, start scoring them, and show the first one."""
@@ -218,7 +240,7 @@ class BrowserWidget(QWidget):
         source = self.source
         self._loads += 1
         workers.start(
-            source.load, name, what=f"loading {name}",
+            core_for_viewer, source, name, what=f"loading {name}",
             on_return=lambda core: self._on_core_loaded(source, core),
             on_finish=self._on_load_finished,
         )

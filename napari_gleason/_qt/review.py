@@ -5,6 +5,12 @@ The widget holds no copy of the core: it reads the image and expert layers (by r
 the core on screen changes — opened by the reader, the browser, the sample data or a script —
 and recomputes the derived layers in workers. Changes are coalesced with a short timer, so
 loading a core with six experts (seven layer events) triggers one recomputation.
+
+The reader only returns layer data, so napari adds a newly opened core's layers beside the last
+core's: once they are in (a zero-delay timer after the new image layer arrives), this widget
+removes every napari-gleason layer of the previous opening (its ``opened`` token differs), and a
+layer of the same role keeps the user's visibility and opacity. A core opened from a dataset
+folder or a store of several cores names it (``browse``): the dataset browser is docked on it.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from typing import TYPE_CHECKING
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
 
-from .._layers import CoreInfo, current_core, find_layer, level0, role_of, role_prefix
+from .._layers import CoreInfo, current_core, find_layer, layer_meta, level0, role_of, role_prefix
 from .confusion import ConfusionPanel
 from .consensus import ConsensusPanel
 from .experts import ExpertsPanel
@@ -37,6 +43,7 @@ class ReviewWidget(QWidget):
         self.info: CoreInfo | None = None
         self._key = None
         self._image_layer = None
+        self._newest = None
         self.title = QLabel("Open a core (File ▸ Open, a dataset folder, or File ▸ Open Sample ▸ napari-gleason)")
         self.title.setWordWrap(True)
         self.experts = ExpertsPanel(viewer)
@@ -74,8 +81,26 @@ class ReviewWidget(QWidget):
 
     def _on_layers_changed(self, event) -> None:
         role = role_of(event.value)
+        if role == "image" and event.type == "inserted" and layer_meta(event.value, "opened") is not None:
+            self._newest = event.value
+            QTimer.singleShot(0, self._drop_previous_core)  # after napari added the rest of this core
         if role is not None and role_prefix(role) in _CORE_ROLES:
             self._schedule_refresh()
+
+    def _drop_previous_core(self) -> None:
+        """Remove the layers of every earlier opening once a new core's layers are all in."""
+        newest = self._newest
+        if newest is None or newest not in self.viewer.layers:
+            return
+        token = layer_meta(newest, "opened")
+        mine = {role_of(lyr): lyr for lyr in self.viewer.layers if layer_meta(lyr, "opened") == token}
+        old = [lyr for lyr in self.viewer.layers
+               if role_of(lyr) is not None and layer_meta(lyr, "opened") != token]
+        for layer in old:
+            same = mine.get(role_of(layer))
+            if same is not None:  # the user's look of this role carries over to the new core
+                same.visible, same.opacity = layer.visible, layer.opacity
+            self.viewer.layers.remove(layer)
 
     def _schedule_refresh(self, event=None) -> None:
         self._timer.start()
@@ -104,9 +129,20 @@ class ReviewWidget(QWidget):
         if key == self._key:
             return
         self.info, self._key = info, key
+        self._offer_browser(info)
         h, w = level0(info.image).shape[:2]
         self.title.setText(f"<b>{info.name}</b> — {w}×{h} px, experts {', '.join(info.experts) or 'none'}")
         self.refresh_now(info)
+
+    def _offer_browser(self, info: CoreInfo) -> None:
+        """A core opened from a dataset folder or a store of several cores: dock the browser on it."""
+        path = layer_meta(info.image, "browse")
+        if path is None:
+            return
+        from . import dock
+        from .browser import BrowserWidget
+
+        dock(self.viewer, BrowserWidget).browse(path, current=info.name)
 
     def refresh_now(self, info: CoreInfo | None = None) -> None:
         """Recompute consensus, disagreement and roughness for the core on screen."""

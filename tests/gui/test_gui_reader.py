@@ -27,38 +27,59 @@ def test_core_image_opens_with_its_experts(make_napari_viewer, two_expert_datase
     np.testing.assert_array_equal(find_layer(viewer, "expert:2").data, np.array([1, 3, 4, 5])[blocks(B, 4)])
 
 
-def test_opening_another_core_replaces_the_layers_in_place(make_napari_viewer, two_expert_dataset):
+def _review(viewer):
+    from napari_gleason._qt import ReviewWidget, dock
+
+    return dock(viewer, ReviewWidget)
+
+
+def test_opening_another_core_replaces_the_previous_cores_layers(make_napari_viewer, two_expert_dataset, wait_idle,
+                                                                 qtbot):
+    """The reader only adds layers; the review widget drops the previous core's (the user's look of a
+    role carries over). Without the widget docked napari keeps both cores, as for any reader."""
     viewer = make_napari_viewer()
+    review = _review(viewer)
     viewer.open(two_expert_dataset / "Train Imgs" / "c1.png", plugin=PLUGIN)
-    image, expert1 = viewer.layers[0], find_layer(viewer, "expert:1")
+    wait_idle(review)
+    assert find_layer(viewer, "consensus:vote") is not None
+    find_layer(viewer, "expert:1").opacity = 0.2
     viewer.open(two_expert_dataset / "Train Imgs" / "c2.png", plugin=PLUGIN)
-    assert roles(viewer) == ["image", "expert:1", "expert:3"]  # expert 2 did not annotate c2
-    assert viewer.layers[0] is image and image.name == "c2"
-    assert find_layer(viewer, "expert:1") is expert1
+    qtbot.waitUntil(lambda: len([r for r in roles(viewer) if r == "image"]) == 1, timeout=5000)
+    wait_idle(review)
+    assert [r for r in roles(viewer) if r.split(":")[0] in ("image", "expert")] == ["image", "expert:1", "expert:3"]
+    assert viewer.layers[0].name == "c2" and find_layer(viewer, "expert:1").opacity == 0.2
+    assert find_layer(viewer, "consensus:vote").metadata["napari_gleason"]["core"] == "c2"  # recomputed
 
 
 def test_gleason_folder_opens_the_browser_on_its_first_core(make_napari_viewer, two_expert_dataset, wait_idle):
     viewer = make_napari_viewer()
+    review = _review(viewer)
     viewer.open(two_expert_dataset, plugin=PLUGIN)
-    browser = viewer.window.dock_widgets["Dataset browser (napari-gleason)"]
+    wait_idle(review)
+    browser = viewer.window.dock_widgets["Dataset browser (napari-gleason)"]  # docked by the review widget
     assert isinstance(browser, BrowserWidget)
     wait_idle(browser)
-    wait_idle(viewer.window.dock_widgets["Review experts (napari-gleason)"])
-    assert browser.ordered_names() == ["c1", "c2"]
+    assert browser.ordered_names() == ["c1", "c2"] and browser.current == "c1"
     assert [r for r in roles(viewer) if r.split(":")[0] in ("image", "expert")] == ["image", "expert:1", "expert:2"]
     assert viewer.layers[0].name == "c1"
-    assert find_layer(viewer, "consensus:vote") is not None  # the review widget docked with it
+    assert find_layer(viewer, "consensus:vote") is not None
+    browser._on_step(+1)  # the browser swaps the next core in place
+    wait_idle(browser)
+    wait_idle(review)
+    assert viewer.layers[0].name == "c2" and roles(viewer).count("image") == 1
 
 
-def test_generic_folder_opens_the_browser(make_napari_viewer, tmp_path, wait_idle):
+def test_generic_folder_without_the_review_widget(make_napari_viewer, tmp_path, wait_idle):
+    """No widget docked: the first core's layers only; the browser docked later lists the folder."""
+    from napari_gleason._qt import dock
+
     root = write_generic(tmp_path / "generic data", {"x": {"ann": A}, "y": {"ann": B, "bob": A}}, shape=A.shape)
     viewer = make_napari_viewer()
     viewer.open(root, plugin=PLUGIN)
-    browser = viewer.window.dock_widgets["Dataset browser (napari-gleason)"]
+    assert roles(viewer) == ["image", "expert:ann"]
+    browser = dock(viewer, BrowserWidget)
     wait_idle(browser)
-    wait_idle(viewer.window.dock_widgets["Review experts (napari-gleason)"])
-    assert browser.ordered_names() == ["x", "y"]
-    assert [r for r in roles(viewer) if r.split(":")[0] in ("image", "expert")] == ["image", "expert:ann"]
+    assert browser.ordered_names() == ["x", "y"] and browser.current == "x"
 
 
 def test_store_with_one_core_opens_everything_it_holds(make_napari_viewer, two_expert_dataset, tmp_path):
@@ -85,12 +106,12 @@ def test_store_with_several_cores_opens_in_the_browser(make_napari_viewer, two_e
     for name in source.names:
         store.write_core(source.load(name))
     viewer = make_napari_viewer()
-    viewer.open(tmp_path / "all.zarr", plugin=PLUGIN)
-    browser = viewer.window.dock_widgets["Dataset browser (napari-gleason)"]
-    review = viewer.window.dock_widgets["Review experts (napari-gleason)"]
+    review = _review(viewer)
     assert isinstance(review, ReviewWidget)
-    wait_idle(browser)
+    viewer.open(tmp_path / "all.zarr", plugin=PLUGIN)
     wait_idle(review)
+    browser = viewer.window.dock_widgets["Dataset browser (napari-gleason)"]
+    wait_idle(browser)
     assert browser.ordered_names() == ["c1", "c2"]
     assert browser.table.item(0, 2).text() == "0.125"  # 2 of 8 blocks, 1 of 2 experts differ
     assert roles(viewer)[0] == "image" and viewer.layers[0].name == "c1"
