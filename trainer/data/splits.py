@@ -211,10 +211,15 @@ def _improve_by_swaps(chosen: dict[str, list[str]], classes: Mapping, all_classe
     improved = True
     while improved:
         improved = False
+        if all((counts[k] > 0).all() for k in keys if chosen[k]):
+            return  # every subset already sees every class
         for a, b in itertools.combinations(keys, 2):
+            # a swap helps only if a subset gains a class: x brings b one it lacks, or y brings a one
+            gives_b = [bool((vec[x] * (counts[b] == 0)).any()) for x in chosen[a]]
+            gives_a = [bool((vec[y] * (counts[a] == 0)).any()) for y in chosen[b]]
             for i, x in enumerate(list(chosen[a])):
                 for j, y in enumerate(list(chosen[b])):
-                    if np.array_equal(vec[x], vec[y]):
+                    if not (gives_b[i] or gives_a[j]) or np.array_equal(vec[x], vec[y]):
                         continue
                     ca, cb = counts[a] - vec[x] + vec[y], counts[b] - vec[y] + vec[x]
                     if score(a, ca) + score(b, cb) > score(a, counts[a]) + score(b, counts[b]):
