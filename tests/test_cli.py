@@ -143,3 +143,30 @@ def test_sigterm_stops_at_an_iteration_boundary_and_keeps_last_pt(synthetic_data
     assert "stopped at iteration" in out
     ck = torch.load(run / "last.pt", weights_only=True)
     assert 1 <= ck["iteration"] < 500
+
+
+def test_one_builder_and_the_engine_refuse_a_fresh_run_in_a_folder_holding_one(synthetic_data, tmp_path):
+    """The run-folder rule is the engine's: even a config built around the builder cannot overwrite
+    another run's checkpoints; resuming is allowed; the old run's files stay as they were."""
+    from trainer.config import RunConfig, build_run_config
+    from trainer.engine import train
+    from trainer.errors import InputError
+
+    run = tmp_path / "old run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"another run's weights")
+    over = {"data": {"path": str(synthetic_data)}, "train": {"out": str(run), "iters": 3}}
+    with pytest.raises(InputError, match="old run: this folder already holds a run"):
+        build_run_config({}, over)
+    assert build_run_config({}, over, resume=True).train.out == str(run)
+    cfg = RunConfig.from_dict(over)  # no builder: the engine itself refuses, before any work
+    with pytest.raises(InputError, match="already holds a run"):
+        next(train(cfg))
+    (tmp_path / "a file").write_text("x")
+    with pytest.raises(InputError, match="a file: the output is a file, not a folder"):
+        build_run_config({}, {"train": {"out": str(tmp_path / "a file")}})
+    assert (run / "last.pt").read_bytes() == b"another run's weights" and sorted(p.name for p in run.iterdir()) == [
+        "last.pt"]
+    # flags override the file, None (a flag not given) does not
+    cfg = build_run_config({"train": {"iters": 7, "lr": 0.5}}, {"train": {"iters": None, "lr": 0.1}})
+    assert (cfg.train.iters, cfg.train.lr) == (7, 0.1)
