@@ -2,6 +2,8 @@
 
 :func:`open_dataset` detects the layout (Gleason 2019 or the generic ``images/`` + ``masks/``)
 and returns a :class:`MultiExpertSet` that lists files only; pixels are read on demand.
+:func:`trainer.data.check.check_dataset` checks every core's files at once;
+:func:`trainer.data.splits.default_split` chooses the split (the paper's rule where it applies).
 """
 
 from __future__ import annotations
