@@ -230,7 +230,7 @@ def networks_from_payload(payload: dict, path: str | Path | None = None):
     wcfg = weighting_config_of(payload)
     if payload.get("weighting") is not None and wcfg:
         try:
-            weighting = WeightingCNN(**wcfg)
+            weighting = WeightingCNN.from_config(wcfg)
             weighting.load_state_dict(payload["weighting"])
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
             raise CheckpointError(f"weighting CNN weights do not fit ({_first_problem(exc)})", path) from exc

@@ -26,7 +26,7 @@ import torch
 import torch.distributed as dist
 
 from . import events as ev
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
 from .config import RunConfig, check_run_folder
 from .errors import CheckpointError, InputError, NonFiniteLossError
 from .device import resolve_device
@@ -94,11 +94,7 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
         best_metric = payload.get("best_metric")  # None until the first validation
         best = -math.inf if best_metric is None else float(best_metric)
         best_iter = payload.get("best_iteration")
-        rng = payload.get("rng") or {}
-        if "torch" in rng:
-            torch.set_rng_state(rng["torch"])
-        if device.type == "cuda" and rng.get("cuda"):
-            torch.cuda.set_rng_state_all(list(rng["cuda"]))
+        restore_rng_state(payload, device)
     notes: list[str] = []
     if not resume and cfg.train.init:
         notes = setup.load_init(cfg.train.init)

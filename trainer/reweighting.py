@@ -67,11 +67,10 @@ class WeightingCNN(nn.Module):
     def from_config(cls, config: dict) -> "WeightingCNN":
         """Rebuild from a checkpoint's ``weighting_config``. Checkpoints written before the
         authors' architecture became the default lack ``stride`` / ``head_kernel``: they hold the
-        stride-32 ResNet-18 with a 1×1 head."""
-        cfg = dict(config)
-        cfg.setdefault("stride", 32)
-        cfg.setdefault("head_kernel", 1)
-        return cls(**cfg)
+        stride-32 ResNet-18 with a 1×1 head (:data:`trainer.checkpoint.LEGACY_WEIGHTING`)."""
+        from .checkpoint import weighting_config_of  # checkpoint.py imports this module
+
+        return cls(**weighting_config_of({"weighting_config": dict(config)}))
 
     def forward(self, x: Tensor, present: Tensor | None = None, size: tuple[int, int] | None = None) -> Tensor:
         """Weights for each expert at each pixel.
