@@ -29,8 +29,6 @@ PYPROJECT = ROOT / "pyproject.toml"
 
 #: Plugin modules allowed to import napari_gleason._qt: the demo launcher (an application).
 QT_CLIENTS = {"napari_gleason.demo"}
-#: Known to import _qt today and being fixed (the reader is losing its Qt): xfail, not pass.
-EXPECTED_TO_BE_FIXED = {"napari_gleason._reader"}
 
 
 def _lint(config: Path, capsys) -> tuple[bool, str]:
@@ -48,14 +46,17 @@ def test_pyproject_contracts_hold(capsys, monkeypatch):
     assert "2 kept, 0 broken" in report
 
 
+def _qt_importers(package: str, clients=()) -> set[str]:
+    """Modules of ``package`` outside ``<package>._qt`` (and ``clients``) that import from it."""
+    graph = grimp.build_graph(package, cache_dir=None)
+    qt = {m for m in graph.modules if m == f"{package}._qt" or m.startswith(f"{package}._qt.")}
+    assert qt, f"{package} has no _qt package"
+    return {m for m in graph.modules - qt - set(clients) if graph.find_modules_directly_imported_by(m) & qt}
+
+
 def test_qt_free_plugin_modules_do_not_import_the_qt_package():
-    graph = grimp.build_graph("napari_gleason", cache_dir=None)
-    qt = {m for m in graph.modules if m == "napari_gleason._qt" or m.startswith("napari_gleason._qt.")}
-    assert "napari_gleason._qt.train" in qt  # the graph is the real package
-    offenders = {m for m in graph.modules - qt - QT_CLIENTS if graph.find_modules_directly_imported_by(m) & qt}
-    assert not offenders - EXPECTED_TO_BE_FIXED, f"modules outside _qt/ importing it: {sorted(offenders)}"
-    if offenders:
-        pytest.xfail(f"still importing _qt (being fixed): {sorted(offenders)}")
+    offenders = _qt_importers("napari_gleason", QT_CLIENTS)
+    assert not offenders, f"modules outside _qt/ importing it: {sorted(offenders)}"
 
 
 # ---------------------------------------------------------------- the contracts can fail
@@ -112,6 +113,11 @@ def test_the_contracts_catch_a_qt_import_outside_qt_and_a_gui_import_in_the_trai
         trn / "engine.py": ("from napari.utils import notifications\n", f"{trainer}.engine -> napari"),
         trn / "plot.py": (f"from {plugin} import _reader\n", f"{trainer}.plot -> {plugin}"),
     }
+    assert not _qt_importers(plugin)
+    _write(pkg / "_session.py", "from ._qt import workers\n")
+    assert _qt_importers(plugin) == {f"{plugin}._session"}
+    (pkg / "_session.py").unlink()
+
     for path, (source, _) in bad.items():  # all at once: one more analysis, each must be reported
         _write(path, source)
     ok, report = _lint(config, capsys)
