@@ -72,3 +72,32 @@ def test_this_machine():
         dv.resolve_device(f"cuda:{count}")
     assert ("cuda" in dv.device_choices()) == (count > 0)
 
+
+
+def test_device_names_are_checked_without_torch():
+    """The config checks a device's spelling without importing torch (the GUI's settings and the
+    child-process launcher stay torch-free); whether it exists is decided when the run starts."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from trainer.config import RunConfig
+from trainer.device import check_device_name
+from trainer.errors import InputError
+assert [check_device_name(n) for n in ("auto", " CPU", "cuda", "cuda:3")] == ["auto", "cpu", "cuda", "cuda:3"]
+for bad in ("tpu", "cuda:", "cuda:-1", "gpu0", ""):
+    try:
+        check_device_name(bad)
+    except InputError as exc:
+        assert "unknown device" in str(exc), exc
+    else:
+        raise AssertionError(bad)
+cfg = RunConfig()
+cfg.train.device = "cuda:7"
+cfg.validate()  # spelled right: accepted here, even without a 7th GPU
+assert "torch" not in sys.modules, "torch was imported"
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .device import check_device_name
 from .errors import InputError
 
 AUGMENT_DEVICES: tuple[str, ...] = ("auto", "worker", "device")
@@ -127,8 +128,7 @@ class RunConfig:
     def validate(self) -> None:
         if self.loss.loss not in ("focal", "gafl"):
             raise InputError(f"loss must be 'focal' or 'gafl', not {self.loss.loss!r}")
-        if self.train.device not in ("auto", "cpu", "cuda") and not str(self.train.device).startswith("cuda:"):
-            raise InputError(f"device must be auto, cpu or cuda, not {self.train.device!r}")
+        check_device_name(self.train.device)  # spelling only; whether it exists: at the start of the run
         for name in ("iters", "batch_size", "val_every", "checkpoint_every"):
             if int(getattr(self.train, name)) < 1:
                 raise InputError(f"train.{name} must be at least 1")

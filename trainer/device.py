@@ -3,50 +3,65 @@
 ``"auto"`` means CUDA when a CUDA device is present, else the CPU — everywhere: the engine, the
 predictor, the benchmark and the GUI's device menu all ask this module. Asking for a device that
 does not exist is an :class:`~trainer.errors.InputError`, never a silent fallback.
+:func:`check_device_name` (the spelling only) needs no torch: the config and the GUI's settings
+use it without importing torch; everything else asks torch what the machine has.
 """
 
 from __future__ import annotations
 
-import torch
+import re
+from typing import TYPE_CHECKING
 
 from .errors import InputError
 
-#: Names a user may give (``cuda:N`` picks one GPU).
-DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:N")
+if TYPE_CHECKING:
+    import torch
+
+_NAME = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+def check_device_name(name: str) -> str:
+    """``name`` normalised (trimmed, lower case) if it is spelled like a device, else
+    :class:`InputError` listing the names; whether that device exists is :func:`resolve_device`'s."""
+    norm = str(name).strip().lower()
+    if not _NAME.fullmatch(norm):
+        raise InputError(f"unknown device {name!r}; use auto, cpu or cuda (cuda:N for one of several GPUs)")
+    return norm
 
 
 def cuda_device_count() -> int:
     """How many CUDA devices this machine has (0 without CUDA)."""
+    import torch
+
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
     """``auto`` → CUDA when present, else CPU; ``cpu``; ``cuda`` (``cuda:<local_rank>`` under DDP);
     ``cuda:N``. A CUDA device that is not there raises :class:`InputError` saying what exists."""
-    name = str(name).strip().lower()
+    import torch
+
+    name = check_device_name(name)
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cpu":
         return torch.device("cpu")
-    if name == "cuda" or name.startswith("cuda:"):
-        if not torch.cuda.is_available():
-            raise InputError(f"device {name!r} was chosen but no CUDA device is available; use 'cpu' or 'auto'")
-        if name == "cuda" and local_rank is not None:
-            name = f"cuda:{local_rank}"
-        try:
-            dev = torch.device(name)
-        except RuntimeError:
-            raise InputError(f"unknown device {name!r}; use {', '.join(DEVICE_NAMES)}") from None
-        count = cuda_device_count()
-        if dev.index is not None and dev.index >= count:
-            raise InputError(f"device {name} does not exist ({count} CUDA device{'s' if count != 1 else ''}: "
-                             f"cuda:0…cuda:{count - 1})")
-        return dev
-    raise InputError(f"unknown device {name!r}; use {', '.join(DEVICE_NAMES)}")
+    if not torch.cuda.is_available():
+        raise InputError(f"device {name!r} was chosen but no CUDA device is available; use 'cpu' or 'auto'")
+    if name == "cuda" and local_rank is not None:
+        name = f"cuda:{local_rank}"
+    dev = torch.device(name)
+    count = cuda_device_count()
+    if dev.index is not None and dev.index >= count:
+        raise InputError(f"device {name} does not exist ({count} CUDA device{'s' if count != 1 else ''}: "
+                         f"cuda:0…cuda:{count - 1})")
+    return dev
 
 
 def runs_on_cpu(name: str) -> bool:
     """Whether ``name`` means the CPU here (``cpu``, or ``auto`` without CUDA); never raises."""
+    import torch
+
     name = str(name).strip().lower()
     return name == "cpu" or (name == "auto" and not torch.cuda.is_available())
 
@@ -65,6 +80,8 @@ def amp_policy(device: torch.device, enabled: bool) -> tuple[torch.dtype | None,
     """Mixed precision for ``device``: (autocast dtype, grad scaler). bfloat16 where the GPU has it
     (no scaler needed), else float16 with a :class:`~torch.amp.GradScaler`; (None, None) on the CPU
     or when disabled."""
+    import torch
+
     if not enabled or device.type != "cuda":
         return None, None
     if torch.cuda.is_bf16_supported():
