@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from trainer.data.classes import ClassScheme
-from trainer.data.gleason2019 import EXPERT_NAMES, MASK_SUFFIX, maps_dir_name
+from trainer import safe_paths
+from trainer.data.gleason2019 import MASK_SUFFIX
 from trainer.data.io import write_mask_png
 from trainer.errors import InputError
 
@@ -43,28 +44,16 @@ def default_folder(dataset_root: Path, layout: str | None, what: str = "consensu
 
 def expert_folders(dataset_root: Path | None) -> list[Path]:
     """Folders holding experts' masks under ``dataset_root`` (both layouts)."""
-    if dataset_root is None:
-        return []
-    root = Path(dataset_root)
-    out = [root / maps_dir_name(e) for e in EXPERT_NAMES]
-    masks = root / "masks"
-    out += [masks, *(p for p in masks.iterdir() if p.is_dir())] if masks.is_dir() else []
-    return out
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except (ValueError, OSError):
-        return False
+    return safe_paths.expert_folders(dataset_root)
 
 
 def check_destination(folder: str | Path, dataset_root: str | Path | None) -> None:
-    """Refuse an expert's folder as a destination (before anyone is asked about overwriting)."""
-    for expert_dir in expert_folders(None if dataset_root is None else Path(dataset_root)):
-        if _inside(Path(folder), expert_dir):
-            raise InputError("refusing to export into an expert's folder; choose a new folder", folder)
+    """Refuse an expert's folder as a destination (before anyone is asked about overwriting).
+
+    ``folder`` may be the final file too; it is resolved (``..`` and links), and checked against the
+    expert folders of ``dataset_root`` and of any dataset folder above it."""
+    if safe_paths.expert_folder_of(folder, dataset_root) is not None:
+        raise InputError("refusing to export into an expert's folder; choose a new folder", folder)
 
 
 def export_mask(
@@ -85,7 +74,9 @@ def export_mask(
     """
     folder = Path(folder)
     check_destination(folder, dataset_root)
-    path = folder / export_filename(core, layout)
+    # the name may come from a shared review store: one plain component, and the final path is checked too
+    path = folder / export_filename(safe_paths.check_name(core, "core name", folder), layout)
+    check_destination(path, dataset_root)
     overwrite = False
     if path.exists():
         if not ask_overwrite(path):

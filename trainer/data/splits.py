@@ -26,6 +26,7 @@ import numpy as np
 
 from trainer.data.records import MultiExpertSet
 from trainer.errors import InputError
+from trainer.safe_paths import check_name
 
 SPLIT_KEYS: tuple[str, ...] = ("train", "val", "test")
 
@@ -314,6 +315,8 @@ def load_split(path: str | Path, ds: MultiExpertSet | None = None) -> Split:
         names = data.get(key, [])
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise InputError(f"{key!r} must be a list of core names", path)
+        for name in names:  # a split file may come from anyone: a name never reaches outside a folder
+            check_name(name, "core name", path)
         lists[key] = names
     seen: dict[str, str] = {}
     for key in SPLIT_KEYS:

@@ -37,6 +37,7 @@ import numpy as np
 
 from trainer.data.classes import ClassScheme, LabelCoding
 from trainer.errors import InputError
+from trainer.safe_paths import check_name, check_relative_path, safe_child, trusted_dataset_root
 
 from .ngff import (
     CHUNK,
@@ -145,6 +146,12 @@ def _write_label_group(path: Path, role: str, labels: np.ndarray, n_levels: int,
     _write_levels(group, levels, ["y", "x"])
 
 
+def _level_path(dataset: dict, folder: Path) -> str:
+    """A multiscale level's array path, read from untrusted metadata: it must stay inside ``folder``."""
+    return check_relative_path(dataset.get("path") if isinstance(dataset, dict) else None, folder,
+                               "array path", folder / "zarr.json")
+
+
 # --- the store ---------------------------------------------------------------------------------
 
 
@@ -211,12 +218,14 @@ class ReviewStore:
 
     # listing -----------------------------------------------------------------------------
     def _core_dirs(self) -> dict[str, Path]:
+        """core name -> its folder. A name is untrusted (a store is shared): it must be a plain
+        name (:func:`trainer.safe_paths.check_name`), as it becomes a file name on export."""
         out = {}
         for sub in sorted(self.path.iterdir()):
             if sub.is_dir() and not sub.name.startswith(".") and (sub / "zarr.json").is_file():
                 attrs = read_json(sub / "zarr.json").get("attributes", {}).get(STORE_KEY, {})
                 if "core" in attrs:
-                    out[attrs["core"]] = sub
+                    out[check_name(attrs["core"], "core name", sub / "zarr.json")] = sub
         return out
 
     @property
@@ -237,8 +246,9 @@ class ReviewStore:
         keys = read_json(labels / "zarr.json")["attributes"]["ome"].get("labels", [])
         out = {}
         for key in keys:
-            role = read_json(labels / key / "zarr.json")["attributes"].get(STORE_KEY, {}).get("role", key)
-            out[role] = labels / key
+            folder = safe_child(labels, key, "label image", labels / "zarr.json")
+            role = read_json(folder / "zarr.json")["attributes"].get(STORE_KEY, {}).get("role", key)
+            out[role] = folder
         return out
 
     def experts_of(self, name: str) -> tuple[str, ...]:
@@ -335,6 +345,18 @@ class ReviewStore:
         return final
 
     # reading -----------------------------------------------------------------------------
+    def trusted_origin(self) -> dict[str, str]:
+        """The store's ``dataset`` and ``layout``, only when the dataset folder it names exists and is
+        a dataset folder (:func:`trainer.safe_paths.trusted_dataset_root`) and the layout is known:
+        a shared store must not aim exports or caches at a folder of its choosing."""
+        root = trusted_dataset_root(self.attrs.get("dataset"))
+        if root is None:
+            return {}
+        out = {"dataset": str(root)}
+        if self.attrs.get("layout") in ("gleason2019", "generic"):
+            out["layout"] = self.attrs["layout"]
+        return out
+
     def masks(self, name: str) -> dict:
         """Only the expert class maps at full resolution (the image stays on disk)."""
         import zarr
@@ -352,8 +374,9 @@ class ReviewStore:
         """The zarr levels of one label image (label values), level 0 first."""
         import zarr
 
-        lg = zarr.open_group(self.label_roles(name)[role], mode="r")
-        return [lg[d["path"]] for d in lg.attrs["ome"]["multiscales"][0]["datasets"]]
+        folder = self.label_roles(name)[role]
+        lg = zarr.open_group(folder, mode="r")
+        return [lg[_level_path(d, folder)] for d in lg.attrs["ome"]["multiscales"][0]["datasets"]]
 
     def image(self, name: str):
         """The core's level-0 image as a lazy ``H×W×3`` array (:class:`.outputs.StoreImage`)."""
@@ -380,20 +403,17 @@ class ReviewStore:
         core_dir = self._core_dir(name)
         try:
             group = zarr.open_group(core_dir, mode="r")
-            paths = [d["path"] for d in group.attrs["ome"]["multiscales"][0]["datasets"]]
+            paths = [_level_path(d, core_dir) for d in group.attrs["ome"]["multiscales"][0]["datasets"]]
             image = [da.from_zarr(group[p]).transpose(1, 2, 0) for p in paths]  # c,y,x -> y,x,c
             labels = {}
             for role, folder in self.label_roles(name).items():
                 lg = zarr.open_group(folder, mode="r")
-                levels = [lg[d["path"]] for d in lg.attrs["ome"]["multiscales"][0]["datasets"]]
+                levels = [lg[_level_path(d, folder)] for d in lg.attrs["ome"]["multiscales"][0]["datasets"]]
                 # the editable layer stays one full-resolution array (napari #1587)
                 labels[role] = levels[0][...] if role == "corrected" else levels
         except (KeyError, ValueError, OSError) as e:
             raise InputError(f"review store entry is damaged: {e}", core_dir) from None
         from .outputs import load_maps
 
-        origin = {"store": str(self.path)}
-        for key in ("dataset", "layout"):
-            if self.attrs.get(key):
-                origin[key] = self.attrs[key]
+        origin = {"store": str(self.path), **self.trusted_origin()}
         return self.core_type(name, image, {}, self.scheme, origin=origin, labels=labels, maps=load_maps(self, name))
