@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # timm/SMP must fail at once, not after 40 s
+# the data check's cache (trainer.data.check) goes to a folder of this session, not ~/.cache
+os.environ.setdefault("NAPARI_GLEASON_CACHE", __import__("tempfile").mkdtemp(prefix="napari-gleason-test-cache-"))
 
 import pytest
 

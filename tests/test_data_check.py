@@ -153,3 +153,85 @@ def test_no_check_trains_past_a_problem_the_run_never_reads(tmp_path, capsys):
     assert unsampled_mask(root).name in capsys.readouterr().err and not (tmp_path / "checked").exists()
     assert main([*args, "--out", str(tmp_path / "unchecked"), "--no-check"]) == 0
     assert (tmp_path / "unchecked" / "last.pt").is_file()
+
+
+# --- the check's cache: a second check of an unchanged dataset decodes nothing -----------------------
+def _age_all(root, seconds_ago: int = 60) -> int:
+    """Set every file's mtime well in the past (the cache skips files changed in the last 2 s)."""
+    import os
+    import time
+
+    t = time.time_ns() - seconds_ago * 10**9
+    for f in root.rglob("*"):
+        if f.is_file():
+            os.utime(f, ns=(t, t))
+    return t
+
+
+def test_check_cache_decodes_only_touched_files(tmp_path, monkeypatch):
+    import os
+
+    import trainer.data.check as check
+    from broken_inputs import CORE
+
+    root = make_fake_gleason(tmp_path / "data").root
+    t = _age_all(root)
+    ds = open_dataset(root)
+    decoded = []
+    real = check.read_mask_value_set
+    monkeypatch.setattr(check, "read_mask_value_set", lambda p, shape=None: decoded.append(p.name) or real(p, shape))
+    cache = tmp_path / "cache"
+    uncached = check_dataset(ds, cache=False)
+    masks = sum(len(ds.core(n).masks) for n in ds.names)
+    assert len(decoded) == masks
+    decoded.clear()
+    first = check_dataset(ds, cache=cache)
+    assert len(decoded) == masks and len(list(cache.glob("*.json"))) == 1
+    decoded.clear()
+    second = check_dataset(ds, cache=cache)
+    assert decoded == [] and second.classes == first.classes == uncached.classes and second.ok
+    # touched (same bytes, new mtime): decoded again, alone
+    touched = mask_of(root, "1", CORE)
+    os.utime(touched, ns=(t + 10**9, t + 10**9))
+    check_dataset(ds, cache=cache)
+    assert decoded == [touched.name]
+    # edited to hold a 7: found, and still found from the cache on the next check without decoding
+    seven = np.asarray(Image.open(touched)).copy()
+    seven[0, 0] = 7
+    Image.fromarray(seven).save(touched)
+    os.utime(touched, ns=(t + 2 * 10**9, t + 2 * 10**9))
+    decoded.clear()
+    found = check_dataset(ds, cache=cache)
+    again = check_dataset(ds, cache=cache)
+    assert decoded == [touched.name]
+    assert [(p.path, p.problem) for p in again.problems] == [(p.path, p.problem) for p in found.problems]
+    assert len(found.problems) == 1 and "values [7]" in found.problems[0].problem
+    assert found.problems == check_dataset(ds, cache=False).problems
+
+
+def test_check_cache_damaged_file_is_rebuilt_and_fresh_files_not_cached(tmp_path, monkeypatch):
+    import json
+
+    import trainer.data.check as check
+
+    root = make_fake_gleason(tmp_path / "data").root
+    ds = open_dataset(root)
+    cache = tmp_path / "cache"
+    decoded = []
+    real = check.read_mask_value_set
+    monkeypatch.setattr(check, "read_mask_value_set", lambda p, shape=None: decoded.append(p.name) or real(p, shape))
+    check_dataset(ds, cache=cache)  # the files were just written: checked, but not trusted to the cache
+    check_dataset(ds, cache=cache)
+    masks = sum(len(ds.core(n).masks) for n in ds.names)
+    assert len(decoded) == 2 * masks
+    _age_all(root)
+    reference = check_dataset(ds, cache=cache)
+    (cache_file,) = cache.glob("*.json")
+    cache_file.write_text('{"format": 1, "entries": {"x": [')  # damaged
+    decoded.clear()
+    rebuilt = check_dataset(ds, cache=cache)
+    assert len(decoded) == masks and rebuilt.classes == reference.classes
+    assert json.loads(cache_file.read_text())["format"] == check.CACHE_FORMAT  # rewritten whole
+    decoded.clear()
+    check_dataset(ds, cache=cache)
+    assert decoded == []

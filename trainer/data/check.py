@@ -9,12 +9,25 @@ format) unless ``full=True`` decodes them too, which also finds truncated files.
 ``python -m trainer check --data DIR [--full]`` prints the report as a table; ``train`` runs the
 quick check before its first iteration (``--no-check`` skips it) and refuses data with problems
 (:class:`DataProblemsError`). :func:`problems_by_core` is the per-core view a dataset browser uses.
-Nothing is written; files are opened read-only.
+The dataset's files are opened read-only.
+
+Each file's result is cached (:class:`CheckCache`), keyed by the file's resolved path, byte size
+and modification time (ns), in one JSON file per dataset folder under the cache folder
+(``<data.cache_dir>/check/`` for training with a core cache, else :func:`default_cache_folder`). A
+second check of an unchanged Gleason 2019 set (~1000 masks, ~0.2 s each to decode) reads no mask
+again; a touched, edited or replaced file is checked anew. The cache file is written atomically;
+a damaged or foreign one is ignored and rebuilt; a cache folder that cannot be written only
+costs the speed-up.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -103,6 +116,112 @@ def _reason(exc: InputError) -> str:
     return text[len(prefix):] if prefix and text.startswith(prefix) else text
 
 
+#: Bump when what an entry holds changes: older cache files are then ignored (and rebuilt).
+CACHE_FORMAT = 1
+#: A file modified less than this many seconds ago is checked but not cached.
+RACY_SECONDS = 2
+#: Cache files (one per dataset folder) kept in the cache folder; the least recently written go first.
+CACHE_FILES_KEPT = 64
+
+
+def default_cache_folder() -> Path:
+    """``$NAPARI_GLEASON_CACHE/check``, else ``$XDG_CACHE_HOME/napari-gleason/check`` (``~/.cache`` by default)."""
+    base = os.environ.get("NAPARI_GLEASON_CACHE")
+    if base:
+        return Path(base) / "check"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "napari-gleason" / "check"
+
+
+class CheckCache:
+    """The check results of one dataset's files, keyed by (kind, resolved path, size, mtime_ns, context).
+
+    ``load`` ignores a missing, damaged or foreign file; ``save`` writes only the entries used in
+    this check (so deleted files drop out), atomically, and never raises.
+    """
+
+    def __init__(self, folder: str | Path, root: str | Path, scheme, full: bool):
+        ident = json.dumps([str(Path(root).resolve()), scheme.to_dict(), bool(full)], sort_keys=True)
+        self.folder = Path(folder)
+        self.path = self.folder / f"{hashlib.sha1(ident.encode()).hexdigest()[:20]}.json"
+        self.ident = ident
+        self._old: dict[str, dict] = {}
+        self._new: dict[str, dict] = {}
+        self._lock = threading.Lock()
+        self.hits = 0
+
+    def load(self) -> CheckCache:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if data.get("format") == CACHE_FORMAT and data.get("ident") == self.ident and \
+                    isinstance(data.get("entries"), dict):
+                self._old = {k: v for k, v in data["entries"].items() if isinstance(v, dict)}
+        except (OSError, ValueError, AttributeError):
+            self._old = {}
+        return self
+
+    @staticmethod
+    def key(kind: str, path: Path, context: object = None) -> str | None:
+        """The entry's key, or ``None`` for a file that cannot be stat'ed or was changed in the last
+        :data:`RACY_SECONDS` (checked, never cached: a second change within the file system's
+        timestamp granularity, same size, would otherwise go unseen)."""
+        try:
+            st = os.stat(path)
+            resolved = str(Path(path).resolve())
+        except (OSError, RuntimeError):
+            return None
+        if time.time_ns() - st.st_mtime_ns < RACY_SECONDS * 1_000_000_000:
+            return None
+        return json.dumps([kind, resolved, st.st_size, st.st_mtime_ns, context])
+
+    def get(self, key: str | None) -> dict | None:
+        if key is None:
+            return None
+        with self._lock:
+            entry = self._old.get(key)
+            if entry is not None:
+                self._new[key] = entry
+                self.hits += 1
+            return entry
+
+    def put(self, key: str | None, entry: dict) -> None:
+        if key is not None:
+            with self._lock:
+                self._new[key] = entry
+
+    def save(self) -> None:
+        if self._new == self._old:
+            return
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".tmp", dir=self.folder)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    json.dump({"format": CACHE_FORMAT, "ident": self.ident, "entries": self._new}, f)
+                os.replace(tmp, self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            files = sorted(self.folder.glob("*.json"), key=lambda f: f.stat().st_mtime_ns)
+            for old in files[:-CACHE_FILES_KEPT]:
+                old.unlink(missing_ok=True)
+        except OSError:
+            pass  # a read-only or full cache folder: the next check decodes again, nothing else
+
+
+def _cached(cache: CheckCache | None, kind: str, path: Path, context, compute: Callable[[], dict]) -> dict:
+    """``compute()``'s entry for ``path`` ({"problem": ...} or the result), from ``cache`` when it holds one."""
+    key = cache.key(kind, path, context) if cache is not None else None
+    entry = cache.get(key) if cache is not None else None
+    if entry is None:
+        try:
+            entry = compute()
+        except InputError as exc:
+            entry = {"problem": _reason(exc)}
+        if cache is not None:
+            cache.put(key, entry)
+    return entry
+
+
 def mask_classes(path: Path, scheme, shape: tuple[int, int] | None = None) -> set[int]:
     """Class indices present in a mask file; its size, mode and values checked as :func:`read_mask` does.
 
@@ -111,23 +230,28 @@ def mask_classes(path: Path, scheme, shape: tuple[int, int] | None = None) -> se
     return set(values_to_classes(read_mask_value_set(path, shape), scheme, path).tolist())
 
 
-def check_core(record: CoreRecord, scheme, full: bool = False) -> tuple[list[Problem], frozenset[int], int]:
-    """Problems of one core, the classes its readable masks hold, and the number of files read."""
+def check_core(record: CoreRecord, scheme, full: bool = False,
+               cache: CheckCache | None = None) -> tuple[list[Problem], frozenset[int], int]:
+    """Problems of one core, the classes its readable masks hold, and the number of files checked."""
     problems: list[Problem] = []
-    shape = None
-    try:
-        if full:
-            shape = read_image(record.image_path).shape[:2]
-        else:
-            shape = image_header(record.image_path).shape
-    except InputError as exc:
-        problems.append(Problem(record.image_path, _reason(exc), record.name))
+
+    def image() -> dict:
+        shape = read_image(record.image_path).shape[:2] if full else image_header(record.image_path).shape
+        return {"shape": [int(shape[0]), int(shape[1])]}
+
+    entry = _cached(cache, "image-full" if full else "image", Path(record.image_path), None, image)
+    shape = tuple(entry["shape"]) if "shape" in entry else None
+    if "problem" in entry:
+        problems.append(Problem(record.image_path, str(entry["problem"]), record.name))
     found: set[int] = set()
     for path in record.masks.values():
-        try:
-            found |= mask_classes(path, scheme, shape)
-        except InputError as exc:
-            problems.append(Problem(path, _reason(exc), record.name))
+        # the mask's result depends on the image's size too: it is part of the key
+        entry = _cached(cache, "mask", Path(path), None if shape is None else list(shape),
+                        lambda p=path: {"classes": sorted(int(c) for c in mask_classes(p, scheme, shape))})
+        if "problem" in entry:
+            problems.append(Problem(path, str(entry["problem"]), record.name))
+        else:
+            found |= {int(c) for c in entry.get("classes", ())}
     found.discard(IGNORE_INDEX)
     return problems, frozenset(found), 1 + len(record.masks)
 
@@ -138,17 +262,24 @@ def check_dataset(
     full: bool = False,
     progress: Callable[[int, int], None] | None = None,
     workers: int | None = None,
+    cache: str | Path | bool | None = True,
 ) -> CheckReport:
     """Check every core of ``ds`` (or those in ``names``); ``progress(done, total)`` after each core.
 
     Cores are checked by a few threads (decoding releases the GIL); the report keeps dataset order.
+    ``cache``: ``True`` the :func:`default_cache_folder`, a folder, or ``False``/``None`` to decode
+    every file (see the module docstring).
     """
     records = [ds.core(n) for n in (ds.names if names is None else names)]
     report = CheckReport(Path(ds.root), full)
     workers = workers or min(4, os.cpu_count() or 1)
     results: list = [None] * len(records)
+    store = None
+    if cache:
+        folder = default_cache_folder() if cache is True else Path(cache)
+        store = CheckCache(folder, ds.root, ds.scheme, full).load()
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {pool.submit(check_core, r, ds.scheme, full): i for i, r in enumerate(records)}
+        futures = {pool.submit(check_core, r, ds.scheme, full, store): i for i, r in enumerate(records)}
         done = 0
         for fut in as_completed(futures):
             results[futures[fut]] = fut.result()
@@ -160,6 +291,8 @@ def check_dataset(
         report.classes[record.name] = classes
         report.files += files
     report.cores = len(records)
+    if store is not None:
+        store.save()
     return report
 
 
@@ -178,16 +311,18 @@ def checked_split(
     test_fraction: float = 0.2,
     seed: int = 0,
     check: bool = True,
+    cache_dir: str | Path | None = None,
 ) -> Split:
     """What training does before its first iteration: check the data, then choose the split.
 
     With ``check`` every core gets the quick check and any problem raises
-    :class:`DataProblemsError` (all of them in its report). A ``split_file`` wins over
+    :class:`DataProblemsError` (all of them in its report); its results are cached in
+    ``<cache_dir>/check`` (the core cache's folder) or else the :func:`default_cache_folder`. A ``split_file`` wins over
     :func:`~trainer.data.splits.default_split`, which reuses the check's classes.
     """
     classes = None
     if check:
-        report = check_dataset(ds)
+        report = check_dataset(ds, cache=Path(cache_dir) / "check" if cache_dir else True)
         if report.problems:
             raise DataProblemsError(report)
         classes = report.classes
