@@ -93,7 +93,10 @@ def finetune_config(checkpoint_config: dict, *, checkpoint: str | Path, correcte
 
     The model, classes, losses and input size stay the checkpoint's (its weights must load:
     ``train.init``); data is ``data`` (the widget's dataset) or the checkpoint's own dataset, plus
-    the corrected cores; it validates once, at the end, which also writes ``best.pt``.
+    the corrected cores; it validates once, at the end, which also writes ``best.pt``. The data
+    check stays on: it reads its cached results (:mod:`trainer.data.check`), so an unchanged
+    dataset checked by an earlier run costs one ``stat`` per file, and a file changed since is
+    still checked before the first iteration.
     """
     data = str(data) if data else ((checkpoint_config or {}).get("data") or {}).get("path")
     if not data or not Path(data).is_dir():

@@ -48,8 +48,7 @@ def make_split(cfg: RunConfig, ds, train_experts) -> Split:
     from .data.check import checked_split
 
     return checked_split(ds, train_experts, split_file=cfg.data.split_file, val_fraction=cfg.data.val_fraction,
-                         test_fraction=cfg.data.test_fraction, seed=cfg.data.split_seed, check=cfg.data.check,
-                         cache_dir=cfg.data.cache_dir or None)
+                         test_fraction=cfg.data.test_fraction, seed=cfg.data.split_seed, check=cfg.data.check)
 
 
 @dataclass

@@ -13,7 +13,7 @@ The dataset's files are opened read-only.
 
 Each file's result is cached (:class:`CheckCache`), keyed by the file's resolved path, byte size
 and modification time (ns), in one JSON file per dataset folder under the cache folder
-(``<data.cache_dir>/check/`` for training with a core cache, else :func:`default_cache_folder`). A
+(:func:`default_cache_folder`, shared by ``check``, ``train`` and the plugin's runs). A
 second check of an unchanged Gleason 2019 set (~1000 masks, ~0.2 s each to decode) reads no mask
 again; a touched, edited or replaced file is checked anew. The cache file is written atomically;
 a damaged or foreign one is ignored and rebuilt; a cache folder that cannot be written only
@@ -317,12 +317,12 @@ def checked_split(
 
     With ``check`` every core gets the quick check and any problem raises
     :class:`DataProblemsError` (all of them in its report); its results are cached in
-    ``<cache_dir>/check`` (the core cache's folder) or else the :func:`default_cache_folder`. A ``split_file`` wins over
+    ``cache_dir`` or else the :func:`default_cache_folder`. A ``split_file`` wins over
     :func:`~trainer.data.splits.default_split`, which reuses the check's classes.
     """
     classes = None
     if check:
-        report = check_dataset(ds, cache=Path(cache_dir) / "check" if cache_dir else True)
+        report = check_dataset(ds, cache=cache_dir or True)
         if report.problems:
             raise DataProblemsError(report)
         classes = report.classes
