@@ -41,8 +41,13 @@ def consensus_job(labels: dict, coding, num_classes: int):
     """
     masks = {e: coding.to_classes(np.asarray(a)) for e, a in labels.items()}
     for key, value in consensus_steps(masks, num_classes):
-        # consensus maps leave the worker already in label values: no pixel work on the GUI thread
-        yield key, coding.to_labels(value) if key in ("vote", "staple") else value
+        # no pixel work on the GUI thread: consensus maps leave the worker in label values, the
+        # disagreement map with its mean
+        if key in ("vote", "staple"):
+            value = coding.to_labels(value)
+        elif key == "disagreement":
+            value = (value, float(value.mean()))
+        yield key, value
 
 
 def fmt(value: float) -> str:
@@ -142,10 +147,12 @@ class ConsensusPanel(QGroupBox):
         geo = {"core": self.info.name, "scheme": self.info.scheme, "like": like}
         if key in ("vote", "staple"):
             role = f"consensus:{key}"
-            set_layer(self.viewer, role, value, in_label_values=True, **geo).visible = role in SHOW[self._choice]
+            # visible from the start (a hidden layer is neither sliced nor drawn when it is added)
+            set_layer(self.viewer, role, value, in_label_values=True, visible=role in SHOW[self._choice], **geo)
         elif key == "disagreement":
-            set_layer(self.viewer, "disagreement", value, **geo).visible = self._disagreement.isChecked()
-            self._status.setText(f"{self.info.name}: mean disagreement {float(value.mean()):.3f}")
+            value, mean = value
+            set_layer(self.viewer, "disagreement", value, visible=self._disagreement.isChecked(), **geo)
+            self._status.setText(f"{self.info.name}: mean disagreement {mean:.3f}")
         elif key == "table":
             self.rows = value
             self._fill_table(value)

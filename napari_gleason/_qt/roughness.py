@@ -55,6 +55,13 @@ def roughness_job(image: np.ndarray, params: RoughnessParams) -> tuple[np.ndarra
     return roughness_map(image, **kw), params
 
 
+def _roughness_with_range(image: np.ndarray, params: RoughnessParams):
+    """:func:`roughness_job` plus the colour range (min, 99.5th percentile), also off the GUI thread."""
+    heat, params = roughness_job(image, params)
+    lo, hi = float(heat.min()), float(np.percentile(heat, 99.5))
+    return heat, params, (lo, hi if hi > lo else lo + 1.0), float(heat.max())
+
+
 class RoughnessPanel(QGroupBox):
     def __init__(self, viewer: napari.viewer.Viewer, parent=None):
         super().__init__("Roughness (attention map, eq. 5)", parent)
@@ -129,7 +136,7 @@ class RoughnessPanel(QGroupBox):
         gen = self._generation
         self.status.setText("computing …")
         self._worker = workers.start(
-            roughness_job, level0(self.info.image), self.params, what=f"roughness map of {self.info.name}",
+            _roughness_with_range, level0(self.info.image), self.params, what=f"roughness map of {self.info.name}",
             on_return=lambda result: self._on_ready(gen, result), on_finish=self._on_finished,
         )
 
@@ -140,7 +147,7 @@ class RoughnessPanel(QGroupBox):
             self._on_params_changed()
 
     def _on_ready(self, gen: int, result) -> None:
-        heat, params = result
+        heat, params, limits, top = result
         if gen != self._generation or self.info is None or self._pending:
             return
         image = self.info.image
@@ -149,10 +156,9 @@ class RoughnessPanel(QGroupBox):
         scale = np.asarray(image.scale[-2:]) * factor
         # a model pixel covers `factor` image pixels; its centre sits (factor-1)/2 pixels in
         translate = np.asarray(image.translate[-2:]) + (factor - 1) / 2 * np.asarray(image.scale[-2:])
-        layer = set_layer(self.viewer, "roughness", heat, core=self.info.name, scheme=self.info.scheme,
-                          scale=tuple(scale), translate=tuple(translate))
-        lo, hi = float(heat.min()), float(np.percentile(heat, 99.5))
-        layer.contrast_limits = (lo, hi if hi > lo else lo + 1.0)
+        # the colour range comes from the worker: napari computes none on the GUI thread
+        set_layer(self.viewer, "roughness", heat, core=self.info.name, scheme=self.info.scheme,
+                  scale=tuple(scale), translate=tuple(translate), contrast_limits=limits)
         where = "full resolution" if params.size is None else f"{params.size}² model input"
         self.status.setText(f"λa={params.lambda_a:g}, λb={params.lambda_b:g}, size {params.ksize}, "
-                            f"σ={params.sigma:g} on the {where}; range {heat.min():.2f}–{heat.max():.2f}")
+                            f"σ={params.sigma:g} on the {where}; range {limits[0]:.2f}–{top:.2f}")
