@@ -92,6 +92,46 @@ def test_predict_writes_gleason_png_probabilities_and_weights(tiny_run, syntheti
     assert meta["experts"] == ["1", "3", "4"]  # (a second run refuses to overwrite: the bad-input catalogue)
 
 
+def test_predict_names_generic_outputs_in_the_datasets_convention(tmp_path, capsys):
+    """A model of a generic set (classes.json: 10/20/30) writes ``<name>.png`` in those values, in or out
+    of the dataset; never into an annotator's folder."""
+    import shutil
+
+    from fakes import make_fake_generic
+
+    names = tuple(f"c{i}" for i in range(5))
+    classes = {"classes": ["stroma", "tumour", "other"], "values": {"10": 0, "20": 1, "30": 2},
+               "export_values": [10, 20, 30]}
+    root = make_fake_generic(tmp_path / "gen", {"a": names, "b": names}, extra_images=(), classes=classes).root
+    assert main(["train", "--data", str(root), "--model", "pspnet", "--encoder", "resnet18", "--size", "32",
+                 "--iters", "1", "--device", "cpu", "--no-reweight", "--loss", "focal",
+                 "--out", str(tmp_path / "run")]) == 0
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    outside = shutil.copy(root / "images" / "c0.png", elsewhere / "c0.png")
+    for image, out in ((root / "images" / "c1.png", tmp_path / "pred"), (outside, tmp_path / "pred2")):
+        assert main(["predict", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--image", str(image),
+                     "--out", str(out), "--device", "cpu"]) == 0
+        stem = Path(image).stem
+        assert sorted(p.name for p in out.glob("*.png")) == [f"{stem}.png"]
+        png = np.asarray(Image.open(out / f"{stem}.png"))
+        probs = np.load(out / f"{stem}_probabilities.npy")
+        assert png.shape == probs.shape[1:] and set(np.unique(png)) <= {10, 20, 30}
+        assert (np.array([10, 20, 30])[probs.argmax(0)] == png).mean() > 0.999
+    capsys.readouterr()
+    before = sorted(p.name for p in (root / "masks" / "a").iterdir())
+    assert main(["predict", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--image",
+                 str(root / "images" / "c2.png"),
+                 "--out", str(root / "masks" / "a" / ".." / "a"), "--device", "cpu"]) == 2
+    assert "expert's folder" in capsys.readouterr().err
+    assert sorted(p.name for p in (root / "masks" / "a").iterdir()) == before
+    image = (root / "images" / "c3.png").read_bytes()
+    assert main(["predict", "--checkpoint", str(tmp_path / "run" / "last.pt"), "--image", str(root / "images" / "c3.png"),
+                 "--out", str(root / "images"), "--device", "cpu", "--overwrite"]) == 2
+    assert "replace its own image" in capsys.readouterr().err
+    assert (root / "images" / "c3.png").read_bytes() == image
+
+
 def test_predict_with_confusion_writes_error_maps_and_matrices(tiny_confusion_run, synthetic_data, tmp_path):
     image = next((Path(synthetic_data) / "Train Imgs").glob("*.jpg"))
     code, _, err = run_cli("predict", "--checkpoint", Path(tiny_confusion_run) / "last.pt", "--image", image,

@@ -233,14 +233,18 @@ def cmd_predict(a: argparse.Namespace) -> int:
     from .data.io import MaskExistsError, read_image
     from .inference import load_predictor
     from .prediction import FileSink, Tiled, WholeCore, predict
+    from .safe_paths import check_not_expert_file
 
     out = Path(a.out)
-    sinks = [FileSink(out, Path(p).stem, overwrite=a.overwrite) for p in a.image]
-    if not a.overwrite:  # fail before the expensive part, not after
-        for sink in sinks:
-            if sink.mask_path.exists():
-                raise MaskExistsError("file exists; refusing to overwrite it (use --overwrite)", sink.mask_path)
     predictor = load_predictor(a.checkpoint, a.device, precision="fp32" if a.fp32 else "auto")
+    # each mask in its dataset's convention (Gleason 2019: <core>_classimg_nonconvex.png; generic: <name>.png)
+    sinks = [FileSink.for_image(out, p, predictor.scheme, overwrite=a.overwrite) for p in a.image]
+    for image, sink in zip(a.image, sinks):  # fail before the expensive part, not after
+        check_not_expert_file(sink.mask_path)  # a prediction never lands among an expert's masks
+        if sink.mask_path.resolve() == Path(image).resolve():
+            raise InputError("the prediction would replace its own image; choose another --out", sink.mask_path)
+        if not a.overwrite and sink.mask_path.exists():
+            raise MaskExistsError("file exists; refusing to overwrite it (use --overwrite)", sink.mask_path)
     mode = Tiled(magnification=a.tiled) if a.tiled else WholeCore(size=a.size)
     for image_path, sink in zip(a.image, sinks):
         result = predict(predictor, read_image(image_path), mode, sink, core=sink.stem, experts=predictor.experts)

@@ -79,18 +79,41 @@ class StoreSink:
 
 @dataclass(frozen=True)
 class FileSink:
-    """``<folder>/<stem>_classimg_nonconvex.png`` (the class map in Gleason values),
-    ``_probabilities.npy`` / ``_weights.npy`` / ``_errors.npy`` (not blanked off the tissue) /
+    """The mask in the dataset's own convention: ``<folder>/<stem>_classimg_nonconvex.png`` for
+    Gleason 2019, ``<folder>/<stem>.png`` for the generic layout, in the scheme's mask values
+    (Gleason 1/3/4/5; a generic set's ``classes.json`` export values); beside it
+    ``<stem>_probabilities.npy`` / ``_weights.npy`` / ``_errors.npy`` (not blanked off the tissue) /
     ``_roughness.npy`` and ``_prediction.json`` (classes, experts, timing, the confusion matrices),
     all at the image's size (nearest-exact from the model's resolution)."""
 
     folder: str | Path
     stem: str
     overwrite: bool = False
+    layout: str = "gleason2019"
 
     @property
     def mask_path(self) -> Path:
-        return Path(self.folder) / f"{self.stem}_classimg_nonconvex.png"
+        name = f"{self.stem}_classimg_nonconvex.png" if self.layout == "gleason2019" else f"{self.stem}.png"
+        return Path(self.folder) / name
+
+    @classmethod
+    def for_image(cls, folder: str | Path, image: str | Path, scheme: ClassScheme, overwrite: bool = False) -> FileSink:
+        """The sink for predicting ``image``: its core name as stem, the convention of the dataset it
+        lies in (``images/`` of a generic set, ``Train Imgs/``… of a Gleason one), else Gleason 2019
+        for a model of the paper's classes and the generic naming for any other."""
+        from trainer.data.classes import GLEASON_SCHEME
+        from trainer.data.generic import core_name, is_generic_dir
+        from trainer.data.gleason2019 import IMAGE_DIRS, is_gleason_dir
+
+        image = Path(image)
+        parent, root = image.parent, image.parent.parent
+        if parent.name == "images" and is_generic_dir(root):
+            layout = "generic"
+        elif parent.name in IMAGE_DIRS and is_gleason_dir(root):
+            layout = "gleason2019"
+        else:
+            layout = "gleason2019" if scheme == GLEASON_SCHEME else "generic"
+        return cls(folder, core_name(image), overwrite, layout)
 
 
 @dataclass
