@@ -4,15 +4,9 @@ The review widget runs these in a worker; tests call them directly.
 
 - **Vote**: the trainer's majority vote, eq. (1) (:func:`trainer.data.vote.majority_vote`, tie
   rule "highest": the higher grade wins a tie).
-- **STAPLE**: SimpleITK's multi-label STAPLE (Warfield et al. 2004; Rohlfing et al. 2004), an EM
-  estimate of the truth and of each expert's confusion matrix. Pixels STAPLE leaves undecided
-  take the vote's label, so the consensus never has holes. STAPLE has no spatial term: once its
-  estimates are made, a pixel's label depends only on the experts' labels there. So on a large
-  core the estimates come from a regular grid of at most :data:`STAPLE_MAX_PIXELS` pixels, and
-  every full-resolution pixel takes the label STAPLE gave the same combination of expert labels
-  on the grid (a table lookup; a combination the grid never saw takes the vote). The result is at
-  full resolution, agrees with STAPLE run on every pixel on ≥ 99.9 % of them in the tests, and
-  costs a fraction of the time and memory (≈ 1 GB and tens of seconds for a 5120² core otherwise).
+- **STAPLE**: the trainer's one STAPLE (:func:`trainer.data.staple.staple`, SimpleITK's
+  multi-label STAPLE): estimated on a grid of at most a million pixels, applied at full resolution
+  through the table of label combinations (it has no spatial term); undecided pixels take the vote.
 - **Disagreement map**: per pixel, the *share of the experts present that differ from the
   vote*, ``#{e : P_e ≠ P_vote} / #{e present}``. We show this rather than the label entropy
   because it reads directly ("2 of 6 experts disagree" = 0.33), is 0 exactly where everyone
@@ -33,80 +27,17 @@ from itertools import combinations
 import numpy as np
 
 from trainer.data.classes import IGNORE_INDEX
+from trainer.data.staple import STAPLE_MAX_PIXELS, staple  # noqa: F401  (the one STAPLE, also used here)
 from trainer.data.vote import majority_vote
 from trainer.metrics import cohen_kappa_from_confusion, confusion_matrix, dice_from_confusion
 
 #: Pixels per pair above which the agreement table samples the core on a regular grid.
 MAX_TABLE_PIXELS = 4_000_000
-#: Pixels of the grid on which STAPLE estimates its parameters (see the module docstring).
-STAPLE_MAX_PIXELS = 1_000_000
-#: Label combinations above which the lookup table would be too large: STAPLE runs on every pixel.
-_MAX_COMBINATIONS = 1 << 22
 
 
 def vote(masks: Mapping[str, np.ndarray], num_classes: int) -> np.ndarray:
     """Majority vote of the experts present, eq. (1); ``IGNORE_INDEX`` where nobody voted."""
     return majority_vote(masks, num_classes, tie="highest")
-
-
-def _sitk_staple(arrays: list[np.ndarray], num_classes: int) -> np.ndarray:
-    """SimpleITK's multi-label STAPLE on class maps; ``IGNORE_INDEX`` is passed as label
-    ``num_classes`` (as 255 it would make STAPLE estimate 256×256 confusion matrices, which takes
-    minutes even on a small core) and comes back as ``IGNORE_INDEX``; undecided pixels come back
-    as ``num_classes + 1``."""
-    import SimpleITK as sitk
-
-    images = [sitk.GetImageFromArray(np.minimum(a, num_classes)) for a in arrays]
-    out = sitk.GetArrayFromImage(sitk.MultiLabelSTAPLE(images, num_classes + 1)).astype(np.uint8)
-    out[out == num_classes] = IGNORE_INDEX
-    return out
-
-
-def _combinations(arrays: list[np.ndarray], num_classes: int) -> tuple[np.ndarray, int]:
-    """Per pixel, the experts' labels as one integer (class index, or ``num_classes`` for an
-    ignored pixel, in base ``num_classes + 1``) and the number of possible integers."""
-    base = num_classes + 1
-    total = base ** len(arrays)
-    codes = np.zeros(arrays[0].shape, np.uint16 if total <= 1 << 16 else np.uint32)
-    scale = 1
-    for a in arrays:
-        digit = np.minimum(a, num_classes).astype(codes.dtype)
-        if scale != 1:
-            digit *= codes.dtype.type(scale)
-        codes += digit
-        scale *= base
-    return codes, total
-
-
-def staple(masks: Mapping[str, np.ndarray], num_classes: int, fallback: np.ndarray | None = None,
-           max_pixels: int = STAPLE_MAX_PIXELS) -> np.ndarray:
-    """Multi-label STAPLE consensus (SimpleITK) as a uint8 class map at the masks' resolution.
-
-    ``IGNORE_INDEX`` pixels are passed to STAPLE as one more label, ``num_classes`` (it has no
-    notion of "missing"), and come back as ``IGNORE_INDEX`` where STAPLE picks it. Undecided pixels take
-    ``fallback`` (default: the vote). A core of more than ``max_pixels`` pixels is estimated on a
-    regular grid and labelled through the table of label combinations (module docstring).
-    """
-    arrays = [np.ascontiguousarray(m, dtype=np.uint8) for m in masks.values()]
-    if not arrays:
-        raise ValueError("STAPLE needs at least one expert")
-    if len(arrays) == 1:  # STAPLE of one rater is that rater
-        return arrays[0].copy()
-    undecided = num_classes + 1
-    step = sample_step(arrays[0].shape, max_pixels)
-    if step == 1 or (num_classes + 1) ** len(arrays) > _MAX_COMBINATIONS:
-        out = _sitk_staple(arrays, num_classes)
-    else:
-        codes, total = _combinations(arrays, num_classes)
-        grid = (slice(None, None, step),) * 2
-        on_grid = _sitk_staple([np.ascontiguousarray(a[grid]) for a in arrays], num_classes)
-        table = np.full(total, undecided, np.uint8)  # combinations the grid never saw: undecided
-        table[codes[grid].ravel()] = on_grid.ravel()
-        out = table[codes]
-    holes = out == undecided
-    if holes.any():
-        out[holes] = (vote(masks, num_classes) if fallback is None else fallback)[holes]
-    return out
 
 
 def disagreement_map(masks: Mapping[str, np.ndarray], vote_map: np.ndarray) -> np.ndarray:

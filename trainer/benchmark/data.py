@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import open_dataset
-from ..data.classes import GLEASON_CLASSES, GLEASON_SCHEME, IGNORE_INDEX
+from ..data.classes import GLEASON_CLASSES, GLEASON_SCHEME
 from ..data.io import read_mask, read_mask_values
 from ..data.records import load_core
 from ..data.splits import Split, load_split, paper_split, save_split
@@ -109,19 +109,11 @@ def _key(preset: Preset) -> dict:
 
 
 def staple(masks: list[np.ndarray]) -> np.ndarray:
-    """Multi-label STAPLE (Warfield et al. 2004, via SimpleITK) of class maps; undecided → vote."""
-    import SimpleITK as sitk
+    """Multi-label STAPLE (Warfield et al. 2004, via SimpleITK) of class maps; undecided → vote.
+    The code base's one STAPLE (:func:`trainer.data.staple.staple`), on every pixel."""
+    from trainer.data.staple import staple as staple_consensus
 
-    if len(masks) == 1:
-        return np.array(masks[0], dtype=np.uint8)
-    images = [sitk.GetImageFromArray(np.ascontiguousarray(m, dtype=np.uint8)) for m in masks]
-    filt = sitk.MultiLabelSTAPLEImageFilter()
-    filt.SetLabelForUndecidedPixels(IGNORE_INDEX)
-    out = sitk.GetArrayFromImage(filt.Execute(*images)).astype(np.uint8)
-    undecided = out == IGNORE_INDEX
-    if undecided.any():
-        out[undecided] = majority_vote(np.stack(masks), NUM_CLASSES)[undecided]
-    return out
+    return staple_consensus(masks, NUM_CLASSES, max_pixels=None)
 
 
 def truth_and_flags(data: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
