@@ -187,6 +187,9 @@ def bench_predict(viewer, app, args, workdir: Path) -> None:
     from trainer.data.augment import resize_image
     from trainer.inference import image_to_tensor
 
+    from napari_gleason._llvm_guard import guard_triton
+
+    guard_triton()  # the viewer mapped Mesa's LLVM: building the checkpoint imports torchvision next
     ckpt = make_checkpoint(workdir, args.input, args.weight_stride)
     core = big_core(args.core)
     show_core(viewer, core)
