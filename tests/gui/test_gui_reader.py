@@ -115,3 +115,26 @@ def test_store_with_several_cores_opens_in_the_browser(make_napari_viewer, two_e
     assert browser.ordered_names() == ["c1", "c2"]
     assert browser.table.item(0, 2).text() == "0.125"  # 2 of 8 blocks, 1 of 2 experts differ
     assert roles(viewer)[0] == "image" and viewer.layers[0].name == "c1"
+
+
+def test_large_jpeg_core_shows_its_draft_first_and_full_resolution_arrives(make_napari_viewer, tmp_path,
+                                                                          monkeypatch, wait_idle):
+    """Coarse first in a viewer: napari gets the draft pyramid; the roughness worker reads level 0
+    (off the GUI thread), which is then the full decode. Thresholds lowered: 128×96 counts as large."""
+    from test_plugin_reader import _jpeg_core
+
+    from napari_gleason import _core_sources
+    from napari_gleason._core_sources import Deferred
+    from trainer.data.io import read_image
+
+    monkeypatch.setattr(_core_sources, "COARSE_ABOVE", 32)
+    monkeypatch.setattr(_core_sources, "SMALLEST_LEVEL", 16)
+    path, _ = _jpeg_core(tmp_path / "big")
+    viewer = make_napari_viewer()
+    review = _review(viewer)
+    viewer.open(path, plugin=PLUGIN)
+    image = viewer.layers[0]
+    assert image.multiscale and isinstance(image.data[0], Deferred) and image.data[-1].shape[:2] == (16, 12)
+    wait_idle(review)
+    assert image.data[0].done and find_layer(viewer, "roughness") is not None
+    np.testing.assert_array_equal(np.asarray(image.data[0]), read_image(path))
