@@ -4,8 +4,8 @@ The form is snapshot into :class:`~napari_gleason._train_settings.TrainSettings`
 the run itself is the trainer's CLI in a child process (``python -m trainer train``, or under
 ``torchrun`` on several GPUs: one launch path, :mod:`napari_gleason._child_run`), followed through
 its event log by a :class:`~.train_runner.TrainingRunner`. Its evented status (IDLE / TRAINING /
-STOPPING / DONE / CRASHED) decides which buttons are enabled; its events feed the napari progress
-bar, the status line and the live plot. When a run ends or is stopped, its best checkpoint (else
+STOPPING / DONE / CRASHED) decides which buttons are enabled; its events feed the progress bar
+in the dock, the status line and the live plot. When a run ends or is stopped, its best checkpoint (else
 ``last.pt``) becomes the viewer's current checkpoint (:mod:`napari_gleason._session`), which the
 predict widget follows.
 
@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
+    QProgressBar,
     QPushButton,
     QScrollArea,
     QSpinBox,
@@ -111,6 +112,9 @@ class TrainWidget(QWidget):
         self.gpus = self._spin(2, max(2, cuda_device_count()), max(2, cuda_device_count()))
         self._start = QPushButton("Start")
         self._stop = QPushButton("Stop")
+        self.progress = QProgressBar()  # determinate: repaints once per iteration, never animates
+        self.progress.setFormat("%v / %m iterations")
+        self.progress.setRange(0, 1)
         self.status_line = QLabel(self.status.text())
         self.status_line.setWordWrap(True)
         self.plot = LossPlot(self.runner.series)
@@ -151,6 +155,7 @@ class TrainWidget(QWidget):
         inner = QVBoxLayout(body)
         inner.addLayout(form)
         inner.addLayout(buttons)
+        inner.addWidget(self.progress)
         inner.addWidget(self.status_line)
         inner.addWidget(self.plot, 1)
         inner.addWidget(self.finetune)
@@ -174,6 +179,7 @@ class TrainWidget(QWidget):
         self.confusion.toggled.connect(lambda on: on and self.reweight.setChecked(False))
         self.status.changed.connect(self._on_status_changed)
         self.status.text_changed.connect(self._on_status_text)
+        self.runner.signals.event.connect(self._on_progress)
         # Nothing may keep training unseen: a destroyed widget stops its run too (and the runner
         # stops every run when the application quits).
         self.destroyed.connect(self.runner.shutdown)
@@ -238,7 +244,13 @@ class TrainWidget(QWidget):
         started = self.runner.start(job, *args, what=what, total=total, on_done=on_done, **kwargs)
         if started:
             self.plot.start(x_max=total)
+            self._on_progress()
         return started
+
+    def _on_progress(self, _event=None) -> None:
+        if not self._closed and _alive(self):
+            self.progress.setRange(0, self.runner.total)
+            self.progress.setValue(min(self.runner.iteration, self.runner.total))
 
     def _on_stop(self) -> bool:
         """Stop after the current iteration (last.pt is kept); a no-op unless training."""

@@ -2,7 +2,10 @@
 
 :class:`TrainingRunner` owns what a run needs on the GUI side: the evented
 :class:`~napari_gleason._train_status.TrainStatus`, the plot's
-:class:`~napari_gleason._train_series.TrainingSeries`, a napari progress bar and the stop flag.
+:class:`~napari_gleason._train_series.TrainingSeries`, the iteration counter and the stop flag. (No
+napari ``progress`` bar: its animated status-bar indicator alone kept the GUI thread 65–75 % busy
+and stalled it 115–140 ms per frame in a shown window on software OpenGL, with nothing training;
+the train widget shows a plain ``QProgressBar`` that repaints once per iteration.)
 The job (:func:`napari_gleason._child_run.run_in_child`, or the fine-tune job that ends in it)
 launches the trainer as a child process and follows its event log in a napari worker thread, which
 only reads a file and sleeps: the training itself (its GIL, its ``torch.save``, its garbage) is in
@@ -105,7 +108,8 @@ class TrainingRunner:
         self.series = TrainingSeries()
         self.stop_event = threading.Event()
         self.worker = None
-        self.pbar = None
+        self.iteration = 0  # what the progress bar shows: the last iteration done, of total
+        self.total = 0
         self.events: list[ev.Event] = []
         self.finished: ev.RunFinished | None = None
         self.listeners: list[Callable[[ev.Event], None]] = []
@@ -124,12 +128,10 @@ class TrainingRunner:
         """Start ``job(*args, stop=<flag>, **kwargs)``; False (nothing started) unless resting."""
         if self.running or not self.status.start(total):
             return False
-        from napari.utils import progress
-
         self.stop_event = threading.Event()  # a fresh flag: an old worker still ending keeps its own
         self.series.clear()
         self.events, self.finished, self.what, self._on_done = [], None, what, on_done
-        self.pbar = progress(total=max(int(total), 1), desc=what)
+        self.iteration, self.total = 0, max(int(total), 1)
         stop = self.stop_event
 
         class Worker(EngineStoppingWorker):
@@ -162,11 +164,10 @@ class TrainingRunner:
         self.events.append(event)
         self.series.add(event)
         self.status.on_event(event)
-        if isinstance(event, ev.RunStarted) and self.pbar is not None:
-            self.pbar.total = max(event.total_iterations, 1)
-            self.pbar.n = event.start_iteration
-        elif isinstance(event, ev.IterationDone) and self.pbar is not None:
-            self.pbar.update(event.iteration - self.pbar.n)
+        if isinstance(event, ev.RunStarted):
+            self.total, self.iteration = max(event.total_iterations, 1), event.start_iteration
+        elif isinstance(event, ev.IterationDone):
+            self.iteration = event.iteration
         elif isinstance(event, ev.RunFinished):
             self.finished = event
         for listener in list(self.listeners):
@@ -178,9 +179,6 @@ class TrainingRunner:
 
     def _on_finish(self) -> None:
         self.worker = None
-        if self.pbar is not None:
-            self.pbar.close()
-            self.pbar = None
         crashed = self.status.state is TrainState.CRASHED
         self.status.finish(self.finished)
         done, self._on_done = self._on_done, None

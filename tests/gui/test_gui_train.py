@@ -35,7 +35,7 @@ def test_tiny_training_to_the_end_progress_plot_checkpoint_and_offer(train_widge
     assert w.status.state is TrainState.IDLE and w._start.isEnabled() and not w._stop.isEnabled()
     seen_states, bars = [], []
     w.status.changed.connect(seen_states.append)
-    w.runner.signals.event.connect(lambda e: bars.append(w.runner.pbar.n if w.runner.pbar else None))
+    w.runner.signals.event.connect(lambda e: bars.append(w.progress.value()))
 
     finished = run_to_end(w, w._on_start)
 
@@ -47,8 +47,9 @@ def test_tiny_training_to_the_end_progress_plot_checkpoint_and_offer(train_widge
     assert [e.iteration for e in its] == [1, 2, 3, 4]
     assert isinstance(finished, ev.RunFinished) and not finished.stopped and finished.iteration == 4
     assert not live_children(), "the child has ended (and its memory, GPU memory included, is freed)"
-    # the napari progress bar followed the iterations
+    # the dock's progress bar followed the iterations (no napari progress bar: see train_runner)
     assert [n for n, e in zip(bars, events) if isinstance(e, ev.IterationDone)] == [1, 2, 3, 4]
+    assert w.progress.maximum() == 4
     assert seen_states == [TrainState.TRAINING, TrainState.DONE]
     assert w._start.isEnabled() and not w._stop.isEnabled()
     assert "iteration 4/4" in w.status_line.text() and "device cpu" in w.status_line.text()
@@ -89,7 +90,7 @@ def test_stop_mid_run_keeps_last_pt_and_the_gui_stays_responsive(train_widget, s
     probe.start()
     assert w._on_start()
     qtbot.waitUntil(lambda: w.status.iteration >= 2, timeout=120_000)
-    assert w.runner.pbar.n >= 2 and w.runner.series.series("losses", "total")[0][:2] == [1, 2]
+    assert w.progress.value() >= 2 and w.runner.series.series("losses", "total")[0][:2] == [1, 2]
     (child,) = live_children()
 
     def stop():
