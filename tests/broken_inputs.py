@@ -366,6 +366,27 @@ def export_into(target: str) -> Callable:
     return make
 
 
+def export_core_named(name: str) -> Callable:
+    """Export c1's vote under a core name read from elsewhere (a shared review store), into the default folder."""
+
+    def make(ctx: Ctx):
+        from napari_gleason._export import export_mask
+        from trainer.data.classes import GLEASON_SCHEME
+
+        root = make_two_expert_dataset(ctx.tmp / "gleason data")
+        return lambda: export_mask(blocks(A, 4), name, GLEASON_SCHEME, root / "Maps_consensus", dataset_root=root,
+                                   ask_overwrite=lambda p: True)
+
+    return make
+
+
+def predict_into_expert_folder(ctx: Ctx) -> list[str]:
+    """``predict --out`` an expert's folder of a Gleason dataset, reached through '..' (the image lies beside it)."""
+    root = gleason(ctx)
+    return ["predict", "--checkpoint", str(tiny_best(ctx)), "--image", str(image_of(root)),
+            "--out", str(root / "Maps_predicted" / ".." / "Maps3_T")]
+
+
 # --- reader rows ---------------------------------------------------------------------------------
 def opens(*breaks: Callable[[Path], None], path: Callable[[Path], Path] = image_of,
           layout: Callable[[Ctx], Path] = gleason) -> Callable:
@@ -417,6 +438,17 @@ def garbage_chunks(relative: str) -> Callable[[Path], None]:
         for path in (store / relative).rglob("*"):
             if path.is_file() and path.name != "zarr.json":
                 path.write_bytes(b"garbage")
+
+    return damage
+
+
+def core_named(relative: str, name: str) -> Callable[[Path], None]:
+    """A crafted store: the core in folder ``relative`` claims to be named ``name``."""
+
+    def damage(store: Path) -> None:
+        meta = json.loads((store / relative / "zarr.json").read_text())
+        meta["attributes"]["napari_gleason"]["core"] = name
+        (store / relative / "zarr.json").write_text(json.dumps(meta))
 
     return damage
 
