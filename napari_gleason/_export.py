@@ -5,7 +5,10 @@ trainer's atomic writer, under the dataset's file name (``<core>_classimg_noncon
 Gleason 2019, ``<core>.png`` for the generic layout), into a *new* folder beside the experts'
 (``Maps_consensus/`` by default). Three rules protect what is already there:
 
-- an expert's folder is never a destination (``Maps1_T``…, ``masks/<annotator>/``);
+- an expert's folder is never a destination (``Maps1_T``…, ``masks/<annotator>/``): the final
+  path, resolved (``..``, links), is checked against every expert folder of the dataset and of
+  any dataset folder above it, and the core name (which may come from a shared review store) must
+  be a plain name (:mod:`trainer.safe_paths`);
 - an existing export is replaced only when ``ask_overwrite(path)`` answers True (the GUI asks
   with a dialog; tests pass a function);
 - if anything fails, nothing is left behind (temporary file + ``os.replace``).

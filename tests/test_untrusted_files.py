@@ -120,6 +120,24 @@ def test_store_array_path_leading_out_is_refused(data_and_store, where, path):
     assert "c1" in str(info.value)
 
 
+def test_store_map_name_leading_out_is_refused(data_and_store):
+    from trainer.review_store import PredictionWriter, ReviewStore, load_maps
+
+    _, store_path = data_and_store
+    store = ReviewStore.open(store_path)
+    h, w = store.shape("c1")
+    with PredictionWriter(store, "c1", ["benign", "G3", "G4", "G5"], roughness=False) as writer:
+        writer.write_labels("prediction", 0, h, np.zeros((h, w), np.uint8))
+        writer.write_map("probability", 0, h, np.full((4, h, w), 0.25, np.float32))
+        writer.finish()
+    assert set(load_maps(store, "c1")) == {"probability:benign", "probability:G3", "probability:G4", "probability:G5"}
+    maps_json = store_path / "c1" / "maps" / "zarr.json"
+    _edit_json(maps_json, lambda m: m["attributes"]["napari_gleason"]["maps"].append("../labels"))
+    with pytest.raises(InputError, match="not a plain name") as info:
+        load_maps(store, "c1")
+    assert str(maps_json) in str(info.value)
+
+
 def test_store_dataset_root_is_used_only_when_it_is_a_dataset_folder(data_and_store, tmp_path):
     from trainer.review_store import ReviewStore
 

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from trainer.errors import InputError
+from trainer.safe_paths import check_name
 
 from .ngff import (
     CHUNK,
@@ -216,7 +217,7 @@ def load_maps(store: ReviewStore, name: str) -> dict[str, list[Any]]:
             return {}
         out: dict[str, list[Any]] = {}
         for kind in root.attrs[STORE_KEY]["maps"]:
-            g = root[kind]
+            g = root[check_name(kind, "map", maps_dir / "zarr.json")]  # metadata of a shared store: untrusted
             info = g.attrs[STORE_KEY]
             levels = [da.from_zarr(g[d["path"]]) for d in g.attrs["ome"]["multiscales"][0]["datasets"]]
             for i, ch in enumerate(info["channels"]):
