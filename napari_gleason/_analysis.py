@@ -35,9 +35,20 @@ from trainer.metrics import cohen_kappa_from_confusion, confusion_matrix, dice_f
 MAX_TABLE_PIXELS = 4_000_000
 
 
+#: Rows per band of the vote: a pixel's vote needs only that pixel, so a 5120² core is voted on in
+#: bands, and the vote's temporaries (a stack of the masks, per-class counts) stay ~40 MB, not ~500 MB.
+VOTE_BAND = 512
+
+
 def vote(masks: Mapping[str, np.ndarray], num_classes: int) -> np.ndarray:
     """Majority vote of the experts present, eq. (1); ``IGNORE_INDEX`` where nobody voted."""
-    return majority_vote(masks, num_classes, tie="highest")
+    arrays = [np.asarray(m) for m in masks.values()]
+    if not arrays or arrays[0].shape[0] <= VOTE_BAND:
+        return majority_vote(masks, num_classes, tie="highest")
+    out = np.empty(arrays[0].shape, np.uint8)
+    for y in range(0, out.shape[0], VOTE_BAND):
+        out[y:y + VOTE_BAND] = majority_vote([a[y:y + VOTE_BAND] for a in arrays], num_classes, tie="highest")
+    return out
 
 
 def disagreement_map(masks: Mapping[str, np.ndarray], vote_map: np.ndarray) -> np.ndarray:

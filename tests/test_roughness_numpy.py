@@ -52,7 +52,8 @@ def test_grey_image_counts_as_three_equal_channels():
 
 
 @pytest.mark.parametrize("shape,size", [((200, 300, 3), 64), ((64, 48, 3), (100, 90)), ((128, 128, 3), 128)])
-def test_resize_is_the_trainers_antialiased_bilinear(shape, size):
+def test_resize_is_the_trainers_antialiased_bilinear(shape, size, monkeypatch):
+    monkeypatch.setattr(R, "_RESIZE_COLUMNS", 20)  # several column blocks, one ragged
     image = np.random.default_rng(3).integers(0, 256, shape, dtype=np.uint8)
     mine, theirs = R.resize_image(image, size), resize_image(image, size)
     assert mine.dtype == np.uint8 and mine.shape == theirs.shape

@@ -120,6 +120,11 @@ def roughness_map(
     return heat
 
 
+#: Columns converted to float32 at a time by :func:`resize_image`: a 5120² core never holds a full
+#: float32 plane (~100 MB).
+_RESIZE_COLUMNS = 1024
+
+
 def _aa_bilinear_weights(n_in: int, n_out: int):
     """Sparse ``n_out × n_in`` matrix of the antialiased bilinear resize along one axis.
 
@@ -157,8 +162,11 @@ def resize_image(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     wy = _aa_bilinear_weights(image.shape[0], h)
     wx = _aa_bilinear_weights(image.shape[1], w)
     out = np.empty((h, w, image.shape[2]), np.float32)
+    rows = np.empty((h, image.shape[1]), np.float32)
+    step = _RESIZE_COLUMNS
     for c in range(image.shape[2]):
-        rows = wy @ np.asarray(image[..., c], dtype=np.float32)  # sparse · dense: a few taps per pixel
+        for x in range(0, image.shape[1], step):  # sparse · dense: a few taps per output pixel
+            rows[:, x:x + step] = wy @ np.asarray(image[:, x:x + step, c], dtype=np.float32)
         out[..., c] = (wx @ np.ascontiguousarray(rows.T)).T
     if image.dtype == np.uint8:
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)

@@ -111,3 +111,15 @@ def test_grid_staple_is_every_pixel_staple_to_the_eye():
     on_grid = staple(experts, 4, max_pixels=128 * 128 // 4)  # estimated on every 2nd pixel
     assert on_grid.shape == reference.shape and (on_grid == reference).mean() >= 0.998
     np.testing.assert_array_equal(staple(experts, 4, max_pixels=128 * 128), reference)
+
+
+def test_vote_in_bands_is_the_vote(monkeypatch):
+    """The review widget votes a large core in row bands; per-pixel, so equal to one vote."""
+    from napari_gleason import _analysis
+    from trainer.data.vote import majority_vote
+
+    rng = np.random.default_rng(5)
+    masks = {str(e): rng.integers(0, 4, (45, 20), dtype=np.uint8) for e in range(4)}
+    masks["0"][::3] = IGNORE_INDEX
+    monkeypatch.setattr(_analysis, "VOTE_BAND", 8)
+    np.testing.assert_array_equal(_analysis.vote(masks, 4), majority_vote(masks, 4, tie="highest"))
