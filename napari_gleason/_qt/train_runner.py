@@ -51,24 +51,8 @@ class EngineStoppingWorker(GeneratorWorker):
             super().quit()
 
 
-class TrainingFailed(Exception):
-    """Carries a job's ``RuntimeError`` (a crashed child, a NaN loss) to the error slot: superqt takes a
-    ``RuntimeError`` out of a worker for a deleted worker and drops it, with no signal at all."""
-
-    def __init__(self, error: RuntimeError):
-        super().__init__(str(error))
-        self.error = error
-
-
-def _passing_runtime_errors(job: Callable, *args, **kwargs):
-    try:
-        yield from job(*args, **kwargs)
-    except RuntimeError as exc:
-        raise TrainingFailed(exc) from exc
-
-
 def _describe(exc: BaseException, what: str) -> str:
-    return advice(exc.error if isinstance(exc, TrainingFailed) else exc, what)
+    return advice(workers.original(exc), what)
 
 
 #: Every runner alive, so that quitting the application stops all their runs (see stop_all_runs).
@@ -138,7 +122,7 @@ class TrainingRunner:
             stop_event = stop
 
         self.worker = workers.start(
-            _passing_runtime_errors, job, *args, what=what, stop=stop, on_yield=self._on_event,
+            job, *args, what=what, stop=stop, on_yield=self._on_event,
             on_error=self._on_error, on_finish=self._on_finish, describe=_describe, worker_class=Worker, **kwargs)
         return True
 

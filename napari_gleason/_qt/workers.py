@@ -8,6 +8,8 @@ the worker never dies silently and never becomes a traceback dialog: it is shown
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 from collections.abc import Callable
 
@@ -17,6 +19,38 @@ from napari.utils.notifications import show_error
 from trainer.errors import InputError
 
 log = logging.getLogger(__name__)
+
+
+class JobFailed(Exception):
+    """A ``RuntimeError`` raised by a generator job, carried to the error slot. superqt's generator
+    worker takes any ``RuntimeError`` for "the worker was deleted" and drops it with only a warning
+    (no ``errored`` signal), and torch raises ``RuntimeError`` for most failures (CUDA out of memory
+    included): the widget would stay busy forever."""
+
+    def __init__(self, error: RuntimeError):
+        super().__init__(str(error))
+        self.error = error
+
+
+def original(exc: BaseException) -> BaseException:
+    """The job's own exception (unwraps :class:`JobFailed`)."""
+    return exc.error if isinstance(exc, JobFailed) else exc
+
+
+def passing_runtime_errors(func: Callable) -> Callable:
+    """``func`` unchanged, or for a generator function one that re-raises ``RuntimeError`` as
+    :class:`JobFailed` (see there)."""
+    if not inspect.isgeneratorfunction(func):
+        return func
+
+    @functools.wraps(func)
+    def job(*args, **kwargs):
+        try:
+            return (yield from func(*args, **kwargs))
+        except RuntimeError as exc:
+            raise JobFailed(exc) from exc
+
+    return job
 
 
 def error_message(exc: BaseException, what: str) -> str:
@@ -45,13 +79,14 @@ def start(
     """
 
     def report(exc: BaseException) -> None:
+        exc = original(exc)
         message = (describe or error_message)(exc, what)
         log.error("%s", message, exc_info=exc)
         show_error(message)
         if on_error is not None:
             on_error(exc)
 
-    worker = create_worker(func, *args, _start_thread=False, _progress=progress, _ignore_errors=True,
+    worker = create_worker(passing_runtime_errors(func), *args, _start_thread=False, _progress=progress, _ignore_errors=True,
                            _worker_class=worker_class, **kwargs)
     worker.errored.connect(report)
     if on_yield is not None and hasattr(worker, "yielded"):
