@@ -12,7 +12,8 @@ Both are NaN with fewer than two experts. They are computed on a regular grid of
 is decoded once, checked in full (size against the image, mode, every value — the data check's
 quick mode, so a core's problems come out of the same read) and then sampled on the grid (pixel
 ``(step·i, step·j)``, nearest: label values are never averaged). PNG has no reduced-resolution
-decoding, so the decode itself is full; the grid saves the vote and the confusion matrices. On
+decoding, so the decode itself is full; the grid saves copying the mask out of Pillow, the vote
+and the confusion matrices. On
 the Gleason 2019 maps, drawn with a coarse brush, the grid gives the full-resolution scores to
 within :data:`GRID_TOLERANCE` (measured by ``benchmarks/bench_browser.py`` on 5120² cores, tested
 against full resolution on small fakes).
@@ -37,10 +38,11 @@ from itertools import combinations
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from trainer.data.check import CheckCache, Problem, default_cache_folder
 from trainer.data.classes import IGNORE_INDEX, ClassScheme
-from trainer.data.io import image_header, read_mask_values, values_to_classes
+from trainer.data.io import _open_decoded, image_header, read_mask_values, values_to_classes
 from trainer.errors import InputError
 from trainer.metrics import cohen_kappa_from_confusion
 
@@ -64,13 +66,25 @@ def grid_step(shape: tuple[int, ...], grid: int = SCORE_GRID) -> int:
 
 def read_mask_grid(path: str | Path, scheme: ClassScheme, shape: tuple[int, int] | None, step: int) -> np.ndarray:
     """A mask's class indices at pixels ``(step·i, step·j)``; the whole mask checked as
-    :func:`trainer.data.io.read_mask` does (size against the image, mode, every value)."""
-    values = read_mask_values(path, shape)
-    if values.dtype == np.uint8:  # every value checked through their set, the lookup on the grid only
-        present = np.flatnonzero(np.bincount(values.ravel(), minlength=256)).astype(np.uint8)
-        values_to_classes(present, scheme, path)  # raises, naming the values found
-        return values_to_classes(np.ascontiguousarray(values[::step, ::step]), scheme, path)
-    return values_to_classes(values, scheme, path)[::step, ::step].copy()
+    :func:`trainer.data.io.read_mask` does (size against the image, mode, every value).
+
+    Grey and palette masks stay in Pillow: every value is checked through the image's histogram,
+    and only the grid is sampled (an affine nearest-neighbour transform) and copied out; the full
+    mask never becomes a NumPy array. Other modes go through :func:`read_mask_values`.
+    """
+    path = Path(path)
+    img = _open_decoded(path)  # the data check's reader: the same messages for a broken file
+    if shape is not None and tuple(shape[:2]) != (img.height, img.width):
+        return read_mask_values(path, shape)  # raises the size message, naming both sizes
+    if img.mode not in ("L", "P"):
+        return values_to_classes(read_mask_values(path, shape), scheme, path)[::step, ::step].copy()
+    present = np.flatnonzero(np.asarray(img.histogram()[:256])).astype(np.uint8)
+    values_to_classes(present, scheme, path)  # raises, naming the values found
+    if step > 1:
+        o = 0.5 - step / 2  # output pixel x samples input x·step exactly (Pillow maps pixel centres)
+        img = img.transform((math.ceil(img.width / step), math.ceil(img.height / step)), Image.Transform.AFFINE,
+                            (step, 0, o, 0, step, o), resample=Image.Resampling.NEAREST)
+    return values_to_classes(np.asarray(img), scheme, path)
 
 
 def score_masks(masks: Mapping[str, np.ndarray], num_classes: int) -> tuple[float, float, dict[str, float]]:
