@@ -262,7 +262,7 @@ class DatasetScores:
                 if self.cache is not None and done % SAVE_EVERY == 0:
                     self.cache.save()
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=False, cancel_futures=True)  # a dropped scoring does not wait for its last cores
             if self.cache is not None:
                 self.cache.save()
 

@@ -1,8 +1,12 @@
 """Dataset browser: the cores of a dataset (or review store) in a sortable table.
 
-Columns: core name, experts present, disagreement score (:func:`disagreement_score`: the mean
-share of experts differing from the vote). Scores need every core's masks, the slowest part, so
-they are computed in a worker that fills the column row by row behind a progress bar. Clicking
+Columns: core name, experts present, disagreement (the mean share of experts differing from the
+vote), agreement (the mean pairwise Cohen's κ; each pair's in the tooltip) and problems (what the
+data check would report: an unreadable image, a mask of the wrong size or with unknown values —
+in the tooltip). Scores need every core's masks, the slowest part: a folder's scores are cached
+per core (:mod:`.._scores`, keyed by the files' size and mtime), so a dataset listed before shows
+them at once; the rest are computed in a worker that fills the rows as cores are done, behind a
+progress bar. Opening a core with a problem gives a notification naming the file. Clicking
 a row, or previous/next (which follow the table's current sort order), loads that core — also
 in a worker, coarse levels first (:func:`core_for_viewer`) — and :func:`show_core` swaps it in
 place of the last one. Docked while a core opened from a dataset folder is on screen (the reader
@@ -30,17 +34,18 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from trainer.data.check import Problem
 from trainer.errors import InputError
 
 from . import workers
-from .._analysis import disagreement_score
-from .._core_sources import core_for_viewer, open_source
+from .._core_sources import FolderSource, core_for_viewer, open_source
+from .._scores import CoreScore, DatasetScores, score_store_core
 from .._layers import find_layer, layer_meta, show_core
 
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
     import napari
 
-COLUMNS = ("Core", "Experts", "Disagreement")
+COLUMNS = ("Core", "Experts", "Disagreement", "Agreement κ", "Problems")
 
 
 class _NumberItem(QTableWidgetItem):
@@ -59,13 +64,17 @@ class _NumberItem(QTableWidgetItem):
         return a < b
 
 
-def score_steps(source, names: list[str]):
-    """Headless: yield ``(name, score, error)`` per core; a broken core is reported, not fatal."""
+def score_steps(source, names: list[str], scores: DatasetScores | None = None):
+    """Headless: yield a :class:`CoreScore` per core as each is done (a folder's through its score
+    cache ``scores``, a review store's read from the store); a broken core is reported, not fatal."""
+    if isinstance(source, FolderSource):
+        yield from (scores or DatasetScores(source.ds)).score(names)
+        return
     for name in names:
         try:
-            yield name, disagreement_score(source.masks(name), source.scheme.num_classes), None
-        except (InputError, ValueError) as e:
-            yield name, math.nan, str(e)
+            yield score_store_core(source, name)
+        except (InputError, ValueError, OSError, KeyError) as e:  # zarr's and json's errors for a damaged entry
+            yield CoreScore(name, (), problems=[Problem(Path(source.root), f"damaged ({type(e).__name__}: {e})", name)])
 
 
 class BrowserWidget(QWidget):
@@ -87,7 +96,7 @@ class BrowserWidget(QWidget):
         self.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)  # by name first
         self.table.setSortingEnabled(True)
         self.progress = QProgressBar()
-        self.progress.setFormat("disagreement scores %v/%m")
+        self.progress.setFormat("scores %v/%m")
         self._prev = QPushButton("◀ previous")
         self._next = QPushButton("next ▶")
         nav = QHBoxLayout()
@@ -158,6 +167,8 @@ class BrowserWidget(QWidget):
         self.source = source
         kind = "review store" if source.kind == "store" else "dataset"
         self.path_label.setText(f"{kind}: {source.root} — {len(source.names)} cores")
+        scores = DatasetScores(source.ds) if isinstance(source, FolderSource) else None
+        known = scores.cached() if scores is not None else {}  # stats the files, reads one JSON: no mask
         self.table.setSortingEnabled(False)  # rows move while sorted; fill first, sort after
         self.table.setRowCount(len(source.names))
         for row, name in enumerate(source.names):
@@ -167,15 +178,18 @@ class BrowserWidget(QWidget):
             self.table.setItem(row, 0, item)
             count = _NumberItem(len(experts), f"{len(experts)}: {', '.join(experts)}")
             self.table.setItem(row, 1, count)
-            self.table.setItem(row, 2, _NumberItem(math.nan, "…"))
+            self._show_score(row, known.get(name))
         self.table.setSortingEnabled(True)
+        rest = [n for n in source.names if n not in known]
         self.progress.setRange(0, len(source.names))
-        self.progress.setValue(0)
-        self._score_worker = workers.start(
-            score_steps, source, list(source.names), what="disagreement scores",
-            on_yield=lambda item, s=source: self._on_score(s, item),
-            on_finish=lambda s=source: self._on_scores_done(s),
-        )
+        self.progress.setValue(len(source.names) - len(rest))
+        self._score_worker = None
+        if rest:
+            self._score_worker = workers.start(
+                score_steps, source, rest, scores, what="scoring the cores",
+                on_yield=lambda item, s=source: self._on_score(s, item),
+                on_finish=lambda s=source: self._on_scores_done(s),
+            )
         if load_first and source.names:
             self.load(self.ordered_names()[0])
 
@@ -185,18 +199,34 @@ class BrowserWidget(QWidget):
                 return row
         return -1
 
-    def _on_score(self, source, item) -> None:
+    def _show_score(self, row: int, score: CoreScore | None) -> None:
+        """Fill the score and problem cells of ``row`` (``None``: not scored yet)."""
+        if score is None:
+            cells = [_NumberItem(math.nan, "…") for _ in range(3)]
+        elif score.problems:
+            text = score.problem_text
+            cells = [_NumberItem(math.nan, "error"), _NumberItem(math.nan, "error"),
+                     _NumberItem(len(score.problems), f"⚠ {len(score.problems)}")]
+            for cell in cells:
+                cell.setToolTip(text)
+            self.table.item(row, 0).setToolTip(f"cannot be opened:\n{text}")
+        else:
+            agreement = _NumberItem(score.agreement)
+            if score.pairs:
+                agreement.setToolTip("Cohen's κ per pair of experts:\n" + "\n".join(
+                    f"{pair.replace('|', ' – ')}: {k:.3f}" for pair, k in score.pairs.items()))
+            cells = [_NumberItem(score.disagreement), agreement, _NumberItem(0, "")]
+        for column, cell in enumerate(cells, start=2):
+            self.table.setItem(row, column, cell)
+
+    def _on_score(self, source, score: CoreScore) -> None:
         if source is not self.source:
             return
-        name, score, error = item
-        row = self._row_of(name)
+        row = self._row_of(score.name)
         if row >= 0:
             sorting = self.table.isSortingEnabled()
             self.table.setSortingEnabled(False)
-            cell = _NumberItem(score, "error" if error else None)
-            if error:
-                cell.setToolTip(error)
-            self.table.setItem(row, 2, cell)
+            self._show_score(row, score)
             self.table.setSortingEnabled(sorting)
         self.progress.setValue(self.progress.value() + 1)
 

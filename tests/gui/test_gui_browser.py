@@ -1,11 +1,17 @@
 """The dataset browser: scores in a worker, ordering, previous/next, loading in place."""
 
+import os
+import time
+
 import numpy as np
 import pytest
-from helpers_plugin import blocks, write_generic
+from helpers_plugin import GLEASON_VALUES, blocks, errors_of, write_generic
+from PIL import Image
 
+from napari_gleason._core_sources import open_source
 from napari_gleason._layers import find_layer, role_of
 from napari_gleason._qt import BrowserWidget
+from napari_gleason._qt.browser import COLUMNS
 
 Z = np.zeros((4, 4), np.uint8)
 
@@ -43,6 +49,18 @@ def scores(widget):
     return {widget.table.item(r, 0).text(): widget.table.item(r, 2).text() for r in range(widget.table.rowCount())}
 
 
+def column(widget, name: str) -> dict[str, str]:
+    c = COLUMNS.index(name)
+    return {widget.table.item(r, 0).text(): widget.table.item(r, c).text() for r in range(widget.table.rowCount())}
+
+
+def age(root, seconds: float = 60) -> None:
+    """Files older than the score cache's 2-second racy window, as a real dataset's are."""
+    old = time.time() - seconds
+    for p in root.rglob("*.png"):
+        os.utime(p, (old, old))
+
+
 def test_scores_and_orderings(browser):
     _, w = browser
     assert w.progress.value() == w.progress.maximum() == 4
@@ -58,6 +76,9 @@ def test_scores_and_orderings(browser):
     assert w.ordered_names() == ["d_single", "c_agree", "b_much", "a_some"]
     row = w.table.item(0, 1).text()
     assert row == "1: alice"
+    # agreement: κ against an expert who marked everything benign is chance (0); identical maps: 1
+    assert column(w, "Agreement κ") == {"a_some": "0.000", "b_much": "0.000", "c_agree": "1.000", "d_single": "—"}
+    assert column(w, "Problems") == {"a_some": "", "b_much": "", "c_agree": "", "d_single": ""}
 
 
 def test_previous_next_follow_the_sort_order_and_load_in_place(browser, wait_idle):
@@ -84,8 +105,6 @@ def test_previous_next_follow_the_sort_order_and_load_in_place(browser, wait_idl
 
 def test_a_broken_core_scores_as_error_and_the_others_still_score(make_napari_viewer, dataset, wait_idle):
     """(Loading it: a notification, the last good core stays — the bad-input catalogue.)"""
-    from PIL import Image
-
     Image.fromarray(np.full((3, 3), 9, np.uint8)).save(dataset / "masks" / "bob" / "b_much.png")
     viewer = make_napari_viewer()
     w = BrowserWidget(viewer)
@@ -113,3 +132,57 @@ def test_format_faithful_gleason_fake_in_the_browser(make_napari_viewer, tmp_pat
     assert [role_of(lyr) for lyr in viewer.layers] == ["image", "expert:1", "expert:3", "expert:4"]
     single = w.table.item(w._row_of("slide004_core002"), 2).text()
     assert single == "—"  # one expert: nothing to disagree about
+
+
+def test_a_reopened_dataset_lists_its_scores_at_once_and_rescores_only_a_changed_core(
+        make_napari_viewer, dataset, wait_idle):
+    age(dataset)
+    viewer = make_napari_viewer()
+    first = BrowserWidget(viewer)
+    viewer.window.add_dock_widget(first)
+    first.open(dataset)
+    wait_idle(first)
+    assert scores(first)["b_much"] == "0.375"
+
+    second = BrowserWidget(make_napari_viewer())
+    assert second.set_source(open_source(dataset), load_first=False) is None
+    assert second._score_worker is None  # no worker: every score came from the cache
+    assert scores(second) == {"a_some": "0.125", "b_much": "0.375", "c_agree": "0.000", "d_single": "—"}
+    assert second.progress.value() == second.progress.maximum() == 4
+
+    # bob's map of a_some changes (now agrees with alice): that core alone is scored again
+    path = dataset / "masks" / "bob" / "a_some.png"
+    Image.fromarray(GLEASON_VALUES[blocks(Z, 4)]).save(path)
+    old = time.time() - 30
+    os.utime(path, (old, old))
+    third = BrowserWidget(make_napari_viewer())
+    third.set_source(open_source(dataset), load_first=False)
+    assert scores(third) == {"a_some": "…", "b_much": "0.375", "c_agree": "0.000", "d_single": "—"}
+    assert third.progress.value() == 3
+    wait_idle(third)
+    assert scores(third)["a_some"] == "0.000"
+    assert third.progress.value() == 4
+
+
+def test_a_core_with_problems_is_marked_and_opening_it_notifies(make_napari_viewer, dataset, wait_idle, notes):
+    Image.fromarray(np.full((16, 16), 9, np.uint8)).save(dataset / "masks" / "alice" / "c_agree.png")
+    Image.fromarray(np.full((8, 8), 3, np.uint8)).save(dataset / "masks" / "bob" / "c_agree.png")
+    viewer = make_napari_viewer()
+    w = BrowserWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    w.open(dataset)
+    wait_idle(w)
+    assert column(w, "Problems") == {"a_some": "", "b_much": "", "c_agree": "⚠ 2", "d_single": ""}
+    tip = w.table.item(w._row_of("c_agree"), COLUMNS.index("Problems")).toolTip()
+    assert "alice" not in tip and "c_agree.png: mask has values [9]" in tip and "differs from its image's" in tip
+    assert "c_agree.png" in w.table.item(w._row_of("c_agree"), 0).toolTip()
+    w.sort_by("Problems", descending=True)
+    assert w.ordered_names()[0] == "c_agree"  # cores with problems sort together
+    assert find_layer(viewer, "image").name == "a_some"
+    w.load("c_agree")
+    wait_idle(w)
+    assert any("c_agree.png" in m for m in errors_of(notes))  # a notification naming the file
+    assert find_layer(viewer, "image").name == "a_some"  # the last good core stays on screen
+    w._on_step(+1)  # and the browser still works
+    wait_idle(w)
+    assert find_layer(viewer, "image").name in {"a_some", "b_much", "d_single"}
