@@ -207,3 +207,21 @@ def test_files_changed_in_the_last_seconds_are_scored_but_not_cached(tmp_path):
                          shape=(8, 8))
     DatasetScores(open_dataset(root), cache=tmp_path / "cache").all()
     assert DatasetScores(open_dataset(root), cache=tmp_path / "cache").cached() == {}
+
+
+def test_a_review_stores_cores_score_as_their_dataset_folders(three_cores, tmp_path):
+    from napari_gleason._core_data import CoreData
+    from napari_gleason._core_sources import FolderSource
+    from napari_gleason._scores import score_store_core
+    from trainer.review_store import ReviewStore
+
+    folder = FolderSource.open(three_cores)
+    store = ReviewStore.create(tmp_path / "r.zarr", GLEASON_SCHEME, core_type=CoreData)
+    for name in ("c0", "c2"):
+        store.write_core(folder.load(name))
+    store = ReviewStore.open(tmp_path / "r.zarr", CoreData)
+    for name in ("c0", "c2"):
+        got, want = score_store_core(store, name), score_core(folder.ds.core(name), folder.scheme)
+        assert not got.problems and got.experts == ("1", "2", "3")
+        assert (got.disagreement, got.agreement) == pytest.approx((want.disagreement, want.agreement))
+        assert got.pairs == pytest.approx(want.pairs)
