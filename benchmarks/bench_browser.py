@@ -14,8 +14,10 @@ the score cache, peak RSS, and what scoring on the grid changes.
    browser's worker does (:meth:`napari_gleason._scores.DatasetScores.score`) — seconds per core
    and the process's peak RSS (VmHWM).
 3. In another fresh process: open the folder again and **list** it from the cache
-   (:meth:`DatasetScores.cached`) — seconds for the whole dataset, every core found in the cache.
-4. In a third process: the first core's scores at full resolution (step 1) against the grid's
+   (:meth:`DatasetScores.cached`) — seconds for the whole dataset, every core found in the cache;
+   and in a third, the browser widget listing it (offscreen Qt): ``set_source`` until the table
+   is filled, every row scored, no scoring worker started.
+4. In a last process: the first core's scores at full resolution (step 1) against the grid's
    (step 4 at 5120²): the absolute differences, against :data:`GRID_TOLERANCE`.
 
 Targets (issue "the browser at Gleason 2019 scale"): ≤ 2 s per core to score, ≤ 1 s to list a
@@ -135,6 +137,26 @@ def scenario_list(root: Path) -> dict:
     return {"cores": len(ds.names), "cached": len(cached), "seconds": seconds, "peak_rss_mb": rss_peak_mb()}
 
 
+def scenario_list_widget(root: Path) -> dict:
+    """The browser widget listing the folder (offscreen Qt, a viewer model without a window)."""
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from napari.components import ViewerModel
+    from qtpy.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication([])
+    from napari_gleason._core_sources import open_source
+    from napari_gleason._qt.browser import BrowserWidget
+
+    widget = BrowserWidget(ViewerModel())
+    t = time.perf_counter()
+    widget.set_source(open_source(root), load_first=False)
+    app.processEvents()
+    seconds = time.perf_counter() - t
+    pending = [widget.table.item(r, 2).text() for r in range(widget.table.rowCount())].count("…")
+    return {"cores": widget.table.rowCount(), "cached": widget.table.rowCount() - pending, "seconds": seconds,
+            "worker": widget._score_worker is not None, "peak_rss_mb": rss_peak_mb()}
+
+
 def scenario_grid(root: Path) -> dict:
     from napari_gleason._scores import GRID_TOLERANCE, score_core
     from trainer.data import open_dataset
@@ -153,7 +175,8 @@ def scenario_grid(root: Path) -> dict:
             "disagreement": full.disagreement, "agreement": full.agreement, "tolerance": GRID_TOLERANCE}
 
 
-SCENARIOS = {"score": scenario_score, "list": scenario_list, "grid": scenario_grid}
+SCENARIOS = {"score": scenario_score, "list": scenario_list, "list-widget": scenario_list_widget,
+             "grid": scenario_grid}
 
 
 def run_scenario(name: str, root: Path, cache: Path) -> dict:
@@ -187,6 +210,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-browser-cache-") as cache:
         score = run_scenario("score", root, Path(cache))
         listing = run_scenario("list", root, Path(cache))
+        widget = run_scenario("list-widget", root, Path(cache))
     with tempfile.TemporaryDirectory(prefix="bench-browser-cache-") as cache:
         grid = run_scenario("grid", root, Path(cache))
     print(f"score: {score['cores']} cores in {score['seconds']:.1f} s = {score['s_per_core']:.2f} s/core "
@@ -194,21 +218,25 @@ def main(argv=None) -> int:
           f"cores with problems: {len(score['problems'])}")
     print(f"list again: {listing['cached']}/{listing['cores']} cores from the cache in {listing['seconds']:.3f} s, "
           f"peak RSS {listing['peak_rss_mb']:.0f} MB")
+    print(f"list again in the browser widget: {widget['cached']}/{widget['cores']} rows scored at once in "
+          f"{widget['seconds']:.3f} s (a scoring worker started: {widget['worker']}; "
+          f"peak RSS with napari and Qt {widget['peak_rss_mb']:.0f} MB)")
     tol = grid["tolerance"]
     print(f"grid (step {grid['step']}, {grid['grid_s']:.2f} s) vs full resolution ({grid['full_s']:.2f} s) on one core: "
-          f"|Δ disagreement| = {grid['d_disagreement']:.4f} (≤ {tol['disagreement']}), "
-          f"|Δ mean κ| = {grid['d_agreement']:.4f} (≤ {tol['agreement']}) "
+          f"|Δ disagreement| = {grid['d_disagreement']:.2e} (≤ {tol['disagreement']}), "
+          f"|Δ mean κ| = {grid['d_agreement']:.2e} (≤ {tol['agreement']}) "
           f"[full: disagreement {grid['disagreement']:.4f}, mean κ {grid['agreement']:.4f}]")
     peak = max(score["peak_rss_mb"], listing["peak_rss_mb"])
     rows = [
         (score["s_per_core"] <= TARGETS["score_s_per_core"],
          f"score: {score['s_per_core']:.2f} s per core (target ≤ {TARGETS['score_s_per_core']:.0f} s)"),
-        (listing["seconds"] <= TARGETS["list_s"] and listing["cached"] == listing["cores"],
-         f"list a scored dataset again: {listing['seconds']:.3f} s for {listing['cores']} cores "
-         f"(target ≤ {TARGETS['list_s']:.0f} s)"),
+        (max(listing["seconds"], widget["seconds"]) <= TARGETS["list_s"] and listing["cached"] == listing["cores"]
+         and widget["cached"] == widget["cores"] and not widget["worker"],
+         f"list a scored dataset again: {listing['seconds']:.3f} s for {listing['cores']} cores, "
+         f"{widget['seconds']:.3f} s in the browser (target ≤ {TARGETS['list_s']:.0f} s)"),
         (peak <= TARGETS["peak_rss_mb"], f"peak RSS: {peak:.0f} MB (target ≤ {TARGETS['peak_rss_mb']:.0f} MB)"),
         (grid["d_disagreement"] <= tol["disagreement"] and grid["d_agreement"] <= tol["agreement"],
-         f"grid vs full resolution within tolerance: Δ {grid['d_disagreement']:.4f} / {grid['d_agreement']:.4f}"),
+         f"grid vs full resolution within tolerance: Δ {grid['d_disagreement']:.2e} / {grid['d_agreement']:.2e}"),
     ]
     for ok, text in rows:
         print(f"{'✓' if ok else '✗'} {text}")
