@@ -222,7 +222,8 @@ def main(argv=None) -> int:
           f"{widget['seconds']:.3f} s (a scoring worker started: {widget['worker']}; "
           f"peak RSS with napari and Qt {widget['peak_rss_mb']:.0f} MB)")
     tol = grid["tolerance"]
-    print(f"grid (step {grid['step']}, {grid['grid_s']:.2f} s) vs full resolution ({grid['full_s']:.2f} s) on one core: "
+    print(f"grid (step {grid['step']}, {grid['grid_s']:.2f} s) vs full resolution ({grid['full_s']:.2f} s) "
+          f"on one core: "
           f"|Δ disagreement| = {grid['d_disagreement']:.2e} (≤ {tol['disagreement']}), "
           f"|Δ mean κ| = {grid['d_agreement']:.2e} (≤ {tol['agreement']}) "
           f"[full: disagreement {grid['disagreement']:.4f}, mean κ {grid['agreement']:.4f}]")
