@@ -26,8 +26,8 @@ import numpy as np
 from trainer.data import MultiExpertSet, load_core, open_dataset
 from trainer.data.classes import IGNORE_INDEX, ClassScheme
 from trainer.data.gleason2019 import IMAGE_DIRS, maps_dir_name
-from trainer.data.io import (IMAGE_SUFFIXES, image_header, read_image, read_image_draft, read_mask, read_mask_values,
-                             values_to_classes)
+from trainer.data.io import (IMAGE_SUFFIXES, image_header, open_tiff_levels, read_image, read_image_draft, read_mask,
+                             read_mask_values, values_to_classes)
 from trainer.errors import InputError
 
 from ._core_data import CoreData, LabelCoding
@@ -115,7 +115,8 @@ def _halve(image: np.ndarray) -> np.ndarray:
 
 def image_for_viewer(path: str | Path, first: Callable[[], None] | None = None):
     """The core image as napari should get it: ``uint8 H×W×3`` for a small core or a format without
-    draft decoding; for a large JPEG, pyramid levels ``[Deferred level 0, strided Deferred …, draft,
+    draft decoding; for a large RGB TIFF, its levels read lazily through tifffile's zarr view
+    (:func:`trainer.data.io.open_tiff_levels`); for a large JPEG, pyramid levels ``[Deferred level 0, strided Deferred …, draft,
     halved draft …]`` (level k is ⌈H/2^k⌉ × ⌈W/2^k⌉), full resolution decoding in the background.
 
     ``first`` runs before the full decode is queued (the masks, which the first frame needs, go
@@ -123,6 +124,11 @@ def image_for_viewer(path: str | Path, first: Callable[[], None] | None = None):
     """
     path = Path(path)
     h, w = image_header(path).shape
+    tiff_levels = open_tiff_levels(path) if max(h, w) > COARSE_ABOVE else None
+    if tiff_levels is not None:  # a (pyramidal OME-)TIFF: every level read lazily, tile by tile
+        if first is not None:
+            first()
+        return tiff_levels if len(tiff_levels) > 1 else tiff_levels[0]
     coarse = None
     if max(h, w) > COARSE_ABOVE:
         reduce = 4 if max(h, w) >= 4 * SMALLEST_LEVEL else 2

@@ -119,6 +119,44 @@ def test_pyramidal_ome_tiff_reads_level_0(tmp_path):
     assert image_header(path).shape == (64, 48)
 
 
+def test_pyramidal_ome_tiff_levels_open_lazily(tmp_path):
+    """The viewer's path: every level as a lazy (zarr) array, read tile by tile when sliced."""
+    from trainer.data.io import open_tiff_levels
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 255, (64, 48, 3), dtype=np.uint8)
+    path = write_ome_pyramid(tmp_path / "slide ü.ome.tif", image, levels=3, tile=16)
+    levels = open_tiff_levels(path)
+    assert [lv.shape for lv in levels] == [(64, 48, 3), (32, 24, 3), (16, 12, 3)]
+    assert not any(isinstance(lv, np.ndarray) for lv in levels)
+    import zarr
+
+    assert all(isinstance(lv, zarr.Array) for lv in levels)  # tifffile's zarr view of the tiles
+    np.testing.assert_array_equal(levels[0][16:32, 16:32], image[16:32, 16:32])
+    np.testing.assert_array_equal(levels[1][:], image[::2, ::2])
+    np.testing.assert_array_equal(levels[2][:], image[::4, ::4])
+    # not such a TIFF: the caller decodes the file whole
+    Image.fromarray(image).save(tmp_path / "plain.png")
+    assert open_tiff_levels(tmp_path / "plain.png") is None
+    tifffile.imwrite(tmp_path / "grey.tif", image[..., 0])
+    assert open_tiff_levels(tmp_path / "grey.tif") is None
+
+
+def test_the_viewer_opens_a_large_ome_tiff_from_its_lazy_levels(tmp_path, monkeypatch):
+    import napari_gleason._core_sources as sources
+
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    path = write_ome_pyramid(tmp_path / "core.ome.tif", image, levels=3)
+    monkeypatch.setattr(sources, "COARSE_ABOVE", 32)  # a "large" core at test size
+    called = []
+    levels = sources.image_for_viewer(path, first=lambda: called.append(1))
+    assert called == [1] and len(levels) == 3 and not isinstance(levels[0], np.ndarray)
+    np.testing.assert_array_equal(np.asarray(levels[0]), image)
+    monkeypatch.setattr(sources, "COARSE_ABOVE", 2048)  # small: decoded whole, as before
+    np.testing.assert_array_equal(sources.image_for_viewer(path), image)
+
+
 def test_generic_dataset_with_every_format_trains_its_split(tmp_path):
     root = tmp_path / "mixed ü"
     rng = np.random.default_rng(2)

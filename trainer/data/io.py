@@ -148,6 +148,35 @@ def _read_tiff(path: Path) -> np.ndarray | None:
         tif.close()
 
 
+def open_tiff_levels(path: str | Path) -> list | None:
+    """The pyramid of a (pyramidal OME-)TIFF as lazy arrays, level 0 first, each ``uint8 h×w×3``
+    (tifffile's zarr view: a tile is decoded only when a slice of it is read); ``None`` for a file
+    that is not such a TIFF (not a TIFF, not RGB ``YXS``, not 8-bit), which the caller then decodes
+    whole with :func:`read_image`.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff") or not path.is_file():
+        return None
+    try:
+        import tifffile
+        import zarr
+
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            levels = list(getattr(series, "levels", None) or [series])
+            if series.axes[-3:] != "YXS" or series.dtype != np.uint8 or series.shape[-1] != 3 or any(
+                    lv.axes != series.axes for lv in levels):
+                return None
+            store = series.aszarr()
+        group = zarr.open(store, mode="r")
+        arrays = [group[str(i)] for i in range(len(levels))] if hasattr(group, "keys") else [group]
+        if any(a.ndim != 3 for a in arrays):
+            return None
+        return arrays
+    except Exception:  # noqa: BLE001 - anything tifffile/zarr cannot map lazily is decoded whole
+        return None
+
+
 #: Pillow modes :func:`read_image` converts to RGB (see :func:`_pil_to_array`).
 _IMAGE_MODES = ("L", "RGB", "RGBA", "I", "1", "LA", "PA", "RGBa", "La", "P", "CMYK", "YCbCr", "LAB", "HSV", "RGBX")
 
