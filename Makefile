@@ -34,7 +34,7 @@ demo: setup
 	$(BIN)/python -m napari_gleason.demo
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses 4
 
 clean-venv:
 	rm -rf $(VENV)
