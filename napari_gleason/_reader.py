@@ -136,7 +136,18 @@ def _first_core(path: Path) -> list:
         raise InputError("no core with an expert mask in this dataset folder", path)
     if source.notes:
         show_info(f"{path}: " + "; ".join(source.notes[:5]) + (" …" if len(source.notes) > 5 else ""))
-    return _browsable(core_for_viewer(source, source.names[0]), path, len(source.names))
+    failed: list[str] = []
+    for name in source.names:  # a broken core is reported (the browser marks it), not the folder refused
+        try:
+            core = core_for_viewer(source, name)
+        except InputError as e:
+            failed.append(str(e))
+            continue
+        if failed:
+            show_error(f"napari-gleason skipped {len(failed)} core(s) it could not open ({failed[0]}"
+                       + (" …" if len(failed) > 1 else "") + f"); {name} is open instead")
+        return _browsable(core, path, len(source.names))
+    raise InputError(f"none of its {len(source.names)} cores opens ({failed[0]})", path)
 
 
 def _browsable(core, path: Path, count: int) -> list:

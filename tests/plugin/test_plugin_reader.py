@@ -150,3 +150,22 @@ print("ok")
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+def test_a_dataset_folder_whose_first_core_is_broken_opens_the_next_and_names_the_broken_file(
+        two_expert_dataset, monkeypatch):
+    import napari_gleason._reader as reader_module
+
+    errors = []
+    monkeypatch.setattr(reader_module, "show_error", errors.append)
+    monkeypatch.setattr(reader_module, "show_info", lambda *_: None)
+    broken = two_expert_dataset / "Train Imgs" / "c1.png"
+    broken.write_bytes(b"not a PNG")
+    tuples = napari_get_reader(str(two_expert_dataset))(str(two_expert_dataset))
+    assert _roles(tuples) == ["image", "expert:1", "expert:3"]  # c2's experts
+    assert tuples[0][1]["metadata"]["napari_gleason"]["browse"] == str(two_expert_dataset)
+    assert len(errors) == 1 and "c1.png" in errors[0] and "c2 is open instead" in errors[0]
+    (two_expert_dataset / "Train Imgs" / "c2.png").write_bytes(b"not a PNG either")
+    errors.clear()
+    assert napari_get_reader(str(two_expert_dataset))(str(two_expert_dataset)) == reader_module.NOTHING
+    assert len(errors) == 1 and "none of its 2 cores opens" in errors[0]
