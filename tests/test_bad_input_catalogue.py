@@ -3,8 +3,9 @@ it must give, and proof that nothing else happened.
 
 ``ROWS`` is the table. A row names the issue the input comes from, the entry point that meets it, how
 the input is broken, and the needles its message must hold — the file's name and the reason. Its
-``make`` (from tests/broken_inputs.py) builds the broken input in the test's own temporary folder,
-on the tiny fakes and the session's ``tiny_run`` checkpoint.
+``make`` (tests/broken_inputs.py: datasets, CLI, plugin and reader rows; broken_checkpoints.py;
+broken_widgets.py; broken_data.py) builds the broken input in the test's own temporary folder, on the
+tiny fakes and the session's ``tiny_run`` checkpoint.
 
 What "nothing else happened" means, per entry point:
 
@@ -37,77 +38,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from broken_inputs import (
-    CORE,
-    DISK_FULL,
-    MASK,
-    PLUGIN_NAME,
-    READ_ONLY,
-    TRAIN,
-    Ctx,
-    a_file,
-    beside,
-    broken,
-    broken_classes_json,
-    browser,
-    ckpt_damaged_confusion,
-    ckpt_empty_run_folder,
-    ckpt_foreign,
-    ckpt_garbage,
-    ckpt_missing,
-    ckpt_newer_format,
-    ckpt_other_architecture,
-    ckpt_pickle_payload,
-    ckpt_six_classes,
-    ckpt_three_classes,
-    ckpt_truncated,
-    config,
-    corrupt_corrected_mask,
-    corrupt_image,
-    drop_training_experts,
-    earlier_run,
-    empty_expert_folder,
-    export_file,
-    core_named,
-    export_core_named,
-    export_into,
-    predict_into_expert_folder,
-    finetune,
-    float_image,
-    full_disk_at_first_checkpoint,
-    garbage_chunks,
-    garbage_json,
-    generic,
-    gleason,
-    image_of,
-    init_from,
-    mask_of,
-    mask_value_7,
-    new_folder,
-    newer_format,
-    no_expert_folders,
-    opens,
-    predict_cli,
-    predict_widget,
-    remove,
-    rename_all_masks,
-    resize_mask,
-    review_store,
-    rgb_mask_channels_differ,
-    settings,
-    split_file,
-    stop_before_start,
-    synth_into_full_folder,
-    tiny_best,
-    to_store,
-    train_on,
-    train_start,
-    truncate_image,
-    under_a_file,
-    with_file,
-    without_cuda,
+from broken_checkpoints import (
+    ckpt_damaged_confusion, ckpt_empty_run_folder, ckpt_foreign, ckpt_garbage, ckpt_missing, ckpt_newer_format,
+    ckpt_other_architecture, ckpt_pickle_payload, ckpt_six_classes, ckpt_three_classes, ckpt_truncated, tiny_best,
 )
 from broken_data import UNSAMPLED, three_broken_files, value_7_on_unsampled_core
+from broken_inputs import (
+    CORE, DISK_FULL, MASK, PLUGIN_NAME, READ_ONLY, TRAIN, Ctx, broken_classes_json, config, corrupt_corrected_mask,
+    corrupt_image, drop_training_experts, earlier_run, empty_expert_folder, core_named, export_core_named,
+    export_into, predict_into_expert_folder, float_image, full_disk_at_first_checkpoint, garbage_chunks,
+    garbage_json, generic, gleason, image_of, init_from, mask_of, mask_value_7, new_folder, newer_format,
+    no_expert_folders, opens, predict_cli, remove, rename_all_masks, resize_mask, review_store,
+    rgb_mask_channels_differ, settings, split_file, synth_into_full_folder, train_on, truncate_image, with_file,
+    without_cuda,
+)
+from broken_widgets import (
+    a_file, beside, broken, browser, export_file, finetune, predict_widget, stop_before_start, to_store, train_start,
+    under_a_file,
+)
 from PIL import Image
 
 from trainer.cli import main
