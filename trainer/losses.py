@@ -135,16 +135,8 @@ def focal_loss(
 
 def gaussian_kernel1d(ksize: int = KSIZE, sigma: float = SIGMA, device=None, dtype=torch.float32,
                       kernel: str = "authors") -> Tensor:
-    """Normalised 1-D Gaussian weights of length ``ksize``.
-
-    ``kernel="authors"`` (default): the authors' ``gkern(ksize, nsig=sigma)`` — the normal
-    distribution's mass in ``ksize`` equal bins spanning ``[-sigma, +sigma]`` standard deviations,
-    i.e. ``diff(Φ(linspace(-sigma, sigma, ksize + 1)))`` normalised. ``sigma`` is then the cut-off
-    in standard deviations, not a width in pixels: ``(5, 3)`` → [.035 .239 .453 .239 .035].
-
-    ``kernel="sampled"``: ``exp(-x²/2σ²)`` sampled at ``x = -(k-1)/2 … (k-1)/2`` px (OpenCV's
-    ``getGaussianKernel``), σ in pixels.
-    """
+    """:func:`trainer.roughness.gaussian_kernel1d`'s weights (the authors' ``gkern`` by default, or a
+    sampled Gaussian; see there) as a tensor."""
     return torch.tensor(_kernel_weights(ksize, sigma, kernel), device=device, dtype=dtype)
 
 

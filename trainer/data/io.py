@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,19 +47,25 @@ class MaskExistsError(InputError, FileExistsError):
     """:func:`write_mask_png` refused to replace an existing file (pass ``overwrite=True``)."""
 
 
-def _open_decoded(path: Path) -> Image.Image:
-    """Open ``path`` read-only and decode every pixel, so truncation is detected now."""
+@contextmanager
+def _decoding(path: Path):
+    """Turn what opening or decoding ``path`` with Pillow raises into one :class:`InputError` naming it."""
     try:
-        with open(path, "rb") as f:
-            img = Image.open(f)
-            img.load()
-        return img
+        yield
     except FileNotFoundError:
         raise InputError("file not found", path) from None
     except UnidentifiedImageError:
         raise InputError("not an image Pillow can read (unknown or corrupt format)", path) from None
     except _DECODE_ERRORS as e:
         raise InputError(f"cannot read image (corrupt or truncated?): {e}", path) from None
+
+
+def _open_decoded(path: Path) -> Image.Image:
+    """Open ``path`` read-only and decode every pixel, so truncation is detected now."""
+    with _decoding(path), open(path, "rb") as f:
+        img = Image.open(f)
+        img.load()
+    return img
 
 
 def _alpha_to_white(rgba: np.ndarray) -> np.ndarray:
@@ -249,25 +256,18 @@ def read_image_draft(path: str | Path, reduce: int) -> tuple[np.ndarray, tuple[i
     path = Path(path)
     if reduce not in (2, 4, 8):
         raise ValueError(f"reduce must be 2, 4 or 8, got {reduce}")
-    try:
-        with open(path, "rb") as f:
-            img = Image.open(f)
-            if img.format != "JPEG":
-                return None
-            full = (img.height, img.width)
-            want = (-(-full[0] // reduce), -(-full[1] // reduce))
-            if min(full) < 2 * reduce:
-                return None
-            img.draft(img.mode, (img.width // reduce, img.height // reduce))  # Pillow floors the ratio
-            img.load()
-            if (img.height, img.width) != want:  # a scale Pillow would not give: decode in full instead
-                return None
-    except FileNotFoundError:
-        raise InputError("file not found", path) from None
-    except UnidentifiedImageError:
-        raise InputError("not an image Pillow can read (unknown or corrupt format)", path) from None
-    except _DECODE_ERRORS as e:
-        raise InputError(f"cannot read image (corrupt or truncated?): {e}", path) from None
+    with _decoding(path), open(path, "rb") as f:
+        img = Image.open(f)
+        if img.format != "JPEG":
+            return None
+        full = (img.height, img.width)
+        want = (-(-full[0] // reduce), -(-full[1] // reduce))
+        if min(full) < 2 * reduce:
+            return None
+        img.draft(img.mode, (img.width // reduce, img.height // reduce))  # Pillow floors the ratio
+        img.load()
+        if (img.height, img.width) != want:  # a scale Pillow would not give: decode in full instead
+            return None
     return _array_to_rgb(_pil_to_array(img, path), path), full
 
 
