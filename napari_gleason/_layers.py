@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -221,11 +222,36 @@ def _same_kind(layer, kind: str, kw: dict) -> bool:
     return isinstance(layer, Labels)
 
 
+#: Roles whose new layer becomes the selected one: the layer the pathologist paints on (its brush
+#: controls must show). Every other layer a worker adds (consensus, disagreement, roughness,
+#: predictions, heat maps) appears without taking the selection from the layer the user is on —
+#: which also spares napari rebuilding its layer-controls panel and restyling its buttons, a
+#: 100-200 ms stall of the GUI thread per layer on a software-rendered display.
+ACTIVATE_ON_INSERT = frozenset({"corrected"})
+
+
+@contextmanager
+def _inserted_unselected(viewer: napari.Viewer):
+    """Layers inserted meanwhile do not become the active layer. napari (0.5–0.9) reads the
+    list's ``_activate_on_insert`` flag; where a napari lacks it, insertion behaves as usual."""
+    layers = viewer.layers
+    before = getattr(layers, "_activate_on_insert", None)
+    if before is None:
+        yield
+        return
+    layers._activate_on_insert = False
+    try:
+        yield
+    finally:
+        layers._activate_on_insert = before
+
+
 def set_layer(viewer: napari.Viewer, role: str, data: Any, *, like=None, **kwargs: Any):
     """Show ``data`` as the layer of ``role``: update that layer in place, or add it.
 
     ``like`` (the image layer) lends its scale and translate. Visibility, opacity and blending of
-    an existing layer stay as the user left them; data, colormap, metadata and geometry follow.
+    an existing layer stay as the user left them; data, colormap, metadata and geometry follow. A
+    new layer keeps the user's layer selection unless its role is in :data:`ACTIVATE_ON_INSERT`.
     """
     if like is not None:
         kwargs.setdefault("scale", tuple(like.scale))
@@ -249,12 +275,14 @@ def set_layer(viewer: napari.Viewer, role: str, data: Any, *, like=None, **kwarg
     new = Layer.create(new_data, kw, kind)
     if role_style(role).get("colorbar"):
         new.colorbar.visible = True  # shown with the layer; the user may hide it, an update keeps that
-    if layer is not None:  # another kind (e.g. single -> multiscale image): replace at its place
-        index = viewer.layers.index(layer)
-        viewer.layers.remove(layer)
-        viewer.layers.insert(index, new)
-    else:
-        viewer.layers.insert(_insert_index(viewer, role), new)
+    quiet = role_prefix(role) not in ACTIVATE_ON_INSERT
+    with _inserted_unselected(viewer) if quiet else nullcontext():
+        if layer is not None:  # another kind (e.g. single -> multiscale image): replace at its place
+            index = viewer.layers.index(layer)
+            viewer.layers.remove(layer)
+            viewer.layers.insert(index, new)
+        else:
+            viewer.layers.insert(_insert_index(viewer, role), new)
     return new
 
 

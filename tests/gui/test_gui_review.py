@@ -136,3 +136,24 @@ def test_another_core_updates_layers_in_place(review, wait_idle):
     assert image.name == "c2" and w.consensus.info.name == "c2"
     assert find_layer(viewer, "consensus:vote").data.shape == vote.data.shape
     assert len(w.consensus.rows) == 3  # 1 pair + 2 experts vs vote, for the new core
+
+
+def test_derived_layers_arrive_without_taking_the_selection(review):
+    """A pathologist on expert 2's layer stays on it while the workers add consensus, disagreement
+    and roughness; a layer to paint on ("corrected") is made the active one, its brush controls shown."""
+    from napari_gleason._layers import set_layer
+
+    viewer, w = review(core_ab())
+    derived = [lyr for lyr in viewer.layers if lyr.metadata["napari_gleason"]["role"].startswith(("consensus", "disagreement"))]
+    assert derived, "the consensus panel added its layers"
+    expert2 = find_layer(viewer, "expert:2")
+    viewer.layers.selection.active = expert2
+    info = {"core": "c1", "scheme": GLEASON_SCHEME, "like": find_layer(viewer, "image")}
+    vote = find_layer(viewer, "consensus:vote")
+    viewer.layers.remove(vote)  # arrives anew, as for the next core
+    added = set_layer(viewer, "consensus:vote", np.asarray(vote.data), in_label_values=True, **info)
+    assert added in viewer.layers and viewer.layers.selection.active is expert2
+    assert viewer.layers.selection == {expert2}
+    corrected = set_layer(viewer, "corrected", np.zeros(expert2.data.shape, np.uint8), **info)
+    assert viewer.layers.selection.active is corrected
+    assert viewer.layers._activate_on_insert  # the flag is restored after each insertion
