@@ -35,6 +35,7 @@ from trainer.review_store import ReviewStore, is_review_store
 from ._core_data import CoreData
 from ._core_sources import core_for_viewer, dataset_root_of_image, load_core_file, open_source
 from ._layers import META_KEY, core_layer_tuples
+from ._warmup import make_way
 
 NOTHING = [(None,)]
 
@@ -86,6 +87,7 @@ def read(path: str | list[str], kind: str | None = None) -> list:
     an exception."""
     path = Path(path[0] if isinstance(path, list) else path)
     kind = kind or _kind(path)
+    make_way()  # an import warm-up still running would compete with this opening for the GIL
     try:
         if kind == "core":
             return core_layer_tuples(load_core_file(path, for_viewer=True))

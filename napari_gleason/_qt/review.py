@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
 
+from .._warmup import prime_unit_registry, warm_imports
 from .._layers import CoreInfo, current_core, find_layer, layer_meta, level0, role_of, role_prefix
 from .confusion import ConfusionPanel
 from .consensus import ConsensusPanel
@@ -39,6 +40,8 @@ _CORE_ROLES = ("image", "expert")
 class ReviewWidget(QWidget):
     def __init__(self, viewer: napari.viewer.Viewer, parent=None):
         super().__init__(parent)
+        warm_imports()  # what the first core's opening imports, while the user picks a file
+        QTimer.singleShot(0, prime_unit_registry)  # and napari's first layer would build, once idle
         self.viewer = viewer
         self.info: CoreInfo | None = None
         self._key = None
