@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +110,55 @@ def ends_in_float32(net: torch.nn.Module, out_channels: int | None = None) -> to
     return net
 
 
+def _conv_bn_pairs(net: torch.nn.Module) -> list[tuple[torch.nn.Module, str, str]]:
+    """(parent, conv name, batch-norm name) of every convolution followed by a plain ``BatchNorm2d``:
+    consecutive children of a ``Sequential``, or ``convN``/``bnN`` siblings (ResNet and HRNet blocks,
+    their stems). Norm layers with an activation inside (timm's ``BatchNormAct2d``) are left alone."""
+    pairs = []
+    for parent in net.modules():
+        children = list(parent.named_children())
+        if isinstance(parent, torch.nn.Sequential):
+            candidates = [(a, b) for (a, _), (b, _) in zip(children, children[1:])]
+        else:
+            names = dict(children)
+            candidates = [(n, "bn" + n[4:]) for n in names if n.startswith("conv") and "bn" + n[4:] in names]
+        named = dict(children)
+        for a, b in candidates:
+            conv, bn = named[a], named[b]
+            if type(conv) is torch.nn.Conv2d and type(bn) is torch.nn.BatchNorm2d and bn.track_running_stats:
+                pairs.append((parent, a, b))
+    return pairs
+
+
+def fold_batchnorm(net: torch.nn.Module, probe_size: int = 64) -> tuple[torch.nn.Module, int]:
+    """``net`` (eval mode) with each batch norm that follows a convolution folded into that
+    convolution's weights (``torch.nn.utils.fusion.fuse_conv_bn_eval``): the same function, one
+    pass over the activations fewer per layer (batch norm was 16 % of HRNet18's CPU time). The pairs
+    are found by structure, not by tracing, so the result is checked: on a random
+    ``probe_size``² input it must equal the unfolded network to float32 rounding, else ``net`` is
+    returned unchanged. Returns (network, number of batch norms folded)."""
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    pairs = _conv_bn_pairs(net)
+    if not pairs or net.training:
+        return net, 0
+    folded = copy.deepcopy(net)
+    for parent, a, b in _conv_bn_pairs(folded):
+        setattr(parent, a, fuse_conv_bn_eval(getattr(parent, a), getattr(parent, b)))
+        setattr(parent, b, torch.nn.Identity())
+    try:
+        param = next(net.parameters())
+        x = torch.randn(1, 3, probe_size, probe_size, generator=torch.Generator().manual_seed(0)).to(param.device)
+        with torch.inference_mode():
+            want, got = net(x), folded(x)
+        same = torch.allclose(got, want, rtol=1e-3, atol=1e-3 * float(want.abs().max()) + 1e-5)
+    except (RuntimeError, ValueError):  # a network that needs other inputs: keep it as it is
+        same = False
+    return (folded, len(pairs)) if same else (net, 0)
+
+
 def compute_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """Autocast dtype for inference on ``device`` under ``precision`` (``None``: float32)."""
     if precision not in PRECISIONS:
@@ -153,7 +202,8 @@ def loss_config_of(d: dict | None) -> LossConfig:
 
 def ready_for_inference(pred: Predictor) -> Predictor:
     """Put ``pred``'s networks on its device in eval mode; on the CPU in channels_last (oneDNN's fast
-    layout for convolutions) and, when they will run in bfloat16, with their first and last
+    layout for convolutions), with batch norms folded into the convolutions before them
+    (:func:`fold_batchnorm`) and, when they will run in bfloat16, with their first and last
     convolutions kept in float32 (:func:`ends_in_float32`)."""
     dev = pred.device
     layout = torch.channels_last if dev.type == "cpu" else torch.preserve_format
@@ -163,6 +213,8 @@ def ready_for_inference(pred: Predictor) -> Predictor:
         if net is None:
             return None
         net = net.to(dev, memory_format=layout).eval()
+        if dev.type == "cpu":
+            net, _ = fold_batchnorm(net)
         return ends_in_float32(net, out_channels) if bf16_cpu else net
 
     pred.model = place(pred.model, pred.scheme.num_classes)
@@ -192,7 +244,6 @@ def image_to_tensor(image: np.ndarray, device: torch.device, size: int | None) -
     return normalise_tensor(x)
 
 
-@torch.inference_mode()
 def predict_core(pred: Predictor, image: np.ndarray, size: int | None = None,
                  experts: tuple[str, ...] | None = None, labels: dict[str, np.ndarray] | None = None,
                  tissue: np.ndarray | None = None) -> Prediction:
@@ -204,33 +255,56 @@ def predict_core(pred: Predictor, image: np.ndarray, size: int | None = None,
     map of such an expert is the chance its label is wrong *given the label*. ``tissue``: bool H×W;
     the per-core confusion matrices average over it (default: the whole image).
     """
+    for p in predict_core_stages(pred, image, size, experts, labels, tissue):
+        pass
+    return p
+
+
+def predict_core_stages(pred: Predictor, image: np.ndarray, size: int | None = None,
+                        experts: tuple[str, ...] | None = None, labels: dict[str, np.ndarray] | None = None,
+                        tissue: np.ndarray | None = None):
+    """:func:`predict_core` in two steps, for a viewer that shows the segmentation as soon as it exists:
+    yields the :class:`Prediction` without per-expert maps (class map, probabilities, roughness),
+    then — only if the checkpoint has an annotator model (weighting CNN or confusion model) — the
+    same object completed with them. The authors' stride-4 weighting CNN costs more than HRNet18
+    (2.3 s against 0.7 s at 1024² here), so the first step is most of what a pathologist waits for.
+    """
     t0 = time.perf_counter()
     h, w = image.shape[:2]
     size = size or pred.size
-    x = pred.prepare(image_to_tensor(image, pred.device, size))
-    with pred.autocast():
-        logits_small = pred.model(x).float()
-    logits = F.interpolate(logits_small, size=(h, w), mode="bilinear", align_corners=False)
-    probs = torch.softmax(logits, dim=1)[0]
-    classes = probs.argmax(0).to(torch.uint8)
-    rough = roughness_map(x, **pred.heatmap)
-    rough = F.interpolate(rough[:, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-    weights = None
-    if pred.weighting is not None:
-        present = torch.ones(1, len(pred.experts), dtype=torch.bool, device=pred.device)
-        if experts is not None:
-            present[0] = torch.tensor([e in experts for e in pred.experts], device=pred.device)
-        if present.any():
-            with pred.autocast():
-                wmap = pred.weighting(x, present=present, size=(h, w)).float()[0]
-            weights = {e: wmap[i].cpu().numpy() for i, e in enumerate(pred.experts) if present[0, i]}
-    errors = confusion = None
-    if pred.confusion is not None:
-        errors, confusion = _confusion_outputs(pred, x, logits_small, (h, w), experts, labels, tissue)
-    if pred.device.type == "cuda":
-        torch.cuda.synchronize()
-    return Prediction(classes.cpu().numpy(), probs.cpu().numpy(), weights, rough.cpu().numpy(),
-                      time.perf_counter() - t0, str(pred.device), errors, confusion)
+    with torch.inference_mode():
+        x = pred.prepare(image_to_tensor(image, pred.device, size))
+        with pred.autocast():
+            logits_small = pred.model(x).float()
+        logits = F.interpolate(logits_small, size=(h, w), mode="bilinear", align_corners=False)
+        probs = torch.softmax(logits, dim=1)[0]
+        classes = probs.argmax(0).to(torch.uint8)
+        rough = roughness_map(x, **pred.heatmap)
+        rough = F.interpolate(rough[:, None], size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+        if pred.device.type == "cuda":
+            torch.cuda.synchronize()
+        out = Prediction(classes.cpu().numpy(), probs.cpu().numpy(), None, rough.cpu().numpy(),
+                         time.perf_counter() - t0, str(pred.device))
+        del logits, probs, classes, rough
+    yield out
+    if pred.weighting is None and pred.confusion is None:
+        return
+    weights = errors = confusion = None
+    with torch.inference_mode():
+        if pred.weighting is not None:
+            present = torch.ones(1, len(pred.experts), dtype=torch.bool, device=pred.device)
+            if experts is not None:
+                present[0] = torch.tensor([e in experts for e in pred.experts], device=pred.device)
+            if present.any():
+                with pred.autocast():
+                    wmap = pred.weighting(x, present=present, size=(h, w)).float()[0]
+                weights = {e: wmap[i].cpu().numpy() for i, e in enumerate(pred.experts) if present[0, i]}
+        if pred.confusion is not None:
+            errors, confusion = _confusion_outputs(pred, x, logits_small, (h, w), experts, labels, tissue)
+        if pred.device.type == "cuda":
+            torch.cuda.synchronize()
+    # a new object: the first one may already be on its way to a viewer
+    yield replace(out, weights=weights, errors=errors, confusion=confusion, seconds=time.perf_counter() - t0)
 
 
 def _confusion_outputs(pred: Predictor, x: torch.Tensor, logits: torch.Tensor, size: tuple[int, int],
