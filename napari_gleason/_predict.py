@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.data.classes import ClassScheme, LabelCoding
-from trainer.prediction import ArraySink, StoreSink, Tiled, WholeCore, annotator_kind, learned_consensus, predict
+from trainer.prediction import ArraySink, StoreSink, Tiled, WholeCore, annotator_kind, learned_consensus, predict_stages
 
 from ._cpu_sharing import gc_frozen
 from ._llvm_guard import guard_triton
@@ -85,11 +85,12 @@ def prediction_job(predictor, checkpoint, device: str, image, core: str, scheme:
                    expert_labels: dict[str, Any], mode=WholeCore(), store: str | None = None, cache_core=None,
                    precision: str = "auto"):
     """Worker generator: ``("loaded", predictor)`` when it had to load one, then ``("prediction",
-    PredictOutput)``, then ``("learned", label values or None)``.
+    PredictOutput)`` — twice in the paper setting with an annotator model: the segmentation first
+    (``complete`` false), then with the per-expert maps —, then ``("learned", label values or None)``.
 
     ``expert_labels`` maps expert -> label data in *label values* (the expert layers' level 0,
-    read-only, so the worker may read them); the prediction is yielded before the learned
-    consensus is computed, so its layers appear as early as possible. ``store`` (tiled mode): the
+    read-only, so the worker may read them); each output is yielded as soon as it exists, so its
+    layers appear as early as possible. ``store`` (tiled mode): the
     review store to stream through; ``cache_core`` (a :class:`CoreData` from files) is first cached
     there if it is not yet (:func:`ensure_cached`); if that fails the prediction runs in memory and
     says why in its notes.
@@ -108,10 +109,10 @@ def prediction_job(predictor, checkpoint, device: str, image, core: str, scheme:
             store = store if usable else None
         sink = StoreSink(store) if isinstance(mode, Tiled) and store else ArraySink()
         labels = expert_labels if (isinstance(sink, StoreSink) or annotator_kind(predictor) == "error") else None
-        out = predict(predictor, image, mode, sink, core=core, experts=list(expert_labels), labels=labels,
-                      coding=coding, scheme=scheme)
-        out.notes[:0] = notes
-    yield "prediction", out
+        for out in predict_stages(predictor, image, mode, sink, core=core, experts=list(expert_labels),
+                                  labels=labels, coding=coding, scheme=scheme):
+            out.notes[:0] = notes
+            yield "prediction", out
     if out.store is not None:
         yield "learned", out.learned
         return

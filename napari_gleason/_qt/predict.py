@@ -1,9 +1,10 @@
 """The predict widget: choose a checkpoint, click once, see the model beside the experts.
 
-One click adds (or updates in place) ``prediction`` (labels, paper colours), ``probability:<class>``,
-``weight:<expert>`` for the experts of this core when the checkpoint has a weighting CNN, or
-``error:<expert>`` when it has a confusion model, and ``roughness``, all registered to the image,
-then ``consensus:learned`` (see :mod:`trainer.prediction.learned`). In the paper setting every
+One click adds (or updates in place) ``prediction`` (labels, paper colours), ``probability:<class>``
+and ``roughness`` as soon as the segmentation network has run, then ``weight:<expert>`` for the
+experts of this core when the checkpoint has a weighting CNN, or ``error:<expert>`` when it has a
+confusion model (the authors' stride-4 weighting CNN takes longer than HRNet18 itself), all
+registered to the image, then ``consensus:learned`` (see :mod:`trainer.prediction.learned`). In the paper setting every
 output stays at the model's resolution and is registered to the image with ``scale``/``translate``
 (no full-size copy: the export panel makes one when asked to edit or export). The heat maps carry
 napari's colour bar, a fixed 0-1 range, and are transparent off the tissue. The confusion model's per-expert matrices go to the
@@ -73,8 +74,9 @@ class PredictWidget(QWidget):
         self._worker = None
         self._t_click = 0.0
         self._loaded_now = False
-        self.output = None  # the last PredictOutput
-        self.seconds: float | None = None  # click → layers of the last prediction
+        self.output = None  # the last PredictOutput (``complete`` false while per-expert maps are computed)
+        self.seconds: float | None = None  # click → all layers of the last prediction
+        self.first_seconds: float | None = None  # click → its first layers (the segmentation)
         self.checkpoint = QComboBox()
         self.checkpoint.setEditable(True)
         self.checkpoint.setToolTip("a checkpoint file (.pt) or a run folder (its best.pt)")
@@ -212,6 +214,7 @@ class PredictWidget(QWidget):
         predictor = self.predictor if key == self._key else None
         self._t_click = time.perf_counter()
         self._loaded_now = False
+        self.first_seconds = None
         self.status.setText(f"predicting {info.name} on {device} …" if predictor else
                             f"loading {path.name} and predicting {info.name} …")
         self.note.setText("")
@@ -246,8 +249,9 @@ class PredictWidget(QWidget):
         geo = {"core": info.name, "scheme": info.scheme, "like": now.image}
         if kind == "prediction":
             self._show_prediction(value, geo)
-            session.set_learned_available(self.predictor is not None and self.predictor.weighting is not None)
-            session.set_confusion(value.confusion)
+            if value.complete:
+                session.set_learned_available(self.predictor is not None and self.predictor.weighting is not None)
+                session.set_confusion(value.confusion)
         elif kind == "learned" and value is not None:
             layer = set_layer(self.viewer, "consensus:learned", value, in_label_values=True, **geo)
             layer.visible = session.shows("consensus:learned")
@@ -255,21 +259,34 @@ class PredictWidget(QWidget):
             remove_role(self.viewer, "consensus:learned")
 
     def _show_prediction(self, out, geo) -> None:
+        """Show ``out``'s layers. A first, incomplete output (segmentation, probabilities, roughness)
+        leaves the per-expert layers of a previous prediction alone: the complete one, a moment
+        later, updates them in place and removes those it no longer has."""
         geo = {**geo, **model_grid(out, geo["like"])}
         set_layer(self.viewer, "prediction", out.classes, in_label_values=out.in_label_values, **geo)
         for role, data in out.maps.items():
             set_layer(self.viewer, role, data, **geo)
-        for prefix in ("weight", "error"):  # experts (or the annotator model) of a previous prediction
-            for layer in layers_with_prefix(self.viewer, prefix):
-                if role_of(layer) not in out.maps:
-                    self.viewer.layers.remove(layer)
+        if out.complete:
+            for prefix in ("weight", "error"):  # experts (or the annotator model) of a previous prediction
+                for layer in layers_with_prefix(self.viewer, prefix):
+                    if role_of(layer) not in out.maps:
+                        self.viewer.layers.remove(layer)
         self.output = out
-        self.seconds = time.perf_counter() - self._t_click
+        now = time.perf_counter() - self._t_click
+        if self.first_seconds is None:
+            self.first_seconds = now
         where = "paper setting" if out.mode.name == "paper" else "full resolution, tiled"
         if out.store:
             where += ", written into the review store"
         loaded = ", checkpoint loaded first" if self._loaded_now else ""
-        self.status.setText(f"{out.core}: {self.seconds:.2f} s from click to layers ({out.seconds:.2f} s "
+        if not out.complete:
+            self.status.setText(f"{out.core}: prediction on screen {now:.2f} s after the click ({out.seconds:.2f} s "
+                                f"inference{loaded}) on {out.device} in {out.precision}; computing the per-expert "
+                                "maps …")
+            return
+        self.seconds = now
+        first = f"prediction after {self.first_seconds:.2f} s, " if self.first_seconds < now - 0.005 else ""
+        self.status.setText(f"{out.core}: {first}{now:.2f} s from click to all layers ({out.seconds:.2f} s "
                             f"inference{loaded}) on {out.device} in {out.precision}; {where}, model input "
                             f"{out.input_size}²")
         self.note.setText("\n".join(out.notes))

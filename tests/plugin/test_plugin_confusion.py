@@ -65,8 +65,12 @@ def test_paper_setting_gives_error_maps_given_the_labels_blank_off_the_tissue(pr
 def test_job_passes_the_expert_layers_and_yields_no_learned_consensus(tiny_confusion_run, core):
     experts = {e: CODING.to_labels(m) for e, m in core.masks.items()}  # display values, as the layers hold
     steps = list(prediction_job(None, tiny_confusion_run, "cpu", core.image, CORE, GLEASON_SCHEME, CODING, experts))
-    assert [k for k, _ in steps] == ["loaded", "prediction", "learned"] and steps[2][1] is None
-    out = steps[1][1]
+    # the segmentation first (no error maps yet), then the complete output, then no learned consensus
+    assert [k for k, _ in steps] == ["loaded", "prediction", "prediction", "learned"] and steps[3][1] is None
+    first, out = steps[1][1], steps[2][1]
+    assert not first.complete and not first.errors and not any(r.startswith("error:") for r in first.maps)
+    assert out.complete and sorted(out.errors) == ["1", "4"]  # the experts of this core the model knows
+    np.testing.assert_array_equal(first.classes, out.classes)
     given = predict(steps[0][1], core.image, core=CORE, experts=list(experts), labels=dict(core.masks))
     np.testing.assert_allclose(np.asarray(out.maps["error:4"]), np.asarray(given.maps["error:4"]))
 

@@ -20,8 +20,15 @@ def test_job_loads_predicts_then_computes_the_learned_consensus(tiny_run, rng):
     image = rng.integers(0, 255, (100, 80, 3), dtype=np.uint8)  # not square, not the model size
     experts = {e: CODING.to_labels(rng.integers(0, 4, (100, 80)).astype(np.uint8)) for e in ("1", "2", "4")}
     steps = list(prediction_job(None, tiny_run, "cpu", image, "c", GLEASON_SCHEME, CODING, experts))
-    assert [k for k, _ in steps] == ["loaded", "prediction", "learned"]
-    out = steps[1][1]
+    assert [k for k, _ in steps] == ["loaded", "prediction", "prediction", "learned"]
+    first, out = steps[1][1], steps[2][1]
+    # the segmentation is yielded before the weighting CNN runs: same class map, no weight maps yet
+    assert not first.complete and out.complete and not first.weights
+    assert sorted(first.maps) == ["probability:G3", "probability:G4", "probability:G5", "probability:benign",
+                                  "roughness"]
+    np.testing.assert_array_equal(first.classes, out.classes)
+    for role in first.maps:
+        np.testing.assert_array_equal(first.maps[role], out.maps[role])
     # the paper setting stays at the model's resolution; scale registers it on the 100×80 core
     assert out.classes.shape == (64, 64) and out.classes.dtype == np.uint8 and out.shape == (100, 80)
     assert out.scale == pytest.approx((100 / 64, 80 / 64))
@@ -29,7 +36,7 @@ def test_job_loads_predicts_then_computes_the_learned_consensus(tiny_run, rng):
                                 "roughness", "weight:1", "weight:4"]
     assert all(np.shape(m) == (64, 64) for m in out.maps.values())
     assert out.input_size == 64 and out.mode == WholeCore() and out.device == "cpu"
-    learned = steps[2][1]
+    learned = steps[3][1]
     assert learned.shape == (100, 80) and set(np.unique(learned)) <= set(CODING.values)
 
 
@@ -55,3 +62,18 @@ def test_experts_the_weighting_cnn_never_saw_get_a_note(predictor):
     out = predict(predictor, np.zeros((64, 64, 3), np.uint8), core="c", experts=["alice", "bob"])
     assert out.weights == {} and not any(k.startswith("weight:") for k in out.maps)
     assert "none of this core's experts (alice, bob)" in out.notes[0]
+
+
+def test_predict_is_the_last_stage_and_a_model_without_annotators_has_one(predictor, tiny_run, rng):
+    from trainer.prediction import predict_stages
+
+    image = rng.integers(0, 255, (90, 90, 3), dtype=np.uint8)
+    stages = list(predict_stages(predictor, image, WholeCore(), core="c", experts=["1", "4"]))
+    whole = predict(predictor, image, WholeCore(), core="c", experts=["1", "4"])
+    assert [s.complete for s in stages] == [False, True]
+    assert sorted(stages[1].weights) == sorted(whole.weights) == ["1", "4"]
+    for e in ("1", "4"):
+        np.testing.assert_array_equal(stages[1].weights[e], whole.weights[e])
+    # no expert of this core known to the weighting CNN: nothing to wait for, one complete output
+    alone = list(predict_stages(predictor, image, WholeCore(), core="c", experts=["9"]))
+    assert [s.complete for s in alone] == [True] and not alone[0].weights

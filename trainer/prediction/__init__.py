@@ -2,7 +2,8 @@
 
 - :mod:`.pipeline`: ``predict(predictor, source, mode, sink, core=, experts=, labels=, coding=, scheme=)``
   with modes :class:`WholeCore` (paper setting) / :class:`Tiled` (full resolution) and sinks
-  :class:`ArraySink` / :class:`StoreSink` / :class:`FileSink` -> :class:`PredictOutput`
+  :class:`ArraySink` / :class:`StoreSink` / :class:`FileSink` -> :class:`PredictOutput`;
+  ``predict_stages`` (same arguments) yields the segmentation first and the per-expert maps after it
 - :mod:`.learned`: the learned-weight consensus (eq. 2 weights voting), ``upsample_nearest``
 - :mod:`.confusion`: per-core confusion matrices of the confusion model and their wording
 """
@@ -21,11 +22,12 @@ from .pipeline import (
     annotator_notes,
     check_compatible,
     predict,
+    predict_stages,
     whole_core_confusion,
 )
 
 __all__ = [
     "PRIOR_NOTE", "ArraySink", "CoreConfusion", "FileSink", "PredictOutput", "StoreSink", "Tiled", "WholeCore",
-    "annotator_kind", "annotator_notes", "check_compatible", "learned_consensus", "predict", "renormalise",
+    "annotator_kind", "annotator_notes", "check_compatible", "learned_consensus", "predict", "predict_stages", "renormalise",
     "source_index", "upsample_nearest", "whole_core_confusion",
 ]

@@ -137,6 +137,8 @@ class PredictOutput:
     store: str | None = None  # where a store sink wrote the outputs
     confusion: CoreConfusion | None = None
     precision: str = "fp32"  # the dtype the networks ran in
+    #: False for the first of :func:`predict_stages`' two outputs: per-expert maps still to come
+    complete: bool = True
 
     def classes_full(self) -> np.ndarray:
         """The class map at the core's shape (a real array: for editing and export)."""
@@ -205,31 +207,49 @@ def predict(predictor, source, mode: WholeCore | Tiled = WholeCore(), sink=Array
     store sink reads them band by band for the learned consensus; the paper setting conditions
     the error maps on them); ``scheme``: the core's classes, checked against the checkpoint's.
     """
+    for out in predict_stages(predictor, source, mode, sink, core=core, experts=experts, labels=labels,
+                              coding=coding, scheme=scheme):
+        pass
+    return out
+
+
+def predict_stages(predictor, source, mode: WholeCore | Tiled = WholeCore(), sink=ArraySink(), *,
+                   core: str = "core", experts=(), labels: dict[str, Any] | None = None,
+                   coding: LabelCoding | None = None, scheme: ClassScheme | None = None):
+    """:func:`predict` for a viewer: in the paper setting with an in-memory sink and a checkpoint
+    that has an annotator model, first the output without per-expert maps (``complete`` false:
+    class map, probabilities, roughness), then the complete one; otherwise the complete output
+    alone. The last output is always what :func:`predict` returns."""
     t0 = time.perf_counter()
     check_compatible(predictor, scheme or predictor.scheme)
     experts = list(experts)
     if isinstance(sink, StoreSink):
         if not isinstance(mode, Tiled):
             raise ValueError("a review store holds full-resolution predictions: use Tiled() with StoreSink")
-        out = _tiled_into_store(predictor, sink, core, experts, labels or {}, coding, mode)
+        outs = iter([_tiled_into_store(predictor, sink, core, experts, labels or {}, coding, mode)])
     elif isinstance(mode, WholeCore):
-        out = _whole_core(predictor, source, core, experts, labels, coding, mode)
+        outs = _whole_core(predictor, source, core, experts, labels, coding, mode)
+        if isinstance(sink, FileSink):  # files are written once, complete
+            outs = iter([list(outs)[-1]])
     else:
-        out = _tiled(predictor, source, core, experts, mode)
-    out.seconds = time.perf_counter() - t0
-    out.precision = _precision(predictor)
-    if isinstance(sink, FileSink):
-        _write_files(predictor, out, sink)
-    return out
+        outs = iter([_tiled(predictor, source, core, experts, mode)])
+    for out in outs:
+        out.seconds = time.perf_counter() - t0
+        out.precision = _precision(predictor)
+        if out.complete and isinstance(sink, FileSink):
+            _write_files(predictor, out, sink)
+        yield out
 
 
 def _as_classes(data, coding: LabelCoding | None) -> np.ndarray:
     return coding.to_classes(np.asarray(data)) if coding is not None else np.asarray(data, np.uint8)
 
 
-def _whole_core(predictor, image, core, experts, labels, coding, mode: WholeCore) -> PredictOutput:
+def _whole_core(predictor, image, core, experts, labels, coding, mode: WholeCore):
+    """Generator: the paper setting's output without per-expert maps (``complete=False``; only when
+    the checkpoint has an annotator model), then the complete output."""
     from trainer.data.augment import resize_image, resize_masks
-    from trainer.inference import predict_core
+    from trainer.inference import predict_core_stages
     from trainer.tissue import blank_outside, tissue_mask
 
     kind, known, notes = annotator_notes(predictor, experts)
@@ -244,19 +264,27 @@ def _whole_core(predictor, image, core, experts, labels, coding, mode: WholeCore
         if names:  # the masks' training resize (nearest), so each label sits where the network saw it
             stack = resize_masks(np.stack([_as_classes(labels[e], coding) for e in names]), size)
             small_labels = dict(zip(names, stack))
-    p = predict_core(predictor, small, experts=tuple(known), labels=small_labels, tissue=tissue)
-    maps: dict[str, Any] = {f"probability:{name}": p.probabilities[i] for i, name in enumerate(predictor.classes)}
-    weights = dict(p.weights or {}) if known else {}
-    errors = dict(p.errors or {}) if known else {}
-    maps.update({f"weight:{e}": blank_outside(m, tissue) for e, m in weights.items()})
-    maps.update({f"error:{e}": blank_outside(m, tissue) for e, m in errors.items()})
-    maps["roughness"] = p.roughness
-    confusion = None
-    if p.confusion:
-        confusion = CoreConfusion.from_prediction(core, predictor.classes, p.confusion, p.probabilities, tissue)
-    return PredictOutput(core, p.classes, maps, weights, notes, errors=errors, device=str(predictor.device),
-                         mode=mode, input_size=size, shape=(h, w), scale=(h / p.classes.shape[0], w / p.classes.shape[1]),
-                         confusion=confusion)
+    stages = predict_core_stages(predictor, small, experts=tuple(known), labels=small_labels, tissue=tissue)
+    first = True
+    for p in stages:
+        maps: dict[str, Any] = {f"probability:{name}": p.probabilities[i] for i, name in enumerate(predictor.classes)}
+        weights = dict(p.weights or {}) if known else {}
+        errors = dict(p.errors or {}) if known else {}
+        maps.update({f"weight:{e}": blank_outside(m, tissue) for e, m in weights.items()})
+        maps.update({f"error:{e}": blank_outside(m, tissue) for e, m in errors.items()})
+        maps["roughness"] = p.roughness
+        confusion = None
+        if p.confusion:
+            confusion = CoreConfusion.from_prediction(core, predictor.classes, p.confusion, p.probabilities, tissue)
+        complete = not (first and kind is not None and known)
+        yield PredictOutput(core, p.classes, maps, weights, list(notes), errors=errors, device=str(predictor.device),
+                            mode=mode, input_size=size, shape=(h, w),
+                            scale=(h / p.classes.shape[0], w / p.classes.shape[1]), confusion=confusion,
+                            complete=complete)
+        if complete:
+            stages.close()
+            return
+        first = False
 
 
 def whole_core_confusion(predictor, source, core: str, known) -> CoreConfusion | None:
