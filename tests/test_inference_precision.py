@@ -124,3 +124,16 @@ def test_folding_leaves_norms_with_an_activation_and_refuses_a_wrong_pairing():
     norm_first = _with_running_statistics(NormFirst())
     net, count = fold_batchnorm(norm_first)
     assert net is norm_first and count == 0
+
+
+def test_class_map_is_the_first_largest_score_like_numpy_argmax():
+    from trainer.inference import class_map
+
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 3, (4, 37, 53), generator=g).float()  # many ties between classes
+    scores[:, 0, 0] = 1.0  # all four equal: class 0
+    want = np.argmax(scores.numpy(), axis=0)
+    for layout in (scores, scores[None].contiguous(memory_format=torch.channels_last)[0]):
+        got = class_map(layout)
+        assert got.dtype == torch.uint8
+        np.testing.assert_array_equal(got.numpy(), want)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .data.augment import MEAN, normalise_tensor
-from .inference import Predictor
+from .inference import Predictor, class_map
 
 Sink = Callable[[int, int, np.ndarray, np.ndarray, np.ndarray | None], None]
 
@@ -148,7 +148,7 @@ def predict_tiled(pred: Predictor, source, tile: int | None = None, overlap: int
             assert bool((band_w > 0).all()), "tiling left pixels uncovered"
             band = acc[:, s0:s1, :w] / band_w
             probs = torch.softmax(band[:c], dim=0)
-            classes = probs.argmax(0).to(torch.uint8).cpu().numpy()
+            classes = class_map(probs).cpu().numpy()
             probs_np = probs.cpu().numpy()
             weights_np = band[c:c + e].cpu().numpy() if e else None
             errors_np = None
