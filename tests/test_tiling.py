@@ -15,7 +15,7 @@ def pointwise_predictor(seed=0) -> Predictor:
     window must reproduce whole-image inference exactly — a test of the blending arithmetic."""
     torch.manual_seed(seed)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), torch.nn.Tanh(), torch.nn.Conv2d(8, 4, 1)).eval()
-    return Predictor(net, None, GLEASON_SCHEME, (), 32, torch.device("cpu"))
+    return Predictor(net, None, GLEASON_SCHEME, (), 32, torch.device("cpu"), precision="fp32")  # exact arithmetic
 
 
 def whole_image(pred: Predictor, image: np.ndarray) -> np.ndarray:
