@@ -197,6 +197,7 @@ def open_scenario(path: str, start: str, derived_too: bool, trace: bool = False)
         derived = time.perf_counter() - t0
     if tracer is not None:
         tracer.stop()
+    floor = napari_floor(viewer) if derived_too else float("nan")
     gaps = np.diff(ticks) if len(ticks) > 1 else np.array([np.nan])
     stalls = []
     if tracer is not None:
@@ -208,9 +209,37 @@ def open_scenario(path: str, start: str, derived_too: bool, trace: bool = False)
            "layers_after": [lyr.name for lyr in viewer.layers], "rss_viewer_mb": rss_before, "rss_first_frame_mb": rss_first,
            "rss_peak_mb": rss_peak_mb(),
            "gui_gap_max_s": float(np.max(gaps)), "gui_gap_p95_s": float(np.percentile(gaps, 95)),
-           "full_resolution_s": full_in, "torch_imported": "torch" in sys.modules, "stalls": stalls}
+           "full_resolution_s": full_in, "torch_imported": "torch" in sys.modules, "stalls": stalls,
+           "napari_floor_s": floor}
     viewer.close()
     return out
+
+
+def napari_floor(viewer) -> float:
+    """napari's own cost, on the GUI thread, of one more labels layer like the derived ones: the vote's
+    pyramid added with ``viewer.add_labels`` (not selected, as the plugin adds its layers) and drawn,
+    nothing else running — the least any layer added after the first frame stalls the GUI here."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_gleason._layers import find_layer
+
+    vote = find_layer(viewer, "consensus:vote")
+    if vote is None:
+        return float("nan")
+    levels = list(vote.data) if vote.multiscale else [vote.data]
+    times = []
+    for i in range(3):
+        QApplication.processEvents()
+        flag = viewer.layers._activate_on_insert
+        t = time.perf_counter()
+        viewer.layers._activate_on_insert = False
+        probe = viewer.add_labels(levels, name=f"floor probe {i}", multiscale=len(levels) > 1, scale=vote.scale,
+                                  translate=vote.translate, opacity=0.5)
+        viewer.layers._activate_on_insert = flag
+        QApplication.processEvents()  # its first paint (a new visual: shaders, texture)
+        times.append(time.perf_counter() - t)
+        viewer.layers.remove(probe)
+    return float(np.median(times))
 
 
 def roughness_numbers(root: Path) -> dict:
@@ -292,6 +321,8 @@ def main() -> None:
           "layer before. 'full res': the full-resolution image was in (a JPEG's first frame is its 1/4-size DCT "
           "draft; the store reads levels as drawn); 'derived': consensus, STAPLE, disagreement, table and roughness "
           "finished in workers; longest stall: the longest gap of a 20 ms timer on the GUI thread meanwhile)")
+    print("napari's own cost of one more labels layer like the derived ones (added unselected and drawn, "
+          "nothing else running; median of 3): " + ", ".join(f"{r['napari_floor_s'] * 1000:.0f} ms" for _, r, _ in rows))
     print("torch imported in the GUI process: " + ", ".join(f"{n}: {'yes' if r['torch_imported'] else 'no'}"
                                                            for n, r, _ in rows))
     print(f"layers after open: {', '.join(rows[0][1]['layers_after'])}")
