@@ -66,6 +66,13 @@ def bench_spinner(viewer, app, seconds: float = 8.0) -> None:
 
     from napari_gleason._qt.responsiveness import GapProbe
 
+    idle = GapProbe()  # the shown window with the widgets docked, nothing running at all
+    process_until(app, lambda: True, 0.5)
+    idle.start()
+    process_until(app, lambda: False, seconds)
+    idle.stop()
+    print(f"- baseline, the shown window idle (nothing running, no progress bar): longest gap {idle.max_gap_ms:.0f} "
+          f"ms, 99th percentile {idle.percentile(99):.0f} ms ({load()})")
     probe = GapProbe()
     bar = progress(total=100, desc="baseline")
     process_until(app, lambda: True, 0.5)
