@@ -123,13 +123,12 @@ def _conv_bn_pairs(net: torch.nn.Module) -> list[tuple[torch.nn.Module, str, str
     their stems). Norm layers with an activation inside (timm's ``BatchNormAct2d``) are left alone."""
     pairs = []
     for parent in net.modules():
-        children = list(parent.named_children())
+        named = dict(parent.named_children())
         if isinstance(parent, torch.nn.Sequential):
-            candidates = [(a, b) for (a, _), (b, _) in zip(children, children[1:])]
+            order = list(named)
+            candidates = list(zip(order, order[1:]))
         else:
-            names = dict(children)
-            candidates = [(n, "bn" + n[4:]) for n in names if n.startswith("conv") and "bn" + n[4:] in names]
-        named = dict(children)
+            candidates = [(n, "bn" + n[4:]) for n in named if n.startswith("conv") and "bn" + n[4:] in named]
         for a, b in candidates:
             conv, bn = named[a], named[b]
             if type(conv) is torch.nn.Conv2d and type(bn) is torch.nn.BatchNorm2d and bn.track_running_stats:
@@ -161,7 +160,7 @@ def fold_batchnorm(net: torch.nn.Module, probe_size: int = 64) -> tuple[torch.nn
         with torch.inference_mode():
             want, got = net(x), folded(x)
         same = torch.allclose(got, want, rtol=1e-3, atol=1e-3 * float(want.abs().max()) + 1e-5)
-    except (RuntimeError, ValueError):  # a network that needs other inputs: keep it as it is
+    except (RuntimeError, ValueError, TypeError, AttributeError):  # other inputs or outputs: keep it as it is
         same = False
     return (folded, len(pairs)) if same else (net, 0)
 
