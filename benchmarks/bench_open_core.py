@@ -217,11 +217,12 @@ def open_scenario(path: str, start: str, derived_too: bool, trace: bool = False)
 
 def napari_floor(viewer) -> float:
     """napari's own cost, on the GUI thread, of one more labels layer like the derived ones: the vote's
-    pyramid added with ``viewer.add_labels`` (not selected, as the plugin adds its layers) and drawn,
-    nothing else running — the least any layer added after the first frame stalls the GUI here."""
+    pyramid added as the plugin adds its layers (unselected) and drawn, nothing else running — the
+    least any layer added after the first frame stalls the GUI here."""
+    from napari.layers import Labels
     from qtpy.QtWidgets import QApplication
 
-    from napari_gleason._layers import find_layer
+    from napari_gleason._layers import _insert_unselected, find_layer
 
     vote = find_layer(viewer, "consensus:vote")
     if vote is None:
@@ -230,12 +231,10 @@ def napari_floor(viewer) -> float:
     times = []
     for i in range(3):
         QApplication.processEvents()
-        flag = viewer.layers._activate_on_insert
         t = time.perf_counter()
-        viewer.layers._activate_on_insert = False
-        probe = viewer.add_labels(levels, name=f"floor probe {i}", multiscale=len(levels) > 1, scale=vote.scale,
-                                  translate=vote.translate, opacity=0.5)
-        viewer.layers._activate_on_insert = flag
+        probe = Labels(levels, name=f"floor probe {i}", multiscale=len(levels) > 1, scale=vote.scale,
+                       translate=vote.translate, opacity=0.5)
+        _insert_unselected(viewer, len(viewer.layers), probe)
         QApplication.processEvents()  # its first paint (a new visual: shaders, texture)
         times.append(time.perf_counter() - t)
         viewer.layers.remove(probe)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -230,20 +229,17 @@ def _same_kind(layer, kind: str, kw: dict) -> bool:
 ACTIVATE_ON_INSERT = frozenset({"corrected"})
 
 
-@contextmanager
-def _inserted_unselected(viewer: napari.Viewer):
-    """Layers inserted meanwhile do not become the active layer. napari (0.5–0.9) reads the
-    list's ``_activate_on_insert`` flag; where a napari lacks it, insertion behaves as usual."""
-    layers = viewer.layers
-    before = getattr(layers, "_activate_on_insert", None)
-    if before is None:
-        yield
-        return
-    layers._activate_on_insert = False
-    try:
-        yield
-    finally:
-        layers._activate_on_insert = before
+def _insert_unselected(viewer: napari.Viewer, index: int, layer) -> None:
+    """Insert ``layer`` at ``index`` and leave the layer selection as it was, without telling anyone
+    that it changed meanwhile: napari makes every inserted layer the active one, and each listener
+    of that (the controls panel, the layer buttons' style, the layer list) would redo its work twice.
+    Public API only (a plugin's viewer is a proxy that refuses private attributes from napari 0.10)."""
+    selection = viewer.layers.selection
+    before = set(selection)
+    with selection.events.blocker_all():
+        viewer.layers.insert(index, layer)
+        selection.clear()
+        selection.update(before)  # one layer: active and current again, as before
 
 
 def set_layer(viewer: napari.Viewer, role: str, data: Any, *, like=None, **kwargs: Any):
@@ -275,14 +271,15 @@ def set_layer(viewer: napari.Viewer, role: str, data: Any, *, like=None, **kwarg
     new = Layer.create(new_data, kw, kind)
     if role_style(role).get("colorbar"):
         new.colorbar.visible = True  # shown with the layer; the user may hide it, an update keeps that
-    quiet = role_prefix(role) not in ACTIVATE_ON_INSERT
-    with _inserted_unselected(viewer) if quiet else nullcontext():
-        if layer is not None:  # another kind (e.g. single -> multiscale image): replace at its place
-            index = viewer.layers.index(layer)
-            viewer.layers.remove(layer)
-            viewer.layers.insert(index, new)
-        else:
-            viewer.layers.insert(_insert_index(viewer, role), new)
+    if layer is not None:  # another kind (e.g. single -> multiscale image): replace at its place
+        index = viewer.layers.index(layer)
+        viewer.layers.remove(layer)
+    else:
+        index = _insert_index(viewer, role)
+    if role_prefix(role) in ACTIVATE_ON_INSERT:
+        viewer.layers.insert(index, new)
+    else:
+        _insert_unselected(viewer, index, new)
     return new
 
 

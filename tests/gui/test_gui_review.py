@@ -154,6 +154,8 @@ def test_derived_layers_arrive_without_taking_the_selection(review):
     added = set_layer(viewer, "consensus:vote", np.asarray(vote.data), in_label_values=True, **info)
     assert added in viewer.layers and viewer.layers.selection.active is expert2
     assert viewer.layers.selection == {expert2}
+    # the layer list and the controls panel heard of no selection change either
+    assert viewer.window._qt_viewer.controls.currentWidget() is viewer.window._qt_viewer.controls.widgets[expert2]
     corrected = set_layer(viewer, "corrected", np.zeros(expert2.data.shape, np.uint8), **info)
     assert viewer.layers.selection.active is corrected
-    assert viewer.layers._activate_on_insert  # the flag is restored after each insertion
+    assert viewer.window._qt_viewer.controls.currentWidget() is viewer.window._qt_viewer.controls.widgets[corrected]
