@@ -26,7 +26,8 @@ from __future__ import annotations
 import importlib
 import threading
 
-#: In the order the first open needs them (each pulls in its own dependencies).
+#: In the order the first open needs them (each pulls in its own dependencies). The widget adds
+#: napari's drawing side (vispy visuals), which this GUI-free module does not name.
 MODULES = (
     "pandas",  # napari's first labels layer (layer features)
     "dask.array",  # the review store's image pyramid
@@ -40,8 +41,6 @@ MODULES = (
     "skimage.filters",
     "skimage.morphology",
     "napari.layers.labels",
-    "napari._vispy.layers.labels",
-    "napari._vispy.overlays.labels_polygon",
     "trainer.roughness",  # the roughness map, in a worker right after the first frame
 )
 

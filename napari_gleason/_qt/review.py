@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
 
-from .._warmup import prime_unit_registry, warm_imports
 from .._layers import CoreInfo, current_core, find_layer, layer_meta, level0, role_of, role_prefix
+from .._warmup import MODULES, prime_unit_registry, warm_imports
 from .confusion import ConfusionPanel
 from .consensus import ConsensusPanel
 from .experts import ExpertsPanel
@@ -33,6 +33,9 @@ if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
 
 REFRESH_DELAY_MS = 150
 
+#: napari's drawing side of a labels layer, imported ahead with the data side (:mod:`.._warmup`).
+VIEWER_MODULES = ("napari._vispy.layers.labels", "napari._vispy.overlays.labels_polygon")
+
 #: Roles whose arrival or removal means "another core" (derived layers are ours: ignore them).
 _CORE_ROLES = ("image", "expert")
 
@@ -40,7 +43,7 @@ _CORE_ROLES = ("image", "expert")
 class ReviewWidget(QWidget):
     def __init__(self, viewer: napari.viewer.Viewer, parent=None):
         super().__init__(parent)
-        warm_imports()  # what the first core's opening imports, while the user picks a file
+        warm_imports(MODULES + VIEWER_MODULES)  # what the first opening imports, while the user picks a file
         QTimer.singleShot(0, prime_unit_registry)  # and napari's first layer would build, once idle
         self.viewer = viewer
         self.info: CoreInfo | None = None
