@@ -4,8 +4,8 @@ Opening a 5120² core in a napari that has drawn nothing yet spends most of its 
 importing: ~770 modules come in during that first ``viewer.open`` — the review store's zarr and
 dask.array, the readers' JPEG/TIFF plugins, SciPy and scikit-image for the derived layers, and
 napari's own lazily imported parts (its first labels layer imports pandas, for layer features).
-None of that depends on the core. When a napari-gleason widget is created, :func:`warm_imports`
-imports these modules in a daemon thread, while the pathologist is still choosing a file.
+None of that depends on the core. When the review widget is created, :func:`warm_imports` imports
+these modules in a daemon thread, while the pathologist is still choosing a file.
 
 Import is thread-safe in CPython: a module the GUI thread asks for while the warm-up imports it
 waits on that module's import lock and gets the finished module; nothing is imported twice, and

@@ -271,9 +271,9 @@ def predict_core_stages(pred: Predictor, image: np.ndarray, size: int | None = N
                         tissue: np.ndarray | None = None):
     """:func:`predict_core` in two steps, for a viewer that shows the segmentation as soon as it exists:
     yields the :class:`Prediction` without per-expert maps (class map, probabilities, roughness),
-    then — only if the checkpoint has an annotator model (weighting CNN or confusion model) — the
-    same object completed with them. The authors' stride-4 weighting CNN costs more than HRNet18
-    (2.3 s against 0.7 s at 1024² here), so the first step is most of what a pathologist waits for.
+    then — only if the checkpoint has an annotator model (weighting CNN or confusion model) — a new
+    :class:`Prediction` with them as well. The authors' stride-4 weighting CNN costs about 4× HRNet18
+    at 1024² on a CPU (docs/PERFORMANCE.md, P5), so the first step ends most of a pathologist's wait.
     """
     t0 = time.perf_counter()
     h, w = image.shape[:2]

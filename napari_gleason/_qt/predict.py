@@ -4,11 +4,12 @@ One click adds (or updates in place) ``prediction`` (labels, paper colours), ``p
 and ``roughness`` as soon as the segmentation network has run, then ``weight:<expert>`` for the
 experts of this core when the checkpoint has a weighting CNN, or ``error:<expert>`` when it has a
 confusion model (the authors' stride-4 weighting CNN takes longer than HRNet18 itself), all
-registered to the image, then ``consensus:learned`` (see :mod:`trainer.prediction.learned`). In the paper setting every
-output stays at the model's resolution and is registered to the image with ``scale``/``translate``
-(no full-size copy: the export panel makes one when asked to edit or export). The heat maps carry
-napari's colour bar, a fixed 0-1 range, and are transparent off the tissue. The confusion model's per-expert matrices go to the
-viewer's session (:mod:`.._session`), where the review widget shows them. The checkpoint is loaded
+registered to the image, then ``consensus:learned`` (see :mod:`trainer.prediction.learned`). In
+the paper setting every output stays at the model's resolution and is registered to the image with
+``scale``/``translate`` (no full-size copy: the export panel makes one when asked to edit or
+export). The heat maps carry napari's colour bar, a fixed 0-1 range, and are transparent off the
+tissue. The confusion model's per-expert matrices go to the viewer's session (:mod:`.._session`),
+where the review widget shows them. The checkpoint is loaded
 once per (file, device, precision) and kept; loading and predicting run in a worker
 (:func:`napari_gleason._predict.prediction_job`), layers change only in the slots.
 """

@@ -28,6 +28,6 @@ from .pipeline import (
 
 __all__ = [
     "PRIOR_NOTE", "ArraySink", "CoreConfusion", "FileSink", "PredictOutput", "StoreSink", "Tiled", "WholeCore",
-    "annotator_kind", "annotator_notes", "check_compatible", "learned_consensus", "predict", "predict_stages", "renormalise",
-    "source_index", "upsample_nearest", "whole_core_confusion",
+    "annotator_kind", "annotator_notes", "check_compatible", "learned_consensus", "predict", "predict_stages",
+    "renormalise", "source_index", "upsample_nearest", "whole_core_confusion",
 ]

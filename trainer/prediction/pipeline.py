@@ -265,8 +265,8 @@ def _whole_core(predictor, image, core, experts, labels, coding, mode: WholeCore
             stack = resize_masks(np.stack([_as_classes(labels[e], coding) for e in names]), size)
             small_labels = dict(zip(names, stack))
     stages = predict_core_stages(predictor, small, experts=tuple(known), labels=small_labels, tissue=tissue)
-    first = True
-    for p in stages:
+    maps_to_come = kind is not None and bool(known)  # else the first stage is all there is to show
+    for i, p in enumerate(stages):
         maps: dict[str, Any] = {f"probability:{name}": p.probabilities[i] for i, name in enumerate(predictor.classes)}
         weights = dict(p.weights or {}) if known else {}
         errors = dict(p.errors or {}) if known else {}
@@ -276,7 +276,7 @@ def _whole_core(predictor, image, core, experts, labels, coding, mode: WholeCore
         confusion = None
         if p.confusion:
             confusion = CoreConfusion.from_prediction(core, predictor.classes, p.confusion, p.probabilities, tissue)
-        complete = not (first and kind is not None and known)
+        complete = i > 0 or not maps_to_come
         yield PredictOutput(core, p.classes, maps, weights, list(notes), errors=errors, device=str(predictor.device),
                             mode=mode, input_size=size, shape=(h, w),
                             scale=(h / p.classes.shape[0], w / p.classes.shape[1]), confusion=confusion,
@@ -284,7 +284,6 @@ def _whole_core(predictor, image, core, experts, labels, coding, mode: WholeCore
         if complete:
             stages.close()
             return
-        first = False
 
 
 def whole_core_confusion(predictor, source, core: str, known) -> CoreConfusion | None:
