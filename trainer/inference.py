@@ -192,6 +192,8 @@ class Prediction:
     #: expert → float64 C×C mean confusion on the core: row = true class (the model's estimate),
     #: column = the label the expert writes; rows sum to 1, NaN for a class with no probability mass
     confusion: dict[str, np.ndarray] | None = None
+    #: expert → float32 H×W: the image-only error map (before seeing the label), always
+    errors_prior: dict[str, np.ndarray] | None = None
 
 
 def loss_config_of(d: dict | None) -> LossConfig:
@@ -295,7 +297,7 @@ def predict_core_stages(pred: Predictor, image: np.ndarray, size: int | None = N
     yield out
     if pred.weighting is None and pred.confusion is None:
         return
-    weights = errors = confusion = None
+    weights = errors = confusion = prior = None
     with torch.inference_mode():
         if pred.weighting is not None:
             present = torch.ones(1, len(pred.experts), dtype=torch.bool, device=pred.device)
@@ -306,11 +308,12 @@ def predict_core_stages(pred: Predictor, image: np.ndarray, size: int | None = N
                     wmap = pred.weighting(x, present=present, size=(h, w)).float()[0]
                 weights = {e: wmap[i].cpu().numpy() for i, e in enumerate(pred.experts) if present[0, i]}
         if pred.confusion is not None:
-            errors, confusion = _confusion_outputs(pred, x, logits_small, (h, w), experts, labels, tissue)
+            errors, prior, confusion = _confusion_outputs(pred, x, logits_small, (h, w), experts, labels, tissue)
         if pred.device.type == "cuda":
             torch.cuda.synchronize()
     # a new object: the first one may already be on its way to a viewer
-    yield replace(out, weights=weights, errors=errors, confusion=confusion, seconds=time.perf_counter() - t0)
+    yield replace(out, weights=weights, errors=errors, confusion=confusion, errors_prior=prior,
+                  seconds=time.perf_counter() - t0)
 
 
 def _confusion_outputs(pred: Predictor, x: torch.Tensor, logits: torch.Tensor, size: tuple[int, int],
@@ -324,7 +327,7 @@ def _confusion_outputs(pred: Predictor, x: torch.Tensor, logits: torch.Tensor, s
     h, w = size
     names = [e for e in pred.experts if experts is None or e in experts]
     if not names:
-        return None, None
+        return None, None, None
     idx = [pred.experts.index(e) for e in names]
     p = torch.softmax(logits, dim=1)[0]  # C×S×S at the model size
     with pred.autocast():
@@ -340,15 +343,16 @@ def _confusion_outputs(pred: Predictor, x: torch.Tensor, logits: torch.Tensor, s
     def up(m: torch.Tensor) -> torch.Tensor:  # K×S×S → K×H×W
         return F.interpolate(m[None], size=(h, w), mode="bilinear", align_corners=False)[0]
 
-    errors = {}
+    errors, priors = {}, {}
     for k, e in enumerate(names):
         label = None if labels is None else labels.get(e)
         err = up(prior[k][None])[0]
+        priors[e] = err.clamp(0, 1).cpu().numpy().astype(np.float32)
         if label is not None:
             maps = up(wrong_if_labelled(p, a[k]))  # C×H×W, one expert at a time
             lab = torch.from_numpy(np.asarray(label).astype(np.int64)).to(p.device)
             known = (lab >= 0) & (lab < maps.shape[0])
             err = torch.where(known, torch.gather(maps, 0, torch.where(known, lab, 0)[None])[0], err)
             del maps
-        errors[e] = err.clamp(0, 1).cpu().numpy().astype(np.float32)
-    return errors, {e: summary[k] for k, e in enumerate(names)}
+        errors[e] = err.clamp(0, 1).cpu().numpy().astype(np.float32) if label is not None else priors[e]
+    return errors, priors, {e: summary[k] for k, e in enumerate(names)}

@@ -124,7 +124,9 @@ class PredictOutput:
     maps: dict[str, Any]  # role (probability:<class>, weight:<e>, error:<e>, roughness) -> map
     weights: dict[str, np.ndarray]  # expert -> weight map (the output's resolution), for the learned consensus
     notes: list[str] = field(default_factory=list)
-    errors: dict[str, np.ndarray] = field(default_factory=dict)  # expert -> error map, not blanked
+    #: expert -> error map, not blanked: given the expert's label where ``labels`` were passed (the
+    #: paper setting), else the image-only map (the same as ``errors_prior``)
+    errors: dict[str, np.ndarray] = field(default_factory=dict)
     seconds: float = 0.0  # inference in this call, model load excluded
     device: str = "cpu"
     mode: WholeCore | Tiled = field(default_factory=WholeCore)
@@ -139,6 +141,8 @@ class PredictOutput:
     precision: str = "fp32"  # the dtype the networks ran in
     #: False for the first of :func:`predict_stages`' two outputs: per-expert maps still to come
     complete: bool = True
+    #: expert -> the image-only error map (before seeing the label: ``1 − Σ_j A[j, j]·p_j``), not blanked
+    errors_prior: dict[str, np.ndarray] = field(default_factory=dict)
 
     def classes_full(self) -> np.ndarray:
         """The class map at the core's shape (a real array: for editing and export)."""
@@ -270,6 +274,7 @@ def _whole_core(predictor, image, core, experts, labels, coding, mode: WholeCore
         maps: dict[str, Any] = {f"probability:{name}": p.probabilities[i] for i, name in enumerate(predictor.classes)}
         weights = dict(p.weights or {}) if known else {}
         errors = dict(p.errors or {}) if known else {}
+        errors_prior = dict(p.errors_prior or {}) if known else {}
         maps.update({f"weight:{e}": blank_outside(m, tissue) for e, m in weights.items()})
         maps.update({f"error:{e}": blank_outside(m, tissue) for e, m in errors.items()})
         maps["roughness"] = p.roughness
@@ -280,7 +285,7 @@ def _whole_core(predictor, image, core, experts, labels, coding, mode: WholeCore
         yield PredictOutput(core, p.classes, maps, weights, list(notes), errors=errors, device=str(predictor.device),
                             mode=mode, input_size=size, shape=(h, w),
                             scale=(h / p.classes.shape[0], w / p.classes.shape[1]), confusion=confusion,
-                            complete=complete)
+                            complete=complete, errors_prior=errors_prior)
         if complete:
             stages.close()
             return
@@ -332,7 +337,7 @@ def _tiled(predictor, image, core, experts, mode: Tiled) -> PredictOutput:
     maps["roughness"] = roughness_map_numpy(np.asarray(image), **predictor.heatmap)
     return PredictOutput(core, res.classes, maps, weights, notes, errors=errors, device=str(predictor.device), mode=mode,
                          input_size=int(predictor.size), shape=tuple(res.classes.shape),
-                         confusion=whole_core_confusion(predictor, image, core, known))
+                         confusion=whole_core_confusion(predictor, image, core, known), errors_prior=dict(errors))
 
 
 def _tiled_into_store(predictor, sink: StoreSink, core, experts, labels, coding, mode: Tiled) -> PredictOutput:
