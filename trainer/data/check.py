@@ -1,8 +1,10 @@
 """Checking a whole dataset before training: every core, every mask, all problems at once.
 
 :func:`check_dataset` opens every core's image and every expert's mask and returns a
-:class:`CheckReport`: the problems (file, problem) and the classes each core's masks hold (which
-:func:`~trainer.data.splits.default_split` uses to stratify). Masks are always decoded (their
+:class:`CheckReport`: the problems (file, problem), the classes each core's masks hold (which
+:func:`~trainer.data.splits.default_split` uses to stratify) and notes on usable files that hold
+something a layout does not expect (a BU-BIL mask with values besides 0 and 255:
+:func:`trainer.data.bubil.stray_values_note`). Masks are always decoded (their
 values and size matter); images are checked by their header only (size, pixel mode, readable
 format) unless ``full=True`` decodes them too, which also finds truncated files.
 
@@ -59,6 +61,8 @@ class CheckReport:
     files: int = 0
     problems: list[Problem] = field(default_factory=list)
     classes: dict[str, frozenset[int]] = field(default_factory=dict)
+    #: usable files worth a word (e.g. stray mask values and how they are read); not problems
+    notes: list[Problem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -89,10 +93,12 @@ class CheckReport:
         return "\n".join(lines)
 
     def summary(self) -> str:
-        """One line: what was checked and how many problems were found."""
+        """One line: what was checked and how many problems were found; then one ``note:`` line per note."""
         how = "images decoded" if self.full else "image headers"
         found = f"{len(self.problems)} problem{'s' * (len(self.problems) != 1)}" if self.problems else "no problems"
-        return f"{self.root}: {self.cores} cores, {self.files} files checked ({how}): {found}"
+        lines = [f"{self.root}: {self.cores} cores, {self.files} files checked ({how}): {found}"]
+        lines += [f"note: {self.shown_path(n.path)}: {n.problem}" for n in self.notes]
+        return "\n".join(lines)
 
 
 class DataProblemsError(InputError):
@@ -117,7 +123,7 @@ def _reason(exc: InputError) -> str:
 
 
 #: Bump when what an entry holds changes: older cache files are then ignored (and rebuilt).
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: mask entries hold their raw values too
 #: A file modified less than this many seconds ago is checked but not cached.
 RACY_SECONDS = 2
 #: Cache files (one per dataset folder) kept in the cache folder; the least recently written go first.
@@ -230,9 +236,31 @@ def mask_classes(path: Path, scheme, shape: tuple[int, int] | None = None) -> se
     return set(values_to_classes(read_mask_value_set(path, shape), scheme, path).tolist())
 
 
-def check_core(record: CoreRecord, scheme, full: bool = False,
-               cache: CheckCache | None = None) -> tuple[list[Problem], frozenset[int], int]:
-    """Problems of one core, the classes its readable masks hold, and the number of files checked."""
+def _mask_entry(path: Path, scheme, shape: tuple[int, int] | None) -> dict:
+    """A mask's cache entry: the classes it holds and its distinct raw values."""
+    values = read_mask_value_set(path, shape)
+    classes = values_to_classes(values, scheme, path)
+    return {"classes": sorted({int(c) for c in classes.tolist()}), "values": [int(v) for v in values.tolist()]}
+
+
+def _value_notes(layout: str | None) -> Callable[[list[int]], str | None] | None:
+    """The layout's rule for a note on a usable mask's raw values, if it has one."""
+    if layout == "bubil":
+        from trainer.data.bubil import stray_values_note
+
+        return stray_values_note
+    return None
+
+
+def check_core(record: CoreRecord, scheme, full: bool = False, cache: CheckCache | None = None,
+               notes: list[Problem] | None = None,
+               value_note: Callable[[list[int]], str | None] | None = None,
+               ) -> tuple[list[Problem], frozenset[int], int]:
+    """Problems of one core, the classes its readable masks hold, and the number of files checked.
+
+    ``value_note(raw values)`` (a layout's rule) may return a note for a usable mask; it is
+    appended to ``notes``.
+    """
     problems: list[Problem] = []
 
     def image() -> dict:
@@ -247,11 +275,14 @@ def check_core(record: CoreRecord, scheme, full: bool = False,
     for path in record.masks.values():
         # the mask's result depends on the image's size too: it is part of the key
         entry = _cached(cache, "mask", Path(path), None if shape is None else list(shape),
-                        lambda p=path: {"classes": sorted(int(c) for c in mask_classes(p, scheme, shape))})
+                        lambda p=path: _mask_entry(p, scheme, shape))
         if "problem" in entry:
             problems.append(Problem(path, str(entry["problem"]), record.name))
         else:
             found |= {int(c) for c in entry.get("classes", ())}
+            note = value_note(entry.get("values", [])) if value_note is not None else None
+            if note and notes is not None:
+                notes.append(Problem(path, note, record.name))
     found.discard(IGNORE_INDEX)
     return problems, frozenset(found), 1 + len(record.masks)
 
@@ -279,15 +310,19 @@ def check_dataset(
         folder = default_cache_folder() if cache is True else Path(cache)
         store = CheckCache(folder, ds.root, ds.scheme, full).load()
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures = {pool.submit(check_core, r, ds.scheme, full, store): i for i, r in enumerate(records)}
+        value_note = _value_notes(getattr(ds, "layout", None))
+        core_notes: list[list[Problem]] = [[] for _ in records]
+        futures = {pool.submit(check_core, r, ds.scheme, full, store, core_notes[i], value_note): i
+                   for i, r in enumerate(records)}
         done = 0
         for fut in as_completed(futures):
             results[futures[fut]] = fut.result()
             done += 1
             if progress is not None:
                 progress(done, len(records))
-    for record, (problems, classes, files) in zip(records, results):
+    for record, (problems, classes, files), found_notes in zip(records, results, core_notes):
         report.problems += problems
+        report.notes += found_notes
         report.classes[record.name] = classes
         report.files += files
     report.cores = len(records)
