@@ -231,12 +231,18 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 def cmd_predict(a: argparse.Namespace) -> int:
     from .data.io import MaskExistsError, read_image
-    from .inference import load_predictor
-    from .prediction import FileSink, Tiled, WholeCore, predict
+    from .prediction import FileSink, predict
     from .safe_paths import check_not_expert_file
 
+    if a.data:
+        return _predict_dataset(a)
+    given = [f for f, v in (("--split", a.split), ("--split-file", a.split_file), ("--json", a.json)) if v]
+    if given:
+        raise InputError(f"{', '.join(given)} go{'es' * (len(given) == 1)} with --data, not --image")
+    if not a.out:
+        raise InputError("--image needs --out: the folder the predictions are written to")
+    predictor = _predictor(a)
     out = Path(a.out)
-    predictor = load_predictor(a.checkpoint, a.device, precision="fp32" if a.fp32 else "auto")
     # each mask in its dataset's convention (Gleason 2019: <core>_classimg_nonconvex.png; generic: <name>.png)
     sinks = [FileSink.for_image(out, p, predictor.scheme, overwrite=a.overwrite) for p in a.image]
     for image, sink in zip(a.image, sinks):  # fail before the expensive part, not after
@@ -245,32 +251,88 @@ def cmd_predict(a: argparse.Namespace) -> int:
             raise InputError("the prediction would replace its own image; choose another --out", sink.mask_path)
         if not a.overwrite and sink.mask_path.exists():
             raise MaskExistsError("file exists; refusing to overwrite it (use --overwrite)", sink.mask_path)
-    mode = Tiled(magnification=a.tiled) if a.tiled else WholeCore(size=a.size)
+    mode = _predict_mode(a)
     for image_path, sink in zip(a.image, sinks):
         result = predict(predictor, read_image(image_path), mode, sink, core=sink.stem, experts=predictor.experts)
         print(f"{image_path}: {result.seconds:.2f} s on {result.device} ({result.precision}) -> {sink.mask_path}")
     return 0
 
 
+def _predictor(a: argparse.Namespace):
+    """The checkpoint on ``--device``; under torchrun ``cuda``/``auto`` mean this rank's GPU (LOCAL_RANK)."""
+    import os
+
+    from .device import resolve_device
+    from .inference import load_predictor
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    device = resolve_device(a.device, int(os.environ.get("LOCAL_RANK", "0")) if world > 1 else None)
+    return load_predictor(a.checkpoint, str(device), precision="fp32" if a.fp32 else "auto")
+
+
+def _predict_mode(a: argparse.Namespace):
+    from .prediction import Tiled, WholeCore
+
+    if a.tiled or a.mode == "full":
+        return Tiled(magnification=a.tiled or 1.0)
+    return WholeCore(size=a.size)
+
+
+def default_predict_out(checkpoint: str | Path, data: str | Path, mode_name: str = "paper") -> Path:
+    """``--data``'s default ``--out``: ``<checkpoint's folder>/predictions/<dataset folder>-<checkpoint
+    stem>[-full]``, beside the run that made them and never inside the dataset."""
+    ck = Path(checkpoint)
+    suffix = "" if mode_name == "paper" else f"-{mode_name}"
+    return ck.parent / "predictions" / f"{Path(data).resolve().name}-{ck.stem}{suffix}"
+
+
+def _predict_dataset(a: argparse.Namespace) -> int:
+    from .data import open_dataset
+    from .prediction.dataset import gather_summaries, predict_dataset, shard_env, split_cores, summary_dict
+
+    rank, world = shard_env()
+    a.split = a.split or "all"
+    say = print if rank == 0 else (lambda *_, **__: None)  # under torchrun only rank 0 reports
+    ds = open_dataset(a.data)
+    predictor = _predictor(a)
+    cores, reason = split_cores(ds, a.split, a.split_file, tuple(predictor.experts or ()))
+    if reason:
+        say(reason)
+    mode = _predict_mode(a)
+    out = Path(a.out) if a.out else default_predict_out(a.checkpoint, a.data, mode.name)
+    say(f"predicting the {a.split} split of {a.data}: {len(cores)} core{'s' * (len(cores) != 1)} "
+        f"({mode.name} setting) -> {out}" + (f", {world} ranks" if world > 1 else ""))
+    mine = predict_dataset(predictor, ds, cores, out, mode, rank=rank, world=world, overwrite=a.overwrite,
+                           progress=rank == 0 and sys.stderr.isatty())
+    summaries = gather_summaries(mine)
+    if rank != 0:
+        return 0
+    summary = summary_dict(summaries, len(cores))
+    for note in summary["notes"]:
+        print(f"note: {note}")
+    print(f"predicted {summary['predicted']} core{'s' * (summary['predicted'] != 1)}, skipped "
+          f"{summary['skipped']} already predicted" + (" (--overwrite replaces them)" if summary["skipped"] else "")
+          + f"; {summary['seconds']:.1f} s on {predictor.device}; files in {out}")
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(summary, indent=2))
+        print(f"wrote {a.json}")
+    return 0
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .data import open_dataset
-    from .data.splits import default_split, load_split
     from .evaluation import evaluate, table2_header, table2_row
     from .inference import load_predictor
+    from .prediction.dataset import split_cores
 
     predictor = load_predictor(a.checkpoint, a.device)
     ds = open_dataset(a.data)
-    if a.split_file:
-        split = load_split(a.split_file, ds)
-    else:
-        # the split train chose by default: the same rule, with the checkpoint's training experts
-        experts = tuple(predictor.experts) if set(predictor.experts or ()) <= set(ds.experts) else None
-        split = default_split(ds, experts or None, require_train=False)
-        print(split.reason)
-    names = list(getattr(split, a.split)) if a.split != "all" else [c.name for c in ds.cores]
-    if not names:
-        raise InputError(f"the {a.split} split is empty", a.data)
-    result = evaluate(predictor, ds, [ds.core(n) for n in names], size=a.size)
+    # with no split file, the split train chose by default: the same rule, with the checkpoint's experts
+    cores, reason = split_cores(ds, a.split, a.split_file, tuple(predictor.experts or ()))
+    if reason:
+        print(reason)
+    result = evaluate(predictor, ds, cores, size=a.size)
     result.update({"checkpoint": str(a.checkpoint), "data": str(a.data), "split": a.split})
     print(table2_header(ds.scheme.names))
     print(table2_row(result, ds.scheme.names, Path(a.checkpoint).parent.name or "model"))
@@ -317,29 +379,54 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_args(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("predict", help="predict cores with a checkpoint")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--image", required=True, nargs="+")
-    p.add_argument("--out", required=True)
-    p.add_argument("--size", type=int, help="model input size (default: the training size)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--overwrite", action="store_true", help="replace existing class-map PNGs")
+    p = sub.add_parser(
+        "predict", help="predict images, or every core of a dataset's split, with a checkpoint",
+        description="Predict the images given with --image into --out, or every core of a dataset (--data) "
+                    "once: with the core's experts and their labels (a confusion model writes each expert's "
+                    "error map given the label), in the dataset's file convention, skipping cores already "
+                    "predicted. Under torchrun (torchrun --nproc_per_node N -m trainer predict --data ...) the "
+                    "cores are shared out over the ranks, each predicted by exactly one.")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file (a run's last.pt or best.pt, a shipped model)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--image", nargs="+", help="image files to predict (needs --out)")
+    what.add_argument("--data", help="dataset folder (Gleason 2019 or generic layout): predict the cores of --split")
+    p.add_argument("--split", choices=["train", "val", "test", "all"],
+                   help="with --data: which cores (default: all); train/val/test as evaluate chooses them: "
+                        "--split-file, else the split training uses by default, with the checkpoint's experts")
+    p.add_argument("--split-file", help="with --data: JSON split {train, val, test} (default: the default rule)")
+    p.add_argument("--out", help="output folder (required with --image; with --data default: <checkpoint's "
+                                 "folder>/predictions/<dataset folder>-<checkpoint stem>, '-full' added with "
+                                 "--mode full); never an expert's mask folder")
+    p.add_argument("--mode", choices=["paper", "full"], default="paper",
+                   help="paper: the whole core at the model's input size (default); full: blended tiles at "
+                        "full resolution, at --tiled's magnification (default 1)")
+    p.add_argument("--size", type=int, help="paper setting's model input size (default: the training size)")
+    p.add_argument("--device", default="auto",
+                   help="auto, cpu, cuda or cuda:N (default: auto; under torchrun cuda is each rank's GPU)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing predictions (default: off; --image refuses an existing mask, --data "
+                        "skips cores this checkpoint already predicted in this mode)")
     p.add_argument("--fp32", action="store_true",
                    help="compute in float32 only (default: bfloat16 autocast on a CPU with native bfloat16, "
                         "mixed precision on a GPU)")
     p.add_argument("--tiled", type=float, metavar="MAGNIFICATION",
                    help="full resolution: blended tiles at this fraction of the image's resolution "
                         "(default: the paper setting, the whole image at the model's input size)")
+    p.add_argument("--json", help="with --data: write the summary (counts, each rank's cores) as JSON here "
+                                  "(default: none)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("evaluate", help="Dice per class (Table 2) and κ on a split")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
-    p.add_argument("--split-file")
-    p.add_argument("--size", type=int)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--json")
+    p.add_argument("--checkpoint", required=True, help="checkpoint file")
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--split", default="test", choices=["train", "val", "test", "all"],
+                   help="which cores (default: test)")
+    p.add_argument("--split-file", help="JSON split {train, val, test} (default: the split training uses by "
+                                        "default, with the checkpoint's experts)")
+    p.add_argument("--size", type=int, help="model input size (default: the training size)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--json", help="write the full result (per class, per core, per expert) as JSON here "
+                                  "(default: none)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("benchmark", help="Table 2's ablation on synthetic cores with known truth")

@@ -17,8 +17,9 @@ import torch
 
 from .data.records import CoreRecord, MultiExpertSet, load_core
 from .data.vote import majority_vote
-from .inference import Predictor, predict_core
+from .inference import Predictor
 from .metrics import DiceAccumulator, cohen_kappa_from_confusion, confusion_matrix, mean_ignoring_nan
+from .prediction import ArraySink, WholeCore, predict
 
 
 def _dice_dict(names, values) -> dict[str, float]:
@@ -27,8 +28,9 @@ def _dice_dict(names, values) -> dict[str, float]:
 
 def evaluate(predictor: Predictor, ds: MultiExpertSet, cores: Iterable[CoreRecord], size: int | None = None,
              tie: str = "highest", reference: dict[str, np.ndarray] | None = None) -> dict:
-    """Evaluate ``predictor`` on ``cores``. ``reference`` (core name → class map) replaces the vote,
-    e.g. the known truth of synthetic cores."""
+    """Evaluate ``predictor`` on ``cores`` in the paper setting (:func:`trainer.prediction.predict`,
+    :class:`~trainer.prediction.WholeCore` at ``size``, default the training size). ``reference``
+    (core name → class map) replaces the vote, e.g. the known truth of synthetic cores."""
     names = ds.scheme.names
     c = ds.scheme.num_classes
     vote_acc = DiceAccumulator(c)
@@ -40,15 +42,19 @@ def evaluate(predictor: Predictor, ds: MultiExpertSet, cores: Iterable[CoreRecor
         core = load_core(record, ds.scheme)
         stack = np.stack([core.masks[e] for e in sorted(core.masks)])
         ref = reference[record.name] if reference is not None else majority_vote(stack, c, tie=tie)
-        pred = predict_core(predictor, core.image, size=size,
-                            experts=tuple(e for e in predictor.experts if e in core.masks) or None)
-        vote_acc.update(ref, pred.classes)
+        # the one prediction path, as the CLI and the widget run it; no experts: Dice needs the class
+        # map only, so the annotator model is not run. The map the pipeline writes as the mask: the
+        # model's resolution brought to the core's shape (nearest), scored against masks at that shape.
+        out = predict(predictor, core.image, WholeCore(size=size), ArraySink(), core=record.name, experts=(),
+                      scheme=ds.scheme)
+        classes = out.classes_full()
+        vote_acc.update(ref, classes)
         core_acc = DiceAccumulator(c)
-        core_acc.update(ref, pred.classes)
+        core_acc.update(ref, classes)
         per_core.append({"core": record.name, "experts": sorted(core.masks),
                          "dice": _dice_dict(names, core_acc.dice()), "mean_dice": core_acc.mean_dice()})
         for e, mask in core.masks.items():
-            expert_acc.setdefault(e, DiceAccumulator(c)).update(mask, pred.classes)
+            expert_acc.setdefault(e, DiceAccumulator(c)).update(mask, classes)
         for a, b in itertools.combinations(sorted(core.masks), 2):
             cm = confusion_matrix(core.masks[a], core.masks[b], c)
             pair_cm[(a, b)] = pair_cm.get((a, b), 0) + cm
