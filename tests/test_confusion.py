@@ -149,7 +149,8 @@ def test_objective_confusion_terms_by_hand():
     present = torch.tensor([[True, True, False], [True, True, True]])
     a = torch.rand(b, n, c, c, h, w, generator=g) + 0.2
     log_a = torch.log(a / a.sum(2, keepdim=True))
-    cfg = LossConfig(loss="focal", reweight=False, confusion=True, gamma=0.0, confusion_trace=0.3, lambda_step=1)
+    cfg = LossConfig(loss="focal", reweight=False, confusion=True, gamma=0.0, confusion_trace=0.3, lambda_step=1,
+                     confusion_objective="vote")  # the earlier objective, kept as an option
     terms, l1, l2 = training_loss(cfg, logits, image, vote, 1, experts=experts, present=present,
                                   log_confusion=log_a, expert_names=("1", "2", "3"))
     ll = noisy_label_log_likelihood(torch.log_softmax(logits, 1), log_a, experts, 255)
@@ -196,7 +197,8 @@ def test_recovers_known_confusion_matrices():
     conf = ConfusionCNN(3, c, stride=8, diag_init=0.8)
     params = list(seg.parameters()) + list(conf.parameters())
     opt = torch.optim.Adam(params, lr=2e-2)
-    cfg = LossConfig(loss="focal", reweight=False, confusion=True, gamma=0.0, confusion_trace=0.01, lambda_step=20)
+    cfg = LossConfig(loss="focal", reweight=False, confusion=True, gamma=0.0, confusion_trace=0.01, lambda_step=20,
+                     confusion_objective="vote")
     present = torch.ones(4, 3, dtype=torch.bool)
     vote = torch.from_numpy(truth)  # the vote of (1 wrong, 2 right) is the truth here
     for it in range(200):

@@ -6,7 +6,7 @@ experts, input size and RNG state. It is written atomically (:func:`save_checkpo
 ``torch.load(weights_only=True)`` (:func:`load_checkpoint`), which refuses any pickle that would
 construct arbitrary Python objects, so a file from elsewhere cannot run code.
 
-Compatibility: :func:`run_config_of` and :func:`weighting_config_of` fill in what checkpoints
+Compatibility: :func:`run_config_of`, :func:`weighting_config_of` and :func:`confusion_config_of` fill in what checkpoints
 written before today's defaults trained with; :func:`networks_from_payload` rebuilds the networks
 (inference, evaluation), :func:`check_compatible` says why a checkpoint cannot start this run.
 """
@@ -24,7 +24,7 @@ import math
 
 import torch
 
-from .annotators.confusion import ConfusionCNN
+from .annotators.confusion import confusion_from_config
 from .data.classes import ClassScheme
 from .errors import CheckpointError
 from .models import build_from_config
@@ -174,6 +174,12 @@ LEGACY_LOSS = {"gauss_kernel": "sampled", "gauss_border": "reflect", "reduction"
                "weight_stride": 32, "weight_head_kernel": 1}
 #: A weighting CNN config without these keys is the stride-32 ResNet-18 with a 1×1 head.
 LEGACY_WEIGHTING = {"stride": 32, "head_kernel": 1}
+#: A loss section that has ``confusion`` but none of these trained the confusion model as it was
+#: before Zhang et al.'s heads and objective became the default: a separate ResNet-18, λ1·vote +
+#: λ2·(the run's focal/GAF loss under A_n + μ·tr/C).
+LEGACY_CONFUSION_LOSS = {"confusion_form": "trunk", "confusion_objective": "vote", "confusion_nll": False}
+#: A confusion config without ``form`` is the separate ResNet-18 trunk.
+LEGACY_CONFUSION = {"form": "trunk"}
 
 
 def run_config_of(payload: dict) -> dict:
@@ -186,7 +192,15 @@ def run_config_of(payload: dict) -> dict:
     if loss and "gauss_ksize" in loss:  # a written loss section: keys it lacks are older than them
         for key, value in LEGACY_LOSS.items():
             loss.setdefault(key, value)
+    if loss and "confusion" in loss and "confusion_form" not in loss:
+        loss.update(LEGACY_CONFUSION_LOSS)
     return config
+
+
+def confusion_config_of(payload: dict) -> dict | None:
+    """The checkpoint's confusion-model config with :data:`LEGACY_CONFUSION` filled in (None if none)."""
+    config = payload.get("confusion_config")
+    return None if not config else {**LEGACY_CONFUSION, **config}
 
 
 def weighting_config_of(payload: dict) -> dict | None:
@@ -237,7 +251,7 @@ def networks_from_payload(payload: dict, path: str | Path | None = None):
     confusion = None
     if payload.get("confusion") is not None and payload.get("confusion_config"):
         try:
-            confusion = ConfusionCNN(**payload["confusion_config"])
+            confusion = confusion_from_config(confusion_config_of(payload))
             confusion.load_state_dict(payload["confusion"])
         except (KeyError, RuntimeError, TypeError, ValueError) as exc:
             raise CheckpointError(f"confusion network weights do not fit ({_first_problem(exc)})", path) from exc

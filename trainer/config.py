@@ -62,17 +62,42 @@ class LossConfig:
     gauss_kernel: str = "authors"  # "authors" (gkern(5, nsig=3), σ ≈ 0.87 px) or "sampled" (σ = 3 px)
     gauss_border: str = "zero"  # "zero" (authors' conv2d padding) or "reflect" (reflect-101)
     reduction: str = "authors"  # "authors": mean over classes × pixels; "pixel": summed over classes (C×)
-    lambda_step: int = 1000  # n of eq. (7-8) grows by one every lambda_step iterations
+    # n of eq. (7-8) grows by one every lambda_step iterations; None: every 10 % of the run (the
+    # paper's 1k of 10k), so a 300-iteration run or fine-tune trains its annotator model too
+    lambda_step: int | None = None
     lambda_form: str = "paper"  # "paper": tanh(n) (eq. 7-8); "authors": tanh(n/2) as their code
     weight_input_scale: float = 1.0  # run the weighting/confusion CNN at this fraction of the input size
     weight_stride: int = 4  # ResNet-18 output stride: 4 (authors', 512 channels), 8/16/32 (cut ResNet-18)
     weight_head_kernel: int = 3  # head conv of the weighting/confusion CNN: 3 (authors') or 1
     weight_pretrained: bool | str | None = None  # None: ImageNet when model.pretrained is True; or a file
     # Beyond the paper: pixel-wise annotator confusion matrices (Zhang, Tanno et al. 2020) in place of
-    # the weighting CNN; total = λ1·vote + λ2·(noisy-label loss + confusion_trace · trace penalty).
+    # the weighting CNN (trainer/objective.py has the two objectives).
     confusion: bool = False
-    confusion_trace: float = 0.01
+    # "heads": per-expert heads on the segmentation network's last decoder features (Zhang et al.'s
+    # architecture, one network); "trunk": a separate ResNet-18 (weight_stride, weight_input_scale)
+    confusion_form: str = "heads"
+    # "zhang": noisy-label likelihood over the experts present + confusion_trace · mean tr(A_n)
+    # (+ an optional vote warm-up); "vote": λ1·vote + λ2·(noisy + confusion_trace · tr(A_n)/C)
+    confusion_objective: str = "zhang"
+    confusion_trace: float | None = None  # None: 0.1 for "zhang" (their code's α), 0.01 for "vote"
+    confusion_nll: bool = True  # the noisy-label term as a plain NLL (Zhang); False: the run's focal/GAF
+    confusion_width: int = 32  # channels the heads reduce the decoder features to
     confusion_diag_init: float = 0.9
+    vote_warmup: float = 0.0  # "zhang": a vote term whose weight falls linearly to 0 over this share of the run
+
+
+def lambda_step_of(loss: LossConfig, iters: int) -> int:
+    """The λ schedule's step (eq. 7-8): ``loss.lambda_step`` when set, else 10 % of the run."""
+    if loss.lambda_step:
+        return int(loss.lambda_step)
+    return max(1, int(iters) // 10)
+
+
+def confusion_trace_of(loss: LossConfig) -> float:
+    """The trace weight of the confusion objective (``None``: the objective's own default)."""
+    if loss.confusion_trace is not None:
+        return float(loss.confusion_trace)
+    return 0.1 if loss.confusion_objective == "zhang" else 0.01
 
 
 @dataclass
@@ -143,15 +168,22 @@ class RunConfig:
         if int(self.loss.weight_head_kernel) not in (1, 3):
             raise InputError(f"loss.weight_head_kernel must be 1 or 3, not {self.loss.weight_head_kernel!r}")
         choices = {"gauss_kernel": ("authors", "sampled"), "gauss_border": ("zero", "reflect"),
-                   "reduction": ("authors", "pixel"), "lambda_form": ("paper", "authors")}
+                   "reduction": ("authors", "pixel"), "lambda_form": ("paper", "authors"),
+                   "confusion_form": ("heads", "trunk"), "confusion_objective": ("zhang", "vote")}
         for name, valid in choices.items():
             if getattr(self.loss, name) not in valid:
                 raise InputError(f"loss.{name} must be {' or '.join(valid)}, not {getattr(self.loss, name)!r}")
         if self.loss.confusion and self.loss.reweight:
             raise InputError("choose one annotator model: re-weighting (--reweight) or confusion matrices "
                              "(--confusion), not both")
-        if not 0 <= float(self.loss.confusion_trace):
+        if self.loss.confusion_trace is not None and not 0 <= float(self.loss.confusion_trace):
             raise InputError(f"loss.confusion_trace must be ≥ 0, not {self.loss.confusion_trace!r}")
+        if self.loss.lambda_step is not None and int(self.loss.lambda_step) < 1:
+            raise InputError(f"loss.lambda_step must be at least 1, not {self.loss.lambda_step!r}")
+        if not 0 <= float(self.loss.vote_warmup) <= 1:
+            raise InputError(f"loss.vote_warmup must be a share of the run in [0, 1], not {self.loss.vote_warmup!r}")
+        if int(self.loss.confusion_width) < 1:
+            raise InputError(f"loss.confusion_width must be at least 1, not {self.loss.confusion_width!r}")
         if not 0 < float(self.loss.confusion_diag_init) < 1:
             raise InputError(f"loss.confusion_diag_init must be in (1/C, 1), not {self.loss.confusion_diag_init!r}")
         if self.data.augment_device not in AUGMENT_DEVICES:

@@ -29,6 +29,7 @@ from .annotators.confusion import (
     error_map_prior,
     wrong_if_labelled,
 )
+from .annotators.heads import ConfusionHeads
 from .reweighting import WeightingCNN
 
 
@@ -42,7 +43,7 @@ class Predictor:
     device: torch.device
     loss_config: LossConfig = field(default_factory=LossConfig)  # the run's; eq. (5) settings for the roughness map
     path: str = ""
-    confusion: ConfusionCNN | None = None
+    confusion: ConfusionCNN | ConfusionHeads | None = None
     #: "auto": bfloat16 autocast where the CPU computes it natively (AVX-512 BF16 / AMX), the GPU's
     #: mixed precision on CUDA, float32 otherwise; "fp32": always float32; "bf16": bfloat16 on any CPU
     precision: str = "auto"
@@ -55,6 +56,11 @@ class Predictor:
     def heatmap(self) -> dict:
         """The roughness map's (eq. 5) keyword arguments, as the run trained with them."""
         return heatmap_options(asdict(self.loss_config))
+
+    @property
+    def heads(self) -> bool:
+        """Whether the confusion model is Zhang et al.'s heads on the segmentation network's features."""
+        return isinstance(self.confusion, ConfusionHeads)
 
     @property
     def compute_dtype(self) -> torch.dtype | None:
@@ -280,10 +286,15 @@ def predict_core_stages(pred: Predictor, image: np.ndarray, size: int | None = N
     t0 = time.perf_counter()
     h, w = image.shape[:2]
     size = size or pred.size
+    feats = None
     with torch.inference_mode():
         x = pred.prepare(image_to_tensor(image, pred.device, size))
         with pred.autocast():
-            logits_small = pred.model(x).float()
+            if pred.heads:  # the confusion heads read the decoder features of this same forward pass
+                logits_small, feats = pred.model(x, features=True)
+                logits_small = logits_small.float()
+            else:
+                logits_small = pred.model(x).float()
         logits = F.interpolate(logits_small, size=(h, w), mode="bilinear", align_corners=False)
         probs = torch.softmax(logits, dim=1)[0]
         classes = class_map(probs)
@@ -308,7 +319,15 @@ def predict_core_stages(pred: Predictor, image: np.ndarray, size: int | None = N
                     wmap = pred.weighting(x, present=present, size=(h, w)).float()[0]
                 weights = {e: wmap[i].cpu().numpy() for i, e in enumerate(pred.experts) if present[0, i]}
         if pred.confusion is not None:
-            errors, prior, confusion = _confusion_outputs(pred, x, logits_small, (h, w), experts, labels, tissue)
+            with pred.autocast():
+                if pred.heads:  # at the decoder's resolution; maps are resized when finished
+                    log_a = pred.confusion(feats).float()
+                    padded = pred.model.padded_size(*x.shape[-2:])
+                else:
+                    log_a = pred.confusion(x).float()
+                    padded = tuple(x.shape[-2:])
+            errors, prior, confusion = _confusion_outputs(pred, log_a, padded, logits_small, (h, w), experts,
+                                                          labels, tissue)
         if pred.device.type == "cuda":
             torch.cuda.synchronize()
     # a new object: the first one may already be on its way to a viewer
@@ -316,32 +335,45 @@ def predict_core_stages(pred: Predictor, image: np.ndarray, size: int | None = N
                   seconds=time.perf_counter() - t0)
 
 
-def _confusion_outputs(pred: Predictor, x: torch.Tensor, logits: torch.Tensor, size: tuple[int, int],
-                       experts, labels, tissue):
+def _confusion_outputs(pred: Predictor, log_a: torch.Tensor, padded: tuple[int, int], logits: torch.Tensor,
+                       size: tuple[int, int], experts, labels, tissue):
     """Error maps (image resolution) and per-core confusion matrices of the confusion model.
 
-    The N×C×C matrices are computed at the model's input size only (at 5120² they would need
-    gigabytes); what is upsampled is, per expert, the C maps "wrong if the label here were l"
-    (or the one prior map), from which the expert's label picks its value at full resolution.
+    ``log_a``: ``1×N×C×C×h×w`` over the network's ``padded`` input (the heads: the decoder's
+    resolution; the trunk: the input's); ``logits``: ``1×C×S×S`` at the input size. Every per-pixel
+    quantity is computed on ``log_a``'s grid (the class probabilities resized to it); what is resized
+    to the image is, per expert, the finished maps: the C maps "wrong if the label here were l" (the
+    expert's label picks its value at full resolution) and the image-only map. Returns (errors — given
+    the label where ``labels`` has it —, image-only errors, matrices).
     """
     h, w = size
     names = [e for e in pred.experts if experts is None or e in experts]
     if not names:
         return None, None, None
     idx = [pred.experts.index(e) for e in names]
-    p = torch.softmax(logits, dim=1)[0]  # C×S×S at the model size
-    with pred.autocast():
-        log_a = pred.confusion(x).float()
-    a = log_a.exp()[0, idx]  # N×C×C×S×S
+    grid = tuple(log_a.shape[-2:])
+    s_h, s_w = logits.shape[-2:]
+    ph, pw = padded
+    # the grid covers the padded input; the logits its top-left s_h × s_w: pad them to it (replicate)
+    full = F.pad(logits, (0, pw - s_w, 0, ph - s_h), mode="replicate") if (ph, pw) != (s_h, s_w) else logits
+    if grid != (ph, pw):
+        full = F.interpolate(full, size=grid, mode="bilinear", align_corners=False, antialias=True)
+    p = torch.softmax(full, dim=1)[0]  # C×h×w on the matrices' grid
+    a = log_a.exp()[0, idx]  # N×C×C×h×w
     mask = None
     if tissue is not None:
         t = torch.from_numpy(np.ascontiguousarray(tissue, dtype=np.float32)).to(p.device)[None, None]
-        mask = F.interpolate(t, size=p.shape[-2:], mode="nearest")[0, 0] > 0.5
+        t = F.pad(t, (0, round(t.shape[-1] * pw / s_w) - t.shape[-1], 0, round(t.shape[-2] * ph / s_h) - t.shape[-2]))
+        mask = F.interpolate(t, size=grid, mode="area")[0, 0] > 0.5
     summary = confusion_summary(p, a, mask).cpu().numpy()
-    prior = error_map_prior(p, a)  # N×S×S
+    prior = error_map_prior(p, a)  # N×h×w
+    # one grid cell covers (ph/gh, pw/gw) input pixels; the image's h × w covers the input's s_h × s_w
+    out_h, out_w = round(h * ph / s_h), round(w * pw / s_w)
 
-    def up(m: torch.Tensor) -> torch.Tensor:  # K×S×S → K×H×W
-        return F.interpolate(m[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+    def up(m: torch.Tensor) -> torch.Tensor:  # K×h×w → K×H×W (the image's own part of the padded grid)
+        if (out_h, out_w) != tuple(m.shape[-2:]):
+            m = F.interpolate(m[None], size=(out_h, out_w), mode="bilinear", align_corners=False)[0]
+        return m[:, :h, :w]
 
     errors, priors = {}, {}
     for k, e in enumerate(names):

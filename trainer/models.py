@@ -113,12 +113,13 @@ class HRNetFCN(nn.Module):
         self.fuse = nn.Sequential(nn.Conv2d(ch, ch, 1, bias=False), nn.BatchNorm2d(ch), nn.ReLU(inplace=True))
         self.classifier = nn.Conv2d(ch, num_classes, 1)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         feats = self.backbone(x)
         size = feats[0].shape[-2:]
         up = [feats[0]] + [F.interpolate(f, size=size, mode="bilinear", align_corners=False) for f in feats[1:]]
-        logits = self.classifier(self.fuse(torch.cat(up, dim=1)))
-        return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        fused = self.fuse(torch.cat(up, dim=1))
+        logits = F.interpolate(self.classifier(fused), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return (logits, fused) if features else logits
 
 
 class Segmenter(nn.Module):
@@ -135,16 +136,43 @@ class Segmenter(nn.Module):
         """The pretrainable part (timm HRNet or SMP encoder), e.g. for a lower learning rate."""
         return self.net.backbone if isinstance(self.net, HRNetFCN) else self.net.encoder
 
-    def forward(self, x: Tensor) -> Tensor:
-        """``B×3×H×W`` → logits ``B×C×H×W``."""
+    @property
+    def feature_channels(self) -> int:
+        """Channels of the last decoder features (what the classifier reads): HRNet's fused branches
+        (270 / 720 at stride 4), U-Net's last decoder stage (16, full resolution), DeepLabV3+'s decoder
+        (256, stride 4), PSPNet's pyramid pooling output (512, stride 8)."""
+        if isinstance(self.net, HRNetFCN):
+            return int(self.net.classifier.in_channels)
+        return int(self.net.segmentation_head[0].in_channels)
+
+    def _decode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """(logits at the padded input's size, last decoder features at the decoder's resolution)."""
+        if isinstance(self.net, HRNetFCN):
+            return self.net(x, features=True)
+        # SMP's SegmentationModel.forward, with the decoder output kept (a test checks the logits are
+        # the plain forward's, so an SMP release that changes its forward is noticed)
+        feats = self.net.decoder(self.net.encoder(x))
+        return self.net.segmentation_head(feats), feats
+
+    def forward(self, x: Tensor, features: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """``B×3×H×W`` → logits ``B×C×H×W``; with ``features`` also the last decoder features
+        ``B×F×h×w`` of the padded input (:attr:`feature_channels`, :meth:`padded_size`),
+        which Zhang et al.'s confusion heads read (:class:`trainer.annotators.ConfusionHeads`)."""
         h, w = x.shape[-2:]
         ph, pw = (-h) % self.multiple, (-w) % self.multiple
         if ph or pw:
             # reflect needs pad < side; tiny inputs fall back to replicate
             mode = "reflect" if ph < h and pw < w else "replicate"
             x = F.pad(x, (0, pw, 0, ph), mode=mode)
-        out = self.net(x)
-        return out[..., :h, :w]
+        if not features:
+            return self.net(x)[..., :h, :w]
+        logits, feats = self._decode(x)
+        return logits[..., :h, :w], feats
+
+    def padded_size(self, h: int, w: int) -> tuple[int, int]:
+        """The input size the network runs at (padded to :data:`PAD_MULTIPLE`): the features of
+        ``forward(features=True)`` cover it, so maps made from them are resized to it and cropped."""
+        return h + (-h) % self.multiple, w + (-w) % self.multiple
 
 
 def _build_hrnet(width: int) -> Callable[..., nn.Module]:

@@ -39,11 +39,25 @@ def tile_starts(length: int, tile: int, stride: int) -> list[int]:
     return starts
 
 
-def blend_window(tile: int, overlap: int) -> np.ndarray:
-    """2-D window: 1 in the middle, a linear ramp over ``overlap`` pixels at each edge, never 0."""
+def blend_ramp(tile: int, overlap: int) -> np.ndarray:
+    """1-D window: 1 in the middle, a linear ramp over ``overlap`` pixels at each end, never 0."""
     ramp = np.minimum(np.arange(1, tile + 1), np.arange(tile, 0, -1)) / (overlap + 1)
-    w1 = np.clip(ramp, 1.0 / (overlap + 1), 1.0).astype(np.float32)
+    return np.clip(ramp, 1.0 / (overlap + 1), 1.0).astype(np.float32)
+
+
+def blend_window(tile: int, overlap: int) -> np.ndarray:
+    """2-D window: the outer product of two :func:`blend_ramp`\\ s."""
+    w1 = blend_ramp(tile, overlap)
     return np.outer(w1, w1)
+
+
+def window_sums(length: int, starts: list[int], ramp: np.ndarray) -> np.ndarray:
+    """Σ over the tiles of their 1-D windows at each position (the blend's normaliser along one
+    axis; the 2-D one is the outer product of the two, the window being separable)."""
+    total = np.zeros(max(length, starts[-1] + ramp.size), np.float64)
+    for s0 in starts:
+        total[s0:s0 + ramp.size] += ramp
+    return total
 
 
 @dataclass
@@ -54,6 +68,10 @@ class TiledResult:
     seconds: float
     tiles: int
     errors: np.ndarray | None = None  # E×H×W: chance each expert's label is wrong (confusion model, prior)
+    #: E×C×C mean confusion over the tissue, row = true class, column = label (NaN: no mass), summed
+    #: from the tiles (each pixel counted once, by its share of the blend) — no second pass
+    confusion: np.ndarray | None = None
+    share: np.ndarray | None = None  # C: each class's share of the tissue (mean probability)
 
 
 def _read_tile(source, y0: int, x0: int, size: int) -> np.ndarray:
@@ -74,12 +92,14 @@ def _read_tile(source, y0: int, x0: int, size: int) -> np.ndarray:
 @torch.inference_mode()
 def predict_tiled(pred: Predictor, source, tile: int | None = None, overlap: int = 128, scale: float = 1.0,
                   batch: int = 4, sink: Sink | None = None, with_weights: bool = True,
-                  progress: Callable[[int, int], None] | None = None, band_rows: int = 256) -> TiledResult:
+                  progress: Callable[[int, int], None] | None = None, band_rows: int = 256,
+                  tissue: np.ndarray | None = None) -> TiledResult:
     """Predict ``source`` (H×W×3 array-like, uint8) tile by tile.
 
     With ``sink`` given, each finished band of rows (at most ``band_rows``) is handed to
-    ``sink(y0, y1, classes, probs, weights)`` (plus ``errors=`` with a confusion model) and nothing is kept; otherwise full-size arrays are
-    returned.
+    ``sink(y0, y1, classes, probs, weights)`` (plus ``errors=`` with a confusion model) and nothing is
+    kept; otherwise full-size arrays are returned. With a confusion model the per-core matrices are
+    summed from the tiles over ``tissue`` (bool H×W; default every pixel).
     """
     t0 = time.perf_counter()
     h, w = int(source.shape[0]), int(source.shape[1])
@@ -97,6 +117,11 @@ def predict_tiled(pred: Predictor, source, tile: int | None = None, overlap: int
     # those N·C channels are blended (not the N·C·C matrices) and combined with p band by band.
     n_err = len(pred.experts) if (with_weights and pred.confusion is not None and pred.experts) else 0
     d = n_err * c
+    if n_err:  # the matrices: Σ_x u(x)·p_j·A[i, j] and Σ_x u(x)·p_j, u = tissue × this tile's blend share
+        ramp = blend_ramp(src_tile, src_overlap)
+        norm_y, norm_x = window_sums(h, ys, ramp), window_sums(w, xs, ramp)
+        num = torch.zeros(n_err, c, c, dtype=torch.float64, device=pred.device)
+        den = torch.zeros(c, dtype=torch.float64, device=pred.device)
 
     out_classes = np.zeros((h, w), np.uint8) if sink is None else None
     out_probs = np.zeros((c, h, w), np.float32) if sink is None else None
@@ -119,14 +144,26 @@ def predict_tiled(pred: Predictor, source, tile: int | None = None, overlap: int
                 x_in = F.interpolate(x_in, size=(tile, tile), mode="bilinear", align_corners=False, antialias=True)
             x_in = pred.prepare(normalise_tensor(x_in))
             with pred.autocast():
-                out = pred.model(x_in).float()
+                if d and pred.heads:
+                    out, feats = pred.model(x_in, features=True)
+                    out = out.float()
+                else:
+                    out = pred.model(x_in).float()
                 if use_w:
                     wmap = pred.weighting(x_in, present=present.expand(len(chunk), -1), size=out.shape[-2:]).float()
                     out = torch.cat([out, wmap], dim=1)
                 if d:
-                    log_a = pred.confusion(x_in, size=out.shape[-2:]).float()
-                    diag = torch.diagonal(log_a.exp(), dim1=2, dim2=3)  # B×N×h×w×C
-                    out = torch.cat([out, diag.permute(0, 1, 4, 2, 3).flatten(1, 2)], dim=1)
+                    # the heads' matrices at the decoder's resolution, the trunk's at the tile's
+                    log_a = (pred.confusion(feats) if pred.heads else pred.confusion(x_in, size=out.shape[-2:])).float()
+                    padded = pred.model.padded_size(tile, tile) if pred.heads else (tile, tile)
+                    a = log_a.exp()
+                    _add_matrices(num, den, out[:, :c], a, padded, _tile_shares(chunk, y, src_tile, tile, ramp,
+                                                                                 norm_y, norm_x, tissue, h, w))
+                    diag = torch.diagonal(a, dim1=2, dim2=3).permute(0, 1, 4, 2, 3).flatten(1, 2)  # B×(N·C)×h×w
+                    del log_a, a
+                    if tuple(diag.shape[-2:]) != (tile, tile):
+                        diag = F.interpolate(diag, size=padded, mode="bilinear", align_corners=False)[..., :tile, :tile]
+                    out = torch.cat([out, diag], dim=1)
             out = out.contiguous()
             del x_in
             if src_tile != tile:
@@ -176,7 +213,49 @@ def predict_tiled(pred: Predictor, source, tile: int | None = None, overlap: int
         acc[:, max(keep, 0):] = 0
         wacc[max(keep, 0):] = 0
         acc_y0 = next_y
-    return TiledResult(out_classes, out_probs, out_weights, time.perf_counter() - t0, n_tiles, out_errors)
+    confusion = share = None
+    if n_err:
+        rows = num / den[None, :, None]
+        confusion = torch.where(den[None, :, None] > 0, rows, torch.full_like(rows, float("nan"))).cpu().numpy()
+        share = (den / den.sum().clamp_min(1e-12)).cpu().numpy()
+    return TiledResult(out_classes, out_probs, out_weights, time.perf_counter() - t0, n_tiles, out_errors,
+                       confusion, share)
+
+
+def _tile_shares(xs: list[int], y: int, src_tile: int, tile: int, ramp: np.ndarray, norm_y: np.ndarray,
+                 norm_x: np.ndarray, tissue, h: int, w: int) -> torch.Tensor:
+    """``B×1×tile×tile``: each pixel's share of these tiles in the blend (window / Σ windows), times
+    the tissue mask (0 past the core's edge), at the network's input resolution."""
+    wy = ramp / norm_y[y:y + src_tile]
+    out = np.zeros((len(xs), 1, src_tile, src_tile), np.float32)
+    for k, x in enumerate(xs):
+        u = np.outer(wy, ramp / norm_x[x:x + src_tile])
+        inside = np.zeros((src_tile, src_tile), np.float32)
+        ih, iw = max(0, min(src_tile, h - y)), max(0, min(src_tile, w - x))
+        inside[:ih, :iw] = 1.0 if tissue is None else np.asarray(tissue[y:y + ih, x:x + iw], np.float32)
+        out[k, 0] = u * inside
+    t = torch.from_numpy(out)
+    if src_tile != tile:  # area resize keeps each tile's total share (up to the pixel-count ratio)
+        t = F.interpolate(t, size=(tile, tile), mode="area") * (src_tile / tile) ** 2
+    return t
+
+
+def _add_matrices(num: torch.Tensor, den: torch.Tensor, logits: torch.Tensor, a: torch.Tensor,
+                  padded: tuple[int, int], shares: torch.Tensor) -> None:
+    """Add the tiles' ``Σ u·p_j·A[i, j]`` (into ``num[n, j, i]``) and ``Σ u·p_j`` (into ``den``) on the
+    matrices' grid; ``logits`` ``B×C×T×T`` (tile, the input's size), ``a`` ``B×N×C×C×g×g`` over the
+    ``padded`` input, ``shares`` ``B×1×T×T`` (:func:`_tile_shares`)."""
+    t = logits.shape[-1]
+    grid = tuple(a.shape[-2:])
+    pad = (0, padded[1] - t, 0, padded[0] - t)
+    logits = F.pad(logits, pad, mode="replicate") if any(pad) else logits
+    u = F.pad(shares.to(logits.device), pad) if any(pad) else shares.to(logits.device)
+    if grid != tuple(padded):
+        logits = F.interpolate(logits, size=grid, mode="bilinear", align_corners=False, antialias=True)
+        u = F.interpolate(u, size=grid, mode="area") * (padded[0] * padded[1]) / (grid[0] * grid[1])
+    p = torch.softmax(logits, dim=1).double() * u.double()  # B×C×g×g, weighted
+    num += torch.einsum("bjhw,bnijhw->nji", p, a.double())
+    den += p.sum(dim=(0, 2, 3))
 
 
 def zarr_sink(classes_arr, probs_arr=None, weights_arr=None, errors_arr=None) -> Sink:
@@ -195,4 +274,4 @@ def zarr_sink(classes_arr, probs_arr=None, weights_arr=None, errors_arr=None) ->
     return write
 
 
-__all__ = ["predict_tiled", "tile_starts", "blend_window", "zarr_sink", "TiledResult"]
+__all__ = ["predict_tiled", "tile_starts", "blend_ramp", "blend_window", "window_sums", "zarr_sink", "TiledResult"]

@@ -20,7 +20,9 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 
 from .annotators.confusion import ConfusionCNN
-from .checkpoint import check_compatible, load_checkpoint, training_payload, weighting_config_of
+from .annotators.heads import ConfusionHeads
+from .checkpoint import (check_compatible, confusion_config_of, load_checkpoint, training_payload,
+                         weighting_config_of)
 from .compilation import compile_failures, compile_module
 from .config import RunConfig
 from .data import open_dataset
@@ -63,7 +65,7 @@ class TrainingSetup:
     model: torch.nn.Module
     weighting: WeightingCNN | None
     optimizer: torch.optim.Optimizer
-    confusion: ConfusionCNN | None = None
+    confusion: ConfusionCNN | ConfusionHeads | None = None
     world: int = 1
     rank: int = 0
     ddp_model: torch.nn.Module | None = None
@@ -125,12 +127,13 @@ class TrainingSetup:
         self.model.train()
         autocast = (torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype is not None
                     else nullcontext())
+        heads = isinstance(self.confusion, ConfusionHeads)
         with autocast, self._compiling():
-            logits = model(image)
-        logits = logits.float()
-        extra = {}
+            out = model(image, features=True) if heads else model(image)
+        logits, feats = (out[0].float(), out[1]) if heads else (out.float(), None)
+        extra = {"total_iters": self.cfg.train.iters}
         if self.annotator is not None:
-            extra = {"experts": batch["experts"], "present": batch["present"], "expert_names": self.experts}
+            extra.update(experts=batch["experts"], present=batch["present"], expert_names=self.experts)
             if self.weighting is not None:
                 net = _first(self.ddp_weighting, self.compiled_weighting, self.weighting)
                 with autocast, self._compiling():
@@ -138,7 +141,11 @@ class TrainingSetup:
             else:
                 net = _first(self.ddp_confusion, self.compiled_confusion, self.confusion)
                 with autocast, self._compiling():
-                    extra["log_confusion"] = net(image, size=logits.shape[-2:]).float()
+                    if heads:  # Zhang et al.: heads on the segmentation network's decoder features
+                        padded = self.model.padded_size(*logits.shape[-2:])
+                        extra["log_confusion"] = net(feats, size=padded, crop=logits.shape[-2:]).float()
+                    else:
+                        extra["log_confusion"] = net(image, size=logits.shape[-2:]).float()
         return training_loss(self.cfg.loss, logits, image, vote, iteration, **extra)
 
     def backward_and_step(self, total: torch.Tensor) -> None:
@@ -196,7 +203,7 @@ class TrainingSetup:
             else:
                 notes.append("the checkpoint's weighting CNN does not match this run's experts; it starts fresh")
         if self.confusion is not None:
-            ccfg = payload.get("confusion_config") or {}
+            ccfg = confusion_config_of(payload) or {}
             if payload.get("confusion") is not None and ccfg == self.confusion.config:
                 self.confusion.load_state_dict(payload["confusion"])
                 notes.append("initialised the confusion network from the checkpoint too")
@@ -275,7 +282,7 @@ def build_setup(cfg: RunConfig, device: torch.device, world: int = 1, rank: int 
                              encoder=cfg.model.encoder).to(device)
     except KeyError as exc:  # unknown model or encoder: the registry's message lists the choices
         raise InputError(str(exc.args[0]) if exc.args else str(exc)) from None
-    weighting, confusion = build_annotator(cfg, len(train_experts), ds.scheme.num_classes)
+    weighting, confusion = build_annotator(cfg, len(train_experts), ds.scheme.num_classes, model.feature_channels)
     weighting = weighting.to(device) if weighting is not None else None
     confusion = confusion.to(device) if confusion is not None else None
     if cfg.train.channels_last and device.type == "cuda":
@@ -318,8 +325,9 @@ def annotator_pretrained(cfg: RunConfig) -> bool | str:
     return cfg.model.pretrained is True
 
 
-def build_annotator(cfg: RunConfig, num_experts: int, num_classes: int):
-    """(weighting CNN or None, confusion CNN or None) for the run's loss settings."""
+def build_annotator(cfg: RunConfig, num_experts: int, num_classes: int, feature_channels: int | None = None):
+    """(weighting CNN or None, confusion model or None) for the run's loss settings; the confusion
+    heads read ``feature_channels`` decoder channels of the segmentation network."""
     lc = cfg.loss
     pretrained = annotator_pretrained(cfg)
     if lc.reweight:
@@ -329,6 +337,11 @@ def build_annotator(cfg: RunConfig, num_experts: int, num_classes: int):
         if not 1.0 / num_classes < lc.confusion_diag_init < 1:
             raise InputError(f"loss.confusion_diag_init must be in (1/{num_classes}, 1) for {num_classes} classes, "
                              f"not {lc.confusion_diag_init}")
+        if lc.confusion_form == "heads":
+            if feature_channels is None:
+                raise ValueError("the confusion heads need the segmentation network's feature channels")
+            return None, ConfusionHeads(num_experts, num_classes, feature_channels, width=lc.confusion_width,
+                                        diag_init=lc.confusion_diag_init)
         return None, ConfusionCNN(num_experts, num_classes, pretrained=pretrained,
                                   input_scale=lc.weight_input_scale, stride=lc.weight_stride,
                                   head_kernel=lc.weight_head_kernel, diag_init=lc.confusion_diag_init)

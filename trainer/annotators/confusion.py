@@ -60,9 +60,14 @@ class ConfusionCNN(nn.Module):
             time"), the rest spread evenly: a start from which both directions can be learnt.
     """
 
+    form = "trunk"
+
     def __init__(self, num_experts: int, num_classes: int, pretrained: bool | str | Path = False,
-                 input_scale: float = 1.0, stride: int = 4, head_kernel: int = 3, diag_init: float = 0.9):
+                 input_scale: float = 1.0, stride: int = 4, head_kernel: int = 3, diag_init: float = 0.9,
+                 form: str = "trunk"):
         super().__init__()
+        if form != self.form:
+            raise ValueError(f"ConfusionCNN is the {self.form!r} form, not {form!r}")
         if num_experts < 1 or num_classes < 2:
             raise ValueError(f"need ≥ 1 expert and ≥ 2 classes, got {num_experts} and {num_classes}")
         if not 0 < input_scale <= 1:
@@ -73,8 +78,8 @@ class ConfusionCNN(nn.Module):
             raise ValueError(f"diag_init must be in (1/C, 1), got {diag_init}")
         self.num_experts, self.num_classes = int(num_experts), int(num_classes)
         self.input_scale, self.stride = float(input_scale), int(stride)
-        #: plain dict that rebuilds the architecture: ``ConfusionCNN(**config)`` (checkpoints)
-        self.config = {"num_experts": self.num_experts, "num_classes": self.num_classes,
+        #: plain dict that rebuilds the architecture: :func:`confusion_from_config` (checkpoints)
+        self.config = {"form": self.form, "num_experts": self.num_experts, "num_classes": self.num_classes,
                        "input_scale": self.input_scale, "stride": self.stride,
                        "head_kernel": int(head_kernel), "diag_init": float(diag_init)}
         self.backbone, channels = resnet18_trunk(pretrained, self.stride, "the confusion network (resnet18)")
@@ -164,3 +169,18 @@ def confusion_summary(probs: Tensor, a: Tensor, mask: Tensor | None = None) -> T
     den = p.sum(dim=(1, 2))  # C
     out = num / den[None, :, None]
     return torch.where(den[None, :, None] > 0, out, torch.full_like(out, float("nan")))
+
+
+def confusion_from_config(config: dict) -> nn.Module:
+    """The confusion model a checkpoint's ``confusion_config`` describes: Zhang et al.'s heads on the
+    segmentation network (``"form": "heads"``) or the separate ResNet-18 trunk (``"trunk"``; a config
+    without ``form`` predates the heads and is the trunk)."""
+    from .heads import ConfusionHeads
+
+    config = dict(config)
+    form = config.pop("form", "trunk")
+    if form == "heads":
+        return ConfusionHeads(**config)
+    if form == "trunk":
+        return ConfusionCNN(**config)
+    raise ValueError(f"unknown confusion model form {form!r} (heads or trunk)")

@@ -23,11 +23,11 @@ from .pipeline import (
     check_compatible,
     predict,
     predict_stages,
-    whole_core_confusion,
+    tiled_confusion,
 )
 
 __all__ = [
     "PRIOR_NOTE", "ArraySink", "CoreConfusion", "FileSink", "PredictOutput", "StoreSink", "Tiled", "WholeCore",
     "annotator_kind", "annotator_notes", "check_compatible", "learned_consensus", "predict", "predict_stages",
-    "renormalise", "source_index", "upsample_nearest", "whole_core_confusion",
+    "renormalise", "source_index", "upsample_nearest", "tiled_confusion",
 ]

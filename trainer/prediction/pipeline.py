@@ -20,7 +20,7 @@ Per-expert maps: with a weighting CNN, ``weight:<expert>`` for the experts of *t
 was trained with, softmax-normalised over them (eq. 2); with a confusion model (beyond the paper),
 ``error:<expert>``, the chance that the expert's label is wrong — given that label in the paper
 setting (pass ``labels``), before seeing it when tiled — and each expert's confusion matrices on
-the core (:class:`.confusion.CoreConfusion`, always from the whole core at the model's size). Both
+the core (:class:`.confusion.CoreConfusion`; when tiled, summed from the same tiles). Both
 are NaN off the tissue (:func:`trainer.tissue.tissue_mask`). Label values are turned into classes
 by :class:`trainer.data.classes.LabelCoding` only (pass ``coding`` with labels in label values).
 """
@@ -291,26 +291,13 @@ def _whole_core(predictor, image, core, experts, labels, coding, mode: WholeCore
             return
 
 
-def whole_core_confusion(predictor, source, core: str, known) -> CoreConfusion | None:
-    """The per-core confusion matrices from the whole core at the model's size (any array-like ``source``).
-
-    The tiled paths need it: tiles give error maps, but the matrices summarise the core as a whole.
-    A big core is read strided to twice the model size first (bounded memory), then resized.
-    """
-    from trainer.data.augment import resize_image
-    from trainer.inference import predict_core
-    from trainer.tissue import tissue_mask
-
-    if annotator_kind(predictor) != "error" or not known:
+def tiled_confusion(predictor, res, core: str, known) -> CoreConfusion | None:
+    """The per-core confusion matrices that :func:`trainer.tiling.predict_tiled` summed from its tiles
+    (each pixel once, over the tissue), for this core's experts ``known``."""
+    if annotator_kind(predictor) != "error" or not known or getattr(res, "confusion", None) is None:
         return None
-    h, w = int(source.shape[0]), int(source.shape[1])
-    step = max(1, min(h, w) // (2 * int(predictor.size)))
-    small = resize_image(np.asarray(source[::step, ::step])[..., :3], predictor.size)
-    tissue = tissue_mask(small)
-    p = predict_core(predictor, small, experts=tuple(known), tissue=tissue)
-    if not p.confusion:
-        return None
-    return CoreConfusion.from_prediction(core, predictor.classes, p.confusion, p.probabilities, tissue)
+    matrices = {e: res.confusion[list(predictor.experts).index(e)] for e in known}
+    return CoreConfusion(core, tuple(predictor.classes), matrices, np.asarray(res.share, np.float64))
 
 
 def _tiled(predictor, image, core, experts, mode: Tiled) -> PredictOutput:
@@ -320,8 +307,9 @@ def _tiled(predictor, image, core, experts, mode: Tiled) -> PredictOutput:
 
     kind, known, notes = annotator_notes(predictor, experts)
     batch = mode.tile_batch or (1 if predictor.device.type == "cpu" else 4)
+    tissue = tissue_mask(image) if known else None
     res = predict_tiled(predictor, image, tile=predictor.size, overlap=mode.overlap, scale=mode.magnification,
-                        batch=batch, with_weights=bool(known))
+                        batch=batch, with_weights=bool(known), tissue=tissue)
     maps: dict[str, Any] = {f"probability:{name}": res.probabilities[i] for i, name in enumerate(predictor.classes)}
     weights, errors = {}, {}
     if kind == "weight" and known and res.weights is not None:
@@ -331,13 +319,12 @@ def _tiled(predictor, image, core, experts, mode: Tiled) -> PredictOutput:
         errors = {e: res.errors[predictor.experts.index(e)] for e in known}
         notes.append(PRIOR_NOTE)
     if weights or errors:
-        tissue = tissue_mask(image)
         maps.update({f"weight:{e}": blank_outside(m, tissue) for e, m in weights.items()})
         maps.update({f"error:{e}": blank_outside(m, tissue) for e, m in errors.items()})
     maps["roughness"] = roughness_map_numpy(np.asarray(image), **predictor.heatmap)
     return PredictOutput(core, res.classes, maps, weights, notes, errors=errors, device=str(predictor.device), mode=mode,
                          input_size=int(predictor.size), shape=tuple(res.classes.shape),
-                         confusion=whole_core_confusion(predictor, image, core, known), errors_prior=dict(errors))
+                         confusion=tiled_confusion(predictor, res, core, known), errors_prior=dict(errors))
 
 
 def _tiled_into_store(predictor, sink: StoreSink, core, experts, labels, coding, mode: Tiled) -> PredictOutput:
@@ -376,12 +363,12 @@ def _tiled_into_store(predictor, sink: StoreSink, core, experts, labels, coding,
             if errored and errors is not None:
                 writer.write_map("error", y0, y1, np.where(tissue[y0:y1], errors[index], nan))
 
-        predict_tiled(predictor, source, tile=predictor.size, overlap=mode.overlap, scale=mode.magnification,
-                      batch=batch, sink=band, with_weights=bool(known))
+        res = predict_tiled(predictor, source, tile=predictor.size, overlap=mode.overlap, scale=mode.magnification,
+                            batch=batch, sink=band, with_weights=bool(known), tissue=tissue)
         roughness_into(writer, source, predictor.heatmap)
         writer.finish()
 
-    confusion = whole_core_confusion(predictor, source, core, known) if errored else None
+    confusion = tiled_confusion(predictor, res, core, known) if errored else None
     data = store.load(core)
     learned = data.labels.get("consensus:learned") if weighted else None
     weights = {e: data.maps[f"weight:{e}"][0] for e in known if f"weight:{e}" in data.maps}
