@@ -15,6 +15,10 @@ def run_command(a: argparse.Namespace) -> int:
 
     command = f"python -m trainer benchmark --preset {a.preset} --out {a.out}"
     command += (f" --seeds {a.seeds}" if a.seeds else "") + (f" --device {a.device}" if a.device != "auto" else "")
+    if a.preset == "cpu-real":  # real data with a gold standard: its own module (trainer.benchmark.real)
+        from .real import run_real_benchmark
+
+        run_benchmark = run_real_benchmark  # noqa: F811 - same call, same report
     results = run_benchmark(a.preset, a.out, seeds=a.seeds, device=a.device, command=command, log=_log)
     _log(f"wrote {a.out}/results.json and {a.out}/table.md "
          f"({results['wall_seconds_this_invocation'] / 60:.1f} min)")
