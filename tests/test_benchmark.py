@@ -11,10 +11,19 @@ import numpy as np
 import pytest
 
 from trainer.benchmark import PRESETS, VARIANTS, get_preset
-from trainer.benchmark.auroc import AurocPool, auroc, average_ranks, error_kinds
+from trainer.benchmark.auroc import (
+    BASELINE_LABEL,
+    BASELINE_MAX,
+    AurocPool,
+    auroc,
+    auroc_within_classes,
+    average_ranks,
+    error_kinds,
+    network_baselines,
+)
 from trainer.benchmark.data import prepare_data
 from trainer.benchmark.matrices import ConfusionPool
-from trainer.benchmark.run import plan_runs
+from trainer.benchmark.run import SCORING_VERSION, plan_runs
 from trainer.errors import InputError
 from trainer.synthetic import FLAG_BORDERLINE_G3, FLAG_SMALL_G5
 
@@ -78,13 +87,60 @@ def test_auroc_pool_scores_a_map_that_points_at_the_errors():
     r = pool.result()["4"]
     assert r["error_fraction"]["all"] == pytest.approx(14 / 56) and r["model_agrees"] == 0.0
     s = r["scores"]["1 − w"]
-    assert s["auroc"]["all"] == 1.0 == s["auroc_net_right"]["all"] == s["auroc_net_right_same_class"]["all"]
+    assert s["auroc"]["all"] == 1.0 == s["auroc_same_class"]["all"] == s["auroc_subset_network_right"]["all"]
     assert s["mean_wrong"] == pytest.approx(0.9) and s["mean_right"] == pytest.approx(0.4)
     assert r["scores"]["flat"]["auroc"]["all"] == 0.5
+    with pytest.raises(ValueError, match="detector"):
+        pool.add("4", {"small": good[:4]}, label, truth, np.zeros_like(truth), tissue, prediction=truth)
 
 
-def test_auroc_pool_net_right_and_same_class_match_sklearn():
-    """The restricted AUROCs equal roc_auc_score on the pixels each restriction keeps, by hand."""
+def test_all_tissue_and_same_class_auroc_differ_as_computed_by_hand():
+    """A map that only tells tumour from benign scores well on all tissue and exactly 0.5 against
+    same-class negatives; a map that finds the errors scores 1 on both."""
+    truth = np.zeros((10, 10), np.uint8)
+    truth[:, 5:] = 1  # right half G3 (50 px), left half benign (50 px)
+    label = truth.copy()
+    label[:2, 5:] = 2  # the expert calls 10 G3 pixels G4
+    tumour = (truth == 1).astype(np.float32)  # high on all G3, wrong or right
+    finder = (label != truth).astype(np.float32)
+    anti = 1 - finder  # ranks every error below every right pixel
+    flags = np.zeros_like(truth)
+    pool = AurocPool(("A",), kinds_fn=lambda e, lab, tr, fl: {"all": lab != tr})
+    pool.add("A", {"tumour": tumour, "finder": finder, "anti": anti}, label, truth, flags,
+             np.ones_like(truth, bool), prediction=truth)
+    s = pool.result()["A"]["scores"]
+    # 10 errors against 50 benign (all won) and 40 right G3 (all tied: ½ each)
+    assert s["tumour"]["auroc"]["all"] == pytest.approx((10 * 50 + 0.5 * 10 * 40) / (10 * 90))
+    assert s["tumour"]["auroc_same_class"]["all"] == 0.5
+    assert s["finder"]["auroc"]["all"] == 1.0 == s["finder"]["auroc_same_class"]["all"]
+    assert s["anti"]["auroc"]["all"] == 0.0 == s["anti"]["auroc_same_class"]["all"]
+
+
+def _pairs_auroc(scores, pos, strata):
+    """Brute force: over every (positive, negative) pair of the same stratum, wins + ½ ties."""
+    wins = pairs = 0.0
+    for i in np.flatnonzero(pos):
+        neg = (~pos) & (strata == strata[i])
+        wins += (scores[i] > scores[neg]).sum() + 0.5 * (scores[i] == scores[neg]).sum()
+        pairs += neg.sum()
+    return wins / pairs
+
+
+def test_same_class_auroc_pairs_errors_only_with_right_pixels_of_their_own_class():
+    rng = np.random.default_rng(5)
+    n = 600
+    strata = rng.integers(0, 3, n)
+    pos = rng.random(n) < 0.2
+    scores = np.round(rng.normal(pos * 0.6 + strata * 0.5, 1.0), 1)  # class shifts the score; ties
+    assert auroc_within_classes(scores, pos, strata) == pytest.approx(_pairs_auroc(scores, pos, strata), abs=1e-12)
+    # one stratum: the plain AUROC
+    assert auroc_within_classes(scores, pos, np.zeros(n)) == pytest.approx(auroc(scores, pos), abs=1e-12)
+    # positives only where no negative of their class exists: NaN
+    assert np.isnan(auroc_within_classes([0.1, 0.2, 0.3], [True, False, False], [0, 1, 1]))
+
+
+def test_auroc_pool_same_class_and_subset_match_brute_force():
+    """The pool's restricted AUROCs on the pixels each restriction keeps, recomputed independently."""
     from sklearn.metrics import roc_auc_score
 
     rng = np.random.default_rng(3)
@@ -98,7 +154,7 @@ def test_auroc_pool_net_right_and_same_class_match_sklearn():
     label[other] = 1
     prediction = np.where(rng.random(shape) < 0.8, truth, (truth + 1) % 3).astype(np.uint8)
     tissue = rng.random(shape) < 0.9
-    score = (rng.random(shape) + 0.5 * (label != truth)).astype(np.float32)
+    score = (rng.random(shape) + 0.5 * (label != truth) + 0.3 * truth).astype(np.float32)
     pool = AurocPool(("3",))
     pool.add("3", {"s": score}, label, truth, flags, tissue, prediction)
     s = pool.result()["3"]["scores"]["s"]
@@ -106,10 +162,74 @@ def test_auroc_pool_net_right_and_same_class_match_sklearn():
     pos, right, net = swap & tissue, (label == truth) & tissue, prediction == truth
     keep = pos | right
     assert s["auroc"][kind] == pytest.approx(roc_auc_score(pos[keep], score[keep]))
+    keep = pos | (right & (truth == 1))  # borderline errors are all true G3
+    assert s["auroc_same_class"][kind] == pytest.approx(roc_auc_score(pos[keep], score[keep]))
     keep = (pos | right) & net
-    assert s["auroc_net_right"][kind] == pytest.approx(roc_auc_score(pos[keep], score[keep]))
-    keep = (pos | (right & (truth == 1))) & net  # borderline errors are all true G3
-    assert s["auroc_net_right_same_class"][kind] == pytest.approx(roc_auc_score(pos[keep], score[keep]))
+    assert s["auroc_subset_network_right"][kind] == pytest.approx(roc_auc_score(pos[keep], score[keep]))
+    # "all" mixes G3 and G4 errors: each is paired only with right pixels of its own true class
+    wrong = (label != truth) & tissue
+    keep = (wrong | right).ravel()
+    assert s["auroc_same_class"]["all"] == pytest.approx(
+        _pairs_auroc(score.ravel()[keep], wrong.ravel()[keep], truth.ravel()[keep]), abs=1e-9)
+    assert s["auroc_same_class"]["all"] != pytest.approx(s["auroc"]["all"], abs=1e-3)
+
+
+def _probs(rng, truth, c, grid=16):
+    """Class probabilities leaning to the truth, in multiples of 1/16: exact in float32, so every
+    pixel's probabilities sum to exactly 1 and equal values stay equal whatever is computed from them."""
+    k = rng.integers(1, 5, (c, *truth.shape)).astype(np.float64)
+    k += 6 * np.eye(c)[truth].transpose(2, 0, 1)
+    p = np.floor(k / k.sum(0) * grid) / grid
+    p[0] += 1 - p.sum(0)  # the rest of the mass (a multiple of 1/16) on class 0
+    return p.astype(np.float32)
+
+
+def test_network_baselines_by_hand():
+    p = np.array([[[0.7, 0.1]], [[0.2, 0.3]], [[0.1, 0.6]]], np.float32)  # C=3, 1×2
+    b = network_baselines(p, np.array([[1, 2]]))
+    np.testing.assert_allclose(b[BASELINE_LABEL], [[0.8, 0.4]], rtol=1e-6)
+    np.testing.assert_allclose(b[BASELINE_MAX], [[0.3, 0.4]], rtol=1e-6)
+    with pytest.raises(ValueError):
+        network_baselines(p, np.array([[1, 3]]))
+
+
+def test_a_detector_that_is_a_function_of_p_label_scores_exactly_as_the_baseline():
+    """A global matrix with the same diagonal d for every class and the rest spread evenly makes the
+    given-label map 1 − d·p_l / (d·p_l + o·(1 − p_l)), increasing in 1 − p_l: every AUROC must equal
+    the `1 − p(label written)` baseline's; its image-only map is the constant 1 − d (AUROC ½)."""
+    from trainer.benchmark.run import detector_maps
+
+    rng = np.random.default_rng(7)
+    c, shape = 4, (30, 30)
+    truth = rng.integers(0, c, shape).astype(np.uint8)
+    flags = np.zeros(shape, np.uint8)
+    label = np.where(rng.random(shape) < 0.3, rng.integers(0, c, shape), truth).astype(np.uint8)
+    probs = _probs(rng, truth, c)
+    d = 0.8
+    m = np.full((c, c), (1 - d) / (c - 1)) + np.eye(c) * (d - (1 - d) / (c - 1))
+    maps = detector_maps("confusion", probs, {"A": label}, errors={"A": np.zeros(shape)},
+                         errors_prior={"A": np.zeros(shape)}, global_matrices={"A": m})["A"]
+    assert set(maps) == {"error (given the label)", "error (image only)", "global: error (given the label)",
+                         "global: error (image only)", BASELINE_LABEL, BASELINE_MAX}
+    pool = AurocPool(("A",), kinds_fn=lambda e, lab, tr, fl: {"all": lab != tr, "on G3": (lab != tr) & (tr == 1)})
+    tissue = rng.random(shape) < 0.9
+    pool.add("A", maps, label, truth, flags, tissue, prediction=probs.argmax(0))
+    s = pool.result()["A"]["scores"]
+    for metric in AurocPool.METRICS:
+        for kind in ("all", "on G3"):
+            assert s["global: error (given the label)"][metric][kind] == s[BASELINE_LABEL][metric][kind], (metric, kind)
+            assert s["global: error (image only)"][metric][kind] == 0.5
+    assert 0.6 < s[BASELINE_LABEL]["auroc"]["all"] < 1  # the case is not degenerate: the baseline is informative
+
+
+def test_detector_maps_of_a_reweighting_run():
+    from trainer.benchmark.run import detector_maps
+
+    p = np.array([[[0.7, 0.1]], [[0.3, 0.9]]], np.float32)
+    maps = detector_maps("reweight", p, {"A": np.array([[0, 0]])}, weights={"A": np.array([[0.25, 0.5]])})["A"]
+    assert set(maps) == {"1 − w", BASELINE_LABEL, BASELINE_MAX}
+    np.testing.assert_allclose(maps["1 − w"], [[0.75, 0.5]])
+    np.testing.assert_allclose(maps[BASELINE_LABEL], [[0.3, 0.9]], rtol=1e-6)
 
 
 def test_confusion_pool_against_a_hand_computation():
@@ -130,6 +250,21 @@ def test_confusion_pool_against_a_hand_computation():
     np.testing.assert_allclose(r["true"], [[0.5, 0.5], [1 / 3, 2 / 3]])  # rows: 2 pixels, 3 pixels
     assert r["rows_compared"] == [0, 1] and r["pixels_per_row"] == [2, 3]
     assert r["max_abs_diff"] == pytest.approx(max(0.1, 0.1, abs(0.4 - 1 / 3), abs(0.6 - 2 / 3)))
+    # a core whose estimate is NaN (e.g. an area too small for the model's resolution) adds no weight,
+    # and the estimate's weights may come from another mask than the true counts
+    pool.add("area", "A", np.full((2, 2), np.nan), probs, mask, truth, label)
+    again = pool.result()["area"]["A"]
+    np.testing.assert_allclose(again["estimated"], r["estimated"])
+    assert again["pixels_per_row"] == [4, 4]
+    other = ConfusionPool(num_classes=2, min_pixels=1)
+    other.add("area", "A", np.array([[0.6, 0.4], [0.2, 0.8]]), probs, mask, truth, label,
+              estimate_mask=np.array([[False, False, True, True]]))  # row masses 0.5 and 1.5
+    np.testing.assert_allclose(other.result()["area"]["A"]["estimated"], [[0.6, 0.4], [0.2, 0.8]])
+    assert other.result()["area"]["A"]["pixels_per_row"] == [2, 1]
+    other.add("area", "A", np.array([[0.0, 1.0], [1.0, 0.0]]), probs, mask, truth, label)  # masses 2 and 1
+    np.testing.assert_allclose(other.result()["area"]["A"]["estimated"],
+                               [[(0.5 * 0.6 + 2 * 0.0) / 2.5, (0.5 * 0.4 + 2 * 1.0) / 2.5],
+                                [(1.5 * 0.2 + 1 * 1.0) / 2.5, (1.5 * 0.8 + 1 * 0.0) / 2.5]])
     strict = ConfusionPool(num_classes=2, min_pixels=3)
     strict.add("area", "A", np.array([[0.6, 0.4], [0.2, 0.8]]), probs, mask, truth, label)
     assert strict.result()["area"]["A"]["rows_compared"] == []  # too few pixels: not compared
@@ -227,19 +362,24 @@ def test_paper_preset_runs_every_variant(tiny_paper):
     assert sorted(r["variant"] for r in runs) == sorted(VARIANTS) and all(r["seed"] == 0 for r in runs)
     for r in runs:
         assert r["iterations"] == 1 and r["checkpoint"] == "best.pt"  # the paper tests its best checkpoint
-        assert 0 <= r["mean_dice_truth"] <= 1 and 0 <= r["mean_dice_vote6"] <= 1
+        for ref in ("truth", "vote6"):  # the mean is over the classes the test cores hold
+            dice = [d for d in r[f"dice_{ref}"].values() if d is not None]
+            assert r[f"mean_dice_{ref}"] == pytest.approx(np.mean(dice))
         v = VARIANTS[r["variant"]]
         assert (r["auroc"] is not None) == (v.annotator != "none")
         assert (r["confusion_matrices"] is not None) == v.confusion
         assert r["config"]["loss"]["confusion"] == v.confusion and r["config"]["loss"]["reweight"] == v.reweight
         if r["auroc"]:
             assert set(r["auroc"]) == {"3", "4", "5"}
-            detectors = {"1 − w"} if v.reweight else {"error (image only)", "error (given the label)"}
-            assert set(r["auroc"]["3"]["scores"]) == detectors
+            detectors = {"1 − w"} if v.reweight else {"error (image only)", "error (given the label)",
+                                                      "global: error (image only)", "global: error (given the label)"}
+            assert set(r["auroc"]["3"]["scores"]) == detectors | {"1 − p(label written)", "1 − max p"}
             for d in detectors:
-                assert {"all", "borderline_g3_called_g4"} <= set(r["auroc"]["3"]["scores"][d]["auroc_net_right"])
+                assert set(r["auroc"]["3"]["scores"][d]["auroc_same_class"]) == {
+                    "all", "borderline_g3_called_g4", "random_g4_patches_called_g3"}
         if r["confusion_matrices"]:
             assert set(r["confusion_matrices"]) == {"tissue"}  # the six experts' panel flags no biased area
+            assert set(r["confusion_matrices_global"]) == {"tissue"}
     on_disk = json.loads((out / "results.json").read_text())
     for key in ("command", "git_commit", "machine", "date"):
         assert key in on_disk and key in results
@@ -301,6 +441,17 @@ def test_an_interrupted_benchmark_continues_without_retraining(tiny_paper):
     again = run_benchmark("paper", out, seeds=1, device="cpu", command="pytest", log=seen.append, **TINY)
     assert sum("reusing" in s for s in seen) == len(results["runs"]) + 1  # the data and every run
     assert [r["mean_dice_truth"] for r in again["runs"]] == [r["mean_dice_truth"] for r in results["runs"]]
+    # a run scored by an older version of the scoring is scored again from its checkpoint, not retrained
+    stale = out / "runs" / "pspnet" / "confusion" / "seed0" / "result.json"
+    record = json.loads(stale.read_text())
+    stale.write_text(json.dumps({**record, "scoring_version": 1, "auroc": None}))
+    seen = []
+    rescored = run_benchmark("paper", out, seeds=1, device="cpu", command="pytest", log=seen.append, **TINY)
+    assert sum("scoring" in s and "again" in s for s in seen) == 1 and not any("training" in s for s in seen)
+    fresh = json.loads(stale.read_text())
+    assert fresh["scoring_version"] == SCORING_VERSION and fresh["train_seconds"] == record["train_seconds"]
+    assert fresh["auroc"] == record["auroc"]  # the same checkpoint scores the same
+    assert len(rescored["runs"]) == len(results["runs"])
     with pytest.raises(InputError, match="other data settings"):
         run_benchmark("paper", out, seeds=1, device="cpu", log=lambda s: None, **{**TINY, "size": 96})
     with pytest.raises(InputError, match="not empty"):
@@ -345,27 +496,102 @@ def test_noisy_preset_scores_ties_kinds_and_matrices(tiny_noisy):
     runs = {r["variant"]: r for r in results["runs"]}
     assert set(runs) == set(NOISY_TINY["variants"])
     for r in runs.values():
-        assert 0 <= r["mean_dice_truth_ties"] <= 1 and set(r["dice_truth_ties"]) == {"benign", "G3", "G4", "G5"}
+        assert set(r["dice_truth_ties"]) == {"benign", "G3", "G4", "G5"}
         assert r["experts"] == (["A", "B", "C"] if VARIANTS[r["variant"]].labels == "vote"
                                 else ["staple"] if r["variant"] == "staple" else [results["data"]["single_expert"]])
-    kinds = set(runs["confusion"]["auroc"]["C"]["scores"]["error (image only)"]["auroc_net_right"])
+    kinds = set(runs["confusion"]["auroc"]["C"]["scores"]["error (image only)"]["auroc_same_class"])
     assert kinds == {"all", "foamy_g3_missed", "poorly_formed_g4_called_g3", "outline"}
     assert "unreliable_random" in runs["reweight"]["auroc"]["B"]["scores"]["1 − w"]["auroc"]
     matrices = runs["confusion"]["confusion_matrices"]
     assert "tissue" in matrices and set(matrices["tissue"]) == {"A", "B", "C"}
-    for area, experts in matrices.items():
-        for e, m in experts.items():
-            assert np.array(m["true"], dtype=float).shape == (4, 4)
-            if m["rows_compared"]:
-                assert 0 <= m["max_abs_diff"] <= 1
     biased = set(matrices) - {"tissue"}
     assert biased and biased <= {"textured_g3_called_g4", "foamy_g3_missed", "poorly_formed_g4_called_g3"}
+    glob = runs["confusion"]["confusion_matrices_global"]
+    assert set(glob) == set(matrices)
+    for area, experts in glob.items():
+        for e, m in experts.items():
+            # the global model's estimate on any area is its one matrix, transposed to rows = truth
+            np.testing.assert_allclose(m["estimated"], np.array(runs["confusion"]["global_matrices"][e]).T)
+            assert m["true"] == matrices[area][e]["true"]
     summary = results["summary"]["pspnet"]
-    assert "truth_ties" in summary["focal"] and "confusion_matrices" in summary["confusion"]
+    assert "truth_ties" in summary["focal"] and "confusion_matrices_global" in summary["confusion"]
+    assert all(r["scoring_version"] == SCORING_VERSION for r in runs.values())
+    assert {d for r in runs.values() for e in (r["auroc"] or {}).values() for d in e["scores"]} <= set(
+        results["detectors"])
     table = (out / "table.md").read_text()
-    for text in ("on the tie pixels", "Cohen's κ", "Estimated against true confusion matrices",
-                 "error (image only)", "foamy_g3_missed", "on expert"):
+    for text in ("on the tie pixels", "Cohen's κ", "Estimated against true confusion matrices", "### All tissue",
+                 "### Against same-true-class negatives", "global: error (given the label)", "1 − p(label written)",
+                 "whole tissue", "max abs diff, global", "foamy_g3_missed", "on expert"):
         assert text in table, text
+    assert "net right" not in table and "0.97" not in table
     for name in ("weight_maps_reweight.png", "error_maps_confusion.png", "confusion_matrices.png",
                  "dice_overall_and_ties.png", "weights_over_iterations.png"):
         assert (out / name).is_file() and f"]({name})" in table
+
+
+def test_noisy_preset_numbers_match_an_independent_recomputation(tiny_noisy):
+    """From the confusion run's checkpoint, recomputed outside the benchmark's code: the global
+    matrices (soft counts over the training cores), the whole-tissue true matrix, the figure core's
+    maps (the pixel-wise ones through the older predict_core path) and a pooled baseline AUROC."""
+    from sklearn.metrics import roc_auc_score
+
+    from trainer.annotators.global_confusion import global_error_map
+    from trainer.benchmark.data import test_core_labels
+    from trainer.data import open_dataset
+    from trainer.data.io import read_image
+    from trainer.data.records import load_core
+    from trainer.inference import load_predictor, predict_core
+    from trainer.tissue import tissue_mask
+
+    out, results = tiny_noisy
+    run = next(r for r in results["runs"] if r["variant"] == "confusion")
+    pred = load_predictor(out / "runs" / "pspnet" / "confusion" / "seed0" / run["checkpoint"], "cpu")
+    ds = open_dataset(out / "data")
+    split = results["data"]["split"]
+    c = 4
+
+    def probs_of(name):
+        return predict_core(pred, read_image(ds.core(name).image_path)).probabilities.astype(np.float64)
+
+    num = {e: np.zeros((c, c)) for e in "ABC"}  # [label, truth]
+    for name in split["train"]:
+        masks = load_core(ds.core(name), ds.scheme).masks
+        p = probs_of(name)
+        tissue = tissue_mask(read_image(ds.core(name).image_path))
+        for e, lab in masks.items():
+            onehot = np.eye(c)[lab] * tissue[..., None]  # H×W×C(label)
+            num[e] += np.einsum("hwi,jhw->ij", onehot, p)
+    for e in "ABC":
+        np.testing.assert_allclose(run["global_matrices"][e], num[e] / num[e].sum(0), rtol=1e-4, atol=1e-6)
+
+    true = np.zeros((c, c))
+    hits = {"pos": [], "score": []}
+    for name in split["test"]:
+        t = test_core_labels(out / "data", ds, name)
+        if "A" not in t["masks"]:
+            continue
+        lab, truth, tissue = t["masks"]["A"], t["truth"], t["tissue"]
+        np.add.at(true, (truth[tissue], lab[tissue]), 1)
+        p = probs_of(name)
+        hits["pos"].append((lab != truth)[tissue])
+        hits["score"].append((1 - p.max(0))[tissue])
+    np.testing.assert_allclose(run["confusion_matrices"]["tissue"]["A"]["true"], true / true.sum(1, keepdims=True))
+    want = roc_auc_score(np.concatenate(hits["pos"]), np.concatenate(hits["score"]))
+    assert run["auroc"]["A"]["scores"]["1 − max p"]["auroc"]["all"] == pytest.approx(want, abs=1e-4)
+
+    fig = np.load(out / "runs" / "pspnet" / "confusion" / "seed0" / "figure_core.npz")
+    names = [str(n) for n in fig["map_names"]]
+    experts = [str(e) for e in fig["experts"]]
+    labels = {e: fig["labels"][k] for k, e in enumerate(experts)}
+    old = predict_core(pred, fig["image"], experts=tuple(experts), labels=labels)
+    p = old.probabilities
+    for k, e in enumerate(experts):
+        maps = dict(zip(names, fig["maps"][k]))
+        m = np.array(run["global_matrices"][e])
+        np.testing.assert_allclose(maps["error (given the label)"], old.errors[e], atol=1e-5)
+        np.testing.assert_allclose(maps["error (image only)"], old.errors_prior[e], atol=1e-5)
+        np.testing.assert_allclose(maps["global: error (given the label)"], global_error_map(p, m, labels[e]),
+                                   atol=1e-5)
+        np.testing.assert_allclose(maps["global: error (image only)"], global_error_map(p, m), atol=1e-5)
+        np.testing.assert_allclose(maps["1 − p(label written)"],
+                                   1 - np.take_along_axis(p, labels[e][None].astype(int), 0)[0], atol=1e-5)

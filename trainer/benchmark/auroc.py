@@ -1,13 +1,15 @@
 """Does a reliability map point at the expert who is wrong? AUROC per expert and kind of error.
 
-The weighting CNN (eq. 2) gives each expert a weight per pixel; where an expert's label is wrong a
-useful map gives it *less* weight. So ``1 − w_n`` is scored as a detector of expert n's wrong
-pixels (label ≠ truth) on the test cores' tissue, and the score is split by the kind of bias that
-made the error (:func:`error_kinds`; the noisy panel's kinds are
-:func:`trainer.synthetic.panel.panel_error_kinds`): the weighting CNN sees only the image, so it
-can only learn errors whose *place* follows the tissue's appearance. The confusion model's error
-maps are scored the same way, both the image-only one (before seeing the label) and the one given
-the expert's label.
+Every map that should be high where expert n's label is wrong is scored as a detector of n's
+wrong pixels (label ≠ truth) on the test cores' tissue: ``1 − w_n`` of the weighting CNN (eq. 2),
+the confusion model's error maps (given the expert's label, and image-only: before seeing it), the
+same maps of a global (image-independent) confusion matrix per expert
+(:mod:`trainer.annotators.global_confusion`), and two baselines from the segmentation network
+alone, ``1 − p(label written)`` and ``1 − max p`` (:func:`network_baselines`). An annotator model
+earns its keep only where it beats those baselines. Scores are split by the kind of bias that made
+the error (:func:`error_kinds`; the noisy panel's kinds are
+:func:`trainer.synthetic.panel.panel_error_kinds`), on all tissue and against same-true-class
+negatives only (:class:`AurocPool`).
 
 :func:`auroc` is the Mann–Whitney form with ties at their average rank (the trapezoidal ROC
 area), so a constant score gives exactly 0.5, as scikit-learn's ``roc_auc_score`` does.
@@ -83,24 +85,78 @@ KIND_APPEARANCE_DEPENDENT = {
 }
 
 
+def auroc_within_classes(scores, positive, strata) -> float:
+    """AUROC over the positive-negative pairs of the same stratum only (e.g. the same true class).
+
+    ``Σ_c U_c / Σ_c n₊c·n₋c`` with ``U_c`` the Mann–Whitney count of stratum c: the chance that a
+    random positive scores above a random negative *of its own stratum*, ties counting one half.
+    With one stratum it is :func:`auroc`; NaN when no stratum holds both a positive and a negative.
+    """
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    positive = np.asarray(positive, dtype=bool).ravel()
+    strata = np.asarray(strata).ravel()
+    if not scores.shape == positive.shape == strata.shape:
+        raise ValueError(f"{scores.size} scores, {positive.size} labels and {strata.size} strata")
+    u = pairs = 0.0
+    for c in np.unique(strata[positive]):
+        keep = strata == c
+        pos = positive[keep]
+        n_pos = int(pos.sum())
+        n_neg = pos.size - n_pos
+        if n_neg == 0:
+            continue
+        ranks = average_ranks(scores[keep])
+        u += ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0
+        pairs += n_pos * n_neg
+    return float(u / pairs) if pairs else float("nan")
+
+
+#: The baselines from the segmentation network alone (no annotator model), scored beside every map.
+BASELINE_LABEL = "1 − p(label written)"
+BASELINE_MAX = "1 − max p"
+
+
+def network_baselines(probabilities: np.ndarray, label: np.ndarray) -> dict[str, np.ndarray]:
+    """Error maps from the segmentation network's class probabilities alone (``C×H×W``).
+
+    ``1 − p(label written)``: one minus the probability the network gives the expert's own label
+    (``label``: H×W class indices, all in ``0..C-1``); ``1 − max p``: the network's uncertainty,
+    the same map for every expert. An annotator model is worth its cost only where it beats these.
+    """
+    p = np.asarray(probabilities, dtype=np.float32)
+    lab = np.asarray(label)
+    if lab.shape != p.shape[1:]:
+        raise ValueError(f"label {lab.shape} does not match probabilities {p.shape}")
+    if lab.size and (lab.min() < 0 or lab.max() >= p.shape[0]):
+        raise ValueError(f"labels must be class indices 0..{p.shape[0] - 1}, got {lab.min()}..{lab.max()}")
+    p_label = np.take_along_axis(p, lab.astype(np.int64)[None], 0)[0]
+    return {BASELINE_LABEL: 1.0 - p_label, BASELINE_MAX: 1.0 - p.max(axis=0)}
+
+
 class AurocPool:
     """Pools detector scores and the error kinds of each expert over cores; :meth:`result` scores them.
 
     A detector is any per-pixel map that should be high where the expert is wrong: ``1 − w`` of the
-    weighting CNN, or the confusion model's error map (before seeing the label, or given it).
-    Negatives of every kind are the expert's *correct* tissue pixels, so a kind's AUROC says how
-    well the map separates that kind of error from the pixels the expert got right. Most correct
-    pixels are benign, so a map that merely tells tumour from benign already scores well; the
-    stricter ``same_class`` AUROC keeps only the correct pixels of the *same true class* as the
-    errors (e.g. ordinary G3 against textured G3), which only the error's appearance separates.
-    Each is computed on all tissue and on the tissue the segmentation network predicts right
-    (``net_right``): where the network shares an expert's error, no map that follows agreement
-    with the network can flag it, and that is a different failure from not finding the error.
+    weighting CNN, the confusion model's error maps (before seeing the label, or given it), the
+    global-matrix baseline's, or a baseline from the segmentation network alone
+    (:func:`network_baselines`). Per kind of error, positives are the expert's wrong pixels of that
+    kind on the tissue and the metrics are
+
+    * ``auroc`` — negatives: every pixel of the tissue the expert got right (the headline);
+    * ``auroc_same_class`` — only pairs of an error and a correct pixel *of the same true class*
+      (:func:`auroc_within_classes`): most correct pixels are benign, so a map that merely tells
+      tumour from benign scores well on ``auroc``; here only what separates e.g. textured G3 from
+      ordinary G3 counts;
+    * ``auroc_subset_network_right`` and ``auroc_subset_network_right_same_class`` — the same on
+      the *subset* of the tissue the segmentation network predicts right (a favourable subset:
+      where the network shares the expert's error no map that follows it can flag it). Kept in
+      results.json for comparison with earlier reports; the tables do not show them.
+
     ``model_agrees`` is the share of the wrong pixels where the segmentation network predicts the
-    expert's (wrong) label: there the expert's loss is the smallest and eq. (3) *raises* its weight.
+    expert's (wrong) label.
     """
 
-    METRICS = ("auroc", "auroc_same_class", "auroc_net_right", "auroc_net_right_same_class")
+    METRICS = ("auroc", "auroc_same_class", "auroc_subset_network_right", "auroc_subset_network_right_same_class")
 
     def __init__(self, experts: tuple[str, ...], kinds_fn=None):
         self.experts = tuple(experts)
@@ -116,7 +172,10 @@ class AurocPool:
         """``scores``: detector name → H×W map, high where the expert is believed wrong."""
         kinds = self.kinds_fn(expert, label, truth, flags)
         for name, score in scores.items():
-            self.scores[expert].setdefault(name, []).append(np.asarray(score)[tissue].astype(np.float32))
+            score = np.asarray(score)
+            if score.shape != truth.shape:
+                raise ValueError(f"detector {name!r}: map {score.shape} for labels {truth.shape}")
+            self.scores[expert].setdefault(name, []).append(score[tissue].astype(np.float32))
         self.truth[expert].append(truth[tissue])
         for kind, mask in kinds.items():
             self.kinds[expert].setdefault(kind, []).append(mask[tissue])
@@ -136,19 +195,21 @@ class AurocPool:
             net_right = np.concatenate(self.net_right[e])
             right = ~kinds["all"]
             entry = {"error_fraction": {k: float(pos.mean()) for k, pos in kinds.items()},
-                     "error_fraction_net_right": {k: float(pos[net_right].mean()) if net_right.any() else float("nan")
-                                                  for k, pos in kinds.items()},
+                     "error_fraction_subset_network_right": {
+                         k: float(pos[net_right].mean()) if net_right.any() else float("nan")
+                         for k, pos in kinds.items()},
                      "scores": {}}
             for name, parts in self.scores[e].items():
                 scores = np.concatenate(parts)
                 s = {m: {} for m in self.METRICS}
                 for kind, pos in kinds.items():
-                    classes = np.unique(truth[pos])
-                    same = pos | (right & np.isin(truth, classes))
-                    for metric, keep in (("auroc", pos | right), ("auroc_same_class", same),
-                                         ("auroc_net_right", (pos | right) & net_right),
-                                         ("auroc_net_right_same_class", same & net_right)):
-                        s[metric][kind] = auroc(scores[keep], pos[keep])
+                    keep = pos | right  # the other kinds' errors are neither positive nor negative
+                    sub = keep & net_right
+                    s["auroc"][kind] = auroc(scores[keep], pos[keep])
+                    s["auroc_same_class"][kind] = auroc_within_classes(scores[keep], pos[keep], truth[keep])
+                    s["auroc_subset_network_right"][kind] = auroc(scores[sub], pos[sub])
+                    s["auroc_subset_network_right_same_class"][kind] = auroc_within_classes(
+                        scores[sub], pos[sub], truth[sub])
                 s["mean_wrong"] = float(scores[~right].mean()) if (~right).any() else float("nan")
                 s["mean_right"] = float(scores[right].mean()) if right.any() else float("nan")
                 entry["scores"][name] = s
@@ -158,4 +219,5 @@ class AurocPool:
         return out
 
 
-__all__ = ["auroc", "average_ranks", "error_kinds", "AurocPool", "KIND_APPEARANCE_DEPENDENT"]
+__all__ = ["auroc", "auroc_within_classes", "average_ranks", "error_kinds", "network_baselines", "AurocPool",
+           "BASELINE_LABEL", "BASELINE_MAX", "KIND_APPEARANCE_DEPENDENT"]

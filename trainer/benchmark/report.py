@@ -85,9 +85,9 @@ def _aggregate_auroc(rs: list[dict]) -> dict:
     out = {}
     for e, first in rs[0]["auroc"].items():
         mine = [r["auroc"][e] for r in rs if e in (r.get("auroc") or {})]
+        sub = "error_fraction_subset_network_right"
         a = {"error_fraction": dict(first["error_fraction"]),  # the labels: the same in every run
-             "error_fraction_net_right": {k: _ms([m["error_fraction_net_right"][k] for m in mine])
-                                          for k in first["error_fraction_net_right"]},
+             sub: {k: _ms([m.get(sub, {}).get(k) for m in mine]) for k in first.get(sub, {})},
              "model_agrees": _ms([m["model_agrees"] for m in mine]), "scores": {}}
         for name, s in first["scores"].items():
             a["scores"][name] = {metric: {k: _ms([m["scores"][name][metric][k] for m in mine]) for k in s[metric]}
@@ -98,11 +98,11 @@ def _aggregate_auroc(rs: list[dict]) -> dict:
     return out
 
 
-def _aggregate_matrices(rs: list[dict]) -> dict:
+def _aggregate_matrices(rs: list[dict], key: str = "confusion_matrices") -> dict:
     out: dict = {}
-    for area, experts in rs[0]["confusion_matrices"].items():
+    for area, experts in rs[0][key].items():
         for e, first in experts.items():
-            mine = [r["confusion_matrices"][area][e] for r in rs if e in r["confusion_matrices"].get(area, {})]
+            mine = [r[key][area][e] for r in rs if e in (r.get(key) or {}).get(area, {})]
             out.setdefault(area, {})[e] = {
                 "max_abs_diff": _ms([m["max_abs_diff"] for m in mine]),
                 "estimated": _mean_matrix([m["estimated"] for m in mine]), "true": first["true"],
@@ -125,8 +125,9 @@ def aggregate(runs: list[dict]) -> dict:
             entry[ref]["mean"] = _ms([r[f"mean_dice_{ref}"] for r in rs])
         if rs[0].get("auroc"):
             entry["auroc"] = _aggregate_auroc(rs)
-        if rs[0].get("confusion_matrices"):
-            entry["confusion_matrices"] = _aggregate_matrices(rs)
+        for key in ("confusion_matrices", "confusion_matrices_global"):
+            if rs[0].get(key):
+                entry[key] = _aggregate_matrices(rs, key)
         summary.setdefault(model, {})[variant] = entry
     return summary
 
@@ -173,56 +174,56 @@ def _kind_flag(results: dict, kind: str) -> str:
     return ("yes" if dep else "no") + (", shared" if shared else "")
 
 
-def _detector_columns(summary: dict) -> list[tuple[str, str, str]]:
-    """(model, variant, detector) for every annotator-model run in the summary."""
-    cols = []
-    for model, variants in summary.items():
-        for variant, entry in variants.items():
-            for name in next(iter((entry.get("auroc") or {}).values()), {}).get("scores", {}):
-                cols.append((model, variant, name))
-    return cols
+#: The order detectors appear in the tables: each map beside its baselines.
+DETECTOR_ORDER = ("1 − w", "error (given the label)", "error (image only)", "global: error (given the label)",
+                  "global: error (image only)", "1 − p(label written)", "1 − max p")
 
 
-def _auroc_headline(results: dict) -> list[str]:
-    """Rows: expert × kind of error; columns: each detector; cells: AUROC (same class) on net-right tissue."""
-    summary = results["summary"]
-    cols = _detector_columns(summary)
-    if not cols:
+def _detectors(entry: dict) -> list[str]:
+    names = list(next(iter((entry.get("auroc") or {}).values()), {}).get("scores", {}))
+    return sorted(names, key=lambda n: (DETECTOR_ORDER.index(n) if n in DETECTOR_ORDER else len(DETECTOR_ORDER), n))
+
+
+def _auroc_runs(summary: dict) -> list[tuple[str, str, dict]]:
+    return [(m, v, e) for m, variants in summary.items() for v, e in variants.items() if e.get("auroc")]
+
+
+def _auroc_headline(results: dict, metric: str = "auroc") -> list[str]:
+    """Per annotator-model run: rows expert × kind of error, columns every detector, cells AUROC
+    (``metric``: ``auroc`` on all tissue, ``auroc_same_class`` against same-true-class negatives)."""
+    runs = _auroc_runs(results["summary"])
+    if not runs:
         return ["(no annotator-model run)"]
-    lines = ["| Expert | Kind of error | Appearance-dependent | Share of tissue | "
-             + " | ".join(f"{v}: {d}" for _, v, d in cols) + " |",
-             "|---|---|---|---|" + "---|" * len(cols)]
-    model, variant, _ = cols[0]
-    for e, a in summary[model][variant]["auroc"].items():
-        for kind, frac in a["error_fraction"].items():
-            cells = []
-            for m, v, d in cols:
-                s = summary[m][v]["auroc"].get(e, {}).get("scores", {}).get(d)
-                if s is None:
-                    cells.append("—")
-                    continue
-                cells.append(f"{_cell(s['auroc_net_right'][kind], 1.0)} ({_cell(s['auroc_net_right_same_class'][kind], 1.0)})")
-            lines.append(f"| {_expert_title(results, e)} | {kind} | {_kind_flag(results, kind)} | "
-                         f"{100 * _nan(frac):.2f} % | " + " | ".join(cells) + " |")
+    lines = []
+    for model, variant, entry in runs:
+        names = _detectors(entry)
+        lines += [f"{model}, {variant} (seeds {', '.join(map(str, entry['seeds']))}):", "",
+                  "| Expert | Kind of error | Appearance-dependent | Share of tissue | " + " | ".join(names) + " |",
+                  "|---|---|---|---|" + "---|" * len(names)]
+        for e, a in entry["auroc"].items():
+            for kind, frac in a["error_fraction"].items():
+                cells = [_cell(a["scores"][n][metric][kind], 1.0) for n in names]
+                lines.append(f"| {_expert_title(results, e)} | {kind} | {_kind_flag(results, kind)} | "
+                             f"{100 * _nan(frac):.2f} % | " + " | ".join(cells) + " |")
+        lines.append("")
     return lines
 
 
 def _auroc_table(results: dict) -> list[str]:
-    lines = ["| Model | Variant | Detector | Expert | Kind of error | Share of tissue | AUROC | same true class | "
-             "AUROC, net right | net right, same class | net predicts the wrong label | mean score wrong / right |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for model, variants in results["summary"].items():
-        for variant, entry in variants.items():
-            for e, a in (entry.get("auroc") or {}).items():
-                for name, s in a["scores"].items():
-                    for kind in s["auroc"]:
-                        extra = (f"{_cell(a['model_agrees'])} % | {s['mean_wrong'][0]:.3f} / {s['mean_right'][0]:.3f}"
-                                 if kind == "all" else " | ")
-                        lines.append(
-                            f"| {model} | {variant} | {name} | {_expert_title(results, e)} | {kind} | "
-                            f"{100 * _nan(a['error_fraction'][kind]):.2f} % | {_cell(s['auroc'][kind], 1.0)} | "
-                            f"{_cell(s['auroc_same_class'][kind], 1.0)} | {_cell(s['auroc_net_right'][kind], 1.0)} | "
-                            f"{_cell(s['auroc_net_right_same_class'][kind], 1.0)} | {extra} |")
+    lines = ["| Model | Variant | Detector | Expert | Kind of error | Share of tissue | AUROC, all tissue | "
+             "same true class | net predicts the wrong label | mean score wrong / right |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for model, variant, entry in _auroc_runs(results["summary"]):
+        for e, a in entry["auroc"].items():
+            for name in _detectors(entry):
+                s = a["scores"][name]
+                for kind in s["auroc"]:
+                    extra = (f"{_cell(a['model_agrees'])} % | {_num(s['mean_wrong'][0])} / {_num(s['mean_right'][0])}"
+                             if kind == "all" else " | ")
+                    lines.append(
+                        f"| {model} | {variant} | {name} | {_expert_title(results, e)} | {kind} | "
+                        f"{100 * _nan(a['error_fraction'][kind]):.2f} % | {_cell(s['auroc'][kind], 1.0)} | "
+                        f"{_cell(s['auroc_same_class'][kind], 1.0)} | {extra} |")
     return lines
 
 
@@ -234,21 +235,49 @@ def _row_text(row, digits=2) -> str:
     return "[" + " ".join("—" if v is None or math.isnan(_nan(v)) else f"{_nan(v):.{digits}f}" for v in row) + "]"
 
 
-def _matrix_table(results: dict) -> list[str]:
-    lines = ["| Model | Variant | Area | Expert | Row (true class) | True row | Estimated row | max abs diff |",
-             "|---|---|---|---|---|---|---|---|"]
+MATRIX_MODELS = (("confusion_matrices", "pixel-wise"), ("confusion_matrices_global", "global"))
+
+
+def _matrix_summary(results: dict) -> list[str]:
+    """Max abs difference of estimated and true rows: whole tissue first, then each biased area,
+    the pixel-wise model beside the global one."""
+    lines = ["| Model | Variant | Expert | Area | Rows compared | max abs diff, pixel-wise | max abs diff, global |",
+             "|---|---|---|---|---|---|---|"]
     any_row = False
     for model, variants in results["summary"].items():
         for variant, entry in variants.items():
-            for area, experts in (entry.get("confusion_matrices") or {}).items():
-                for e, m in experts.items():
-                    rows = m["rows_compared"] or []
-                    for j in rows:
-                        any_row = True
-                        lines.append(f"| {model} | {variant} | {area} | {_expert_title(results, e)} | "
-                                     f"{GLEASON_CLASSES[j]} | {_row_text(m['true'][j])} | "
-                                     f"{_row_text(m['estimated'][j])} | "
-                                     f"{_cell(m['max_abs_diff'], 1.0) if j == rows[0] else ''} |")
+            pix, glob = entry.get("confusion_matrices") or {}, entry.get("confusion_matrices_global") or {}
+            areas = sorted(pix, key=lambda a: (a != "tissue", a))
+            for e in sorted({e for a in areas for e in pix[a]}):
+                for area in areas:
+                    if e not in pix[area]:
+                        continue
+                    any_row = True
+                    rows = ", ".join(GLEASON_CLASSES[j] for j in pix[area][e]["rows_compared"] or []) or "none"
+                    g = (glob.get(area) or {}).get(e)
+                    what = "whole tissue" if area == "tissue" else f"biased area {area}"
+                    lines.append(f"| {model} | {variant} | {_expert_title(results, e)} | {what} | {rows} | "
+                                 f"{_cell(pix[area][e]['max_abs_diff'], 1.0)} | "
+                                 f"{_cell(g['max_abs_diff'], 1.0) if g else '—'} |")
+    return lines if any_row else ["(no confusion-model run)"]
+
+
+def _matrix_table(results: dict) -> list[str]:
+    lines = ["| Model | Variant | Matrix model | Area | Expert | Row (true class) | True row | Estimated row | "
+             "max abs diff |", "|---|---|---|---|---|---|---|---|---|"]
+    any_row = False
+    for model, variants in results["summary"].items():
+        for variant, entry in variants.items():
+            for key, label in MATRIX_MODELS:
+                for area, experts in (entry.get(key) or {}).items():
+                    for e, m in experts.items():
+                        rows = m["rows_compared"] or []
+                        for j in rows:
+                            any_row = True
+                            lines.append(f"| {model} | {variant} | {label} | {area} | {_expert_title(results, e)} | "
+                                         f"{GLEASON_CLASSES[j]} | {_row_text(m['true'][j])} | "
+                                         f"{_row_text(m['estimated'][j])} | "
+                                         f"{_cell(m['max_abs_diff'], 1.0) if j == rows[0] else ''} |")
     if not any_row:
         return ["(no confusion-model run)"]
     return lines + ["", "Columns of a row: the label written, in the order " + ", ".join(GLEASON_CLASSES)
@@ -318,6 +347,12 @@ def _trace_table(runs: list[dict], points=(0.05, 0.1, 0.25, 0.5, 0.75, 1.0)) -> 
     return lines or ["(no annotator-model run)"]
 
 
+def _detector_descriptions() -> dict[str, str]:
+    from .run import DETECTORS  # run imports the engine: only when a report is written
+
+    return dict(DETECTORS)
+
+
 def write_report(out: Path, preset: Preset, data: BenchData, runs: list[dict], command: str | None,
                  wall_seconds: float) -> dict:
     trained_now = sum(1 for r in runs if r.get("trained_now"))
@@ -345,7 +380,7 @@ def write_report(out: Path, preset: Preset, data: BenchData, runs: list[dict], c
                         "experts": {e: data.expert_info(e) for e in preset.train_experts},
                         "biases": data.biases(), "kind_appearance": data.kind_appearance(),
                         "panel_statistics": data.panel_statistics},
-               "summary": summary, "runs": runs}
+               "detectors": _detector_descriptions(), "summary": summary, "runs": runs}
     results = clean(results)
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     figures = write_figures(out, preset, results)
@@ -386,16 +421,31 @@ def render_markdown(results: dict, figures: list[str]) -> str:
              "## The labels themselves against the truth (test cores)", "",
              *_quality_tables(results), "",
              *_panel_lines(results),
-             "## Do the reliability maps point at the wrong expert?", "",
-             "AUROC of each detector for each expert's wrong pixels, split by the kind of error, on the "
-             "tissue the network itself predicts right; in brackets the same-class AUROC (negatives of the "
-             "same true class only). Detectors: `1 − w` (re-weighting), the confusion model's error map "
-             "before seeing the label (`error (image only)`) and given the expert's label.", "",
-             *_auroc_headline(results), "",
-             "### Every AUROC (all tissue and net-right tissue)", "", *_auroc_table(results), "",
+             "## Do the error maps point at the wrong expert?", "",
+             "AUROC (mean ± std over seeds) of each detector for each training expert's wrong pixels, split by "
+             "the kind of error. Positives: the expert's wrong pixels of that kind; negatives: every tissue pixel "
+             "the expert labelled right (other kinds' errors left out). Detectors: `1 − w` (re-weighting runs); "
+             "the confusion model's error map given the expert's label and its image-only map (before seeing "
+             "the label), both from one prediction; the same two maps of a global model, one confusion matrix "
+             "per expert for every pixel, fitted on the run's training cores with the run's own network "
+             "probabilities (one soft-count pass; Zhang et al.'s image-independent baseline); and two baselines "
+             "from the segmentation network alone, `1 − p(label written)` and `1 − max p`. A map shows what the "
+             "annotator model adds only where it scores above these baselines.", "",
+             "### All tissue", "", *_auroc_headline(results, "auroc"),
+             "### Against same-true-class negatives", "",
+             "Only pairs of a wrong pixel and a right pixel of the same true class count (e.g. textured G3 "
+             "called G4 against G3 labelled G3), so telling tumour from benign earns nothing here.", "",
+             *_auroc_headline(results, "auroc_same_class"),
+             "### Every AUROC", "", *_auroc_table(results), "",
+             "results.json also keeps `auroc_subset_network_right*`: the same AUROCs on the subset of the "
+             "tissue the segmentation network predicts right, a favourable subset that earlier reports "
+             "headlined; they are not shown here.", "",
              "## Estimated against true confusion matrices (test cores)", "",
-             "Pooled over the test cores where the expert annotated; the estimate weights each pixel's "
-             "matrix by the network's probability of the row's class.", "", *_matrix_table(results), "",
+             "Pooled over the test cores where the expert annotated. Pixel-wise model: each core's matrix as "
+             "the prediction gives it (on the whole tissue, averaged over the tissue mask the pipeline computes "
+             "from the image; on a biased area, over that area), weighted by the network's probability of the "
+             "row's class. Global model: its one matrix per expert. True rows: the truth against the expert's "
+             "label on the same pixels.", "", *_matrix_summary(results), "", *_matrix_table(results), "",
              "## Per-expert means during training (seed 0; logged `weight/<expert>` or `error/<expert>`)",
              *_trace_table(results["runs"]), ""]
     lines += [f"![{f}]({f})" for f in figures]
@@ -475,12 +525,16 @@ def _dice_figure(plt, results: dict, path: Path, model: str) -> bool:
 
 def _matrix_figure(plt, results: dict, path: Path, model: str) -> bool:
     """For each confusion variant: true and estimated matrix of every (biased area, expert)."""
-    entries = {v: e["confusion_matrices"] for v, e in results["summary"].get(model, {}).items()
-               if e.get("confusion_matrices")}
+    entries = {}
+    for v, e in results["summary"].get(model, {}).items():
+        for key, label in MATRIX_MODELS:
+            if e.get(key):
+                entries[v if label == "pixel-wise" else f"{v}, global"] = e[key]
     if not entries:
         return False
-    pairs = [(a, e) for a, experts in next(iter(entries.values())).items() for e in experts if a != "tissue"]
-    pairs = pairs or [("tissue", e) for e in next(iter(entries.values()))["tissue"]]
+    first = next(iter(entries.values()))
+    pairs = [("tissue", e) for e in first.get("tissue", {})]  # whole tissue first, then the biased areas
+    pairs += [(a, e) for a, experts in first.items() for e in experts if a != "tissue"]
     cols = 1 + len(entries)
     fig, axes = plt.subplots(len(pairs), cols, figsize=(2.9 * cols, 2.7 * len(pairs)), squeeze=False)
     for row, (area, e) in enumerate(pairs):

@@ -6,12 +6,18 @@ expert), focal or GAF loss, re-weighting on or off. Each finished run leaves ``r
 its folder; a rerun with the same ``--out`` reuses those whose config is unchanged, so an
 interrupted benchmark continues where it stopped.
 
-Scoring, on the test cores (known truth): Dice per class (Table 2's columns) against the truth
-(all pixels, and the tie pixels where the vote of the core's experts is a tie) and against the vote
-of every expert of the core (all six: the paper's protocol); for re-weighting runs the AUROC of
-``1 − w_expert`` for every training expert's wrong pixels, for confusion runs that of the error
-maps (before and given the label), split by kind of error (:mod:`.auroc`), and the estimated
-against the true confusion matrices on each biased area (:mod:`.matrices`).
+Scoring, on the test cores (known truth), from one prediction per core through the one pipeline
+(:func:`trainer.prediction.predict`, the path a user's click takes): Dice per class (Table 2's
+columns) against the truth (all pixels, and the tie pixels where the vote of the core's experts is
+a tie) and against the vote of every expert of the core (all six: the paper's protocol). For every
+annotator-model run, the AUROC of each detector of every training expert's wrong pixels, split by
+kind of error, on all tissue and against same-true-class negatives (:mod:`.auroc`): ``1 − w`` for
+re-weighting runs; for confusion runs the given-label and image-only error maps and those of a
+global (image-independent) matrix per expert fitted on the run's training cores with the same
+checkpoint (:mod:`trainer.annotators.global_confusion`); for both, the baselines
+``1 − p(label written)`` and ``1 − max p`` of the segmentation network alone. For confusion runs,
+the estimated against the true confusion matrices on the whole tissue and on each biased area, for
+the pixel-wise and the global model (:mod:`.matrices`).
 """
 
 from __future__ import annotations
@@ -35,9 +41,10 @@ from ..data.vote import majority_vote
 from ..engine import train
 from ..metrics import DiceAccumulator
 from ..device import resolve_device
-from .auroc import AurocPool
+from ..annotators.global_confusion import global_error_map
+from .auroc import BASELINE_LABEL, BASELINE_MAX, AurocPool, network_baselines
 from .data import NUM_CLASSES, BenchData, prepare_data, test_core_labels
-from .matrices import ConfusionPool
+from .matrices import ConfusionPool, global_rows
 from .presets import VARIANTS, Preset, get_preset
 
 
@@ -138,6 +145,7 @@ def train_one(plan: RunPlan, log=print) -> dict:
 def evaluate_run(checkpoint: str, data: BenchData, device: str, figure_path: Path | None = None) -> dict:
     """Score one checkpoint on the test cores (see the module docstring for what)."""
     from ..inference import load_predictor, predict_core
+    from ..tissue import tissue_mask
 
     predictor = load_predictor(checkpoint, device)
     ds = open_dataset(data.data)
@@ -146,35 +154,50 @@ def evaluate_run(checkpoint: str, data: BenchData, device: str, figure_path: Pat
         "confusion" if getattr(predictor, "confusion", None) is not None else None)
     pool = AurocPool(tuple(predictor.experts), data.error_kinds) if annotator else None
     matrices = ConfusionPool(NUM_CLASSES) if annotator == "confusion" else None
+    global_matrices = global_pool = None
+    if annotator == "confusion":  # the image-independent baseline, fitted with this checkpoint
+        global_matrices = fit_global_matrices(predictor, ds, data.split.train)
+        global_pool = ConfusionPool(NUM_CLASSES)
     for name in data.split.test:
         t = test_core_labels(data.data, ds, name)
         masks, truth, flags, tissue = t["masks"], t["truth"], t["flags"], t["tissue"]
         image = read_image(ds.core(name).image_path)
-        pred = predict_core(predictor, image, tissue=tissue) if annotator == "confusion" else predict_core(
-            predictor, image)
-        vs_truth.update(truth, pred.classes)
-        on_ties.update(truth[t["ties"]], pred.classes[t["ties"]])
-        vs_vote.update(majority_vote(np.stack(list(masks.values())), NUM_CLASSES), pred.classes)
+        present = [e for e in predictor.experts if e in masks] if annotator else []
+        out, probs = predict_test_core(predictor, image, name, masks, present, annotator, ds.scheme)
+        if out.classes.shape != truth.shape:  # the benchmark's cores are at the training size
+            raise ValueError(f"core {name}: prediction {out.classes.shape} but labels {truth.shape}; the "
+                             f"benchmark's cores must be at the checkpoint's input size {predictor.size}")
+        vs_truth.update(truth, out.classes)
+        on_ties.update(truth[t["ties"]], out.classes[t["ties"]])
+        vs_vote.update(majority_vote(np.stack(list(masks.values())), NUM_CLASSES), out.classes)
         if pool is None:
             continue
-        present = [e for e in predictor.experts if e in masks]
-        maps = _detector_maps(predictor, pred, image, masks, present, annotator)
+        maps = detector_maps(annotator, probs, {e: masks[e] for e in present}, weights=out.weights,
+                             errors=out.errors, errors_prior=out.errors_prior, global_matrices=global_matrices)
         for e in present:
-            pool.add(e, maps[e], masks[e], truth, flags, tissue, pred.classes)
+            pool.add(e, maps[e], masks[e], truth, flags, tissue, out.classes)
         if matrices is not None:
+            # whole tissue: the one prediction's per-core matrices, averaged over the tissue mask it
+            # computed from the image (the same mask here, for the rows' probability mass)
+            model_tissue = tissue_mask(image)
             for e in present:
-                matrices.add("tissue", e, pred.confusion[e], pred.probabilities, tissue, truth, masks[e])
+                matrices.add("tissue", e, out.confusion.matrices[e], probs, tissue, truth, masks[e],
+                             estimate_mask=model_tissue)
+                global_pool.add("tissue", e, global_rows(global_matrices[e]), probs, tissue, truth, masks[e])
             for area_name, area in data.bias_areas(truth, flags).items():
                 area &= tissue
                 mine = [e for e in data.biases()[area_name]["experts"] if e in present]
                 if area.sum() == 0 or not mine:
                     continue
+                # the pipeline averages the matrices over its own tissue mask and hands back no
+                # per-pixel A: a biased area's average needs one more pass over the area
                 on_area = predict_core(predictor, image, experts=tuple(mine), tissue=area)
                 for e in mine:
                     matrices.add(area_name, e, on_area.confusion[e], on_area.probabilities, area, truth, masks[e])
+                    global_pool.add(area_name, e, global_rows(global_matrices[e]), probs, area, truth, masks[e])
         if figure_path is not None and name == data.figure_core:
             names = list(maps[present[0]])
-            np.savez_compressed(figure_path, image=image, truth=truth, tissue=tissue, prediction=pred.classes,
+            np.savez_compressed(figure_path, image=image, truth=truth, tissue=tissue, prediction=out.classes,
                                 experts=np.array(present), labels=np.stack([masks[e] for e in present]),
                                 map_names=np.array(names),
                                 maps=np.stack([np.stack([maps[e][n] for n in names]) for e in present]),
@@ -186,21 +209,102 @@ def evaluate_run(checkpoint: str, data: BenchData, device: str, figure_path: Pat
         "dice_vote6": dict(zip(names, map(float, vs_vote.dice()))), "mean_dice_vote6": vs_vote.mean_dice(),
         "auroc": pool.result() if pool is not None else None,
         "confusion_matrices": matrices.result() if matrices is not None else None,
+        "confusion_matrices_global": global_pool.result() if global_pool is not None else None,
+        "global_matrices": ({e: m.tolist() for e, m in global_matrices.items()}
+                            if global_matrices is not None else None),
     }
 
 
-#: Detector names in results.json: what each map is and which annotator model gives it.
-DETECTORS = {"1 − w": "reweight", "error (image only)": "confusion", "error (given the label)": "confusion"}
+#: Detector names in results.json: what each map is. Every annotator run scores the network
+#: baselines; re-weighting runs add ``1 − w``; confusion runs the pixel-wise and the global maps.
+DETECTORS = {
+    "1 − w": "re-weighting: one minus the weighting CNN's weight of the expert (eq. 2)",
+    "error (given the label)": "confusion model: p(label wrong | image, the expert's label) (Bayes)",
+    "error (image only)": "confusion model: p(label wrong | image), before seeing the label",
+    "global: error (given the label)": "one confusion matrix per expert for every pixel (image-independent), "
+                                       "given the label",
+    "global: error (image only)": "one confusion matrix per expert for every pixel, before seeing the label",
+    BASELINE_LABEL: "segmentation network alone: one minus its probability of the expert's label",
+    BASELINE_MAX: "segmentation network alone: one minus its top probability (the same map for every expert)",
+}
+#: The detectors that need no annotator model, scored beside every map.
+BASELINES = (BASELINE_LABEL, BASELINE_MAX)
 
 
-def _detector_maps(predictor, pred, image: np.ndarray, masks: dict, present: list[str], annotator: str) -> dict:
-    """expert → detector name → H×W map, high where the expert is believed wrong."""
-    from ..inference import predict_core
+def predict_test_core(predictor, image: np.ndarray, name: str, masks: dict, present: list[str],
+                      annotator: str | None, scheme) -> tuple:
+    """One prediction of a core through the one pipeline (:func:`trainer.prediction.predict`), with
+    the expert labels when the checkpoint has a confusion model (given-label and image-only maps
+    both come from this one call). Returns ``(PredictOutput, C×H×W float32 probabilities)``."""
+    from ..prediction import ArraySink, WholeCore, predict
 
-    if annotator == "reweight":
-        return {e: {"1 − w": 1.0 - pred.weights[e]} for e in present}
-    given = predict_core(predictor, image, labels={e: masks[e] for e in present})
-    return {e: {"error (image only)": pred.errors[e], "error (given the label)": given.errors[e]} for e in present}
+    labels = {e: masks[e] for e in present} if annotator == "confusion" else None
+    out = predict(predictor, image, WholeCore(), ArraySink(), core=name, experts=tuple(masks), labels=labels,
+                  scheme=scheme)
+    probs = np.stack([np.asarray(out.maps[f"probability:{c}"], np.float32) for c in predictor.classes])
+    return out, probs
+
+
+def fit_global_matrices(predictor, ds, train: list[str]) -> dict[str, np.ndarray]:
+    """Each of the checkpoint's experts' global confusion matrix ``M[i, j]`` (label i, truth j),
+    fitted on the training cores ``train`` by one soft-count pass with this checkpoint's
+    probabilities, over the tissue mask the pipeline computes from the image (no truth is used)."""
+    from ..annotators.global_confusion import fit_global_confusion
+    from ..data.records import load_core
+    from ..prediction import ArraySink, WholeCore, predict
+    from ..tissue import tissue_mask
+
+    probs: dict[str, list] = {e: [] for e in predictor.experts}
+    labels: dict[str, list] = {e: [] for e in predictor.experts}
+    tissues: dict[str, list] = {e: [] for e in predictor.experts}
+    for name in train:
+        masks = load_core(ds.core(name), ds.scheme).masks
+        mine = [e for e in predictor.experts if e in masks]
+        if not mine:
+            continue
+        image = read_image(ds.core(name).image_path)
+        # no experts: the pipeline stops after the segmentation network (probabilities are all it needs)
+        out = predict(predictor, image, WholeCore(), ArraySink(), core=name, scheme=ds.scheme)
+        p = np.stack([np.asarray(out.maps[f"probability:{c}"], np.float32) for c in predictor.classes])
+        if p.shape[1:] != image.shape[:2]:
+            raise ValueError(f"core {name}: probabilities {p.shape[1:]} but image {image.shape[:2]}")
+        tissue = tissue_mask(image)
+        for e in mine:
+            probs[e].append(p)
+            labels[e].append(masks[e])
+            tissues[e].append(tissue)
+    return {e: fit_global_confusion(probs[e], labels[e], NUM_CLASSES, masks=tissues[e]) for e in predictor.experts}
+
+
+def detector_maps(annotator: str, probabilities: np.ndarray, labels: dict[str, np.ndarray], *,
+                  weights: dict | None = None, errors: dict | None = None, errors_prior: dict | None = None,
+                  global_matrices: dict | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """expert → detector name (:data:`DETECTORS`) → H×W map, high where the expert is believed wrong.
+
+    ``labels``: the experts scored and their class maps; ``probabilities``: the network's ``C×H×W``;
+    ``weights`` (re-weighting) or ``errors`` / ``errors_prior`` (confusion: given-label and
+    image-only maps of one prediction) and ``global_matrices`` (expert → ``M[i, j]``).
+    """
+    out = {}
+    for e, label in labels.items():
+        m: dict[str, np.ndarray] = {}
+        if annotator == "reweight":
+            m["1 − w"] = 1.0 - np.asarray(weights[e])
+        elif annotator == "confusion":
+            m["error (given the label)"] = np.asarray(errors[e])
+            m["error (image only)"] = np.asarray(errors_prior[e])
+            if global_matrices is not None:
+                m["global: error (given the label)"] = global_error_map(probabilities, global_matrices[e], label)
+                m["global: error (image only)"] = global_error_map(probabilities, global_matrices[e])
+        m.update(network_baselines(probabilities, label))
+        out[e] = m
+    return out
+
+
+#: Bumped when what evaluate_run scores changes: a finished run scored by another version is scored
+#: again from its checkpoint (no retraining). 2: AUROC on all tissue and same-class beside the
+#: network baselines and the global-matrix model; whole-tissue matrices; prediction through predict().
+SCORING_VERSION = 2
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -230,25 +334,38 @@ def run_benchmark(preset: str | Preset, out: str | Path, seeds: int | None = Non
     runs = []
     for i, plan in enumerate(plans):
         result_path = plan.run_dir / "result.json"
+        figure = (plan.run_dir / "figure_core.npz"
+                  if plan.seed == 0 and VARIANTS[plan.variant].annotator != "none" else None)
         if result_path.exists():
             old = json.loads(result_path.read_text())
             if _same(old.get("config", {}), plan.cfg.to_dict()):
-                log(f"[{i + 1}/{len(plans)}] {plan.label}: reusing {result_path}")
-                runs.append(old)
-                continue
+                if old.get("scoring_version") == SCORING_VERSION:
+                    log(f"[{i + 1}/{len(plans)}] {plan.label}: reusing {result_path}")
+                    runs.append(old)
+                    continue
+                ckpt = plan.run_dir / str(old.get("checkpoint"))
+                if ckpt.is_file():  # trained with these settings, scored the old way: score it again
+                    log(f"[{i + 1}/{len(plans)}] {plan.label}: scoring {ckpt} again (scoring version "
+                        f"{old.get('scoring_version')} → {SCORING_VERSION})")
+                    te = time.perf_counter()
+                    scores = evaluate_run(str(ckpt), data, device, figure)
+                    record = {**old, "eval_seconds": time.perf_counter() - te, **scores,
+                              "scoring_version": SCORING_VERSION}
+                    record.pop("error_fraction_net_right", None)
+                    result_path.write_text(json.dumps(clean(record), indent=1) + "\n")
+                    runs.append(json.loads(result_path.read_text()))
+                    continue
         if plan.run_dir.exists():
             shutil.rmtree(plan.run_dir)  # a run cut short, or from other settings
         log(f"[{i + 1}/{len(plans)}] {plan.label}: training {plan.cfg.train.iters} iterations")
         trained = train_one(plan, log)
         ckpt = trained["best"] if preset.checkpoint == "best" and trained["best"] else trained["last"]
         te = time.perf_counter()
-        figure = (plan.run_dir / "figure_core.npz"
-                  if plan.seed == 0 and VARIANTS[plan.variant].annotator != "none" else None)
         scores = evaluate_run(ckpt, data, device, figure)
         record = {"model": plan.model, "encoder": plan.encoder, "variant": plan.variant, "seed": plan.seed,
                   "config": plan.cfg.to_dict(), "data_fingerprint": training_fingerprint(plan.cfg),
                   "checkpoint": Path(ckpt).name, **{k: v for k, v in trained.items() if k not in ("last", "best")},
-                  "eval_seconds": time.perf_counter() - te, **scores}
+                  "eval_seconds": time.perf_counter() - te, **scores, "scoring_version": SCORING_VERSION}
         result_path.write_text(json.dumps(clean(record), indent=1) + "\n")
         runs.append({**json.loads(result_path.read_text()), "trained_now": True})
         done = time.perf_counter() - t0
@@ -259,5 +376,6 @@ def run_benchmark(preset: str | Preset, out: str | Path, seeds: int | None = Non
     return write_report(out, preset, data, runs, command=command, wall_seconds=time.perf_counter() - t0)
 
 
-__all__ = ["DETECTORS", "RunPlan", "make_config", "plan_runs", "run_benchmark", "train_one", "evaluate_run",
+__all__ = ["BASELINES", "DETECTORS", "SCORING_VERSION", "RunPlan", "detector_maps", "evaluate_run",
+           "fit_global_matrices", "make_config", "plan_runs", "predict_test_core", "run_benchmark", "train_one",
            "training_fingerprint"]
