@@ -103,7 +103,8 @@ def write_fake_bubil(
             pal.save(root / "RawImages" / f"{core}.png")
         else:
             Image.fromarray(image, mode="L").save(root / "RawImages" / f"{core}.png")
-        Image.fromarray(np.where(gold, 0, 255).astype(np.uint8), mode="L").convert("1").save(root / "GoldStandard" / f"seg_{core}.png")
+        one_bit = Image.fromarray(np.where(gold, 0, 255).astype(np.uint8), mode="L").convert("1")  # True = background
+        one_bit.save(root / "GoldStandard" / f"seg_{core}.png")
         out["gold"][core] = gold.astype(np.uint8)
         for expert, how in experts.items():
             if missing is not None and (expert, core) == tuple(missing):

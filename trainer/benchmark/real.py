@@ -449,7 +449,8 @@ def run_real_benchmark(preset: str | RealPreset, out: str | Path, seeds: int | N
                 continue
             if (run_dir / old["checkpoint"]).is_file():
                 log(f"[{i + 1}/{len(plans)}] {label}: re-scoring {run_dir / old['checkpoint']}")
-                old.update(eval_version=EVAL_VERSION, **evaluate_run(str(run_dir / old["checkpoint"]), ds, refs, device))
+                scores = evaluate_run(str(run_dir / old["checkpoint"]), ds, refs, device)
+                old.update(eval_version=EVAL_VERSION, **scores)
                 result_path.write_text(json.dumps(clean(old), indent=1) + "\n")
                 runs.append(json.loads(result_path.read_text()))
                 continue
