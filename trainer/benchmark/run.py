@@ -351,7 +351,6 @@ def run_benchmark(preset: str | Preset, out: str | Path, seeds: int | None = Non
                     scores = evaluate_run(str(ckpt), data, device, figure)
                     record = {**old, "eval_seconds": time.perf_counter() - te, **scores,
                               "scoring_version": SCORING_VERSION}
-                    record.pop("error_fraction_net_right", None)
                     result_path.write_text(json.dumps(clean(record), indent=1) + "\n")
                     runs.append(json.loads(result_path.read_text()))
                     continue
