@@ -151,8 +151,16 @@ def bench_train(viewer, app, args, workdir: Path, label: str, screenshot: Path |
 
 
 # --- 2. one-click prediction --------------------------------------------------------------------
-def make_checkpoint(workdir: Path, size: int, weight_stride: int = 4) -> Path:
-    """An hrnet18 checkpoint with a weighting CNN for experts 1, 3, 4, as the engine writes them."""
+#: --annotator → the run's loss settings (every one an hrnet18 checkpoint for experts 1, 3, 4)
+ANNOTATORS = {
+    "confusion": {"reweight": False, "confusion": True},  # Zhang et al.'s heads (--confusion's default)
+    "confusion-trunk": {"reweight": False, "confusion": True, "confusion_form": "trunk"},
+    "weighting": {"reweight": True},  # the paper's weighting CNN
+}
+
+
+def make_checkpoint(workdir: Path, size: int, weight_stride: int = 4, annotator: str = "confusion") -> Path:
+    """An hrnet18 checkpoint with the ``annotator`` model for experts 1, 3, 4, as the engine writes them."""
     import math
 
     from trainer.checkpoint import save_checkpoint
@@ -160,7 +168,7 @@ def make_checkpoint(workdir: Path, size: int, weight_stride: int = 4) -> Path:
     from trainer.synthetic import write_dataset
     from trainer.training_setup import build_setup
 
-    path = workdir / f"hrnet18_{size}_w{weight_stride}.pt"
+    path = workdir / f"hrnet18_{size}_{annotator}_w{weight_stride}.pt"
     if path.exists():
         return path
     data = workdir / "synthetic 96"
@@ -169,6 +177,8 @@ def make_checkpoint(workdir: Path, size: int, weight_stride: int = 4) -> Path:
     cfg = RunConfig()
     cfg.data.path, cfg.data.size, cfg.train.device = str(data), size, "cpu"
     cfg.loss.weight_stride = weight_stride
+    for key, value in ANNOTATORS[annotator].items():
+        setattr(cfg.loss, key, value)
     setup = build_setup(cfg, __import__("torch").device("cpu"))
     save_checkpoint(path, setup.state(0, -math.inf, None))
     return path
@@ -197,7 +207,7 @@ def bench_predict(viewer, app, args, workdir: Path) -> None:
     from napari_gleason._llvm_guard import guard_triton
 
     guard_triton()  # the viewer mapped Mesa's LLVM: building the checkpoint imports torchvision next
-    ckpt = make_checkpoint(workdir, args.input, args.weight_stride)
+    ckpt = make_checkpoint(workdir, args.input, args.weight_stride, args.annotator)
     core = big_core(args.core)
     show_core(viewer, core)
     viewer.reset_view()
@@ -231,16 +241,28 @@ def bench_predict(viewer, app, args, workdir: Path) -> None:
     small = resize_image(core.image, args.input)
     x = pred.prepare(image_to_tensor(small, torch.device("cpu"), None))
     present = torch.ones(1, len(pred.experts), dtype=torch.bool)
-    nets = {"hrnet18": lambda: pred.model(x),
-            f"weighting CNN (stride {args.weight_stride})": lambda: pred.weighting(x, present=present)}
+    nets = {"hrnet18": lambda: pred.model(x)}
+    if pred.weighting is not None:
+        nets[f"weighting CNN (stride {args.weight_stride})"] = lambda: pred.weighting(x, present=present)
+    elif pred.heads:
+        with torch.inference_mode(), pred.autocast():
+            feats = pred.model(x, features=True)[1]
+        nets["confusion heads (on hrnet18's features)"] = lambda: pred.confusion(feats)
+    elif pred.confusion is not None:
+        nets[f"confusion trunk (stride {args.weight_stride})"] = lambda: pred.confusion(x)
     forward = {}
     with torch.inference_mode(), pred.autocast():
         for name, run in nets.items():  # warm already: the clicks ran them
-            t0 = time.perf_counter()
-            run()
-            forward[name] = time.perf_counter() - t0
-    print(f"\n## One-click prediction ({args.core}² core, six experts, hrnet18 + weighting CNN at stride "
-          f"{args.weight_stride}, {args.input}² input, CPU, {w.output.precision})")
+            times = []
+            for _ in range(3):
+                t0 = time.perf_counter()
+                run()
+                times.append(time.perf_counter() - t0)
+            forward[name] = statistics.median(times)
+    what = {"confusion": "confusion heads", "confusion-trunk": f"confusion trunk at stride {args.weight_stride}",
+            "weighting": f"weighting CNN at stride {args.weight_stride}"}[args.annotator]
+    print(f"\n## One-click prediction ({args.core}² core, six experts, hrnet18 + {what}, {args.input}² input, "
+          f"CPU, {w.output.precision})")
     print(f"- {torch.get_num_threads()} torch threads; {load()}")
     print("| click | click → prediction layers (s) | of which: segmentation in the worker / adding its layers (s) "
           "| click → all layers, per-expert maps too (s) | inference in the worker, all (s) | adding the per-expert "
@@ -251,9 +273,15 @@ def bench_predict(viewer, app, args, workdir: Path) -> None:
               f"| {shown:.2f} | {infer:.2f} | {rest_gui:.2f} | {total:.2f} | {before.split(' (')[0]} |")
     warm = rows[1:] or rows[:1]
     alone = ", ".join(f"{name} {s:.2f} s" for name, s in forward.items())
-    print(f"- **click → prediction layers, warm: {statistics.median(r[1] for r in warm):.2f} s; click → all layers: "
-          f"{statistics.median(r[2] for r in warm):.2f} s** (target ≤ 1.0 s); forward passes alone at "
-          f"{args.input}²: {alone} ({load()})")
+    first, every = statistics.median(r[1] for r in warm), statistics.median(r[2] for r in warm)
+    infer = statistics.median(r[3] for r in warm)
+    seg = forward["hrnet18"]
+    print(f"- **click → prediction layers, warm: {first:.2f} s; click → all layers: {every:.2f} s**; forward "
+          f"passes alone at {args.input}²: {alone} ({load()})")
+    print(f"- ratios to hrnet18's forward alone ({seg:.2f} s): click → prediction layers {first / seg:.2f}×, "
+          f"click → every layer {every / seg:.2f}× (target ≤ 1.15×); inference in the worker, every output "
+          f"{infer / seg:.2f}×; what the annotator model adds after the segmentation is on screen: "
+          f"{(every - first) / seg:.2f}×")
 
 
 def main(argv=None) -> int:
@@ -265,7 +293,10 @@ def main(argv=None) -> int:
     p.add_argument("--input", type=int, default=1024)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--weight-stride", type=int, default=4, choices=(4, 8, 16, 32),
-                   help="the weighting CNN's output stride (4: the authors')")
+                   help="the weighting CNN's or confusion trunk's output stride (4: the authors')")
+    p.add_argument("--annotator", default="confusion", choices=tuple(ANNOTATORS),
+                   help="the checkpoint's annotator model: confusion (Zhang et al.'s heads, default), "
+                        "confusion-trunk or weighting (the paper's weighting CNN)")
     p.add_argument("--screenshot", type=Path, help="save the window mid-run (e.g. docs/img/train_widget.png)")
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--skip-predict", action="store_true")

@@ -34,6 +34,10 @@ VARIANTS = {
     "reweight": dict(loss="focal", reweight=True),
     "both": dict(loss="gafl", reweight=True),
     "both-half": dict(loss="gafl", reweight=True, weight_input_scale=0.5),
+    # Zhang et al.'s confusion heads on the segmentation network's decoder features (--confusion's default)
+    "confusion": dict(loss="focal", reweight=False, confusion=True),
+    # the same matrices from a separate ResNet-18 at output stride 8 (the earlier CPU presets' choice)
+    "confusion-trunk": dict(loss="focal", reweight=False, confusion=True, confusion_form="trunk", weight_stride=8),
 }
 
 

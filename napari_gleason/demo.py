@@ -37,7 +37,8 @@ DEMO_SYNTH = {"cores": 40, "size": 256, "seed": 1}
 DEMO_RUN = {
     "data": {"size": 128},
     "model": {"name": "pspnet", "encoder": "mobilenet_v2"},
-    "loss": {"loss": "focal", "reweight": False, "confusion": True, "weight_stride": 8, "lambda_step": 60},
+    # --confusion's defaults: Zhang et al.'s heads on PSPNet's decoder features and their objective
+    "loss": {"loss": "focal", "reweight": False, "confusion": True},
     "train": {"iters": 600, "batch_size": 2, "lr": 0.01, "seed": 0, "val_every": 100, "checkpoint_every": 100,
               "device": "cpu"},
 }

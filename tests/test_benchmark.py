@@ -316,8 +316,11 @@ def test_presets():
 def test_cpu_noisy_preset_is_what_issue_10_asks():
     noisy = PRESETS["cpu-noisy"]
     assert noisy.panel == "noisy" and noisy.train_experts == ("A", "B", "C") and noisy.seeds >= 3
-    assert set(noisy.variants) == {"focal", "gafl", "reweight", "gafl+reweight", "confusion", "gafl+confusion",
-                                   "staple", "single"}
+    assert set(noisy.variants) == {"focal", "gafl", "reweight", "confusion", "gafl+confusion", "confusion-trunk",
+                                   "staple"}
+    # the confusion model's default (heads, Zhang et al.'s objective) beside its earlier form (trunk, vote)
+    assert VARIANTS["confusion"].loss_options == () and dict(VARIANTS["confusion-trunk"].loss_options) == {
+        "confusion_form": "trunk", "confusion_objective": "vote", "confusion_nll": False}
     assert 0 < noisy.pair_fraction < 1 and noisy.single_expert == "oracle"
     assert noisy.lambda_step / noisy.iters == 0.1 and noisy.cpu_threads == 1
     assert [m for m, _ in noisy.models] == ["pspnet"] and noisy.size >= 160

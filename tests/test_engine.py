@@ -76,24 +76,36 @@ def test_every_term_and_lambda_schedule_logged(synthetic_data, tmp_path):
     assert (run / "best.pt").is_file()
 
 
-CONFUSION = {"loss__confusion": True, "loss__reweight": False, "loss__weight_stride": 8}
+CONFUSION = {"loss__confusion": True, "loss__reweight": False}
+#: the separate trunk and this project's earlier objective, kept as options
+CONFUSION_TRUNK = {**CONFUSION, "loss__weight_stride": 8, "loss__confusion_form": "trunk",
+                   "loss__confusion_objective": "vote"}
 
 
-def test_confusion_run_logs_resumes_and_fine_tunes(synthetic_data, tmp_path):
-    """--confusion in the one engine: its terms logged, an exact resume, a fine-tune start."""
-    full = run_all(tiny_config(synthetic_data, tmp_path / "full", iters=4, **CONFUSION))
+@pytest.mark.parametrize("form", ["heads", "trunk"])
+def test_confusion_run_logs_resumes_and_fine_tunes(synthetic_data, tmp_path, form):
+    """--confusion in the one engine: its terms logged, an exact resume, a fine-tune start — the default
+    (Zhang et al.'s heads and objective) and the trunk with the vote objective."""
+    options = {"heads": CONFUSION, "trunk": CONFUSION_TRUNK}[form]
+    full = run_all(tiny_config(synthetic_data, tmp_path / "full", iters=4, **options))
     its = [e for e in full if isinstance(e, ev.IterationDone)]
     for e in its:
         assert {"total", "vote", "noisy", "trace", "error/1", "error/3", "error/4"} <= set(e.losses)
         assert "weighted" not in e.losses
-        expected = e.lambda1 * e.losses["vote"] + e.lambda2 * (e.losses["noisy"] + 0.01 * e.losses["trace"])
+        if form == "trunk":
+            expected = e.lambda1 * e.losses["vote"] + e.lambda2 * (e.losses["noisy"] + 0.01 * e.losses["trace"])
+        else:  # no vote term without a warm-up; α = 0.1
+            expected = e.losses["noisy"] + 0.1 * e.losses["trace"]
+            assert (e.lambda1, e.lambda2) == (0.0, 1.0)
         assert e.losses["total"] == pytest.approx(expected, rel=1e-5)
     assert its[-1].lambda2 > 0
     last = load_checkpoint(tmp_path / "full" / "last.pt")
     assert last["weighting"] is None and last["confusion"] is not None
-    assert last["confusion_config"]["num_experts"] == 3 and last["confusion_config"]["stride"] == 8
+    assert last["confusion_config"]["num_experts"] == 3 and last["confusion_config"]["form"] == form
+    if form == "trunk":
+        assert last["confusion_config"]["stride"] == 8
 
-    part = tiny_config(synthetic_data, tmp_path / "part", iters=4, **CONFUSION)
+    part = tiny_config(synthetic_data, tmp_path / "part", iters=4, **options)
     seen = []
     for e in train(part, stop=lambda: len(seen) >= 2):
         if isinstance(e, ev.IterationDone):
@@ -103,15 +115,15 @@ def test_confusion_run_logs_resumes_and_fine_tunes(synthetic_data, tmp_path):
         assert a["total"] == pytest.approx(b["total"], rel=1e-6, abs=1e-7)
 
     tune = tiny_config(synthetic_data, tmp_path / "tune", iters=1, train__init=str(tmp_path / "full" / "last.pt"),
-                       train__lr=1e-9, train__min_lr=0.0, **CONFUSION)
+                       train__lr=1e-9, train__min_lr=0.0, **options)
     texts = [e.text for e in run_all(tune) if isinstance(e, ev.Message)]
     assert any("confusion network from the checkpoint" in t for t in texts)
     # the fine-tune really started from those weights (one step at a negligible rate keeps them),
     # which differ from a fresh start's
     before, after = last["confusion"], load_checkpoint(tmp_path / "tune" / "last.pt")["confusion"]
-    for key in ("head.weight", "backbone.conv1.weight"):
+    for key in ("head.weight", "backbone.conv1.weight" if form == "trunk" else "reduce.0.weight"):
         assert torch.allclose(after[key], before[key], atol=1e-6)
-    fresh = tiny_config(synthetic_data, tmp_path / "fresh", iters=1, train__lr=1e-9, train__min_lr=0.0, **CONFUSION)
+    fresh = tiny_config(synthetic_data, tmp_path / "fresh", iters=1, train__lr=1e-9, train__min_lr=0.0, **options)
     run_all(fresh)
     assert not torch.allclose(load_checkpoint(tmp_path / "fresh" / "last.pt")["confusion"]["head.weight"],
                               before["head.weight"], atol=1e-6)

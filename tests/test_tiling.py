@@ -106,3 +106,50 @@ def test_real_checkpoint_with_weight_maps(tiny_run):
     assert res.weights.shape == (3, 100, 90)
     np.testing.assert_allclose(res.weights.sum(0), 1, atol=1e-4)
     np.testing.assert_allclose(res.probabilities.sum(0), 1, atol=1e-4)
+
+
+class _PointwiseSegmenter(torch.nn.Module):
+    """1×1 convolutions with the Segmenter's ``features=True`` and ``padded_size``: tiles change nothing."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), torch.nn.Tanh())
+        self.classifier = torch.nn.Conv2d(8, 4, 1)
+
+    def forward(self, x, features=False):
+        f = self.body(x)
+        return (self.classifier(f), f) if features else self.classifier(f)
+
+    def padded_size(self, h, w):
+        return h, w
+
+
+@pytest.mark.parametrize("shape,tile,overlap", [((70, 90), 32, 8), ((20, 50), 32, 4)])
+def test_tiled_confusion_matrices_are_the_whole_image_sums(shape, tile, overlap):
+    """The per-core matrices of a tiled prediction are summed from the tiles, each pixel counted once
+    by its share of the blend, over the tissue: with pointwise networks they equal the whole-image
+    ``confusion_summary`` exactly, and the image-only error maps equal ``error_map_prior``."""
+    from trainer.annotators import ConfusionHeads, confusion_summary, error_map_prior
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, size=(*shape, 3), dtype=np.uint8)
+    tissue = rng.random(shape) > 0.3
+    heads = ConfusionHeads(2, 4, 8, width=8)
+    heads.mix = torch.nn.Identity()  # pointwise
+    torch.nn.init.normal_(heads.head.weight, std=0.5)
+    heads.eval()
+    pred = Predictor(_PointwiseSegmenter().eval(), None, GLEASON_SCHEME, ("a", "b"), 32, torch.device("cpu"),
+                     confusion=heads, precision="fp32")
+    res = predict_tiled(pred, image, tile=tile, overlap=overlap, batch=2, tissue=tissue)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+    x = (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        logits, feats = pred.model(x, features=True)
+        p, a = torch.softmax(logits, 1)[0], heads(feats).exp()[0]
+        want = confusion_summary(p, a, torch.from_numpy(tissue)).numpy()
+        prior = error_map_prior(p, a).numpy()
+    np.testing.assert_allclose(res.confusion, want, atol=1e-5)
+    np.testing.assert_allclose(res.errors, prior, atol=1e-5)
+    share = (p.double().numpy()[:, tissue]).sum(1)
+    np.testing.assert_allclose(res.share, share / share.sum(), atol=1e-6)

@@ -33,9 +33,24 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--confusion", action=argparse.BooleanOptionalAction, default=None,
                    help="beyond the paper: per-pixel annotator confusion matrices (Zhang, Tanno et al. 2020) "
                         "in place of the re-weighting")
-    p.add_argument("--confusion-trace", type=float, help="weight of the confusion matrices' trace penalty (0.01)")
+    p.add_argument("--confusion-form", choices=["heads", "trunk"],
+                   help="heads = per-expert heads on the segmentation network's decoder features (Zhang et "
+                        "al., default); trunk = a separate ResNet-18 (--weight-stride, --weight-input-scale)")
+    p.add_argument("--confusion-objective", choices=["zhang", "vote"],
+                   help="zhang = noisy-label likelihood + trace (default); vote = λ1·vote + λ2·(noisy + trace), "
+                        "this project's earlier form")
+    p.add_argument("--confusion-trace", type=float,
+                   help="weight α of the trace term (default 0.1 with zhang, Zhang et al.'s code; 0.01 with vote)")
+    p.add_argument("--confusion-loss", choices=["nll", "run"],
+                   help="noisy-label term: nll = Zhang et al.'s plain likelihood (default), run = the run's "
+                        "focal/GAF loss of it")
+    p.add_argument("--vote-warmup", type=float, metavar="SHARE",
+                   help="zhang objective: add a vote term whose weight falls from 1 to 0 over this share of "
+                        "the run (default 0: none)")
     p.add_argument("--gamma", type=float, help="focal loss γ (authors' configs: 0.1)")
-    p.add_argument("--lambda-step", type=int, help="n of eq. (7-8) grows by one every N iterations (1000)")
+    p.add_argument("--lambda-step", type=int,
+                   help="n of eq. (7-8) grows by one every N iterations (default: 10 %% of --iters, the paper's "
+                        "1k of 10k)")
     p.add_argument("--lambda-form", choices=["paper", "authors"],
                    help="λ schedule: paper = tanh(n) (eq. 7-8, default), authors = tanh(n/2) as their code")
     p.add_argument("--gauss-kernel", choices=["authors", "sampled"],
@@ -89,6 +104,9 @@ def _overrides(a: argparse.Namespace) -> dict:
         "loss": {"loss": a.loss, "reweight": a.reweight, "gamma": a.gamma, "lambda_step": a.lambda_step,
                  "weight_input_scale": a.weight_input_scale, "confusion": a.confusion,
                  "confusion_trace": a.confusion_trace, "lambda_form": a.lambda_form,
+                 "confusion_form": a.confusion_form, "confusion_objective": a.confusion_objective,
+                 "confusion_nll": None if a.confusion_loss is None else a.confusion_loss == "nll",
+                 "vote_warmup": a.vote_warmup,
                  "gauss_kernel": a.gauss_kernel, "gauss_border": a.gauss_border, "reduction": a.reduction,
                  "weight_stride": a.weight_stride, "weight_head_kernel": a.weight_head_kernel,
                  "weight_pretrained": a.weight_pretrained},
@@ -430,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("benchmark", help="Table 2's ablation on synthetic cores with known truth")
-    p.add_argument("--preset", required=True, choices=["cpu-small", "cpu-noisy", "paper"])
+    p.add_argument("--preset", required=True, choices=["cpu-small", "cpu-noisy", "cpu-real", "paper"])
     p.add_argument("--out", required=True, help="benchmark folder (an existing one is continued)")
     p.add_argument("--seeds", type=int, help="number of seeds (default: the preset's, 3)")
     p.add_argument("--device", default="auto")

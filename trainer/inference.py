@@ -364,7 +364,7 @@ def _confusion_outputs(pred: Predictor, log_a: torch.Tensor, padded: tuple[int, 
     if tissue is not None:
         t = torch.from_numpy(np.ascontiguousarray(tissue, dtype=np.float32)).to(p.device)[None, None]
         t = F.pad(t, (0, round(t.shape[-1] * pw / s_w) - t.shape[-1], 0, round(t.shape[-2] * ph / s_h) - t.shape[-2]))
-        mask = F.interpolate(t, size=grid, mode="area")[0, 0] > 0.5
+        mask = F.interpolate(t, size=grid, mode="area")[0, 0]  # each cell's share of tissue: small areas count
     summary = confusion_summary(p, a, mask).cpu().numpy()
     prior = error_map_prior(p, a)  # N×h×w
     # one grid cell covers (ph/gh, pw/gw) input pixels; the image's h × w covers the input's s_h × s_w

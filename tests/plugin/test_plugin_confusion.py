@@ -85,8 +85,9 @@ def test_full_resolution_gives_prior_error_maps_and_the_whole_core_matrices(pred
         np.testing.assert_array_equal(np.isnan(m), ~on)
     assert sorted(out.confusion.matrices) == ["1", "4"]
     paper = predict(predictor, core.image, core=CORE, experts=["1", "2", "4"])
-    for e in ("1", "4"):  # the matrices summarise the whole core at the model's size in both settings
-        np.testing.assert_allclose(out.confusion.matrices[e], paper.confusion.matrices[e], atol=1e-6)
+    for e in ("1", "4"):  # the same model's matrices: summed from the tiles at full resolution (no second
+        # pass; tests/test_tiling.py checks the sums exactly), in the paper setting at the model's size
+        np.testing.assert_allclose(out.confusion.matrices[e], paper.confusion.matrices[e], atol=2e-3)
 
 
 def test_store_path_writes_the_error_maps(predictor, synthetic_data, core, tmp_path):

@@ -159,12 +159,14 @@ def wrong_if_labelled(probs: Tensor, a: Tensor) -> Tensor:
 def confusion_summary(probs: Tensor, a: Tensor, mask: Tensor | None = None) -> Tensor:
     """Each expert's mean confusion matrix on a core: ``M[n, j, i] = Σ_x p_j A_n[i, j] / Σ_x p_j``.
 
-    probs ``C×H×W``, a ``N×C×C×H×W``, mask ``H×W`` bool (e.g. tissue) → float64 ``N×C×C`` with
-    rows = true class, columns = label written; a row of a class with no probability mass is NaN.
+    probs ``C×H×W``, a ``N×C×C×H×W``, mask ``H×W`` bool (e.g. tissue) or float (each pixel's share
+    of it, e.g. a mask resized to the matrices' grid) → float64 ``N×C×C`` with rows = true class,
+    columns = label written; a row of a class with no probability mass is NaN.
     """
     p = probs.double()
     if mask is not None:
-        p = p * mask.to(p.device, torch.bool)
+        mask = mask.to(p.device)
+        p = p * (mask.double() if mask.is_floating_point() else mask.bool())
     num = torch.einsum("jhw,nijhw->nji", p, a.double())
     den = p.sum(dim=(1, 2))  # C
     out = num / den[None, :, None]

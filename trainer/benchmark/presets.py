@@ -23,6 +23,8 @@ class Variant:
     loss: str  # "focal" or "gafl" (eq. 5-6)
     annotator: str  # "none", "reweight" (the paper's weighting CNN, eq. 2-4) or "confusion" (Zhang et al.)
     title: str
+    #: further LossConfig settings of this variant, e.g. the confusion model's form and objective
+    loss_options: tuple[tuple[str, object], ...] = ()
 
     @property
     def reweight(self) -> bool:
@@ -43,8 +45,15 @@ VARIANTS: dict[str, Variant] = {
     "gafl+reweight": Variant("vote", "gafl", "reweight", "+ GAFL + re-weighting"),
     "staple": Variant("staple", "focal", "none", "focal on the STAPLE consensus"),
     "single": Variant("single", "focal", "none", "focal on a single expert"),
-    "confusion": Variant("vote", "focal", "confusion", "+ confusion matrices"),
-    "gafl+confusion": Variant("vote", "gafl", "confusion", "+ GAFL + confusion matrices"),
+    # --confusion's defaults: Zhang et al.'s heads on the segmentation network, their objective (NLL + trace)
+    "confusion": Variant("vote", "focal", "confusion", "confusion heads (Zhang et al.)"),
+    # the same with the noisy-label term weighted by GAFL's attention map (the NLL inside GAF)
+    "gafl+confusion": Variant("vote", "gafl", "confusion", "confusion heads, GAF-weighted noisy-label term",
+                              (("confusion_nll", False),)),
+    # this project's earlier form: a separate ResNet-18 (the preset's stride), λ1·vote + λ2·(noisy + trace)
+    "confusion-trunk": Variant("vote", "focal", "confusion", "confusion trunk + vote objective (earlier form)",
+                               (("confusion_form", "trunk"), ("confusion_objective", "vote"),
+                                ("confusion_nll", False))),
 }
 assert all(v.annotator in ANNOTATOR_MODELS for v in VARIANTS.values())
 
@@ -163,7 +172,7 @@ PRESETS: dict[str, Preset] = {
         batch_size=2, lr=0.01, lambda_step=50, models=(("pspnet", "resnet18"),), seeds=3,
         weight_stride=8, checkpoint="last", val_every=500, cpu_threads=1,
         train_experts=("A", "B", "C"), single_expert="oracle", panel="noisy", pair_fraction=0.4,
-        variants=("focal", "gafl", "reweight", "gafl+reweight", "confusion", "gafl+confusion", "staple", "single"),
+        variants=("focal", "gafl", "reweight", "confusion", "gafl+confusion", "confusion-trunk", "staple"),
     ),
     # Section 3.2 for one GPU: 1024², batch 2, lr 0.01, 10k iterations, λ step 1k, validation and
     # checkpoints every 1k, the best validation checkpoint tested; 195 train/val and 40 test

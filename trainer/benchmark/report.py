@@ -156,8 +156,9 @@ def _dice_table(summary: dict, ref: str, models: list[tuple[str, str | None]], s
             v = VARIANTS[variant]
             method = {"vote": name, "staple": f"{name} on STAPLE", "single": f"{name} on expert {single}"}[v.labels]
             cells = [_cell(entry[ref]["mean"])] + [_cell(entry[ref][c]) for c in COLUMNS]
+            form = dict(v.loss_options).get("confusion_form", "heads")
             lines.append(f"| {method} | {'yes' if v.loss == 'gafl' else ''} | {'yes' if v.reweight else ''} | "
-                         f"{'yes' if v.confusion else ''} | " + " | ".join(cells) + " |")
+                         f"{form if v.confusion else ''} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -75,6 +75,8 @@ def make_config(preset: Preset, variant: str, model: str, encoder: str | None, s
     cfg.loss.loss, cfg.loss.reweight, cfg.loss.confusion = v.loss, v.reweight, v.confusion
     cfg.loss.lambda_step, cfg.loss.weight_stride = preset.lambda_step, preset.weight_stride
     cfg.loss.weight_input_scale = preset.weight_input_scale
+    for key, value in v.loss_options:
+        setattr(cfg.loss, key, value)
     t = cfg.train
     t.iters, t.batch_size, t.lr, t.seed = preset.iters, preset.batch_size, preset.lr, seed
     t.device, t.amp = device, preset.amp
