@@ -147,8 +147,23 @@ def test_predict_with_confusion_writes_error_maps_and_matrices(tiny_confusion_ru
     for matrix in meta["confusion"].values():  # rows: true class → the labels written, in %/100
         rows = [r for r in matrix if None not in r]
         assert len(matrix) == 4 and rows and all(abs(sum(r) - 1) < 1e-3 for r in rows)
-    # the prior error map is 1 − Σ_j A_jj p_j: where the model is sure, about 1 − diag ≈ 0.1 at the start
-    assert 0.0 < float(np.median(errors)) < 0.5
+    # the image lies in its dataset: the file holds each expert's map *given its label*, as predict()
+    # computes it with the core's masks, and the image-only maps lie beside it — named as such
+    from trainer.data import open_dataset
+    from trainer.data.records import load_core
+    from trainer.inference import load_predictor
+    from trainer.prediction import predict, upsample_nearest
+
+    assert meta["errors_map"] == {e: "given the expert's label" for e in ("1", "3", "4")}
+    ds = open_dataset(synthetic_data)
+    core = load_core(ds.core(image.stem), ds.scheme)
+    want = predict(load_predictor(Path(tiny_confusion_run) / "last.pt", "cpu"), core.image, core=image.stem,
+                   experts=list(core.masks), labels=core.masks)
+    prior = np.load(tmp_path / "pred" / f"{image.stem}_errors_image_only.npy")
+    for k, e in enumerate(("1", "3", "4")):
+        np.testing.assert_allclose(errors[k], upsample_nearest(want.errors[e], (h, w)), atol=1e-5)
+        np.testing.assert_allclose(prior[k], upsample_nearest(want.errors_prior[e], (h, w)), atol=1e-5)
+    assert not np.allclose(errors, prior, atol=1e-3)  # the label changes the map
 
 
 def test_evaluate_writes_table2_json(tiny_run, synthetic_data, tmp_path, capsys):

@@ -94,9 +94,9 @@ def test_confusion_run_logs_resumes_and_fine_tunes(synthetic_data, tmp_path, for
         assert "weighted" not in e.losses
         if form == "trunk":
             expected = e.lambda1 * e.losses["vote"] + e.lambda2 * (e.losses["noisy"] + 0.01 * e.losses["trace"])
-        else:  # no vote term without a warm-up; α = 0.1
-            expected = e.losses["noisy"] + 0.1 * e.losses["trace"]
-            assert (e.lambda1, e.lambda2) == (0.0, 1.0)
+        else:  # the vote warm-up's weight falls from 1 to 0 over the first 20 % of the run; α = 0.1
+            expected = e.lambda1 * e.losses["vote"] + e.losses["noisy"] + 0.1 * e.losses["trace"]
+            assert e.lambda1 == pytest.approx(max(0.0, 1 - (e.iteration - 1) / (0.2 * 4))) and e.lambda2 == 1.0
         assert e.losses["total"] == pytest.approx(expected, rel=1e-5)
     assert its[-1].lambda2 > 0
     last = load_checkpoint(tmp_path / "full" / "last.pt")

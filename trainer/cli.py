@@ -45,8 +45,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="noisy-label term: nll = Zhang et al.'s plain likelihood (default), run = the run's "
                         "focal/GAF loss of it")
     p.add_argument("--vote-warmup", type=float, metavar="SHARE",
-                   help="zhang objective: add a vote term whose weight falls from 1 to 0 over this share of "
-                        "the run (default 0: none)")
+                   help="zhang objective: a vote term whose weight falls from 1 to 0 over this share of the "
+                        "run (default 0.2; 0: none, as Zhang et al.)")
     p.add_argument("--gamma", type=float, help="focal loss γ (authors' configs: 0.1)")
     p.add_argument("--lambda-step", type=int,
                    help="n of eq. (7-8) grows by one every N iterations (default: 10 %% of --iters, the paper's "
@@ -250,6 +250,7 @@ def cmd_check(a: argparse.Namespace) -> int:
 def cmd_predict(a: argparse.Namespace) -> int:
     from .data.io import MaskExistsError, read_image
     from .prediction import FileSink, predict
+    from .prediction.dataset import experts_beside
     from .safe_paths import check_not_expert_file
 
     if a.data:
@@ -271,7 +272,10 @@ def cmd_predict(a: argparse.Namespace) -> int:
             raise MaskExistsError("file exists; refusing to overwrite it (use --overwrite)", sink.mask_path)
     mode = _predict_mode(a)
     for image_path, sink in zip(a.image, sinks):
-        result = predict(predictor, read_image(image_path), mode, sink, core=sink.stem, experts=predictor.experts)
+        # an image inside a dataset folder: its experts' masks make the error maps "given the label"
+        experts, labels = experts_beside(image_path, predictor.scheme)
+        result = predict(predictor, read_image(image_path), mode, sink, core=sink.stem,
+                         experts=experts or predictor.experts, labels=labels)
         print(f"{image_path}: {result.seconds:.2f} s on {result.device} ({result.precision}) -> {sink.mask_path}")
     return 0
 

@@ -181,3 +181,25 @@ def summary_dict(summaries: list[DatasetSummary], total: int) -> dict:
 
 __all__ = ["SPLITS", "DatasetSummary", "check_targets", "core_sink", "gather_summaries", "predict_dataset",
            "shard_env", "split_cores", "summary_dict"]
+
+
+def experts_beside(image: str | Path, scheme=None):
+    """(experts, labels) of the core an image is in, when it lies in a dataset folder's image folder
+    (``Train Imgs/`` of Gleason 2019, ``images/`` of the generic layout, ``RawImages/`` of BU-BIL) and
+    its scheme is ``scheme``'s: the confusion model's error maps are then given each expert's label.
+    ``((), None)`` for any other image, or a dataset that cannot be read."""
+    from trainer.data import open_dataset
+
+    image = Path(image)
+    try:
+        ds = open_dataset(image.parent.parent)
+        names = {r.name: r for r in ds.cores}
+        record = names.get(image.stem) or names.get(image.name.split(".")[0])
+        if record is None or Path(record.image_path).resolve() != image.resolve():
+            return (), None
+        if scheme is not None and tuple(ds.scheme.names) != tuple(scheme.names):
+            return (), None
+        core = load_core(record, ds.scheme)
+    except InputError:
+        return (), None
+    return tuple(core.masks), dict(core.masks)

@@ -82,7 +82,9 @@ class FileSink:
     """The mask in the dataset's own convention: ``<folder>/<stem>_classimg_nonconvex.png`` for
     Gleason 2019, ``<folder>/<stem>.png`` for the generic layout, in the scheme's mask values
     (Gleason 1/3/4/5; a generic set's ``classes.json`` export values); beside it
-    ``<stem>_probabilities.npy`` / ``_weights.npy`` / ``_errors.npy`` (not blanked off the tissue) /
+    ``<stem>_probabilities.npy`` / ``_weights.npy`` / ``_errors.npy`` (not blanked off the tissue; given
+    each expert's label where the labels were passed, else image-only: ``errors_map`` in the JSON says
+    which, and ``_errors_image_only.npy`` holds the image-only maps beside given-label ones) /
     ``_roughness.npy`` and ``_prediction.json`` (classes, experts, timing, the confusion matrices),
     all at the image's size (nearest-exact from the model's resolution)."""
 
@@ -396,10 +398,17 @@ def _write_files(predictor, out: PredictOutput, sink: FileSink) -> None:
     meta: dict[str, Any] = {"checkpoint": str(predictor.path), "classes": list(predictor.classes),
                             "mode": out.mode.name, "seconds": out.seconds, "device": out.device,
                             "precision": out.precision, "experts": None}
+    given = {e for e, m in out.errors.items() if out.errors_prior.get(e) is not m}
     for kind, maps in (("weights", out.weights), ("errors", out.errors)):
-        if maps:  # N×H×W; errors: the chance each expert's label is wrong here (before seeing it)
+        if maps:  # N×H×W; errors: the chance each expert's label is wrong here (see "errors_map")
             np.save(folder / f"{sink.stem}_{kind}.npy", np.stack([full(m) for m in maps.values()]))
             meta["experts"] = list(maps)
+    if out.errors:
+        meta["errors_map"] = {e: "given the expert's label" if e in given else "image only (before seeing a label)"
+                              for e in out.errors}
+    if given:  # the image-only maps too, for every expert
+        np.save(folder / f"{sink.stem}_errors_image_only.npy",
+                np.stack([full(out.errors_prior[e]) for e in out.errors]))
     if out.confusion is not None:
         meta["confusion"] = {e: [[None if v != v else round(float(v), 4) for v in row] for row in m]
                              for e, m in out.confusion.matrices.items()}
