@@ -210,3 +210,25 @@ def test_pixelwise_model_locates_appearance_dependent_errors_a_global_one_cannot
     on_tex = np.nanmean([confusion_summary(p[k], a[k], torch.from_numpy(textured[k])).numpy()[0]
                          for k in range(len(images))], axis=0)
     assert on_tex[1, 2] > 0.7
+
+
+def test_matrices_on_the_heads_grid_apply_to_the_pixels_each_cell_covers():
+    """Training scores each pixel under the matrix of the grid cell it lies in (the heads' own
+    resolution): the same as the full-resolution path given the matrices repeated over their cells,
+    including a grid that covers a padded input larger than the labels."""
+    g = torch.Generator().manual_seed(1)
+    log_a = torch.log_softmax(torch.randn(2, 3, 4, 4, 5, 6, generator=g), 2)
+    log_p = torch.log_softmax(torch.randn(2, 4, 18, 23, generator=g), 1)  # padded to 20×24 for the network
+    labels = torch.randint(0, 4, (2, 3, 18, 23), generator=g)
+    labels[0, 1, 3, 4] = 255
+    full = log_a.repeat_interleave(4, -2).repeat_interleave(4, -1)[..., :18, :23]
+    want = noisy_label_log_likelihood(log_p, full, labels, 255)
+    got = noisy_label_log_likelihood(log_p, log_a, labels, 255, cover=(20, 24))
+    assert torch.allclose(got, want, atol=1e-6)
+    cfg = LossConfig(loss="focal", reweight=False, confusion=True, vote_warmup=0.0)
+    present = torch.ones(2, 3, dtype=torch.bool)
+    grid = training_loss(cfg, log_p, torch.zeros(2, 3, 18, 23), labels[:, 0], 0, experts=labels, present=present,
+                         log_confusion=log_a, confusion_cover=(20, 24))[0]
+    pixels = training_loss(cfg, log_p, torch.zeros(2, 3, 18, 23), labels[:, 0], 0, experts=labels, present=present,
+                           log_confusion=full)[0]
+    assert grid["noisy"].item() == pytest.approx(pixels["noisy"].item(), rel=1e-6)

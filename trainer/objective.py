@@ -54,7 +54,7 @@ def training_loss(cfg: LossConfig, logits: Tensor, image: Tensor, vote: Tensor, 
                   experts: Tensor | None = None, present: Tensor | None = None,
                   weights: Tensor | None = None, log_confusion: Tensor | None = None,
                   expert_names: tuple[str, ...] = (), total_iters: int | None = None,
-                  ) -> tuple[dict[str, Tensor], float, float]:
+                  confusion_cover: tuple[int, int] | None = None) -> tuple[dict[str, Tensor], float, float]:
     """Loss terms of one iteration. Returns ({term: scalar tensor}, λ1, λ2); for the "zhang"
     confusion objective λ1 is the vote warm-up's weight and λ2 = 1.
 
@@ -63,7 +63,8 @@ def training_loss(cfg: LossConfig, logits: Tensor, image: Tensor, vote: Tensor, 
         image: ``B×3×H×W`` normalised network input (for the heatmap).
         vote: ``B×H×W`` majority vote; ``experts``: ``B×N×H×W`` labels; ``present``: ``B×N`` bool.
         weights: ``B×N×H×W`` weighting-CNN output (re-weighting) — or
-        log_confusion: ``B×N×C×C×H×W`` confusion-CNN output (confusion model); neither: vote only.
+        log_confusion: ``B×N×C×C×h×w`` confusion model output (at H×W, or the heads' grid covering
+            ``confusion_cover`` pixels: the padded input); neither: vote only.
         total_iters: the run's length (the λ step's default and the vote warm-up); default 10 000.
     Terms: ``total``, ``vote``; with re-weighting ``weighted`` and ``weight/<expert>`` (mean weight
     over the expert's labelled pixels); with confusion ``noisy``, ``trace`` and ``error/<expert>``
@@ -90,7 +91,7 @@ def training_loss(cfg: LossConfig, logits: Tensor, image: Tensor, vote: Tensor, 
     valid_experts = experts != IGNORE_INDEX
     if log_confusion is not None and cfg.confusion_objective == "zhang":
         terms, lam1 = _zhang(cfg, logits, maps[:, 0], valid[:, 0], experts, valid_experts, present, log_confusion,
-                             heat, scale, vote_warmup_weight(cfg, iteration, total_iters))
+                             heat, scale, vote_warmup_weight(cfg, iteration, total_iters), confusion_cover)
         _log_errors(terms, log_confusion, present, expert_names)
         return terms, lam1, 1.0
     lam1, lam2 = lambda_schedule(iteration, lambda_step_of(cfg, total_iters), cfg.lambda_form)  # eq. (7-8)
@@ -104,7 +105,7 @@ def training_loss(cfg: LossConfig, logits: Tensor, image: Tensor, vote: Tensor, 
         return terms, lam1, lam2
     with torch.autocast(device_type=logits.device.type, enabled=False):
         log_p = F.log_softmax(logits.float(), dim=1)
-        ll = noisy_label_log_likelihood(log_p, log_confusion, experts, IGNORE_INDEX)
+        ll = noisy_label_log_likelihood(log_p, log_confusion, experts, IGNORE_INDEX, confusion_cover)
         # the same focal / GAF loss as the vote's, of each expert's label under p̃_n = A_n·p
         noisy = focal_of_log_likelihood(ll, experts, num_classes, cfg.alpha, cfg.gamma, IGNORE_INDEX, heat) * scale
         unit = present.to(noisy.dtype)[:, :, None, None].expand_as(noisy)
@@ -119,14 +120,14 @@ def training_loss(cfg: LossConfig, logits: Tensor, image: Tensor, vote: Tensor, 
 
 def _zhang(cfg: LossConfig, logits: Tensor, vote_map: Tensor, valid_vote: Tensor, experts: Tensor,
            valid_experts: Tensor, present: Tensor, log_confusion: Tensor, heat: Tensor | None, scale: float,
-           vote_weight: float) -> tuple[dict[str, Tensor], float]:
+           vote_weight: float, cover: tuple[int, int] | None = None) -> tuple[dict[str, Tensor], float]:
     """Zhang et al.'s objective: the mean over the experts present of each one's mean noisy-label
     loss, + α · the mean over them of ``mean_x tr(A_n(x))`` (their per-annotator sum, divided by the
     number of experts: the ratio α between the two terms is theirs), + the vote warm-up."""
     num_classes = logits.shape[1]
     with torch.autocast(device_type=logits.device.type, enabled=False):
         log_p = F.log_softmax(logits.float(), dim=1)
-        ll = noisy_label_log_likelihood(log_p, log_confusion, experts, IGNORE_INDEX)
+        ll = noisy_label_log_likelihood(log_p, log_confusion, experts, IGNORE_INDEX, cover)
         if cfg.confusion_nll:
             per_pixel = -ll  # their cross-entropy of the label under p̃_n
         else:  # the run's focal / GAF loss of it (as the "vote" objective)
@@ -136,8 +137,8 @@ def _zhang(cfg: LossConfig, logits: Tensor, vote_map: Tensor, valid_vote: Tensor
         per_expert = (per_pixel * counted).sum(dim=(0, 2, 3)) / counted.sum(dim=(0, 2, 3)).clamp_min(1)  # N
         has = counted.flatten(2).any(-1).any(0)
         noisy = per_expert[has].mean() if bool(has.any()) else per_pixel.sum() * 0
-        # their regularisation: each expert's tr(A_n(x)) averaged over the pixels of its images, then
-        # (here) over the experts present, as the likelihood term
+        # their regularisation: each expert's tr(A_n(x)) averaged over the pixels of its images (here
+        # over the cells of the heads' grid, each covering as many pixels), then over the experts present
         tr = torch.diagonal(log_confusion, dim1=2, dim2=3).exp().sum(-1).mean(dim=(-2, -1))  # B×N
         on = present.to(tr.device, tr.dtype)
         per_expert_tr = (tr * on).sum(0) / on.sum(0).clamp_min(1)

@@ -141,9 +141,10 @@ class TrainingSetup:
             else:
                 net = _first(self.ddp_confusion, self.compiled_confusion, self.confusion)
                 with autocast, self._compiling():
-                    if heads:  # Zhang et al.: heads on the segmentation network's decoder features
-                        padded = self.model.padded_size(*logits.shape[-2:])
-                        extra["log_confusion"] = net(feats, size=padded, crop=logits.shape[-2:]).float()
+                    if heads:  # Zhang et al.: heads on the segmentation network's decoder features, each
+                        # cell's matrix applying to the pixels it covers (never resized to every pixel)
+                        extra["log_confusion"] = net(feats).float()
+                        extra["confusion_cover"] = self.model.padded_size(*logits.shape[-2:])
                     else:
                         extra["log_confusion"] = net(image, size=logits.shape[-2:]).float()
         return training_loss(self.cfg.loss, logits, image, vote, iteration, **extra)

@@ -106,23 +106,46 @@ class ConfusionCNN(nn.Module):
         return torch.log_softmax(logits, dim=2)
 
 
-def noisy_label_log_likelihood(log_p: Tensor, log_a: Tensor, labels: Tensor, ignore_index: int) -> Tensor:
+def cell_index(length: int, cells: int, cover: int) -> Tensor:
+    """The grid cell each of ``length`` pixels lies in, for ``cells`` cells spread over ``cover``
+    pixels (the padded input the decoder saw): ``floor((y + ½)·cells/cover)``."""
+    idx = ((torch.arange(length, dtype=torch.float64) + 0.5) * (cells / cover)).floor().long()
+    return idx.clamp_(0, cells - 1)
+
+
+def noisy_label_log_likelihood(log_p: Tensor, log_a: Tensor, labels: Tensor, ignore_index: int,
+                               cover: tuple[int, int] | None = None) -> Tensor:
     """``log p̃_n(label)`` per expert and pixel, ``p̃_n = A_n · p`` computed in log space.
 
     Args:
         log_p: ``B×C×H×W`` log-probabilities of the estimated truth (log-softmax of the logits).
-        log_a: ``B×N×C×C×H×W`` from :class:`ConfusionCNN`.
+        log_a: ``B×N×C×C×h×w``: at the pixels' resolution (h, w = H, W), or on a coarser grid of
+            matrices covering ``cover`` pixels (the padded input of :class:`~.heads.ConfusionHeads`),
+            each cell's matrix applying to the pixels in it — only the label's row of each pixel's
+            cell is gathered, never the full-resolution matrices.
         labels: ``B×N×H×W`` each expert's class map; ``ignore_index`` where it has no label.
 
     Returns:
         float32 ``B×N×H×W``; 0 at ignored pixels (callers mask them out anyway).
     """
     b, n, c = log_a.shape[:3]
+    hh, ww = labels.shape[-2:]
     valid = labels != ignore_index
     t = torch.where(valid, labels, torch.zeros_like(labels)).long()
-    idx = t[:, :, None, None].expand(b, n, 1, c, *t.shape[-2:])
-    row = torch.gather(log_a, 2, idx)[:, :, 0]  # B×N×C(j)×H×W: log A[label, j]
-    ll = torch.logsumexp(row + log_p.float()[:, None], dim=2)  # log Σ_j A[label, j] p_j
+    if tuple(log_a.shape[-2:]) == (hh, ww):
+        idx = t[:, :, None, None].expand(b, n, 1, c, hh, ww)
+        row = torch.gather(log_a, 2, idx)[:, :, 0]  # B×N×C(j)×H×W: log A[label, j]
+        ll = torch.logsumexp(row + log_p.float()[:, None], dim=2)  # log Σ_j A[label, j] p_j
+    else:
+        cover = tuple(cover or (hh, ww))
+        dev = log_a.device
+        iy = cell_index(hh, log_a.shape[-2], cover[0]).to(dev)
+        ix = cell_index(ww, log_a.shape[-1], cover[1]).to(dev)
+        cells = log_a.permute(0, 1, 4, 5, 2, 3)  # B×N×h×w×C(i)×C(j)
+        bi = torch.arange(b, device=dev)[:, None, None, None]
+        ni = torch.arange(n, device=dev)[None, :, None, None]
+        row = cells[bi, ni, iy[None, None, :, None], ix[None, None, None, :], t]  # B×N×H×W×C(j)
+        ll = torch.logsumexp(row + log_p.float().permute(0, 2, 3, 1)[:, None], dim=-1)
     return torch.where(valid, ll, torch.zeros_like(ll))
 
 
