@@ -59,8 +59,10 @@ HELP = (
     "lets the experts vote with these weights.<br><b>How to read error:&lt;expert&gt;</b> — a checkpoint "
     "trained with <i>--confusion</i> estimates, per pixel, how each expert confuses the classes; the map is "
     "the chance that this expert's label here is wrong, given the label the expert wrote (paper setting; at "
-    "full resolution, before seeing it). Bright tissue: the model believes the expert erred there. The review "
-    "widget shows each expert's confusion matrix for the core. Both heat maps are blank off the tissue."
+    "full resolution, before seeing it). Bright tissue: the model believes the expert erred there. Measured "
+    "honestly it is no oracle: on the demo core it ranks each expert's wrong pixels about as well as the "
+    "segmentation's own doubt about the label written (1 − p(label)), not better (docs/ANNOTATOR_MODELS.md). "
+    "The review widget shows each expert's confusion matrix for the core. Both heat maps are blank off the tissue."
 )
 MODES = {"paper": "paper setting: whole core → model input", "full": "full resolution: tiled"}
 
