@@ -159,3 +159,38 @@ def test_weights_that_do_not_fit_name_the_file(tmp_path):
     with pytest.raises(CheckpointError, match="checkpoint holds unet \\(resnet18\\) with 4 classes, but this run uses "
                                               "pspnet \\(resnet18\\) with 4 classes"):
         check_compatible(good, {**good["model_config"], "name": "pspnet"}, "this run")
+
+
+def test_confusion_checkpoints_from_before_the_heads_read_as_the_trunk_and_vote_objective(tmp_path):
+    """A checkpoint written before Zhang et al.'s heads: its confusion config has no ``form`` and its
+    loss section no ``confusion_form``. It loads as the separate trunk, trains on (fine-tune, resume)
+    with the objective it had, and predicts its error maps."""
+    import numpy as np
+
+    from trainer.annotators import ConfusionCNN
+    from trainer.checkpoint import networks_from_payload, run_config_of, save_checkpoint
+    from trainer.config import RunConfig
+    from trainer.data.classes import GLEASON_SCHEME
+    from trainer.inference import load_predictor
+    from trainer.models import create_model
+    from trainer.prediction import predict
+
+    torch.manual_seed(0)
+    model, conf = create_model("pspnet", 4, encoder="resnet18"), ConfusionCNN(3, 4, stride=8)
+    old_config = {k: v for k, v in conf.config.items() if k != "form"}
+    payload = {"model_config": dict(model.config), "model": model.state_dict(), "confusion_config": old_config,
+               "confusion": conf.state_dict(), "scheme": GLEASON_SCHEME.to_dict(), "experts": ["1", "3", "4"],
+               "input_size": 64, "iteration": 2,
+               "config": {"loss": {"loss": "focal", "gauss_ksize": 5, "confusion": True, "reweight": False,
+                                   "confusion_trace": 0.01, "lambda_step": 1000}}}
+    cfg = RunConfig.from_dict(run_config_of(payload))
+    assert (cfg.loss.confusion_form, cfg.loss.confusion_objective, cfg.loss.confusion_nll) == ("trunk", "vote", False)
+    assert cfg.loss.lambda_step == 1000 and cfg.loss.confusion_trace == 0.01
+    _, _, rebuilt, _ = networks_from_payload(payload, tmp_path / "old.pt")
+    assert isinstance(rebuilt, ConfusionCNN) and rebuilt.config == {**old_config, "form": "trunk"}
+    save_checkpoint(tmp_path / "old.pt", payload)
+    pred = load_predictor(tmp_path / "old.pt", "cpu", precision="fp32")
+    assert not pred.heads
+    image = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    out = predict(pred, image, core="c", experts=["1", "3", "4"])
+    assert sorted(out.errors) == ["1", "3", "4"] and out.confusion is not None
