@@ -1,4 +1,4 @@
-"""``python -m trainer {synth,split,check,train,predict,evaluate,benchmark}``.
+"""``python -m trainer {synth,split,check,train,predict,evaluate,summarize,benchmark}``.
 
 Exit code 0 on success; 2 with one clear line on stderr for bad input (a file that cannot be read,
 an option out of range, a checkpoint of another architecture); 3 when training hit a NaN loss.
@@ -365,6 +365,80 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_summarize(a: argparse.Namespace) -> int:
+    import csv
+    import itertools
+
+    import numpy as np
+
+    from .data import load_core, open_dataset
+    from .data.staple import staple
+    from .data.vote import majority_vote
+    from .grading import grade_core, grade_row, pattern_of_class
+    from .metrics import cohen_kappa_ratings, fleiss_kappa_ratings
+    from .tissue import tissue_mask
+
+    if not 0 <= a.min_share < 1:
+        raise InputError(f"--min-share must be in [0, 1), got {a.min_share}")
+    ds = open_dataset(a.data)
+    names = ds.scheme.names
+    if not pattern_of_class(names):
+        raise InputError(f"summarize grades Gleason patterns (classes G3, G4, G5); this dataset's classes are "
+                         f"{', '.join(names)}", a.data)
+    predictor = None
+    if a.checkpoint:  # only then is a model loaded
+        from .prediction import ArraySink, WholeCore, check_compatible, predict
+
+        predictor = _predictor(a)
+        check_compatible(predictor, ds.scheme)
+    rows, groups = [], {}  # groups[rater][core] = grade group (None: unlabelled)
+    for record in ds.cores:
+        core = load_core(record, ds.scheme)
+        tissue = tissue_mask(core.image)
+        maps = {e: core.masks[e] for e in ds.experts if e in core.masks}
+        stack = np.stack(list(maps.values()))
+        maps["vote"] = majority_vote(stack, len(names))
+        if a.staple:  # of one expert: that expert
+            maps["staple"] = staple(list(stack), len(names), fallback=maps["vote"])
+        if predictor is not None:
+            out = predict(predictor, core.image, WholeCore(size=a.size), ArraySink(), core=record.name,
+                          experts=(), scheme=ds.scheme)
+            maps["model"] = out.classes_full()
+        for rater, class_map in maps.items():
+            grade = grade_core(class_map, names, tissue, rule=a.rule, min_share=a.min_share)
+            rows.append(grade_row(record.name, rater, grade, names))
+            groups.setdefault(rater, {})[record.name] = grade.grade_group
+    categories = range(6)  # grade groups, 0 = benign
+    cores = ds.names
+
+    def gg(rater):
+        return [groups.get(rater, {}).get(c) for c in cores]
+
+    experts = [e for e in ds.experts if e in groups]
+    print(f"{len(cores)} core{'s' * (len(cores) != 1)}, experts {', '.join(experts)}; rule {a.rule}, "
+          f"patterns from {100 * a.min_share:g} % of the core")
+    pairs = {f"{x}-{y}": cohen_kappa_ratings(gg(x), gg(y), categories)
+             for x, y in itertools.combinations(experts, 2)}
+    pairs = {k: v for k, v in pairs.items() if not np.isnan(v)}
+    if pairs:
+        print("grade-group κ (quadratic) between experts: " + ", ".join(f"{k} {v:.3f}" for k, v in pairs.items())
+              + f"; mean {np.mean(list(pairs.values())):.3f}")
+    fleiss = fleiss_kappa_ratings([[groups[e].get(c) for e in experts] for c in cores], categories)
+    print(f"Fleiss' κ over the experts' grade groups: {'—' if np.isnan(fleiss) else f'{fleiss:.3f}'}")
+    if predictor is not None:
+        vs = {e: cohen_kappa_ratings(gg("model"), gg(e), categories) for e in experts + ["vote"]}
+        print("grade-group κ (quadratic) model vs " + ", ".join(
+            f"{e} {'—' if np.isnan(v) else f'{v:.3f}'}" for e, v in vs.items()))
+    if a.out and rows:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        with open(a.out, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"wrote {len(rows)} rows to {a.out}")
+    return 0
+
+
 def cmd_benchmark(a: argparse.Namespace) -> int:
     from .benchmark.cli import run_command
 
@@ -450,6 +524,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the full result (per class, per core, per expert) as JSON here "
                                   "(default: none)")
     p.set_defaults(func=cmd_evaluate)
+
+    from .grading import MIN_PATTERN_SHARE  # numpy only: cheap to import for the parser
+
+    p = sub.add_parser(
+        "summarize", help="grade every core (shares, Gleason score, grade group) per expert, vote, STAPLE, model",
+        description="One CSV row per core and rater (each expert, the vote, STAPLE, and the model with "
+                    "--checkpoint): each class's share of the tissue and each pattern's of the tumour, primary "
+                    "and secondary pattern, Gleason score, ISUP grade group (0 = benign); then grade-group κ "
+                    "between experts and Fleiss' κ. No model is loaded without --checkpoint.")
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--checkpoint", help="also grade the model's prediction of every core (default: none)")
+    p.add_argument("--out", help="write the table as CSV here (default: none)")
+    p.add_argument("--rule", choices=["isup", "gleason2019"], default="isup",
+                   help="isup: primary + highest, lower minor patterns from 5 %% of the tumour (default); "
+                        "gleason2019: the two most extensive patterns (the challenge's scoring)")
+    p.add_argument("--min-share", type=float, default=MIN_PATTERN_SHARE,
+                   help="a pattern counts from this share of the core's labelled area, a noise floor "
+                        f"(default: {MIN_PATTERN_SHARE})")
+    p.add_argument("--staple", action=argparse.BooleanOptionalAction, default=True,
+                   help="grade the STAPLE consensus too (default: on)")
+    p.add_argument("--size", type=int, help="with --checkpoint: model input size (default: the training size)")
+    p.add_argument("--device", default="auto", help="with --checkpoint: auto, cpu, cuda or cuda:N (default: auto)")
+    p.add_argument("--fp32", action="store_true", help="with --checkpoint: compute in float32 only")
+    p.set_defaults(func=cmd_summarize)
 
     p = sub.add_parser("benchmark", help="Table 2's ablation on synthetic cores with known truth")
     p.add_argument("--preset", required=True, choices=["cpu-small", "cpu-noisy", "cpu-real", "paper"])
