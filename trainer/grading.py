@@ -10,20 +10,21 @@ al., Am J Surg Pathol 40:244-252, 2016):
 
 - primary: the most extensive pattern;
 - secondary: the highest pattern present when it is higher than the primary, *whatever its share*
-  ("high-grade tumour of any quantity is included in the score"; with three patterns the score is
-  primary + highest); otherwise the most extensive lower pattern if it covers at least
-  :data:`LOWER_GRADE_MIN_SHARE` (5 %) of the tumour ("in the setting of high-grade cancer, lower-grade
-  patterns occupying less than 5 % of the tumour are ignored");
+  (on a needle biopsy high-grade tumour of any quantity enters the score; with three patterns the
+  score is primary + highest); otherwise the most extensive lower pattern if it covers at least
+  :data:`LOWER_GRADE_MIN_SHARE` (5 %) of the tumour (with high-grade cancer, lower-grade patterns
+  under 5 % of the tumour are ignored);
 - a single pattern is doubled: 4+4=8.
 
-``rule="gleason2019"``: the Gleason 2019 challenge's scoring of cores, from Nir et al., "Automatic
-grading of prostate cancer in digitized histopathology images: Learning from multiple experts",
-Medical Image Analysis 50:167-180, 2018, whose TMA cores and six experts the challenge released: the
-Gleason score is the sum of the most and the second most extensive pattern, by pixel count, any
-amount counting, a single pattern doubled. This is the rule as Foucart, Debeir & Decaestecker
-reproduced the challenge's core grades from its maps ("Processing multi-expert annotations in
-digital pathology: a study of the Gleason2019 challenge", SIPAIM 2021, doi:10.1117/12.2604307, their
-``grades.py``: "sum of two most prominent patterns using simple pixel count"). Use it to compare
+``rule="gleason2019"``: the Gleason 2019 challenge's scoring of cores (the challenge released the TMA
+cores and six experts of Nir et al., "Automatic grading of prostate cancer in digitized
+histopathology images: Learning from multiple experts", Medical Image Analysis 50:167-180, 2018):
+the Gleason score is the sum of the most and the second most extensive pattern, by pixel count, any
+amount counting, a single pattern doubled. The challenge's own page could not be read from here;
+the rule is cited as Foucart, Debeir & Decaestecker reproduced the challenge's core grades from
+its maps ("Processing multi-expert annotations in digital pathology: a study of the Gleason2019
+challenge", SIPAIM 2021, doi:10.1117/12.2604307; their ``grades.py``: "Gleason score (sum of two
+most prominent patterns) using simple pixel count"). Use it to compare
 with numbers published on that dataset; the two rules differ on a lower minor pattern under 5 %
 (4+3 here, 4+4 under ISUP) and on three patterns (the two largest here, primary + highest under ISUP).
 
