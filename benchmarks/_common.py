@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import resource
 import sys
 from pathlib import Path
@@ -18,7 +17,9 @@ import numpy as np  # noqa: E402
 def machine() -> str:
     import torch
 
-    cpu = platform.processor() or platform.machine()
+    from trainer.benchmark.report import cpu_model
+
+    cpu = cpu_model()
     desc = f"{cpu}, {os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
     if torch.cuda.is_available():
         desc = f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda}); host {desc}"

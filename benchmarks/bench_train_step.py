@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -44,7 +43,9 @@ VARIANTS = {
 def machine() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
+    from trainer.benchmark.report import cpu_model
+
+    return f"{cpu_model()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
 
 
 def make_variant(data: str, model: str, variant: str, size: int, batch: int, total: int, device: str):

@@ -50,6 +50,8 @@ import numpy as np
 from .. import events as ev
 from ..config import RunConfig
 from ..errors import InputError
+from .report import clean, git_commit, machine
+from .run import same_config
 
 PRESET_NAME = "cpu-real"
 #: Bump when what :func:`evaluate_run` computes changes: finished runs are then re-scored, not retrained.
@@ -349,48 +351,6 @@ def evaluate_run(checkpoint: str, ds, refs: dict[str, list[CoreRef]], device: st
 
 
 # --- the benchmark ---------------------------------------------------------------------------------------
-def clean(obj):
-    """JSON-safe copy: NaN/inf -> None, numpy scalars and arrays -> Python numbers and lists."""
-    if isinstance(obj, dict):
-        return {str(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return clean(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _git_commit() -> str | None:
-    import subprocess
-
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parents[2],
-                             capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def _same(a, b) -> bool:
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
-
-
 def run_real_benchmark(preset: str | RealPreset, out: str | Path, seeds: int | None = None, device: str = "auto",
                        command: str | None = None, log=print, data: str | Path | None = None, **overrides) -> dict:
     """Run (or continue) ``cpu-real`` in ``out``; writes ``results.json`` and ``table.md`` and returns the results.
@@ -442,7 +402,7 @@ def run_real_benchmark(preset: str | RealPreset, out: str | Path, seeds: int | N
         cfg = make_config(preset, variant, seed, data, split_file, run_dir, device)
         result_path = run_dir / "result.json"
         old = json.loads(result_path.read_text()) if result_path.is_file() else None
-        if old is not None and _same(old.get("config", {}), cfg.to_dict()):
+        if old is not None and same_config(old.get("config", {}), cfg.to_dict()):
             if old.get("eval_version") == EVAL_VERSION:
                 log(f"[{i + 1}/{len(plans)}] {label}: reusing {result_path}")
                 runs.append(old)
@@ -474,8 +434,8 @@ def run_real_benchmark(preset: str | RealPreset, out: str | Path, seeds: int | N
     results = {
         "preset": dataclasses.asdict(preset),
         "command": command or f"python -m trainer benchmark --preset {PRESET_NAME} --out {out}",
-        "git_commit": _git_commit(),
-        "cpu": cpu_model(),
+        "git_commit": git_commit(),
+        "cpu": machine(),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
                    f"torch threads: {torch.get_num_threads()}, Python {platform.python_version()}",
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),

@@ -27,7 +27,7 @@ DICE_REFS = ("truth", "truth_ties", "vote6")
 
 
 def clean(obj):
-    """JSON-safe copy: NaN → None, numpy scalars and arrays → Python numbers and lists."""
+    """JSON-safe copy: NaN and ±inf → None (strict JSON), numpy scalars and arrays → Python numbers and lists."""
     if isinstance(obj, dict):
         return {str(k): clean(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -35,7 +35,7 @@ def clean(obj):
     if isinstance(obj, np.ndarray):
         return clean(obj.tolist())
     if isinstance(obj, (np.floating, float)):
-        return None if math.isnan(float(obj)) else float(obj)
+        return float(obj) if math.isfinite(float(obj)) else None
     if isinstance(obj, np.integer):
         return int(obj)
     if isinstance(obj, np.bool_):
@@ -53,12 +53,28 @@ def git_commit() -> str | None:
         return None
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``) and whether it has AVX-512 BF16 or only AVX2: the
+    figures of a benchmark depend on it."""
+    name, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    isa = "AVX-512 BF16" if "avx512_bf16" in flags else ("AVX2" if "avx2" in flags else "")
+    return f"{name} ({isa})" if isa else name
+
+
 def machine() -> str:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{platform.machine()} {platform.processor() or ''}".strip()
-            + f", {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__}, Python {platform.python_version()}")
+    return (f"{cpu_model()}, {os.cpu_count()} CPU cores, {gpu}, torch {torch.__version__}, "
+            f"Python {platform.python_version()}")
 
 
 def _nan(v) -> float:

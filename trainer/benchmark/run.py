@@ -309,7 +309,8 @@ def detector_maps(annotator: str, probabilities: np.ndarray, labels: dict[str, n
 SCORING_VERSION = 2
 
 
-def _same(a: dict, b: dict) -> bool:
+def same_config(a: dict, b: dict) -> bool:
+    """Whether two run configs are the same (a finished run is then reused)."""
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
@@ -340,7 +341,7 @@ def run_benchmark(preset: str | Preset, out: str | Path, seeds: int | None = Non
                   if plan.seed == 0 and VARIANTS[plan.variant].annotator != "none" else None)
         if result_path.exists():
             old = json.loads(result_path.read_text())
-            if _same(old.get("config", {}), plan.cfg.to_dict()):
+            if same_config(old.get("config", {}), plan.cfg.to_dict()):
                 if old.get("scoring_version") == SCORING_VERSION:
                     log(f"[{i + 1}/{len(plans)}] {plan.label}: reusing {result_path}")
                     runs.append(old)
