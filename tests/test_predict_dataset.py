@@ -154,3 +154,41 @@ def test_torchrun_two_cpu_ranks_predict_each_core_exactly_once(tiny_confusion_ru
         assert len(list(out.glob(f"{n}_classimg_nonconvex.png"))) == 1
         assert np.asarray(Image.open(_mask(out, n))).shape == load_core(
             open_dataset(synthetic_data).core(n), open_dataset(synthetic_data).scheme).image.shape[:2]
+
+
+def test_a_dataset_into_a_review_store_each_core_once_then_skipped(confusion_predictor, synthetic_data, tmp_path,
+                                                                    capsys):
+    """``predict --data DIR --store STORE --mode full``: every core of the split written into the store
+    (image and experts) and predicted there at full resolution with its experts' error maps; a rerun
+    skips them all; the experts' files are untouched; the paper setting is refused with one line."""
+    from trainer.review_store import ReviewStore
+    from trainer.prediction import Tiled
+
+    ds = open_dataset(synthetic_data)
+    experts_before = {p: p.read_bytes() for p in Path(synthetic_data).glob("Maps*/*.png")}
+    store_path = tmp_path / "review.zarr"
+    ck = str(Path(confusion_predictor.path))
+    code = main(["predict", "--checkpoint", ck, "--data", str(synthetic_data), "--store", str(store_path),
+                 "--mode", "full", "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    store = ReviewStore.open(store_path)
+    assert sorted(store.names) == sorted(ds.names)
+    for name in ds.names:
+        stored = store.load(name)
+        assert "prediction" in stored.labels
+        core = load_core(ds.core(name), ds.scheme)
+        assert sorted(store.experts_of(name)) == sorted(core.masks)
+        known = [e for e in confusion_predictor.experts if e in core.masks]
+        assert sorted(r for r in stored.maps if r.startswith("error:")) == sorted(f"error:{e}" for e in known)
+    # the stored class map is the tiled prediction of the same image
+    name = ds.names[0]
+    want = predict(confusion_predictor, load_core(ds.core(name), ds.scheme).image, Tiled(), core=name)
+    got = ReviewStore.open(store_path).load(name).class_maps()["prediction"]
+    assert (got == want.classes).mean() > 0.999
+    assert main(["predict", "--checkpoint", ck, "--data", str(synthetic_data), "--store", str(store_path),
+                 "--mode", "full", "--device", "cpu"]) == 0
+    assert f"skipped {len(ds.names)} already predicted" in capsys.readouterr().out
+    assert all(p.read_bytes() == b for p, b in experts_before.items())
+    assert main(["predict", "--checkpoint", ck, "--data", str(synthetic_data), "--store", str(tmp_path / "s2"),
+                 "--device", "cpu"]) == 2
+    assert "use --mode full" in capsys.readouterr().err

@@ -255,7 +255,7 @@ def cmd_predict(a: argparse.Namespace) -> int:
 
     if a.data:
         return _predict_dataset(a)
-    given = [f for f, v in (("--split", a.split), ("--split-file", a.split_file), ("--json", a.json)) if v]
+    given = [f for f, v in (("--split", a.split), ("--split-file", a.split_file), ("--json", a.json), ("--store", a.store)) if v]
     if given:
         raise InputError(f"{', '.join(given)} go{'es' * (len(given) == 1)} with --data, not --image")
     if not a.out:
@@ -310,7 +310,8 @@ def default_predict_out(checkpoint: str | Path, data: str | Path, mode_name: str
 
 def _predict_dataset(a: argparse.Namespace) -> int:
     from .data import open_dataset
-    from .prediction.dataset import gather_summaries, predict_dataset, shard_env, split_cores, summary_dict
+    from .prediction.dataset import (gather_summaries, predict_dataset, predict_dataset_into_store, shard_env,
+                                     split_cores, summary_dict)
 
     rank, world = shard_env()
     a.split = a.split or "all"
@@ -322,10 +323,17 @@ def _predict_dataset(a: argparse.Namespace) -> int:
         say(reason)
     mode = _predict_mode(a)
     out = Path(a.out) if a.out else default_predict_out(a.checkpoint, a.data, mode.name)
+    if a.store and a.out:
+        raise InputError("give --out (files in the dataset's convention) or --store (a review store), not both")
     say(f"predicting the {a.split} split of {a.data}: {len(cores)} core{'s' * (len(cores) != 1)} "
-        f"({mode.name} setting) -> {out}" + (f", {world} ranks" if world > 1 else ""))
-    mine = predict_dataset(predictor, ds, cores, out, mode, rank=rank, world=world, overwrite=a.overwrite,
-                           progress=rank == 0 and sys.stderr.isatty())
+        f"({mode.name} setting) -> {a.store or out}" + (f", {world} ranks" if world > 1 else ""))
+    if a.store:
+        out = Path(a.store)
+        mine = predict_dataset_into_store(predictor, ds, cores, out, mode, rank=rank, world=world,
+                                          overwrite=a.overwrite, progress=rank == 0 and sys.stderr.isatty())
+    else:
+        mine = predict_dataset(predictor, ds, cores, out, mode, rank=rank, world=world, overwrite=a.overwrite,
+                               progress=rank == 0 and sys.stderr.isatty())
     summaries = gather_summaries(mine)
     if rank != 0:
         return 0
@@ -334,7 +342,8 @@ def _predict_dataset(a: argparse.Namespace) -> int:
         print(f"note: {note}")
     print(f"predicted {summary['predicted']} core{'s' * (summary['predicted'] != 1)}, skipped "
           f"{summary['skipped']} already predicted" + (" (--overwrite replaces them)" if summary["skipped"] else "")
-          + f"; {summary['seconds']:.1f} s on {predictor.device}; files in {out}")
+          + f"; {summary['seconds']:.1f} s on {predictor.device}; " + (f"review store {out}" if a.store
+                                                                         else f"files in {out}"))
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(json.dumps(summary, indent=2))
@@ -493,6 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (required with --image; with --data default: <checkpoint's "
                                  "folder>/predictions/<dataset folder>-<checkpoint stem>, '-full' added with "
                                  "--mode full); never an expert's mask folder")
+    p.add_argument("--store", metavar="STORE",
+                   help="with --data: predict into this review store (created if absent; full resolution, "
+                        "needs --mode full) instead of files; cores already predicted there are skipped")
     p.add_argument("--mode", choices=["paper", "full"], default="paper",
                    help="paper: the whole core at the model's input size (default); full: blended tiles at "
                         "full resolution, at --tiled's magnification (default 1)")

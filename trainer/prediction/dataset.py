@@ -6,6 +6,10 @@ the rule training used by default, :func:`trainer.data.splits.default_split`);
 the dataset's own convention (:class:`.pipeline.FileSink`), with the core's experts and their
 labels, so a confusion model writes the error map *given each expert's label*.
 
+:func:`predict_dataset_into_store` does the same into a review store instead of files (full
+resolution, streamed band by band: :class:`.pipeline.StoreSink`), writing each core into the store
+first when it is not there yet; a core whose ``prediction`` is stored is done.
+
 Under ``torchrun`` every rank takes ``cores[rank::world]`` of the same ordered list, so each core
 is predicted by exactly one rank without any communication; :func:`gather_summaries` then brings
 the per-rank counts to rank 0 (gloo, CPU objects only) for one summary.
@@ -203,3 +207,53 @@ def experts_beside(image: str | Path, scheme=None):
     except InputError:
         return (), None
     return tuple(core.masks), dict(core.masks)
+
+
+def predict_dataset_into_store(predictor, ds: MultiExpertSet, cores: list[CoreRecord], store_path: str | Path,
+                               mode: Tiled, *, rank: int = 0, world: int = 1, overwrite: bool = False,
+                               progress: bool = True) -> DatasetSummary:
+    """Predict this rank's share ``cores[rank::world]`` into the review store at ``store_path``
+    (created if absent; each rank writes only its own cores, each in its own folder), with the
+    core's experts and their labels; cores already predicted there are skipped unless ``overwrite``."""
+    from tqdm import tqdm
+
+    from trainer.review_store import ReviewStore, StoredCore
+
+    from .pipeline import StoreSink
+
+    if not isinstance(mode, Tiled):
+        raise InputError("a review store holds full-resolution predictions: use --mode full (or --tiled)", store_path)
+    t0 = time.perf_counter()
+    store = _open_or_create(store_path, ds)
+    mine = cores[rank::world]
+    summary = DatasetSummary(str(store_path), rank, world, len(mine))
+    todo = [r for r in mine if overwrite or r.name not in store.names
+            or "prediction" not in store.label_roles(r.name)]
+    summary.skipped = [r.name for r in mine if r not in todo]
+    desc = "predict" if world == 1 else f"predict (rank {rank} of {world})"
+    with tqdm(total=len(todo), desc=desc, unit="core", disable=not progress, dynamic_ncols=True) as bar:
+        for record in todo:
+            core = load_core(record, ds.scheme)
+            if record.name not in store.names:
+                store.write_core(StoredCore(record.name, [core.image], core.masks, ds.scheme,
+                                            origin={"dataset": str(ds.root), "layout": ds.layout}))
+            out = predict(predictor, None, mode, StoreSink(store.path), core=record.name, experts=list(core.masks),
+                          labels=core.masks, scheme=ds.scheme)
+            summary.predicted.append(record.name)
+            summary.notes += [n for n in out.notes if n not in summary.notes]
+            bar.update(1)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _open_or_create(path: str | Path, ds: MultiExpertSet):
+    """The review store at ``path`` for ``ds``'s classes; ranks that start together may race to create
+    it: whoever loses opens the one the winner made."""
+    from trainer.review_store import ReviewStore
+
+    try:
+        return ReviewStore.create(path, ds.scheme, dataset=str(ds.root), layout=ds.layout)
+    except OSError:
+        if Path(path).exists():
+            return ReviewStore.open(path)
+        raise

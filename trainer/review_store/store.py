@@ -92,6 +92,13 @@ class StoredCore:
         return {role: coding.to_classes(np.asarray(data[0] if isinstance(data, (list, tuple)) else data))
                 for role, data in self.labels.items()}
 
+    def label_roles(self) -> dict[str, tuple[Any, bool]]:
+        """role -> (data, in label values) of what :meth:`ReviewStore.write_core` stores: the experts'
+        masks (class maps) first, then the other labels (label values)."""
+        out = {f"expert:{e}": (m, False) for e, m in self.masks.items()}
+        out.update({r: (m, True) for r, m in self.labels.items() if role_prefix(r) != "expert"})
+        return out
+
 
 class StoreExistsError(InputError, FileExistsError):
     """Something of that name is already in the store; pass ``overwrite=True`` to replace it."""
