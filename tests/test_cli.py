@@ -225,3 +225,29 @@ def test_one_builder_and_the_engine_refuse_a_fresh_run_in_a_folder_holding_one(s
     # flags override the file, None (a flag not given) does not
     cfg = build_run_config({"train": {"iters": 7, "lr": 0.5}}, {"train": {"iters": None, "lr": 0.1}})
     assert (cfg.train.iters, cfg.train.lr) == (7, 0.1)
+
+
+def test_version_strict_json_and_the_runs_name(tiny_run, synthetic_data, tmp_path, capsys):
+    """``--version``; ``eval.json`` is strict JSON (a class no core has gives null, never NaN); the
+    Table-2 row is named after the run that wrote the checkpoint, not the folder the file lies in."""
+    import shutil
+
+    from trainer import __version__
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and __version__ in capsys.readouterr().out
+    moved = tmp_path / "shared models" / "model.pt"
+    moved.parent.mkdir()
+    shutil.copy(Path(tiny_run) / "best.pt", moved)
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", "--checkpoint", str(moved), "--data", str(synthetic_data), "--json", str(out),
+                 "--device", "cpu", "--size", "64"]) == 0
+    text = out.read_text()
+
+    def refuse(token):
+        raise ValueError(f"not strict JSON: {token}")
+
+    res = json.loads(text, parse_constant=refuse)
+    assert res["run"] == Path(tiny_run).name
+    assert f"| {Path(tiny_run).name} |" in capsys.readouterr().out

@@ -7,10 +7,10 @@ an option out of range, a checkpoint of another architecture); 3 when training h
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from . import jsonsafe
 from .errors import InputError, NonFiniteLossError
 
 
@@ -346,9 +346,18 @@ def _predict_dataset(a: argparse.Namespace) -> int:
                                                                          else f"files in {out}"))
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(summary, indent=2))
+        Path(a.json).write_text(jsonsafe.dumps(summary, indent=2))
         print(f"wrote {a.json}")
     return 0
+
+
+def run_name(checkpoint: str | Path) -> str:
+    """The name of the run a checkpoint comes from (its run folder, as training wrote it), else the
+    file's own name: a shipped ``demo_model.pt`` is not named after the folder it lies in."""
+    from .checkpoint import load_checkpoint, run_config_of
+
+    out = (run_config_of(load_checkpoint(checkpoint)).get("train") or {}).get("out")
+    return Path(out).name if out else Path(checkpoint).stem
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
@@ -364,12 +373,13 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if reason:
         print(reason)
     result = evaluate(predictor, ds, cores, size=a.size)
-    result.update({"checkpoint": str(a.checkpoint), "data": str(a.data), "split": a.split})
+    result.update({"checkpoint": str(a.checkpoint), "run": run_name(a.checkpoint), "data": str(a.data),
+                   "split": a.split})
     print(table2_header(ds.scheme.names))
-    print(table2_row(result, ds.scheme.names, Path(a.checkpoint).parent.name or "model"))
+    print(table2_row(result, ds.scheme.names, result["run"]))
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(result, indent=2, default=lambda o: None))
+        Path(a.json).write_text(jsonsafe.dumps(result, indent=2))
         print(f"wrote {a.json}")
     return 0
 
@@ -455,7 +465,10 @@ def cmd_benchmark(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"napari-gleason trainer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="write synthetic multi-expert cores with known truth")

@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 
 from . import events as ev
+from . import jsonsafe
 from .checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
 from .config import RunConfig, check_run_folder
 from .errors import CheckpointError, InputError, NonFiniteLossError
@@ -226,19 +227,13 @@ class _EventLog:
 
     def write(self, event: ev.Event | None) -> None:
         if self.fh is not None and event is not None:
-            self.fh.write(json.dumps(event.to_dict(), default=_json_default) + "\n")
+            self.fh.write(jsonsafe.dumps(event.to_dict()) + "\n")
             self.fh.flush()
 
     def close(self) -> None:
         if self.fh is not None:
             self.fh.close()
             self.fh = None
-
-
-def _json_default(obj):
-    if isinstance(obj, float) and math.isnan(obj):
-        return None
-    return str(obj)
 
 
 __all__ = ["train", "poly_lr", "TrainingSetup", "resolve_device", "CheckpointError", "InputError"]

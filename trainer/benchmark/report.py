@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..jsonsafe import clean  # noqa: F401  (re-exported: the benchmark runners use it)
+
 from ..data.classes import GLEASON_CLASSES
 from .data import BenchData
 from .presets import VARIANTS, Preset
@@ -24,23 +26,6 @@ COLUMNS = ("benign", "G3", "G4", "G5")
 HEADER = ("| Method | GAFL | Re-weighting | Confusion | Mean dice | Benign | G-Grade 3 | G-Grade 4 | G-Grade 5 |\n"
           "|---|---|---|---|---|---|---|---|---|")
 DICE_REFS = ("truth", "truth_ties", "vote6")
-
-
-def clean(obj):
-    """JSON-safe copy: NaN and ±inf → None (strict JSON), numpy scalars and arrays → Python numbers and lists."""
-    if isinstance(obj, dict):
-        return {str(k): clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return clean(obj.tolist())
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(float(obj)) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
 
 
 def git_commit() -> str | None:

@@ -27,7 +27,6 @@ by :class:`trainer.data.classes.LabelCoding` only (pass ``coding`` with labels i
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from trainer import jsonsafe
 from trainer.data.classes import ClassScheme, LabelCoding
 from trainer.errors import CheckpointError
 
@@ -412,4 +412,4 @@ def _write_files(predictor, out: PredictOutput, sink: FileSink) -> None:
     if out.confusion is not None:
         meta["confusion"] = {e: [[None if v != v else round(float(v), 4) for v in row] for row in m]
                              for e, m in out.confusion.matrices.items()}
-    (folder / f"{sink.stem}_prediction.json").write_text(json.dumps(meta, indent=2))
+    (folder / f"{sink.stem}_prediction.json").write_text(jsonsafe.dumps(meta, indent=2))
