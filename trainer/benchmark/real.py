@@ -39,7 +39,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import shutil
 import time
 from dataclasses import dataclass
@@ -436,8 +435,7 @@ def run_real_benchmark(preset: str | RealPreset, out: str | Path, seeds: int | N
         "command": command or f"python -m trainer benchmark --preset {PRESET_NAME} --out {out}",
         "git_commit": git_commit(),
         "cpu": machine(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}, "
-                   f"torch threads: {torch.get_num_threads()}, Python {platform.python_version()}",
+        "machine": f"torch threads: {torch.get_num_threads()}",
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "wall_seconds_this_invocation": wall,
         "train_seconds_all_runs": sum(r.get("train_seconds") or 0.0 for r in runs),
@@ -510,7 +508,7 @@ def render_markdown(results: dict) -> str:
         "",
         f"- command: `{results['command']}`",
         f"- git commit: `{results['git_commit']}`",
-        f"- CPU: {results['cpu']} ({results['machine']})",
+        f"- machine: {results['cpu']}, {results['machine']}",
         f"- date: {results['date']}",
         f"- wall time of this invocation: {results['wall_seconds_this_invocation'] / 60:.1f} min "
         f"(training of all runs: {results['train_seconds_all_runs'] / 60:.1f} min)",
