@@ -177,7 +177,8 @@ PRESETS: dict[str, Preset] = {
     # Section 3.2 for one GPU: 1024², batch 2, lr 0.01, 10k iterations, λ step 1k, validation and
     # checkpoints every 1k, the best validation checkpoint tested; 195 train/val and 40 test
     # cores as in section 3.1; HRNet18 and HRNet48 as in Table 2's ablation; the authors'
-    # weighting CNN (ResNet-18 at output stride 4), and the confusion model on the same trunk.
+    # weighting CNN (ResNet-18 at output stride 4); the confusion heads on HRNet's decoder features,
+    # and the confusion trunk on the weighting CNN's ResNet-18 for comparison.
     "paper": Preset(
         name="paper", size=1024, train_cores=195, test_cores=40, val_fraction=0.2, iters=10_000,
         batch_size=2, lr=0.01, lambda_step=1000, models=(("hrnet18", None), ("hrnet48", None)), seeds=3,
