@@ -78,4 +78,11 @@ def event_from_dict(d: dict) -> Event:
     d = dict(d)
     kind = d.pop("kind")
     cls = {c.__name__: c for c in (RunStarted, IterationDone, ValidationDone, CheckpointSaved, Message, RunFinished)}[kind]
+    # the log is strict JSON: an undefined number (a class absent from prediction and vote) is null there
+    nan = float("nan")
+    if cls is ValidationDone:
+        d["dice"] = {k: nan if v is None else v for k, v in (d.get("dice") or {}).items()}
+        d["mean_dice"] = nan if d.get("mean_dice") is None else d["mean_dice"]
+    elif cls is IterationDone:
+        d["losses"] = {k: nan if v is None else v for k, v in (d.get("losses") or {}).items()}
     return cls(**d)
