@@ -117,8 +117,6 @@ def predict_dataset(predictor, ds: MultiExpertSet, cores: list[CoreRecord], fold
                     overwrite: bool = False, progress: bool = True) -> DatasetSummary:
     """Predict this rank's share ``cores[rank::world]`` into ``folder`` (see the module doc);
     ``progress``: a tqdm bar (on stderr). Returns this rank's :class:`DatasetSummary`."""
-    from tqdm import tqdm
-
     t0 = time.perf_counter()
     sinks = check_targets(predictor, ds, cores, folder)
     mine = list(zip(cores, sinks))[rank::world]
@@ -137,17 +135,29 @@ def predict_dataset(predictor, ds: MultiExpertSet, cores: list[CoreRecord], fold
                    else f"no {meta.name} beside it (not a finished prediction)")
             raise InputError(f"file exists ({why}); refusing to overwrite it (use --overwrite, or another --out)",
                              sink.mask_path)
-    desc = "predict" if world == 1 else f"predict (rank {rank} of {world})"
-    with tqdm(total=len(todo), desc=desc, unit="core", disable=not progress, dynamic_ncols=True) as bar:
-        for record, sink in todo:
-            core = load_core(record, ds.scheme)
-            out = predict(predictor, core.image, mode, sink, core=record.name, experts=list(core.masks),
-                          labels=core.masks, scheme=ds.scheme)
-            summary.predicted.append(record.name)
-            summary.notes += [n for n in out.notes if n not in summary.notes]
-            bar.update(1)
+
+    def one(item):
+        record, sink = item
+        core = load_core(record, ds.scheme)
+        return predict(predictor, core.image, mode, sink, core=record.name, experts=list(core.masks),
+                       labels=core.masks, scheme=ds.scheme)
+
+    _each(todo, one, summary, progress)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _each(todo: list, one, summary: DatasetSummary, progress: bool) -> None:
+    """``one(item)`` for every item of ``todo`` under a tqdm bar, its core and notes into ``summary``."""
+    from tqdm import tqdm
+
+    desc = "predict" if summary.world == 1 else f"predict (rank {summary.rank} of {summary.world})"
+    with tqdm(total=len(todo), desc=desc, unit="core", disable=not progress, dynamic_ncols=True) as bar:
+        for item in todo:
+            out = one(item)
+            summary.predicted.append(out.core)
+            summary.notes += [n for n in out.notes if n not in summary.notes]
+            bar.update(1)
 
 
 def gather_summaries(summary: DatasetSummary) -> list[DatasetSummary]:
@@ -215,9 +225,7 @@ def predict_dataset_into_store(predictor, ds: MultiExpertSet, cores: list[CoreRe
     """Predict this rank's share ``cores[rank::world]`` into the review store at ``store_path``
     (created if absent; each rank writes only its own cores, each in its own folder), with the
     core's experts and their labels; cores already predicted there are skipped unless ``overwrite``."""
-    from tqdm import tqdm
-
-    from trainer.review_store import ReviewStore, StoredCore
+    from trainer.review_store import StoredCore
 
     from .pipeline import StoreSink
 
@@ -230,18 +238,16 @@ def predict_dataset_into_store(predictor, ds: MultiExpertSet, cores: list[CoreRe
     todo = [r for r in mine if overwrite or r.name not in store.names
             or "prediction" not in store.label_roles(r.name)]
     summary.skipped = [r.name for r in mine if r not in todo]
-    desc = "predict" if world == 1 else f"predict (rank {rank} of {world})"
-    with tqdm(total=len(todo), desc=desc, unit="core", disable=not progress, dynamic_ncols=True) as bar:
-        for record in todo:
-            core = load_core(record, ds.scheme)
-            if record.name not in store.names:
-                store.write_core(StoredCore(record.name, [core.image], core.masks, ds.scheme,
-                                            origin={"dataset": str(ds.root), "layout": ds.layout}))
-            out = predict(predictor, None, mode, StoreSink(store.path), core=record.name, experts=list(core.masks),
-                          labels=core.masks, scheme=ds.scheme)
-            summary.predicted.append(record.name)
-            summary.notes += [n for n in out.notes if n not in summary.notes]
-            bar.update(1)
+
+    def one(record):
+        core = load_core(record, ds.scheme)
+        if record.name not in store.names:
+            store.write_core(StoredCore(record.name, [core.image], core.masks, ds.scheme,
+                                        origin={"dataset": str(ds.root), "layout": ds.layout}))
+        return predict(predictor, None, mode, StoreSink(store.path), core=record.name, experts=list(core.masks),
+                       labels=core.masks, scheme=ds.scheme)
+
+    _each(todo, one, summary, progress)
     summary.seconds = time.perf_counter() - t0
     return summary
 
