@@ -16,7 +16,11 @@ MAX_RECENT = 12
 
 
 def settings_dir() -> Path:
-    return Path(os.environ.get(ENV) or Path.home() / ".config" / "napari-gleason")
+    """``$NAPARI_GLEASON_HOME``, else the user's settings folder of this OS (platformdirs:
+    ``~/.config/napari-gleason`` on Linux, ``~/Library/Application Support/napari-gleason`` on macOS)."""
+    from platformdirs import user_config_dir
+
+    return Path(os.environ.get(ENV) or user_config_dir("napari-gleason", appauthor=False))
 
 
 def recent_file() -> Path:

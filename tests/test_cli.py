@@ -251,3 +251,15 @@ def test_version_strict_json_and_the_runs_name(tiny_run, synthetic_data, tmp_pat
     res = json.loads(text, parse_constant=refuse)
     assert res["run"] == Path(tiny_run).name
     assert f"| {Path(tiny_run).name} |" in capsys.readouterr().out
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    import argparse
+
+    from trainer.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = [(name, act.option_strings or act.dest) for name, sp in sub.choices.items() for act in sp._actions
+               if not isinstance(act, argparse._HelpAction) and not act.help]
+    assert missing == []

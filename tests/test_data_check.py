@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tifffile
@@ -273,3 +275,22 @@ def test_check_cache_damaged_file_is_rebuilt_and_fresh_files_not_cached(tmp_path
     decoded.clear()
     check_dataset(ds, cache=cache)
     assert decoded == []
+
+
+def test_cache_and_settings_folders_follow_the_os_conventions(monkeypatch, tmp_path):
+    """No hard-coded ~/.cache or ~/.config: platformdirs decides, the environment overrides."""
+    from platformdirs import user_cache_dir, user_config_dir
+
+    from napari_gleason._recent import settings_dir
+    from trainer.data.check import default_cache_folder
+
+    monkeypatch.delenv("NAPARI_GLEASON_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg config"))
+    assert default_cache_folder() == Path(user_cache_dir("napari-gleason", appauthor=False)) / "check"
+    assert str(default_cache_folder()).startswith(str(tmp_path / "xdg cache"))  # XDG honoured on Linux
+    monkeypatch.setenv("NAPARI_GLEASON_CACHE", str(tmp_path / "mine"))
+    assert default_cache_folder() == tmp_path / "mine" / "check"
+    monkeypatch.delenv("NAPARI_GLEASON_HOME", raising=False)
+    assert settings_dir() == Path(user_config_dir("napari-gleason", appauthor=False))
+    assert str(settings_dir()).startswith(str(tmp_path / "xdg config"))

@@ -20,14 +20,14 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split-file", help="JSON split {train, val, test}; default: the paper's split where it "
                                         "applies, else a stratified split (python -m trainer split explains)")
     p.add_argument("--train-experts", help="comma-separated expert names (default 1,3,4 for Gleason 2019)")
-    p.add_argument("--val-fraction", type=float)
+    p.add_argument("--val-fraction", type=float, help="share of the training cores kept for validation (0.2)")
     p.add_argument("--test-fraction", type=float, help="held out for testing when the paper's rule does not apply (0.2)")
     p.add_argument("--no-check", action="store_true", help="skip the quick check of every core before training")
     p.add_argument("--model", help="hrnet18, hrnet48, unet, deeplabv3plus or pspnet")
     p.add_argument("--encoder", help="SMP encoder for unet/deeplabv3plus/pspnet (e.g. resnet18)")
     p.add_argument("--pretrained", nargs="?", const=True, default=None,
                    help="ImageNet weights from the model hub, or a local backbone weights file")
-    p.add_argument("--loss", choices=["focal", "gafl"])
+    p.add_argument("--loss", choices=["focal", "gafl"], help="focal loss, or GAFL (eq. 5-6; default gafl)")
     p.add_argument("--reweight", action=argparse.BooleanOptionalAction, default=None,
                    help="label re-weighting with the weighting CNN (eq. 2-4)")
     p.add_argument("--confusion", action=argparse.BooleanOptionalAction, default=None,
@@ -65,13 +65,13 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                    help="ImageNet ResNet-18 for the weighting/confusion CNN: from the hub, or a local file "
                         "(default: follows --pretrained when that takes the hub's weights)")
     p.add_argument("--weight-input-scale", type=float, help="weighting CNN input scale (1.0; 0.5 is faster)")
-    p.add_argument("--iters", type=int)
+    p.add_argument("--iters", type=int, help="training iterations (paper: 10000)")
     p.add_argument("--size", type=int, help="model input size (paper: 1024)")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--device", help="auto, cpu or cuda")
+    p.add_argument("--batch-size", type=int, help="images per iteration and process (paper: 2)")
+    p.add_argument("--lr", type=float, help="initial SGD learning rate, poly decay (paper: 0.01)")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=int, help="seed of initialisation, batches and augmentation (default 0)")
     p.add_argument("--workers", type=int, help="data loader worker processes")
     p.add_argument("--augment-device", choices=["auto", "worker", "device"],
                    help="where augmentation, normalisation and the vote run: the data workers (numpy) or the "
@@ -83,8 +83,8 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "max-autotune-no-cudagraphs; off disables it, e.g. on --resume)")
     p.add_argument("--compile-backend", help="torch.compile backend: inductor (default), aot_eager, eager")
     p.add_argument("--out", help="run folder (config, events.jsonl, last.pt, best.pt)")
-    p.add_argument("--checkpoint-every", type=int)
-    p.add_argument("--val-every", type=int)
+    p.add_argument("--checkpoint-every", type=int, help="write last.pt every N iterations (default 1000)")
+    p.add_argument("--val-every", type=int, help="validate (and keep best.pt) every N iterations (default 1000)")
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its last.pt (with --iters: up to N)")
     p.add_argument("--init", metavar="CKPT", help="fine-tune: start from the weights of CKPT")
     p.add_argument("--corrected", nargs=2, action="append", metavar=("IMAGE", "MASK"),
@@ -472,24 +472,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("synth", help="write synthetic multi-expert cores with known truth")
-    p.add_argument("--out", required=True)
-    p.add_argument("--cores", type=int, default=8)
-    p.add_argument("--size", type=int, default=512)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="new folder for the dataset (must not exist or be empty)")
+    p.add_argument("--cores", type=int, default=8, help="number of cores (default 8)")
+    p.add_argument("--size", type=int, default=512, help="core side in pixels (default 512)")
+    p.add_argument("--seed", type=int, default=0, help="random seed: same seed, same bytes (default 0)")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("split", help="print (and save) the default train/val/test split, and which rule chose it")
-    p.add_argument("--data", required=True)
-    p.add_argument("--train-experts")
-    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--train-experts", help="comma-separated expert names (default: 1,3,4 for Gleason 2019, else all)")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="share of the training cores for validation (default 0.2)")
     p.add_argument("--test-fraction", type=float, default=0.2,
                    help="held out for testing when the paper's rule does not apply")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the stratified split (default 0)")
     p.add_argument("--out", help="write the split as JSON")
     p.set_defaults(func=cmd_split)
 
     p = sub.add_parser("check", help="check every core's image and masks; all problems in one table")
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", required=True, help="dataset folder")
     p.add_argument("--full", action="store_true", help="decode every image too (default: image headers only)")
     p.set_defaults(func=cmd_check)
 
@@ -575,10 +575,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_summarize)
 
     p = sub.add_parser("benchmark", help="Table 2's ablation on synthetic cores with known truth")
-    p.add_argument("--preset", required=True, choices=["cpu-small", "cpu-noisy", "cpu-real", "paper"])
+    p.add_argument("--preset", required=True, choices=["cpu-small", "cpu-noisy", "cpu-real", "paper"],
+                   help="cpu-small, cpu-noisy (synthetic, 2 CPU cores), cpu-real (BU-BIL dataset 1), paper (one GPU)")
     p.add_argument("--out", required=True, help="benchmark folder (an existing one is continued)")
     p.add_argument("--seeds", type=int, help="number of seeds (default: the preset's, 3)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.set_defaults(func=cmd_benchmark)
     return parser
 

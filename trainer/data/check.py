@@ -131,11 +131,15 @@ CACHE_FILES_KEPT = 64
 
 
 def default_cache_folder() -> Path:
-    """``$NAPARI_GLEASON_CACHE/check``, else ``$XDG_CACHE_HOME/napari-gleason/check`` (``~/.cache`` by default)."""
+    """``$NAPARI_GLEASON_CACHE/check``, else ``check/`` in the user's cache folder of this OS
+    (platformdirs: ``$XDG_CACHE_HOME/napari-gleason`` or ``~/.cache/napari-gleason`` on Linux,
+    ``~/Library/Caches/napari-gleason`` on macOS, ``%LOCALAPPDATA%\\napari-gleason\\Cache`` on Windows)."""
     base = os.environ.get("NAPARI_GLEASON_CACHE")
     if base:
         return Path(base) / "check"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "napari-gleason" / "check"
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("napari-gleason", appauthor=False)) / "check"
 
 
 class CheckCache:
