@@ -263,3 +263,11 @@ def test_every_option_of_every_command_says_what_it_does():
     missing = [(name, act.option_strings or act.dest) for name, sp in sub.choices.items() for act in sp._actions
                if not isinstance(act, argparse._HelpAction) and not act.help]
     assert missing == []
+
+
+def test_help_is_plain_text(capsys):
+    """The top-level help is words, not the module docstring's reStructuredText."""
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "``" not in out and ":func:" not in out and "Exit codes" in out

@@ -467,7 +467,11 @@ def cmd_benchmark(a: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    parser = argparse.ArgumentParser(prog="python -m trainer", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m trainer",
+        description="napari-gleason's trainer: synthetic data, checks, training, prediction, evaluation and "
+                    "benchmarks of the paper's model (Pathological Image Segmentation with Noisy Labels).",
+        epilog="Exit codes: 0 success; 2 bad input (one line on stderr); 3 the loss became NaN.")
     parser.add_argument("--version", action="version", version=f"napari-gleason trainer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
