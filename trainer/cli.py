@@ -377,6 +377,14 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                    "split": a.split})
     print(table2_header(ds.scheme.names))
     print(table2_row(result, ds.scheme.names, result["run"]))
+    g = result.get("grade_groups")
+    if g:
+        def mean(d):
+            vals = [v for v in d.values() if v == v]
+            return f"{sum(vals) / len(vals):.3f}" if vals else "—"
+        print(f"grade groups (ISUP, per core), quadratic-weighted κ: expert pairs {mean(g['expert_pairs_kappa_quadratic'])}, "
+              f"model vs each expert {mean(g['model_vs_expert_kappa_quadratic'])}; Fleiss' κ over the experts "
+              f"{g['fleiss_kappa_experts']:.3f}")
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
         Path(a.json).write_text(jsonsafe.dumps(result, indent=2))

@@ -18,8 +18,15 @@ import torch
 from .data.records import CoreRecord, MultiExpertSet, load_core
 from .data.vote import majority_vote
 from .inference import Predictor
-from .metrics import DiceAccumulator, cohen_kappa_from_confusion, confusion_matrix, mean_ignoring_nan
+from .grading import grade_core, pattern_of_class
+from .metrics import (DiceAccumulator, cohen_kappa_from_confusion, cohen_kappa_ratings, confusion_matrix,
+                      fleiss_kappa_ratings, mean_ignoring_nan)
 from .prediction import ArraySink, WholeCore, predict
+
+
+def is_gleason_scheme(names) -> bool:
+    """Whether the classes include Gleason patterns 3-5, so that a core has a grade group."""
+    return set(pattern_of_class(names).values()) >= {3, 4, 5}
 
 
 def _dice_dict(names, values) -> dict[str, float]:
@@ -37,6 +44,8 @@ def evaluate(predictor: Predictor, ds: MultiExpertSet, cores: Iterable[CoreRecor
     expert_acc: dict[str, DiceAccumulator] = {}
     pair_cm: dict[tuple[str, str], np.ndarray] = {}
     per_core = []
+    graded = is_gleason_scheme(names)
+    grades: list[dict[str, int | None]] = []
     n = 0
     for record in cores:
         core = load_core(record, ds.scheme)
@@ -49,6 +58,9 @@ def evaluate(predictor: Predictor, ds: MultiExpertSet, cores: Iterable[CoreRecor
                       scheme=ds.scheme)
         classes = out.classes_full()
         vote_acc.update(ref, classes)
+        if graded:  # the core's grade group by each expert and by the model (trainer.grading)
+            grades.append({"model": grade_core(classes, names).grade_group,
+                           **{e: grade_core(m, names).grade_group for e, m in core.masks.items()}})
         core_acc = DiceAccumulator(c)
         core_acc.update(ref, classes)
         per_core.append({"core": record.name, "experts": sorted(core.masks),
@@ -70,7 +82,27 @@ def evaluate(predictor: Predictor, ds: MultiExpertSet, cores: Iterable[CoreRecor
             for e, acc in sorted(expert_acc.items())
         },
         "expert_pairs_kappa": {f"{a}-{b}": cohen_kappa_from_confusion(cm) for (a, b), cm in sorted(pair_cm.items())},
+        "grade_groups": grade_group_agreement(grades) if graded else None,
         "per_core": per_core,
+    }
+
+
+def grade_group_agreement(grades: list[dict[str, int | None]]) -> dict:
+    """Agreement on the cores' ISUP grade groups (0 benign, 1-5; :mod:`trainer.grading`), the way the
+    Gleason 2019 challenge compared pathologists: quadratic-weighted Cohen's κ for every pair of
+    experts and of the model with each expert (over the cores both graded), and Fleiss' κ over all
+    experts. ``grades``: per core, rater → grade group (``None`` or absent: not graded)."""
+    experts = sorted({r for g in grades for r in g} - {"model"}, key=lambda e: (len(e), e))
+    groups = list(range(6))
+
+    def kappa(a: str, b: str) -> float:
+        return cohen_kappa_ratings([g.get(a) for g in grades], [g.get(b) for g in grades], groups)
+
+    return {
+        "expert_pairs_kappa_quadratic": {f"{a}-{b}": kappa(a, b) for a, b in itertools.combinations(experts, 2)},
+        "model_vs_expert_kappa_quadratic": {e: kappa("model", e) for e in experts},
+        "fleiss_kappa_experts": fleiss_kappa_ratings([[g.get(e) for e in experts] for g in grades], groups),
+        "per_core": grades,
     }
 
 
