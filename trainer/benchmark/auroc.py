@@ -116,6 +116,22 @@ BASELINE_LABEL = "1 − p(label written)"
 BASELINE_MAX = "1 − max p"
 
 
+#: Detector names in results.json: what each map is. Every annotator run scores the network
+#: baselines; re-weighting runs add ``1 − w``; confusion runs the pixel-wise and the global maps.
+DETECTORS = {
+    "1 − w": "re-weighting: one minus the weighting CNN's weight of the expert (eq. 2)",
+    "error (given the label)": "confusion model: p(label wrong | image, the expert's label) (Bayes)",
+    "error (image only)": "confusion model: p(label wrong | image), before seeing the label",
+    "global: error (given the label)": "one confusion matrix per expert for every pixel (image-independent), "
+                                       "given the label",
+    "global: error (image only)": "one confusion matrix per expert for every pixel, before seeing the label",
+    BASELINE_LABEL: "segmentation network alone: one minus its probability of the expert's label",
+    BASELINE_MAX: "segmentation network alone: one minus its top probability (the same map for every expert)",
+}
+#: The detectors that need no annotator model, scored beside every map.
+BASELINES = (BASELINE_LABEL, BASELINE_MAX)
+
+
 def network_baselines(probabilities: np.ndarray, label: np.ndarray) -> dict[str, np.ndarray]:
     """Error maps from the segmentation network's class probabilities alone (``C×H×W``).
 

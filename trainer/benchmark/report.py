@@ -350,7 +350,7 @@ def _trace_table(runs: list[dict], points=(0.05, 0.1, 0.25, 0.5, 0.75, 1.0)) -> 
 
 
 def _detector_descriptions() -> dict[str, str]:
-    from .run import DETECTORS  # run imports the engine: only when a report is written
+    from .auroc import DETECTORS
 
     return dict(DETECTORS)
 

@@ -42,7 +42,7 @@ from ..engine import train
 from ..metrics import DiceAccumulator
 from ..device import resolve_device
 from ..annotators.global_confusion import global_error_map
-from .auroc import BASELINE_LABEL, BASELINE_MAX, AurocPool, network_baselines
+from .auroc import BASELINES, DETECTORS, AurocPool, network_baselines  # noqa: F401  (DETECTORS re-exported)
 from .data import NUM_CLASSES, BenchData, prepare_data, test_core_labels
 from .matrices import ConfusionPool, global_rows
 from .presets import VARIANTS, Preset, get_preset
@@ -215,22 +215,6 @@ def evaluate_run(checkpoint: str, data: BenchData, device: str, figure_path: Pat
         "global_matrices": ({e: m.tolist() for e, m in global_matrices.items()}
                             if global_matrices is not None else None),
     }
-
-
-#: Detector names in results.json: what each map is. Every annotator run scores the network
-#: baselines; re-weighting runs add ``1 − w``; confusion runs the pixel-wise and the global maps.
-DETECTORS = {
-    "1 − w": "re-weighting: one minus the weighting CNN's weight of the expert (eq. 2)",
-    "error (given the label)": "confusion model: p(label wrong | image, the expert's label) (Bayes)",
-    "error (image only)": "confusion model: p(label wrong | image), before seeing the label",
-    "global: error (given the label)": "one confusion matrix per expert for every pixel (image-independent), "
-                                       "given the label",
-    "global: error (image only)": "one confusion matrix per expert for every pixel, before seeing the label",
-    BASELINE_LABEL: "segmentation network alone: one minus its probability of the expert's label",
-    BASELINE_MAX: "segmentation network alone: one minus its top probability (the same map for every expert)",
-}
-#: The detectors that need no annotator model, scored beside every map.
-BASELINES = (BASELINE_LABEL, BASELINE_MAX)
 
 
 def predict_test_core(predictor, image: np.ndarray, name: str, masks: dict, present: list[str],
