@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,12 +33,16 @@ class ClassScheme:
     ``values`` maps a raw mask value to a class index; ``ignore`` lists raw values that no
     loss or metric counts (they become :data:`IGNORE_INDEX`). A raw value in neither is an error.
     ``export_values[c]`` is the raw value written back for class ``c``.
+    ``annotation_names`` maps a QuPath classification name to the raw value its GeoJSON regions
+    stand for (classes.json's ``"names"``, :mod:`trainer.data.geojson`); it says how files are
+    read, not what the classes are, so two schemes that differ only there compare equal.
     """
 
     names: tuple[str, ...]
     values: dict[int, int]
     ignore: tuple[int, ...] = ()
     export_values: tuple[int, ...] | None = None
+    annotation_names: dict[str, int] = field(default_factory=dict, compare=False)
 
     @property
     def num_classes(self) -> int:
@@ -50,12 +54,15 @@ class ClassScheme:
         return class_index
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "names": list(self.names),
             "values": {str(k): v for k, v in self.values.items()},
             "ignore": list(self.ignore),
             "export_values": None if self.export_values is None else list(self.export_values),
         }
+        if self.annotation_names:  # absent otherwise, so dicts written before it read the same
+            d["annotation_names"] = dict(self.annotation_names)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "ClassScheme":
@@ -64,6 +71,7 @@ class ClassScheme:
             values={int(k): int(v) for k, v in d["values"].items()},
             ignore=tuple(int(v) for v in d.get("ignore", ())),
             export_values=None if d.get("export_values") is None else tuple(d["export_values"]),
+            annotation_names={str(k): int(v) for k, v in (d.get("annotation_names") or {}).items()},
         )
 
 
