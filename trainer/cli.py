@@ -1,4 +1,4 @@
-"""``python -m trainer {synth,split,check,train,predict,evaluate,summarize,benchmark}``.
+"""``python -m trainer {synth,split,check,train,predict,evaluate,summarize,benchmark,export}``.
 
 Exit code 0 on success; 2 with one clear line on stderr for bad input (a file that cannot be read,
 an option out of range, a checkpoint of another architecture); 3 when training hit a NaN loss.
@@ -593,6 +593,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, help="number of seeds (default: the preset's, 3)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     p.set_defaults(func=cmd_benchmark)
+
+    from .export import add_parser as add_export_parser  # the command lives in trainer/export.py
+
+    add_export_parser(sub)
     return parser
 
 
