@@ -9,6 +9,9 @@ and its look (:data:`ROLE_STYLES`); new roles need one entry there, nothing else
 
 Labels layers show *display values*, not the trainer's class indices, because napari reserves
 label 0 for "no label" (transparent) while class 0 is benign: see :class:`._core.LabelCoding`.
+Every labels layer carries its class names as napari ``features`` (:func:`label_features`), so the
+status bar names the class under the cursor; its colours come from :meth:`LabelCoding.colormap`,
+the one source the legend (:mod:`._qt.legend`) and the probability maps use too.
 
 ``set_layer`` updates an existing layer of a role in place (keeping the user's opacity and
 visibility) instead of piling up ``vote [1]``, ``vote [2]``; derived layers copy the image
@@ -111,6 +114,7 @@ def layer_tuple(
         coding = LabelCoding.from_scheme(scheme)
         data = data if in_label_values else coding.to_labels(data)
         kw["colormap"] = coding.colormap()
+        kw["features"] = label_features(coding)
     elif prefix == "disagreement":
         kw["colormap"] = _alpha_colormap("gleason-disagreement", (1.0, 0.0, 1.0))
     elif prefix == "probability" and scheme is not None:
@@ -128,6 +132,18 @@ def layer_tuple(
               metadata=_meta(role, core, scheme, origin, opened))
     kw.update(overrides)
     return data, kw, style["type"]
+
+
+#: The class name napari shows for label value 0 (what the trainer calls ``IGNORE_INDEX``).
+NO_LABEL = "unlabelled"
+
+
+def label_features(coding: LabelCoding) -> dict[str, list]:
+    """The ``features`` table of a labels layer: one row per label value, 0 (unlabelled) first,
+    its ``class`` name. napari's status bar and tooltip show ``class: G4`` under the cursor (a
+    ``Labels`` layer looks a value up in the ``index`` column and prints each other column), so a
+    pathologist reads a name, not the label value."""
+    return {"index": [0, *coding.values], "class": [NO_LABEL, *coding.names]}
 
 
 def display_pyramid(data: Any) -> Any:
@@ -260,6 +276,8 @@ def set_layer(viewer: napari.Viewer, role: str, data: Any, *, like=None, **kwarg
         layer.data = new_data
         if "colormap" in kw:
             layer.colormap = kw["colormap"]
+        if "features" in kw:
+            layer.features = kw["features"]
         if kind == "image" and not kw.get("rgb") and "contrast_limits" in kw:
             layer.contrast_limits = kw["contrast_limits"]
         elif kind == "image" and not kw.get("rgb"):

@@ -5,9 +5,13 @@ A core's scores, from its experts' masks:
 - **disagreement**: the mean over the annotated pixels of the disagreement map
   (:func:`._analysis.disagreement_map`: the share of the experts present that differ from the vote);
 - **agreement**: the mean over every pair of experts of Cohen's κ (all classes at once, pixels both
-  labelled; what :func:`._analysis.agreement` gives, from one ``bincount`` per pair), and each pair's κ.
+  labelled; what :func:`._analysis.agreement` gives, from one ``bincount`` per pair), and each pair's κ;
+- **grade-group spread**: each expert's ISUP grade group (:func:`trainer.grading.grade_core`, the
+  command line's rule and pattern floor, :mod:`._grades`), and the highest minus the lowest of them
+  (0: every expert grades the core alike; 5: benign against 9-10), graded on the same grid (the
+  shares move by a fraction of a percent). No tissue mask is needed: a grade does not depend on it.
 
-Both are NaN with fewer than two experts. They are computed on a regular grid of ``step`` pixels
+All are NaN with fewer than two experts. They are computed on a regular grid of ``step`` pixels
 (:func:`grid_step`: ``step = ⌈side / SCORE_GRID⌉``, 4 on a 5120² core, 1 up to 1280 px): each mask
 is decoded once, checked in full (size against the image, mode, every value — the data check's
 quick mode, so a core's problems come out of the same read) and then sampled on the grid (pixel
@@ -42,18 +46,21 @@ from PIL import Image
 
 from trainer.data.check import CheckCache, Problem, default_cache_folder
 from trainer.data.classes import IGNORE_INDEX, ClassScheme
+from trainer.data.geojson import is_geojson
 from trainer.data.io import _open_decoded, image_header, read_mask_values, values_to_classes
 from trainer.errors import InputError
+from trainer.grading import grade_core, pattern_of_class
 from trainer.metrics import cohen_kappa_from_confusion
 
 from ._analysis import disagreement_map, vote
+from ._grades import MIN_SHARE, RULE, grade_group_spread
 
 #: Scores are computed on a grid of at most this many pixels per side (a 5120² core: step 4).
 SCORE_GRID = 1280
 #: What the grid may change, absolute: disagreement (0..1) and mean pairwise κ (−1..1).
 GRID_TOLERANCE = {"disagreement": 0.01, "agreement": 0.02}
 #: Bump when what an entry holds (or how a score is computed) changes: older entries are ignored.
-SCORES_FORMAT = 1
+SCORES_FORMAT = 2
 #: While scoring, the cache file is written after this many newly scored cores (and at the end),
 #: so a long first scoring that is interrupted keeps what it did.
 SAVE_EVERY = 16
@@ -73,6 +80,8 @@ def read_mask_grid(path: str | Path, scheme: ClassScheme, shape: tuple[int, int]
     mask never becomes a NumPy array. Other modes go through :func:`read_mask_values`.
     """
     path = Path(path)
+    if is_geojson(path):  # rasterised at the image's size, then sampled
+        return values_to_classes(read_mask_values(path, shape, scheme), scheme, path)[::step, ::step].copy()
     img = _open_decoded(path)  # the data check's reader: the same messages for a broken file
     if shape is not None and tuple(shape[:2]) != (img.height, img.width):
         return read_mask_values(path, shape)  # raises the size message, naming both sizes
@@ -109,6 +118,15 @@ def score_masks(masks: Mapping[str, np.ndarray], num_classes: int) -> tuple[floa
     return disagreement, (float(np.mean(finite)) if finite else math.nan), pairs
 
 
+def expert_grade_groups(masks: Mapping[str, np.ndarray], names) -> dict[str, int | None]:
+    """Each expert's ISUP grade group of the core (``None``: left unlabelled); empty when the classes
+    hold no Gleason pattern."""
+    names = tuple(names)
+    if not pattern_of_class(names):
+        return {}
+    return {e: grade_core(np.asarray(m), names, rule=RULE, min_share=MIN_SHARE).grade_group for e, m in masks.items()}
+
+
 @dataclass
 class CoreScore:
     """One core's scores; ``problems`` non-empty means the core could not be scored."""
@@ -121,6 +139,12 @@ class CoreScore:
     problems: list[Problem] = field(default_factory=list)
     step: int = 1
     cached: bool = False
+    grades: dict[str, int | None] = field(default_factory=dict)  # expert -> ISUP grade group
+
+    @property
+    def grade_spread(self) -> float:
+        """Highest minus lowest of the experts' grade groups (NaN with fewer than two graded)."""
+        return grade_group_spread(self.grades.values())
 
     @property
     def problem_text(self) -> str:
@@ -133,7 +157,8 @@ class CoreScore:
 
         return {"experts": list(self.experts), "disagreement": num(self.disagreement),
                 "agreement": num(self.agreement), "pairs": {k: num(v) for k, v in self.pairs.items()},
-                "problems": [[str(p.path), p.problem] for p in self.problems], "step": self.step}
+                "problems": [[str(p.path), p.problem] for p in self.problems], "step": self.step,
+                "grades": dict(self.grades)}
 
     @classmethod
     def from_entry(cls, name: str, entry: dict) -> CoreScore:
@@ -144,7 +169,7 @@ class CoreScore:
         return cls(name, tuple(str(e) for e in entry["experts"]), num(entry["disagreement"]),
                    num(entry["agreement"]), {str(k): num(v) for k, v in dict(entry["pairs"]).items()},
                    [Problem(Path(p), str(why), name) for p, why in entry["problems"]], int(entry["step"]),
-                   cached=True)
+                   cached=True, grades={str(k): (None if v is None else int(v)) for k, v in dict(entry["grades"]).items()})
 
 
 def _reason(exc: InputError) -> str:
@@ -174,6 +199,7 @@ def score_core(record, scheme: ClassScheme, step: int | None = None) -> CoreScor
     out = CoreScore(record.name, tuple(record.masks), problems=problems, step=step)
     if not problems:
         out.disagreement, out.agreement, out.pairs = score_masks(masks, scheme.num_classes)
+        out.grades = expert_grade_groups(masks, scheme.names)
     return out
 
 
@@ -187,8 +213,9 @@ def score_store_core(store, name: str) -> CoreScore:
         return CoreScore(name, experts, problems=[Problem(path, _reason(e), name)])
     step = grid_step(next(iter(full.values())).shape) if full else 1
     out = CoreScore(name, experts, step=step)
-    out.disagreement, out.agreement, out.pairs = score_masks(
-        {e: np.ascontiguousarray(m[::step, ::step]) for e, m in full.items()}, store.scheme.num_classes)
+    grid = {e: np.ascontiguousarray(m[::step, ::step]) for e, m in full.items()}
+    out.disagreement, out.agreement, out.pairs = score_masks(grid, store.scheme.num_classes)
+    out.grades = expert_grade_groups(grid, store.scheme.names)
     return out
 
 

@@ -1,7 +1,8 @@
 """Dataset browser: the cores of a dataset (or review store) in a sortable table.
 
 Columns: core name, experts present, disagreement (the mean share of experts differing from the
-vote), agreement (the mean pairwise Cohen's κ; each pair's in the tooltip) and problems (what the
+vote), agreement (the mean pairwise Cohen's κ; each pair's in the tooltip), grade spread (the highest
+minus the lowest of the experts' ISUP grade groups; each expert's in the tooltip) and problems (what the
 data check would report: an unreadable image, a mask of the wrong size or with unknown values —
 in the tooltip). Scores need every core's masks, the slowest part: a folder's scores are cached
 per core (:mod:`.._scores`, keyed by the files' size and mtime), so a dataset listed before shows
@@ -38,6 +39,7 @@ from trainer.data.check import Problem
 from trainer.errors import InputError
 
 from . import workers
+from .tables import add_csv_actions
 from .._core_sources import FolderSource, core_for_viewer, open_source
 from .._scores import CoreScore, DatasetScores, score_store_core
 from .._layers import find_layer, layer_meta, show_core
@@ -45,7 +47,13 @@ from .._layers import find_layer, layer_meta, show_core
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
     import napari
 
-COLUMNS = ("Core", "Experts", "Disagreement", "Agreement κ", "Problems")
+COLUMNS = ("Core", "Experts", "Disagreement", "Agreement κ", "Grade spread", "Problems")
+HEADER_TIPS = {
+    "Disagreement": "mean over the core of the share of experts differing from the majority vote",
+    "Agreement κ": "mean over the pairs of experts of Cohen's κ (all classes)",
+    "Grade spread": "grade-group disagreement: the highest minus the lowest ISUP grade group (0 benign, 1-5) "
+                    "the core's experts' masks give (0: all agree; NaN with one expert)",
+}
 
 
 class _NumberItem(QTableWidgetItem):
@@ -88,8 +96,10 @@ class BrowserWidget(QWidget):
         self._open = QPushButton("Open dataset folder or store…")
         self.path_label = QLabel("no dataset")
         self.path_label.setWordWrap(True)
-        self.table = QTableWidget(0, len(COLUMNS))
+        self.table = add_csv_actions(QTableWidget(0, len(COLUMNS)), "cores")
         self.table.setHorizontalHeaderLabels(COLUMNS)
+        for column, tip in HEADER_TIPS.items():
+            self.table.horizontalHeaderItem(COLUMNS.index(column)).setToolTip(tip)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -202,10 +212,10 @@ class BrowserWidget(QWidget):
     def _show_score(self, row: int, score: CoreScore | None) -> None:
         """Fill the score and problem cells of ``row`` (``None``: not scored yet)."""
         if score is None:
-            cells = [_NumberItem(math.nan, "…") for _ in range(3)]
+            cells = [_NumberItem(math.nan, "…") for _ in range(4)]
         elif score.problems:
             text = score.problem_text
-            cells = [_NumberItem(math.nan, "error"), _NumberItem(math.nan, "error"),
+            cells = [_NumberItem(math.nan, "error"), _NumberItem(math.nan, "error"), _NumberItem(math.nan, "error"),
                      _NumberItem(len(score.problems), f"⚠ {len(score.problems)}")]
             for cell in cells:
                 cell.setToolTip(text)
@@ -215,7 +225,12 @@ class BrowserWidget(QWidget):
             if score.pairs:
                 agreement.setToolTip("Cohen's κ per pair of experts:\n" + "\n".join(
                     f"{pair.replace('|', ' – ')}: {k:.3f}" for pair, k in score.pairs.items()))
-            cells = [_NumberItem(score.disagreement), agreement, _NumberItem(0, "")]
+            spread = score.grade_spread
+            grades = _NumberItem(spread, "—" if math.isnan(spread) else f"{spread:.0f}")
+            if score.grades:
+                grades.setToolTip("ISUP grade group per expert:\n" + "\n".join(
+                    f"{e}: {'unlabelled' if g is None else g}" for e, g in score.grades.items()))
+            cells = [_NumberItem(score.disagreement), agreement, grades, _NumberItem(0, "")]
         for column, cell in enumerate(cells, start=2):
             self.table.setItem(row, column, cell)
 

@@ -32,6 +32,7 @@ from qtpy.QtWidgets import (
 from trainer.prediction.confusion import CoreConfusion, percent_cells, summary_lines
 
 from .._session import session_of
+from .tables import add_csv_actions
 
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
     import napari
@@ -111,7 +112,7 @@ class ConfusionPanel(QGroupBox):
             box = QWidget()
             row = QHBoxLayout(box)  # the table, and beside it the expert's one-line summary
             row.setContentsMargins(0, 0, 0, 0)
-            table = self._table(confusion.matrices[expert], confusion)
+            table = add_csv_actions(self._table(confusion.matrices[expert], confusion), f"confusion_{expert}")
             name, _, finding = line.partition(": ")
             text = QLabel(f"<b>{name}</b><br>{finding}")
             text.setWordWrap(True)

@@ -23,6 +23,7 @@ from . import workers
 from .._analysis import Agreement, consensus_steps
 from .._layers import CoreInfo, find_layer, set_layer
 from .._session import session_of
+from .tables import add_csv_actions
 
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
     import napari
@@ -81,7 +82,7 @@ class ConsensusPanel(QGroupBox):
         self._disagreement.setChecked(True)
         self._status = QLabel("no core")
         self._status.setWordWrap(True)
-        self.table = QTableWidget(0, 0)
+        self.table = add_csv_actions(QTableWidget(0, 0), "agreement")
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSortingEnabled(False)
         self.table.setMinimumHeight(160)

@@ -1,5 +1,5 @@
-"""The review widget: experts, consensus and disagreement, the model's estimate of each expert's
-confusion, roughness, export for the core on screen.
+"""The review widget: the class legend, experts, consensus and disagreement, each rater's grade of
+the core, the model's estimate of each expert's confusion, roughness, export for the core on screen.
 
 The widget holds no copy of the core: it reads the image and expert layers (by role) whenever
 the core on screen changes — opened by the reader, the browser, the sample data or a script —
@@ -26,6 +26,8 @@ from .confusion import ConfusionPanel
 from .consensus import ConsensusPanel
 from .experts import ExpertsPanel
 from .export import ExportPanel
+from .grades import GradesPanel
+from .legend import ClassLegend
 from .roughness import RoughnessPanel
 
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
@@ -52,14 +54,17 @@ class ReviewWidget(QWidget):
         self._newest = None
         self.title = QLabel("Open a core (File ▸ Open, a dataset folder, or File ▸ Open Sample ▸ napari-gleason)")
         self.title.setWordWrap(True)
+        self.legend = ClassLegend()  # the labels layers' colours, named
         self.experts = ExpertsPanel(viewer)
         self.consensus = ConsensusPanel(viewer)
+        self.grades = GradesPanel(viewer)  # below the agreement table: each rater's grade of the core
         self.confusion = ConfusionPanel(viewer)  # beside the pairwise agreement table: the model's view
         self.roughness = RoughnessPanel(viewer)
         self.export = ExportPanel(viewer)
         body = QWidget()
         inner = QVBoxLayout(body)
-        for w in (self.title, self.experts, self.consensus, self.confusion, self.roughness, self.export):
+        for w in (self.title, self.legend, self.experts, self.consensus, self.grades, self.confusion, self.roughness,
+                  self.export):
             inner.addWidget(w)
         inner.addStretch(1)
         scroll = QScrollArea()
@@ -83,7 +88,8 @@ class ReviewWidget(QWidget):
     @property
     def busy(self) -> bool:
         """True while anything is still being computed (tests wait on this)."""
-        return self._timer.isActive() or self.consensus.busy or self.roughness.busy or self.export.busy
+        return (self._timer.isActive() or self.consensus.busy or self.grades.busy or self.roughness.busy
+                or self.export.busy)
 
     def _on_layers_changed(self, event) -> None:
         role = role_of(event.value)
@@ -127,6 +133,7 @@ class ReviewWidget(QWidget):
         self._watch_image(find_layer(self.viewer, "image"))
         self.experts.refresh()
         self.confusion.set_core(None if info is None else info.name)
+        self.legend.set_coding(None if info is None else info.coding)
         if info is None:
             self.info, self._key = None, None
             return
