@@ -157,7 +157,7 @@ _UNKNOWN = 255
 def mask_labels(path: Path, scheme: ClassScheme, coding: LabelCoding, shape: tuple[int, int]) -> np.ndarray:
     """A mask file as ``uint8`` label values (decode + one table lookup); the same checks and
     messages as :func:`trainer.data.io.read_mask` (size against the image, unknown values listed)."""
-    values = read_mask_values(path, shape)
+    values = read_mask_values(path, shape, scheme)
     if values.dtype != np.uint8 or _UNKNOWN in coding.values:  # 16-bit masks: the general path
         return coding.to_labels(values_to_classes(values, scheme, path))
     to_labels = coding.to_labels(np.arange(256, dtype=np.uint8))  # class index -> label value
@@ -213,7 +213,8 @@ class FolderSource:
     def masks(self, name: str) -> dict:
         """Only the expert class maps (no image): enough for a disagreement score."""
         record = self.ds.core(name)
-        return {e: read_mask(p, self.scheme) for e, p in record.masks.items()}
+        shape = image_header(record.image_path).shape  # a GeoJSON mask is rasterised at its image's size
+        return {e: read_mask(p, self.scheme, shape) for e, p in record.masks.items()}
 
     def load(self, name: str) -> CoreData:
         record = self.ds.core(name)

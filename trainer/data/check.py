@@ -237,12 +237,12 @@ def mask_classes(path: Path, scheme, shape: tuple[int, int] | None = None) -> se
 
     Only the distinct values are mapped (a histogram of the mask, not a lookup of every pixel).
     """
-    return set(values_to_classes(read_mask_value_set(path, shape), scheme, path).tolist())
+    return set(values_to_classes(read_mask_value_set(path, shape, scheme), scheme, path).tolist())
 
 
 def _mask_entry(path: Path, scheme, shape: tuple[int, int] | None) -> dict:
     """A mask's cache entry: the classes it holds and its distinct raw values."""
-    values = read_mask_value_set(path, shape)
+    values = read_mask_value_set(path, shape, scheme)
     classes = values_to_classes(values, scheme, path)
     return {"classes": sorted({int(c) for c in classes.tolist()}), "values": [int(v) for v in values.tolist()]}
 

@@ -5,6 +5,7 @@
     root/
       images/<name>.<png|jpg|jpeg|tif|tiff>   any case; <name>.ome.tif (pyramidal OME-TIFF) too
       masks/<annotator>/<name>.png       one folder per annotator; each may cover any subset
+      masks/<annotator>/<name>.geojson   or a QuPath GeoJSON export (needs classes.json "names")
       classes.json                       optional
 
 ``classes.json``::
@@ -12,15 +13,20 @@
     {"classes": ["benign", "G3", "G4", "G5"],     # class names, index = position
      "values": {"0": 0, "1": 0, "3": 1},          # raw mask value -> class index
      "ignore": [255],                             # raw values no loss or metric counts
-     "export_values": [1, 3, 4, 5]}               # optional: value written per class
+     "export_values": [1, 3, 4, 5],               # optional: value written per class
+     "names": {"Benign": 0, "Gleason 3": 3}}      # QuPath class name -> mask value (GeoJSON)
 
 Without ``"values"``, value *i* means class *i*. Without ``"export_values"`` a class is
-written back as the smallest raw value that maps to it.
+written back as the smallest raw value that maps to it. ``"names"`` is what a GeoJSON expert's
+annotations mean: each QuPath classification name stands for a raw mask value (which must be
+in ``"values"`` or ``"ignore"``); unannotated pixels are value 0 (:mod:`trainer.data.geojson`).
 
 **Without classes.json** every mask is scanned once when the dataset is opened: mask values
 are class indices, the classes are ``0..max`` (the largest value found, excluding 255) named
 ``"class0"…"classK"``, and 255 (``IGNORE_INDEX``) is the ignore value. Values above 255 need a
 ``classes.json``. Scanning reads every mask, so large datasets open faster with the file.
+GeoJSON masks are not scanned (their class names mean nothing without ``"names"``); reading
+one without a classes.json is an error that says so.
 
 Experts are the annotator folder names (sorted). An image no annotator covered is skipped
 with a note; a mask without an image is noted and ignored.
@@ -32,12 +38,13 @@ import json
 from pathlib import Path
 
 from trainer.data.classes import IGNORE_INDEX, ClassScheme
+from trainer.data.geojson import GEOJSON_SUFFIXES, is_geojson
 from trainer.data.io import IMAGE_SUFFIXES, read_mask_values
 from trainer.data.records import CoreRecord, MultiExpertSet
 from trainer.errors import InputError
 
 CLASSES_FILE = "classes.json"
-MASK_SUFFIXES: tuple[str, ...] = (".png",)
+MASK_SUFFIXES: tuple[str, ...] = (".png", *GEOJSON_SUFFIXES)
 
 
 def is_generic_dir(path: str | Path) -> bool:
@@ -90,13 +97,34 @@ def load_class_scheme(path: str | Path) -> ClassScheme:
     elif not isinstance(export, list) or len(export) != len(names):
         raise InputError(f"'export_values' must list one value per class ({len(names)})", path)
     export = [_int_key(v, path, "export value") for v in export]
-    return ClassScheme(tuple(names), values, ignore, tuple(export))
+    return ClassScheme(tuple(names), values, ignore, tuple(export), _annotation_names(spec, values, ignore, path))
+
+
+def _annotation_names(spec: dict, values: dict[int, int], ignore: tuple[int, ...], path: Path) -> dict[str, int]:
+    """classes.json's ``"names"``: QuPath class name -> a raw mask value the scheme defines."""
+    raw_names = spec.get("names", {})
+    if not isinstance(raw_names, dict):
+        raise InputError("'names' must map QuPath class names to mask values", path)
+    names: dict[str, int] = {}
+    for name, raw in raw_names.items():
+        if not name:
+            raise InputError("'names' has an empty class name", path)
+        if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+            raise InputError(f"name {name!r} maps to {raw!r}, not a mask value", path)
+        value = _int_key(raw, path, f"name {name!r}: mask value")
+        if value not in values and value not in ignore:
+            raise InputError(f"name {name!r} maps to mask value {value}, which 'values' and 'ignore' do not define",
+                             path)
+        names[name] = value
+    return names
 
 
 def _scan_scheme(mask_files: list[Path], root: Path) -> ClassScheme:
     """Infer a scheme from the values in every mask (no classes.json): class i = value i."""
     max_value = -1
     for path in mask_files:
+        if is_geojson(path):  # class names, not values: only classes.json "names" says what they are
+            continue
         values = read_mask_values(path)
         if values.size == 0:
             continue
@@ -110,6 +138,9 @@ def _scan_scheme(mask_files: list[Path], root: Path) -> ClassScheme:
                 )
             max_value = max(max_value, top)
     if max_value < 0:
+        if mask_files and all(is_geojson(p) for p in mask_files):
+            raise InputError(f"every mask is a QuPath GeoJSON export; add a {CLASSES_FILE} with the classes and "
+                             'their "names" (QuPath class name -> mask value)', root)
         raise InputError("every mask is empty or ignored (255); nothing to learn from", root / "masks")
     n = max_value + 1
     return ClassScheme(
@@ -154,13 +185,13 @@ def open_generic(root: str | Path) -> MultiExpertSet:
     for folder in annotators:
         files = _list_files(folder, MASK_SUFFIXES)
         if not files:
-            notes.append(f"masks/{folder.name}/ holds no .png masks; annotator ignored")
+            notes.append(f"masks/{folder.name}/ holds no masks ({', '.join(MASK_SUFFIXES)}); annotator ignored")
             continue
         masks[folder.name] = files
         for orphan in sorted(set(files) - set(images)):
             notes.append(f"masks/{folder.name}/{files[orphan].name}: no image for this mask, ignored")
     if not masks:
-        raise InputError("no annotator folder holds any .png mask", root / "masks")
+        raise InputError(f"no annotator folder holds any mask ({', '.join(MASK_SUFFIXES)})", root / "masks")
     experts = tuple(masks)
     cores: list[CoreRecord] = []
     for name, image_path in images.items():
@@ -177,4 +208,6 @@ def open_generic(root: str | Path) -> MultiExpertSet:
         used = [p for c in cores for p in c.masks.values()]
         scheme = _scan_scheme(used, root)
         notes.append(f"no {CLASSES_FILE}: mask values are class indices, {scheme.num_classes} classes found")
+        if any(is_geojson(p) for p in used):
+            notes.append(f'no {CLASSES_FILE}: GeoJSON masks cannot be read until it gives the classes\' "names"')
     return MultiExpertSet(root, "generic", scheme, experts, cores, notes)

@@ -16,6 +16,9 @@ Decisions worth knowing:
 - 16-bit grey images are scaled to 8 bits (``v / 257``); float images are refused.
 - EXIF orientation is *not* applied: masks are drawn on the stored pixel grid.
 - TIFFs Pillow cannot decode (tiled, 16-bit RGB, BigTIFF) are retried with ``tifffile``.
+- A mask may be a QuPath GeoJSON export (``.geojson``): it is rasterised at its image's size
+  through the scheme's ``annotation_names`` (:mod:`trainer.data.geojson`), so the mask readers
+  below take the image ``shape`` and the ``scheme`` for it.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from trainer.data.classes import IGNORE_INDEX, ClassScheme
+from trainer.data.geojson import geojson_value_set, is_geojson, read_geojson_values
 from trainer.errors import InputError
 
 #: Largest image we decode without Pillow's decompression-bomb warning (25000² pixels).
@@ -323,9 +327,22 @@ def values_to_classes(values: np.ndarray, scheme: ClassScheme, path: str | Path 
     return mapped.astype(np.uint8)
 
 
-def read_mask_values(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Raw label values of a mask file (read-only), checked against the image ``shape``."""
+def _geojson_scheme(scheme: ClassScheme | None, path: Path) -> ClassScheme:
+    if scheme is None or not scheme.annotation_names:
+        raise InputError('a QuPath GeoJSON mask needs the class names: add a "names" map (QuPath class name -> '
+                         "mask value) to the dataset's classes.json", path)
+    return scheme
+
+
+def read_mask_values(path: str | Path, shape: tuple[int, int] | None = None,
+                     scheme: ClassScheme | None = None) -> np.ndarray:
+    """Raw label values of a mask file (read-only), checked against the image ``shape``.
+
+    A GeoJSON mask needs ``shape`` and ``scheme`` (its class names) to be rasterised.
+    """
     path = Path(path)
+    if is_geojson(path):
+        return read_geojson_values(path, shape, _geojson_scheme(scheme, path))
     img = _open_decoded(path)
     if shape is not None and tuple(shape[:2]) != (img.height, img.width):
         raise InputError(
@@ -336,13 +353,17 @@ def read_mask_values(path: str | Path, shape: tuple[int, int] | None = None) -> 
     return _mask_values(img, path)
 
 
-def read_mask_value_set(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+def read_mask_value_set(path: str | Path, shape: tuple[int, int] | None = None,
+                        scheme: ClassScheme | None = None) -> np.ndarray:
     """The distinct raw label values of a mask file (sorted), with :func:`read_mask_values`' checks.
 
     Grey and palette masks use Pillow's histogram (several times faster than numpy on a 5120² map);
-    other modes go through :func:`read_mask_values`.
+    other modes go through :func:`read_mask_values`. A GeoJSON mask needs ``scheme``; without
+    ``shape`` it is parsed and checked but not rasterised (:func:`~trainer.data.geojson.geojson_value_set`).
     """
     path = Path(path)
+    if is_geojson(path):
+        return geojson_value_set(path, shape, _geojson_scheme(scheme, path))
     img = _open_decoded(path)
     if shape is not None and tuple(shape[:2]) != (img.height, img.width):
         raise InputError(
@@ -359,9 +380,10 @@ def read_mask(path: str | Path, scheme: ClassScheme, shape: tuple[int, int] | No
     """Read a label mask as ``uint8 H×W`` class indices via ``scheme`` (read-only).
 
     ``shape`` is the ``(H, W)`` of the image the mask belongs to; a different mask size is an
-    error naming both sizes. Values not in ``scheme`` raise, listing the values found.
+    error naming both sizes. Values not in ``scheme`` raise, listing the values found. A GeoJSON
+    mask is rasterised at ``shape`` (required for it).
     """
-    return values_to_classes(read_mask_values(path, shape), scheme, path)
+    return values_to_classes(read_mask_values(path, shape, scheme), scheme, path)
 
 
 def classes_to_values(class_map: np.ndarray, scheme: ClassScheme, ignore_value: int | None = None) -> np.ndarray:
