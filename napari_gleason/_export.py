@@ -1,9 +1,13 @@
-"""Export a consensus or an edited labels layer as a mask file, or into the review store.
+"""Export a consensus, an edited labels layer or a prediction as a mask file or GeoJSON, a map
+layer as a pyramidal OME-TIFF, or a labels layer into the review store.
 
 Masks are written in the dataset's own values (Gleason: benign 1, G3 3, G4 4, G5 5) with the
 trainer's atomic writer, under the dataset's file name (``<core>_classimg_nonconvex.png`` for
 Gleason 2019, ``<core>.png`` for the generic layout), into a *new* folder beside the experts'
-(``Maps_consensus/`` by default). Three rules protect what is already there:
+(``Maps_consensus/`` by default); GeoJSON as ``<core>.geojson`` (QuPath annotations, the classes'
+names and colours), maps (``error:``, ``weight:``, ``probability:``, ``roughness``) as
+``<core>_<role>.ome.tif`` (:mod:`trainer.ome_tiff`, :mod:`trainer.export` names them as the CLI
+does). Three rules protect what is already there:
 
 - an expert's folder is never a destination (``Maps1_T``…, ``masks/<annotator>/``): the final
   path, resolved (``..``, links), is checked against every expert folder of the dataset and of
@@ -21,11 +25,16 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data.classes import ClassScheme
 from trainer import safe_paths
-from trainer.data.gleason2019 import MASK_SUFFIX
-from trainer.data.io import write_mask_png
+from trainer.data.classes import ClassScheme
 from trainer.errors import InputError
+from trainer.export import (  # noqa: F401  (export_filename, default_folder: the panel's names)
+    class_map_writer,
+    default_folder,
+    export_filename,
+    map_filename,
+    write_in_new_folder,
+)
 
 AskOverwrite = Callable[[Path], bool]
 
@@ -33,16 +42,6 @@ AskOverwrite = Callable[[Path], bool]
 def never(_path: Path) -> bool:
     """Default answer to "overwrite?": no."""
     return False
-
-
-def export_filename(core: str, layout: str | None) -> str:
-    return f"{core}{MASK_SUFFIX}" if layout in (None, "gleason2019") else f"{core}.png"
-
-
-def default_folder(dataset_root: Path, layout: str | None, what: str = "consensus") -> Path:
-    """``<root>/Maps_<what>/`` (Gleason) or ``<root>/masks_<what>/`` (generic: outside ``masks/``,
-    so the export is not mistaken for one more annotator)."""
-    return Path(dataset_root) / (f"Maps_{what}" if layout in (None, "gleason2019") else f"masks_{what}")
 
 
 def expert_folders(dataset_root: Path | None) -> list[Path]:
@@ -68,47 +67,49 @@ def export_mask(
     layout: str | None = None,
     dataset_root: str | Path | None = None,
     ask_overwrite: AskOverwrite = never,
+    fmt: str = "png",
 ) -> Path | None:
-    """Write ``class_map`` (class indices) to ``folder/<file name of core>``.
+    """Write ``class_map`` (class indices) to ``folder/<file name of core>`` as a mask PNG
+    (``fmt="png"``) or as QuPath's GeoJSON (``fmt="geojson"``, ``<core>.geojson``).
 
     Returns the path written, or ``None`` when the file existed and ``ask_overwrite`` said no.
     Unlabelled pixels (``IGNORE_INDEX``) are written as the scheme's ignore value, or 0
-    (Gleason: background) when it has none.
+    (Gleason: background) when it has none; GeoJSON leaves them out.
     """
+    # the name may come from a shared review store: one plain component, and the final path is checked too
+    safe_paths.check_name(core, "core name", folder)
+    name = export_filename(core, layout) if fmt == "png" else f"{core}.geojson"
+    return _export(folder, name, dataset_root, ask_overwrite, class_map_writer(fmt, class_map, scheme))
+
+
+def export_map(
+    data: np.ndarray,
+    core: str,
+    role: str,
+    folder: str | Path,
+    *,
+    pixel_size_um: tuple[float, float] | None = None,
+    dataset_root: str | Path | None = None,
+    ask_overwrite: AskOverwrite = never,
+) -> Path | None:
+    """Write a map layer's data (``H×W`` float: an error, weight, probability or roughness map) as a
+    pyramidal OME-TIFF ``folder/<core>_<role>.ome.tif``; ``None`` when declined as in :func:`export_mask`."""
+    from trainer.ome_tiff import write_ome_tiff
+
+    safe_paths.check_name(core, "core name", folder)
+    return _export(folder, map_filename(core, role), dataset_root, ask_overwrite,
+                   lambda path: write_ome_tiff(path, np.asarray(data), pixel_size_um, [role], name=f"{core} {role}"))
+
+
+def _export(folder, name: str, dataset_root, ask_overwrite: AskOverwrite, write) -> Path | None:
+    """The destination rules of the module docstring, then ``write(path)`` into a new folder if needed."""
     folder = Path(folder)
     check_destination(folder, dataset_root)
-    # the name may come from a shared review store: one plain component, and the final path is checked too
-    path = folder / export_filename(safe_paths.check_name(core, "core name", folder), layout)
+    path = folder / safe_paths.check_name(name, "file name", folder)
     check_destination(path, dataset_root)
-    overwrite = False
-    if path.exists():
-        if not ask_overwrite(path):
-            return None
-        overwrite = True
-    created = _missing_parents(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:  # read-only, a file of that name, a full disk: say so, nothing is written
-        raise InputError(f"cannot create the export folder ({e.strerror or e})", folder) from e
-    ignore_value = scheme.ignore[0] if scheme.ignore else 0
-    try:
-        return write_mask_png(path, class_map, scheme, overwrite=overwrite, ignore_value=ignore_value)
-    except BaseException:
-        for made in created:  # the folders made for this export go too: nothing is left behind
-            try:
-                made.rmdir()
-            except OSError:
-                break
-        raise
-
-
-def _missing_parents(folder: Path) -> list[Path]:
-    """``folder`` and those of its parents that do not exist yet, deepest first."""
-    out = []
-    while not folder.exists() and folder != folder.parent:
-        out.append(folder)
-        folder = folder.parent
-    return out
+    if path.exists() and not ask_overwrite(path):
+        return None
+    return write_in_new_folder(path, write)
 
 
 def export_to_store(

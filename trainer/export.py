@@ -105,8 +105,8 @@ def class_map_writer(fmt: str, class_map: np.ndarray, scheme: ClassScheme, *, pi
         from .data.geojson import write_geojson
 
         coding = LabelCoding.from_scheme(scheme)
-        return lambda path: write_geojson(path, class_map, list(scheme.names), list(coding.colors),
-                                          skip_classes=tuple(skip_classes))
+        skip = tuple(scheme.names.index(n) for n in skip_classes)
+        return lambda path: write_geojson(path, class_map, list(scheme.names), list(coding.colors), skip_classes=skip)
     if fmt == "png":
         from .data.io import write_mask_png
 
@@ -158,6 +158,13 @@ def read_map(path: Path) -> np.ndarray:
         shape = getattr(data, "shape", "?")
         raise InputError(f"not a map: need H×W or C×H×W numbers, found {getattr(data, 'dtype', '?')} {shape}", path)
     return data
+
+
+def check_skip(skip: Sequence[str], scheme: ClassScheme) -> None:
+    """``--skip-classes`` must name classes of the scheme."""
+    unknown = sorted(set(skip) - set(scheme.names))
+    if unknown:
+        raise InputError(f"--skip-classes {', '.join(unknown)}: no such class (classes: {', '.join(scheme.names)})")
 
 
 def pixel_size_option(value: str | None) -> tuple[float, float] | None:
@@ -220,8 +227,7 @@ def _consensus_jobs(data: str | Path, method: str, fmt: str, skip: tuple[str, ..
 
     ds = open_dataset(data)
     n = len(ds.scheme.names)
-    if skip and (unknown := sorted(set(skip) - set(ds.scheme.names))):
-        raise InputError(f"--skip-classes {unknown}: no such class (classes: {', '.join(ds.scheme.names)})", data)
+    check_skip(skip, ds.scheme)
 
     def job(record):
         def make():
@@ -259,8 +265,7 @@ def cmd_export(a: argparse.Namespace) -> int:
         from .data.generic import load_class_scheme
 
         scheme = load_class_scheme(a.classes) if a.classes else GLEASON_SCHEME
-        if skip and (unknown := sorted(set(skip) - set(scheme.names))):
-            raise InputError(f"--skip-classes {unknown}: no such class (classes: {', '.join(scheme.names)})")
+        check_skip(skip, scheme)
         out, root = Path(a.out), None
         jobs = [_planned_file(Path(f), a.to, scheme, skip, pixel_size) for f in a.files]
     # every destination before anything is written: never an expert's folder, no silent overwrite
