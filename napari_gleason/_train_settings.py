@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.config import RunConfig, build_run_config
+from trainer.config import RunConfig, build_run_config, interval_of
 from trainer.errors import InputError
 
 #: The five models of Table 2 and the encoder each uses by default (HRNets have a fixed backbone).
@@ -34,11 +34,6 @@ def cuda_device_count() -> int:
     from trainer.device import cuda_device_count as count
 
     return count()
-
-
-def every(iters: int) -> int:
-    """Validation/checkpoint interval: the paper's 1000, or ~10 points on a short run's plot."""
-    return max(1, min(1000, iters // 10))
 
 
 def default_out(root: str | Path | None, model: str) -> Path:
@@ -75,7 +70,7 @@ class TrainSettings:
             raise InputError(f"unknown model {self.model!r}; choose one of: {', '.join(MODEL_ENCODERS)}")
         if self.init and not Path(self.init).is_file():
             raise InputError("start checkpoint not found", self.init)
-        n = every(int(self.iters))
+        n = interval_of(None, int(self.iters))  # ~10 points on the Dice plot, as the CLI
         return build_run_config(overrides={
             "data": {"path": str(self.data), "size": int(self.size)},
             "model": {"name": self.model,
@@ -106,4 +101,5 @@ def finetune_config(checkpoint_config: dict, *, checkpoint: str | Path, correcte
         "data": {"path": data, "corrected": list(corrected),
                  "corrected_repeat": 0},  # about a quarter of the samples are the corrected core(s)
         "train": {"init": str(checkpoint), "iters": int(iters), "lr": float(lr), "device": device, "out": str(out),
-                  "val_every": max(1, int(iters)), "checkpoint_every": max(1, int(iters))}})
+                  "val_every": max(1, int(iters)),  # validate once, at the end
+                  "checkpoint_every": interval_of(None, int(iters))}})  # a crash leaves one to resume

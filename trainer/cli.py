@@ -83,8 +83,10 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "max-autotune-no-cudagraphs; off disables it, e.g. on --resume)")
     p.add_argument("--compile-backend", help="torch.compile backend: inductor (default), aot_eager, eager")
     p.add_argument("--out", help="run folder (config, events.jsonl, last.pt, best.pt)")
-    p.add_argument("--checkpoint-every", type=int, help="write last.pt every N iterations (default 1000)")
-    p.add_argument("--val-every", type=int, help="validate (and keep best.pt) every N iterations (default 1000)")
+    p.add_argument("--checkpoint-every", type=int, 
+                   help="write last.pt every N iterations (default: a tenth of --iters, at most 1000)")
+    p.add_argument("--val-every", type=int, 
+                   help="validate (and keep best.pt) every N iterations (default: a tenth of --iters, at most 1000)")
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its last.pt (with --iters: up to N)")
     p.add_argument("--init", metavar="CKPT", help="fine-tune: start from the weights of CKPT")
     p.add_argument("--corrected", nargs=2, action="append", metavar=("IMAGE", "MASK"),
@@ -147,15 +149,16 @@ def _run_training(cfg, resume: bool) -> int:
     import signal
     import threading
 
-    # SIGINT/SIGTERM end the run at the next iteration boundary, writing last.pt, instead of
-    # interrupting an iteration (the engine's stop flag; the GUI uses the same one).
+    # SIGINT/SIGTERM set the engine's stop flag (the GUI uses the same one): the engine drops the
+    # iteration in progress within a module's forward or a gradient, and writes last.pt.
     stop = threading.Event()
 
     def request_stop(signum, _frame):
         if stop.is_set():  # a second Ctrl-C means now
             raise KeyboardInterrupt
         stop.set()
-        print(f"stopping after this iteration ({signal.Signals(signum).name}); press Ctrl-C again to abort",
+        print(f"stopping ({signal.Signals(signum).name}): within seconds, keeping the last complete iteration; "
+              "press Ctrl-C again to abort",
               file=sys.stderr, flush=True)
 
     if threading.current_thread() is threading.main_thread():

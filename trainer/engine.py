@@ -13,6 +13,7 @@ checkpoint, so ``--resume`` continues with the same losses an uninterrupted run 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -28,9 +29,10 @@ import torch.distributed as dist
 from . import events as ev
 from . import jsonsafe
 from .checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
-from .config import RunConfig, check_run_folder
+from .config import RunConfig, check_run_folder, interval_of
 from .errors import CheckpointError, InputError, NonFiniteLossError
 from .device import resolve_device
+from .pace import Interruptible, StopInIteration, probe_forward_seconds, project_step_seconds, projection_message
 from .training_setup import TrainingSetup, build_setup
 
 StopSignal = Callable[[], bool] | threading.Event | None
@@ -121,6 +123,9 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
     if start_iter >= cfg.train.iters:
         yield emit(ev.Message(f"run already at iteration {start_iter} ≥ {cfg.train.iters}; nothing to do"))
 
+    if is_main and start_iter < cfg.train.iters:
+        yield emit(ev.Message(_projection(setup, cfg, device, cfg.train.iters - start_iter)))
+
     saved_at = {"last": start_iter if resume else None}
 
     def checkpoint(iteration: int, which: str) -> ev.CheckpointSaved | None:
@@ -135,6 +140,8 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
             saved_at["last"] = iteration
         return ev.CheckpointSaved(iteration, str(path), which)
 
+    val_every = interval_of(cfg.train.val_every, cfg.train.iters)
+    checkpoint_every = interval_of(cfg.train.checkpoint_every, cfg.train.iters)
     loader = batches if first is None else itertools.chain([first], batches)
     t_run = time.perf_counter()
     iteration = start_iter
@@ -150,6 +157,13 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item())
 
+    # A stop acts inside an iteration (pace.Interruptible) on one process without torch.compile;
+    # under DDP every rank must take the same branch, so there it is checked between iterations.
+    guard = (Interruptible([n for n in (setup.model, setup.weighting, setup.confusion) if n is not None],
+                           should_stop) if world == 1 and not cfg.train.compile else None)
+    hooks = guard if guard is not None else contextlib.nullcontext()
+    measured_at = start_iter + 2  # the second iteration: the first one also builds kernels
+
     for batch in loader:
         if any_rank(should_stop()):
             stopped = True
@@ -158,19 +172,30 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
         lr = poly_lr(cfg.train.lr, iteration, cfg.train.iters, cfg.train.poly_power, cfg.train.min_lr)
         for group in setup.optimizer.param_groups:
             group["lr"] = lr
-        terms, lam1, lam2 = setup.step_losses(batch, iteration)
-        total = terms["total"]
-        if any_rank(not bool(torch.isfinite(total.detach()).all())):
-            what = f"loss became {total.item()}" + (" (on at least one rank)" if world > 1 else "")
-            raise NonFiniteLossError(_diverged(what, iteration + 1, saved_at["last"], last_path))
-        setup.backward_and_step(total)
+        try:
+            with hooks, guard.iteration(setup.device) if guard is not None else contextlib.nullcontext():
+                terms, lam1, lam2 = setup.step_losses(batch, iteration)
+                total = terms["total"]
+                if any_rank(not bool(torch.isfinite(total.detach()).all())):
+                    what = f"loss became {total.item()}" + (" (on at least one rank)" if world > 1 else "")
+                    raise NonFiniteLossError(_diverged(what, iteration + 1, saved_at["last"], last_path))
+                setup.backward_and_step(total)
+        except StopInIteration:
+            setup.optimizer.zero_grad(set_to_none=True)
+            stopped = True
+            yield emit(ev.Message(f"stopped inside iteration {iteration + 1}; its partial work is discarded"))
+            break
         iteration += 1
+        seconds = time.perf_counter() - t0
         losses = _mean_over_ranks(terms, world)
-        yield emit(ev.IterationDone(iteration, cfg.train.iters, losses, lam1, lam2, lr,
-                                    time.perf_counter() - t0))
+        yield emit(ev.IterationDone(iteration, cfg.train.iters, losses, lam1, lam2, lr, seconds))
+        if is_main and iteration == measured_at and iteration < cfg.train.iters:
+            yield emit(ev.Message(projection_message(seconds, cfg.train.iters - iteration, cfg.data.size,
+                                                     setup.device, measured=True).replace(
+                "projected run time", "remaining run time", 1)))
 
         last_one = iteration == cfg.train.iters
-        if iteration % cfg.train.val_every == 0 or last_one:
+        if iteration % val_every == 0 or last_one:
             val = setup.validate() if is_main else None
             if val is not None:
                 dice, mean = val
@@ -182,7 +207,7 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
                     yield emit(checkpoint(iteration, "best"))
             if world > 1:
                 dist.barrier()
-        if iteration % cfg.train.checkpoint_every == 0 and not last_one:
+        if iteration % checkpoint_every == 0 and not last_one:
             saved = checkpoint(iteration, "last")
             if saved:
                 yield emit(saved)
@@ -200,6 +225,15 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
         extra={"best_iteration": best_iter, "param_checksum": setup.param_checksum()},
     ))
     log.close()
+
+
+def _projection(setup: TrainingSetup, cfg: RunConfig, device: torch.device, iters: int) -> str:
+    """The projected run time from a forward probe (:mod:`trainer.pace`), before the first iteration."""
+    nets = [setup.model] + [n for n in (setup.weighting, setup.confusion)
+                            if n is not None and getattr(n, "form", None) != "heads"]  # heads read features
+    probe = min(cfg.data.size, 256)
+    seconds = probe_forward_seconds(nets, cfg.train.batch_size, device, size=probe)
+    return projection_message(project_step_seconds(seconds, cfg.data.size, probe), iters, cfg.data.size, device)
 
 
 def _mean_over_ranks(terms: dict[str, torch.Tensor], world: int) -> dict[str, float]:

@@ -6,7 +6,8 @@ import pytest
 
 from napari_gleason._plot_render import PlotRenderer, finite
 from napari_gleason._train_series import TrainingSeries, decimate
-from napari_gleason._train_settings import TrainSettings, every, finetune_config
+from napari_gleason._train_settings import TrainSettings, finetune_config
+from trainer.config import interval_of
 from napari_gleason._train_status import (
     TrainState,
     TrainStatus,
@@ -33,7 +34,7 @@ def test_settings_become_the_run_config(tmp_path):
     hr = settings(tmp_path, model="hrnet18", encoder="resnet50").to_run_config()
     assert hr.model.encoder is None and hr.loss.loss == "gafl" and hr.loss.reweight  # the paper's defaults
     assert settings(tmp_path, model="unet", encoder=None).to_run_config().model.encoder == "resnet34"
-    assert every(20_000) == 1000 and every(5) == 1
+    assert interval_of(None, 20_000) == 1000 and interval_of(None, 5) == 1 and interval_of(7, 60) == 7
     conf = settings(tmp_path, reweight=False, confusion=True).to_run_config()
     assert conf.loss.confusion and not conf.loss.reweight
     with pytest.raises(InputError, match="not both"):
@@ -51,6 +52,7 @@ def test_finetune_config_keeps_the_checkpoints_model_and_adds_the_corrected_core
     assert (cfg.model.name, cfg.model.encoder, cfg.data.size) == ("pspnet", "resnet18", 64)
     assert cfg.data.corrected == corrected and cfg.train.init == "old/best.pt"
     assert (cfg.train.iters, cfg.train.lr, cfg.train.val_every) == (300, 0.001, 300)
+    assert cfg.train.checkpoint_every == 30  # a crashed fine-tuning run leaves a checkpoint to resume
     with pytest.raises(InputError, match="needs the dataset"):
         finetune_config({**base, "data": {"path": str(tmp_path / "gone")}}, checkpoint="x", corrected=corrected,
                         iters=1, lr=0.1, device="cpu", out=tmp_path / "ft2")
