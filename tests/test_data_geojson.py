@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from pathlib import Path
 
 import numpy as np
 import pytest
 import shapely
-from PIL import Image
 from skimage.draw import polygon as sk_polygon
 
 from trainer.cli import main
@@ -25,46 +23,16 @@ from trainer.data import load_core, open_dataset
 from trainer.data.check import check_dataset
 from trainer.data.classes import CLASS_COLORS, GLEASON_CLASSES, IGNORE_INDEX, ClassScheme
 from trainer.data.generic import load_class_scheme
-from trainer.data.geojson import (class_map_to_geojson, read_geojson_mask, read_geojson_values, write_geojson)
+from trainer.data.geojson import class_map_to_geojson, read_geojson_mask, read_geojson_values, write_geojson
 from trainer.errors import InputError
 
-H, W = 24, 32
-CLASSES = {"classes": ["benign", "G3", "G4", "G5"], "values": {"0": 0, "1": 0, "3": 1, "4": 2, "5": 3},
-           "ignore": [255], "names": {"Benign": 1, "Gleason 3": 3, "Gleason 4": 4, "Gleason 5": 5, "Ignore*": 255}}
+from fakes_qupath import (CLASSES, H, W, collection, expert_maps, feature, make_mixed_dataset, multi, poly,
+                          qupath_classes, save, square)
+
 SCHEME = ClassScheme(("benign", "G3", "G4", "G5"), {0: 0, 1: 0, 3: 1, 4: 2, 5: 3}, (255,),
                      annotation_names={"Benign": 1, "Gleason 3": 3, "Gleason 4": 4, "Gleason 5": 5, "Ignore*": 255})
 TRAIN = ["--model", "pspnet", "--encoder", "resnet18", "--size", "32", "--iters", "1", "--device", "cpu",
          "--no-reweight", "--loss", "focal"]
-
-
-def feature(name: str | None, geometry: dict, object_type: str = "annotation", color: bool = True) -> dict:
-    """A feature as QuPath exports it (``id`` a UUID, ``classification`` with its colour)."""
-    props: dict = {"objectType": object_type}
-    if name is not None:
-        props["classification"] = {"name": name, "color": [200, 0, 0]} if color else {"name": name,
-                                                                                    "colorRGB": -3670016}
-    return {"type": "Feature", "id": str(uuid.uuid4()), "geometry": geometry, "properties": props}
-
-
-def poly(*rings) -> dict:
-    return {"type": "Polygon", "coordinates": [[list(p) for p in r] for r in rings]}
-
-
-def multi(*polys) -> dict:
-    return {"type": "MultiPolygon", "coordinates": [p["coordinates"] for p in polys]}
-
-
-def collection(*features) -> dict:
-    return {"type": "FeatureCollection", "features": list(features)}
-
-
-def save(path: Path, doc) -> Path:
-    path.write_text(json.dumps(doc))
-    return path
-
-
-def square(x0, y0, x1, y1):
-    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)]
 
 
 def reference(rings_with_values, shape=(H, W), fill=0) -> np.ndarray:
@@ -280,39 +248,6 @@ def test_writer_refuses_indices_beyond_the_names():
 
 
 # --- a dataset with a PNG expert and a GeoJSON expert --------------------------------------------------
-def expert_maps() -> tuple[np.ndarray, list[dict]]:
-    """The PNG expert's raw values and the QuPath expert's features for one core."""
-    png = np.zeros((H, W), np.uint8)
-    png[4:20, 4:28] = 3
-    png[8:12, 8:12] = 4
-    feats = [feature("Gleason 3", poly(square(4, 4, 28, 20), square(8, 8, 12, 12))),
-             feature("Gleason 4", multi(poly(square(8, 8, 12, 12)), poly(square(20, 14, 26, 18))))]
-    return png, feats
-
-
-def make_mixed_dataset(root: Path, classes: dict | None = CLASSES) -> Path:
-    """Generic layout: cores a and b, expert ``ann`` as PNG, expert ``qupath`` as QuPath GeoJSON."""
-    for sub in ("images", "masks/ann", "masks/qupath"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    if classes is not None:
-        save(root / "classes.json", classes)
-    rng = np.random.default_rng(1)
-    png, feats = expert_maps()
-    for name in ("a", "b"):
-        Image.fromarray(rng.integers(0, 255, (H, W, 3), dtype=np.uint8)).save(root / "images" / f"{name}.png")
-        Image.fromarray(png).save(root / "masks" / "ann" / f"{name}.png")
-        save(root / "masks" / "qupath" / f"{name}.geojson", collection(*feats))
-    return root
-
-
-def qupath_classes() -> np.ndarray:
-    want = np.zeros((H, W), np.uint8)
-    want[4:20, 4:28] = 1
-    want[8:12, 8:12] = 2
-    want[14:18, 20:26] = 2
-    return want
-
-
 def test_mixed_dataset_opens_checks_and_trains(tmp_path, capsys):
     root = make_mixed_dataset(tmp_path / "data")
     ds = open_dataset(root)
