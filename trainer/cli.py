@@ -83,9 +83,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
                         "max-autotune-no-cudagraphs; off disables it, e.g. on --resume)")
     p.add_argument("--compile-backend", help="torch.compile backend: inductor (default), aot_eager, eager")
     p.add_argument("--out", help="run folder (config, events.jsonl, last.pt, best.pt)")
-    p.add_argument("--checkpoint-every", type=int, 
+    p.add_argument("--checkpoint-every", type=int,
                    help="write last.pt every N iterations (default: a tenth of --iters, at most 1000)")
-    p.add_argument("--val-every", type=int, 
+    p.add_argument("--val-every", type=int,
                    help="validate (and keep best.pt) every N iterations (default: a tenth of --iters, at most 1000)")
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its last.pt (with --iters: up to N)")
     p.add_argument("--init", metavar="CKPT", help="fine-tune: start from the weights of CKPT")
