@@ -369,3 +369,30 @@ def core_named(relative: str, name: str) -> Callable[[Path], None]:
 
 def remove(relative: str) -> Callable[[Path], None]:
     return lambda store: shutil.rmtree(store / relative)
+
+
+# --- QuPath GeoJSON experts (a generic dataset: expert ann as PNG, expert qupath as GeoJSON) ---------
+def qupath_generic(ctx: Ctx) -> Path:
+    from fakes_qupath import make_mixed_dataset
+
+    return make_mixed_dataset(ctx.tmp / "qupath data")
+
+
+def broken_geojson(kind: str) -> Callable[[Path], None]:
+    """Every core's ``masks/qupath/<core>.geojson`` made ``kind``: ``invalid JSON``, ``unknown class``
+    (``Gleason 7``), ``outside the image`` (x up to 90 on a 32 px wide core), ``self-intersecting``
+    (a bow tie crossing at x=2, y=2)."""
+    from fakes_qupath import collection, feature, poly, square
+
+    docs = {
+        "unknown class": collection(feature("Gleason 7", poly(square(0, 0, 4, 4)))),
+        "outside the image": collection(feature("Gleason 3", poly(square(0, 0, 90, 4)))),
+        "self-intersecting": collection(feature("Gleason 4", poly([(0, 0), (4, 4), (4, 0), (0, 4), (0, 0)]))),
+    }
+
+    def damage(root: Path) -> None:
+        for path in sorted((root / "masks" / "qupath").glob("*.geojson")):
+            path.write_text('{"type": "FeatureCollection", "features": [' if kind == "invalid JSON"
+                            else json.dumps(docs[kind]))
+
+    return damage

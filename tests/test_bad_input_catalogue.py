@@ -52,6 +52,7 @@ from broken_inputs import (
     rgb_mask_channels_differ, settings, split_file, synth_into_full_folder, train_on, truncate_image, with_file,
     without_cuda,
 )
+from broken_inputs import broken_geojson, qupath_generic
 from broken_widgets import (
     a_file, beside, broken, browser, export_file, finetune, predict_widget, stop_before_start, to_store, train_start,
     under_a_file,
@@ -298,6 +299,32 @@ ROWS = [
         browser("open plain")),
     Row("browser-damaged-store", 6, WIDGET, "open a store of two cores, c2's labels' zarr.json garbage",
         ("review.zarr", "damaged"), browser("open store")),
+    # QuPath GeoJSON experts: a generic dataset whose expert qupath is a GeoJSON export
+    Row("cli-geojson-invalid-json", 19, CLI, "a GeoJSON expert's file cut off mid-JSON", ("a.geojson", "invalid JSON"),
+        train_on(broken_geojson("invalid JSON"), layout=qupath_generic)),
+    Row("cli-geojson-unknown-class", 19, CLI, "a GeoJSON annotation classified 'Gleason 7', not in the names",
+        ("a.geojson", "'Gleason 7'", "known: 'Benign', 'Gleason 3'"),
+        train_on(broken_geojson("unknown class"), layout=qupath_generic)),
+    Row("cli-geojson-outside-image", 19, CLI, "a GeoJSON annotation reaching x=90 on a 32 px wide core",
+        ("a.geojson", "outside the image"), train_on(broken_geojson("outside the image"), layout=qupath_generic)),
+    Row("cli-geojson-self-intersecting", 19, CLI, "a GeoJSON polygon crossing itself (a bow tie)",
+        ("a.geojson", "crosses itself at x=2, y=2"),
+        train_on(broken_geojson("self-intersecting"), layout=qupath_generic)),
+    Row("cli-check-geojson-unknown-class", 19, CLI, "check: both cores' GeoJSON name 'Gleason 7'",
+        ("/qupath data: ", "2 problems"),
+        lambda ctx: ["check", "--data", str(opens(broken_geojson("unknown class"), layout=qupath_generic,
+                                                  path=lambda root: root)(ctx))]),
+    Row("reader-geojson-invalid-json", 19, READER, "open a dataset whose GeoJSON experts are cut off mid-JSON",
+        ("a.geojson", "invalid JSON"), opens(broken_geojson("invalid JSON"), layout=qupath_generic, path=lambda r: r)),
+    Row("reader-geojson-unknown-class", 19, READER, "open a dataset whose GeoJSON experts name 'Gleason 7'",
+        ("a.geojson", "'Gleason 7'", "known: "),
+        opens(broken_geojson("unknown class"), layout=qupath_generic, path=lambda r: r)),
+    Row("reader-geojson-outside-image", 19, READER, "open a dataset whose GeoJSON annotations reach x=90",
+        ("a.geojson", "outside the image"),
+        opens(broken_geojson("outside the image"), layout=qupath_generic, path=lambda r: r)),
+    Row("reader-geojson-self-intersecting", 19, READER, "open a dataset whose GeoJSON polygons cross themselves",
+        ("a.geojson", "crosses itself at x=2, y=2"),
+        opens(broken_geojson("self-intersecting"), layout=qupath_generic, path=lambda r: r)),
 ]
 
 #: Unusual but valid (issue 2): they must train, and leave the experts' files alone.
