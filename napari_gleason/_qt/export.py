@@ -1,4 +1,5 @@
-"""Export panel: editable copy of a consensus, export as a mask file, keep in the review store."""
+"""Export panel: editable copy of a consensus, export as a mask file or GeoJSON (QuPath), a map layer as
+pyramidal OME-TIFF (QuPath, Fiji), keep in the review store. Big writes run in a worker."""
 
 from __future__ import annotations
 
@@ -28,8 +29,10 @@ from .._export import (
     check_destination,
     default_folder,
     export_filename,
+    export_map,
     export_mask,
     export_to_store,
+    map_filename,
 )
 from .._layers import (
     CoreData,
@@ -38,6 +41,7 @@ from .._layers import (
     find_layer,
     level0,
     role_of,
+    role_prefix,
     set_layer,
 )
 
@@ -46,6 +50,11 @@ if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
 
 #: Roles a user may export (experts are the experts' own; they are never written back).
 EXPORTABLE = ("corrected", "consensus:vote", "consensus:staple", "consensus:learned", "prediction")
+#: Image layers exported as pyramidal OME-TIFF, by role prefix.
+MAP_PREFIXES = ("error", "weight", "probability", "roughness")
+#: Format choices offered for a labels layer and for a map layer: (label, format).
+LABEL_FORMATS = (("mask PNG", "png"), ("GeoJSON (QuPath)", "geojson"))
+MAP_FORMATS = (("OME-TIFF (QuPath, Fiji)", "ome-tiff"),)
 
 
 class ExportPanel(QGroupBox):
@@ -55,6 +64,9 @@ class ExportPanel(QGroupBox):
         self.info: CoreInfo | None = None
         self._worker = None
         self.layer_box = QComboBox()
+        self.format_box = QComboBox()
+        self.format_box.setToolTip("mask PNG in the dataset's values, GeoJSON annotations for QuPath (drag the "
+                                   "file onto the image), or a map as a pyramidal OME-TIFF (QuPath, Fiji)")
         self.folder = QLineEdit()
         self.folder.setPlaceholderText("folder for <core>_classimg_nonconvex.png")
         self.store = QLineEdit()
@@ -63,12 +75,13 @@ class ExportPanel(QGroupBox):
         self._browse_store = QPushButton("…")
         self._copy = QPushButton("editable copy → 'corrected'")
         self._copy.setToolTip("copy the chosen consensus into a labels layer you can paint on")
-        self._export = QPushButton("export mask file")
+        self._export = QPushButton("export")
         self._save = QPushButton("save layer to store")
         self._cache = QPushButton("cache core in store")
         self._cache.setToolTip("write the image pyramid and every expert mask, so the core reopens fast")
         form = QFormLayout(self)
         form.addRow("layer", self.layer_box)
+        form.addRow("format", self.format_box)
         form.addRow(self._copy)
         form.addRow("folder", self._row(self.folder, self._browse_folder))
         form.addRow(self._export)
@@ -90,6 +103,7 @@ class ExportPanel(QGroupBox):
         self._cache.clicked.connect(lambda: self._on_cache_core())
         self._browse_folder.clicked.connect(self._on_browse_folder)
         self._browse_store.clicked.connect(self._on_browse_store)
+        self.layer_box.currentTextChanged.connect(self._fill_formats)
         self.viewer.layers.events.inserted.connect(self._refill)
         self.viewer.layers.events.removed.connect(self._refill)
 
@@ -116,19 +130,36 @@ class ExportPanel(QGroupBox):
 
     def _refill(self, event=None) -> None:
         current = self.layer_box.currentText()
-        names = [lyr.name for lyr in self.viewer.layers if role_of(lyr) in EXPORTABLE]
+        names = [lyr.name for lyr in self.viewer.layers if role_of(lyr) in EXPORTABLE or _is_map(lyr)]
         self.layer_box.blockSignals(True)
         self.layer_box.clear()
         self.layer_box.addItems(names)
         if current in names:
             self.layer_box.setCurrentText(current)
         self.layer_box.blockSignals(False)
+        self._fill_formats()
 
-    def _chosen(self, name: str | None):
+    def _fill_formats(self, _name: str | None = None) -> None:
+        """The formats of the chosen layer's kind (labels: PNG, GeoJSON; a map: OME-TIFF)."""
+        name = self.layer_box.currentText()
+        layer = self.viewer.layers[name] if name in self.viewer.layers else None
+        choices = MAP_FORMATS if layer is not None and _is_map(layer) else LABEL_FORMATS
+        current = self.format_box.currentData()
+        self.format_box.clear()
+        for label, fmt in choices:
+            self.format_box.addItem(label, fmt)
+        index = self.format_box.findData(current)
+        self.format_box.setCurrentIndex(max(index, 0))
+
+    def _chosen(self, name: str | None, maps: bool = False):
+        """The layer to export; a map layer only where ``maps`` (copy and store take labels only)."""
         name = name or self.layer_box.currentText()
         if not name or name not in self.viewer.layers:
             raise InputError("choose a consensus or corrected labels layer to export")
-        return self.viewer.layers[name]
+        layer = self.viewer.layers[name]
+        if _is_map(layer) and not maps:
+            raise InputError(f"{name!r} is a map: it is exported as OME-TIFF; choose a labels layer for this")
+        return layer
 
     def _class_map(self, layer) -> np.ndarray:
         unknown = self.info.coding.unknown_values(level0(layer))
@@ -140,7 +171,11 @@ class ExportPanel(QGroupBox):
     # --- handlers ----------------------------------------------------------------------------
     def _on_make_editable(self, source_role: str | None = None) -> None:
         info = self.info or current_core(self.viewer)
-        source = find_layer(self.viewer, source_role) if source_role else self._chosen(None)
+        try:
+            source = find_layer(self.viewer, source_role) if source_role else self._chosen(None)
+        except InputError as e:
+            show_error(f"editable copy: {e}")
+            return
         if info is None or source is None:
             show_error("no consensus layer to copy yet")
             return
@@ -151,28 +186,59 @@ class ExportPanel(QGroupBox):
         self.viewer.layers.selection.active = layer
         self.layer_box.setCurrentText(layer.name)
 
-    def _on_export_file(self, layer_name: str | None = None, folder: str | None = None) -> Path | None:
-        """Write the chosen layer as a mask file; the overwrite question is asked here, on the GUI thread."""
+    def _on_export_file(self, layer_name: str | None = None, folder: str | None = None,
+                        fmt: str | None = None) -> Path | None:
+        """Write the chosen layer in the chosen format; the overwrite question is asked here, on the GUI
+        thread. A mask PNG is written at once (its path is returned); GeoJSON and OME-TIFF, which take
+        longer on a large core, in a worker (``None`` is returned, a notification says when it is done)."""
         try:
-            layer = self._chosen(layer_name)
-            class_map = self._class_map(layer)
+            layer = self._chosen(layer_name, maps=True)
+            fmt = self._format_for(layer, fmt)
             target = Path(folder or self.folder.text())
             if not str(target) or str(target) == ".":
                 raise InputError("choose a folder to export into")
-            layout = self.info.origin.get("layout")
-            check_destination(target, self.info.dataset_root)  # never offer to replace an expert's file
-            path = target / export_filename(self.info.name, layout)
+            info = self.info or current_core(self.viewer)
+            if info is None:
+                raise InputError("open a core first")
+            self.info = info
+            layout = info.origin.get("layout")
+            check_destination(target, info.dataset_root)  # never offer to replace an expert's file
+            if fmt == "ome-tiff":
+                role = role_of(layer)
+                name = map_filename(info.name, role)
+            else:
+                class_map = self._class_map(layer)
+                name = export_filename(info.name, layout) if fmt == "png" else f"{info.name}.geojson"
+            path = target / name
             answer = path.exists() and self.ask_overwrite(path)
             if path.exists() and not answer:
                 show_info(f"{path} exists; not replaced")
                 return None
-            written = export_mask(class_map, self.info.name, self.info.scheme, target, layout=layout,
-                                  dataset_root=self.info.dataset_root, ask_overwrite=lambda p: answer)
+            common = {"dataset_root": info.dataset_root, "ask_overwrite": lambda p: answer}
+            if fmt == "png":
+                written = export_mask(class_map, info.name, info.scheme, target, layout=layout, **common)
+            elif fmt == "geojson":
+                self._run(export_mask, class_map, info.name, info.scheme, target, layout=layout, fmt="geojson",
+                          what=f"exporting {layer.name} as GeoJSON", **common)
+                return None
+            else:
+                data, shape, source = level0(layer), tuple(level0(info.image).shape[:2]), info.origin.get("source")
+                self._run(_write_map, data, shape, source, info.name, role, target,
+                          what=f"exporting {layer.name} as OME-TIFF", **common)
+                return None
         except InputError as e:
             show_error(f"export: {e}")
             return None
         show_info(f"exported {layer.name} to {written}")
         return written
+
+    def _format_for(self, layer, fmt: str | None) -> str:
+        """``fmt`` (it must fit the layer's kind), else the format box's choice if it fits, else the kind's first."""
+        choices = [f for _, f in (MAP_FORMATS if _is_map(layer) else LABEL_FORMATS)]
+        if fmt is not None and fmt not in choices:
+            raise InputError(f"{layer.name!r} cannot be exported as {fmt}; choose {' or '.join(choices)}")
+        fmt = fmt or self.format_box.currentData()
+        return fmt if fmt in choices else choices[0]
 
     def _on_save_to_store(self, layer_name: str | None = None, store: str | None = None) -> None:
         try:
@@ -228,12 +294,12 @@ class ExportPanel(QGroupBox):
 
         self._run(job, what=f"caching {info.name} in {path}")
 
-    def _run(self, func, *args, what: str) -> None:
+    def _run(self, func, *args, what: str, **kwargs) -> None:
         def done(result):
             if result is not None:
                 show_info(f"{what}: done ({result})")
 
-        self._worker = workers.start(func, *args, what=what, on_return=done, on_finish=self._finished)
+        self._worker = workers.start(func, *args, what=what, on_return=done, on_finish=self._finished, **kwargs)
 
     def _finished(self) -> None:
         self._worker = None
@@ -253,3 +319,17 @@ def classes_at_core(info, layer) -> np.ndarray:
     """``layer``'s class map at the core's shape: the full-size copy of a model-resolution layer
     (the paper setting's prediction) is made here, when someone edits or exports it."""
     return upsample_nearest(info.coding.to_classes(level0(layer)), tuple(level0(info.image).shape[:2]))
+
+
+def _is_map(layer) -> bool:
+    role = role_of(layer)
+    return role is not None and role_prefix(role) in MAP_PREFIXES
+
+
+def _write_map(data, shape: tuple[int, int], source: str | None, core: str, role: str, folder: Path, **kwargs):
+    """Worker job: a map layer at the core's size (a model-resolution map enlarged, nearest-exact, as
+    predict's files are), with the pixel size the core's image states, as a pyramidal OME-TIFF."""
+    from trainer.ome_tiff import pixel_size_um
+
+    full = upsample_nearest(np.asarray(data, np.float32), shape)
+    return export_map(full, core, role, folder, pixel_size_um=pixel_size_um(source), **kwargs)
