@@ -57,7 +57,7 @@ def build_dataset(workdir: Path, size: int) -> Path:
     from trainer.synthetic import sample_core, to_gleason_values
 
     root = workdir / f"gleason_{size}"
-    image_path = root / "Train Imgs" / "bench_core.jpg"
+    image_path = root / "Train Imgs" / "slide900_core001.jpg"
     if image_path.exists():
         return root
     image, truth, experts = sample_core(seed=3, size=1024)
@@ -70,7 +70,7 @@ def build_dataset(workdir: Path, size: int) -> Path:
         folder = root / f"Maps{name}_T"
         folder.mkdir(exist_ok=True)
         up = np.kron(classes, np.ones((k, k), np.uint8)) if size % 1024 == 0 else classes
-        Image.fromarray(to_gleason_values(up, tissue)).save(folder / "bench_core_classimg_nonconvex.png")
+        Image.fromarray(to_gleason_values(up, tissue)).save(folder / "slide900_core001_classimg_nonconvex.png")
     return root
 
 
@@ -82,7 +82,7 @@ def build_store(root: Path, workdir: Path) -> tuple[Path, float]:
     if path.exists():
         return path, float("nan")
     t = time.perf_counter()
-    core = load_core_file(root / "Train Imgs" / "bench_core.jpg")
+    core = load_core_file(root / "Train Imgs" / "slide900_core001.jpg")
     store = ReviewStore.create(path, core.scheme, dataset=str(root), layout="gleason2019")
     store.write_core(core)
     return path, time.perf_counter() - t
@@ -245,7 +245,7 @@ def roughness_numbers(root: Path) -> dict:
     from napari_gleason._qt.roughness import RoughnessParams, roughness_job
     from trainer.data.io import read_image
 
-    image = read_image(root / "Train Imgs" / "bench_core.jpg")
+    image = read_image(root / "Train Imgs" / "slide900_core001.jpg")
     out = {}
     for label, params in (("model_input_1024", RoughnessParams()), ("full_resolution", RoughnessParams(size=None))):
         roughness_job(image[:512, :512], params)  # warm-up (SciPy, the allocator)
@@ -294,7 +294,7 @@ def main() -> None:
     print(f"dataset: {root} ({args.size}² core, six experts; built/cached in {time.perf_counter() - t:.1f} s)")
     store, t_store = build_store(root, args.workdir)
     print(f"review store: {store} (written in {t_store:.1f} s)" if t_store == t_store else f"review store: {store} (cached)")
-    image = root / "Train Imgs" / "bench_core.jpg"
+    image = root / "Train Imgs" / "slide900_core001.jpg"
     for p in [image, *root.glob("Maps*_T/*.png")]:
         p.read_bytes()  # warm the OS file cache for both scenarios alike
     scenarios = [(f"{what}, {start} napari" if start != "at once" else f"{what}, cold, at once", source, start, target)

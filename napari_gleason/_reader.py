@@ -12,6 +12,27 @@ when another core opens is the review widget's job (:mod:`._qt.review`). A large
 with its coarse levels decoded at reduced size and full resolution decoding in the background
 (:func:`._core_sources.image_for_viewer`); a review store is read level by level as napari draws.
 
+What napari offers to this reader (``napari.yaml``): npe2 matches a file by its *name* only
+(``fnmatch`` on the name, suffix lower-cased; never the folder it is in), and when two readers
+match a path napari asks the user to choose (a dialog; ``MultipleReaderError`` from
+``viewer.open`` without a ``plugin=``) before calling either, whatever ``napari_get_reader``
+would return. Claiming ``*.png`` would thus put that dialog in front of every image. The manifest
+claims instead:
+
+- folders (``accepts_directories``): a dataset folder or a ``.zarr`` review store. npe2 cannot
+  tell one folder from another and napari's builtin reader takes folders too, so opening any
+  folder brings napari's choice between the two (napari can remember it, per folder);
+- core images named as in Gleason 2019, ``slide*_core*<digit>`` with an image suffix
+  (``slide001_core003.jpg``; not the masks, ``…_classimg_nonconvex.png``): napari offers both
+  readers for those too, since its builtin reader claims every ``.jpg``.
+
+Every other image goes to napari's builtin reader without a question. A core image of another
+name (a generic ``images/<core>.png`` layout) is not claimed: open its dataset folder (the
+browser lists its cores) — npe2 refuses ``plugin="napari-gleason"`` for a path its patterns
+do not match. A user who opens datasets often can skip the dialog with napari's preference
+(Preferences ▸ Plugins, ``extension2reader``, matched against the full path), e.g.
+``*/Train Imgs/*`` or ``*.zarr/`` → napari-gleason.
+
 ``napari_get_reader`` returns ``None`` for anything else, without touching the file, so other
 readers get their turn — except a ``.zarr`` folder whose ``zarr.json`` is unreadable, which no
 reader can open: it is taken, and reported as a damaged store. Broken input in a path we *do*

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 from broken_checkpoints import tiny_best
-from broken_inputs import PLUGIN_NAME, Ctx, _no_space, garbage_json, gleason, newer_format, review_store
-from helpers_plugin import A, B, blocks, make_two_expert_dataset, write_generic
+from broken_inputs import Ctx, _no_space, garbage_json, gleason, newer_format, review_store
+from helpers_plugin import A, B, blocks, make_two_expert_dataset, open_core, write_generic
 from PIL import Image
 
 
 def _core_on_screen(ctx: Ctx) -> Path:
     root = make_two_expert_dataset(ctx.tmp / "gleason data")
-    ctx.viewer.open(root / "Train Imgs" / "c1.png", plugin=PLUGIN_NAME)
+    open_core(ctx.viewer, root / "Train Imgs" / "c1.png")
     return root
 
 

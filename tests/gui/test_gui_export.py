@@ -1,7 +1,7 @@
 """Export from the widget: editable copy, mask file, store; experts' files stay byte-identical."""
 
 import numpy as np
-from helpers_plugin import GLEASON_VALUES, B, blocks, tree_digest
+from helpers_plugin import GLEASON_VALUES, B, blocks, open_core, tree_digest
 from PIL import Image
 
 from napari_gleason._layers import find_layer, role_of
@@ -15,7 +15,7 @@ def test_export_consensus_and_corrected_labels(make_napari_viewer, two_expert_da
     root = two_expert_dataset
     before = tree_digest(root)
     viewer = make_napari_viewer()
-    viewer.open(root / "Train Imgs" / "c1.png", plugin=PLUGIN)
+    open_core(viewer, root / "Train Imgs" / "c1.png")
     w = ReviewWidget(viewer)
     viewer.window.add_dock_widget(w)
     wait_idle(w)

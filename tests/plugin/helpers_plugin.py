@@ -75,6 +75,19 @@ def make_two_expert_dataset(root: Path) -> Path:
     return write_gleason(root, {"c1": {"1": a, "2": b}, "c2": {"1": b, "3": b}}, shape=a.shape)
 
 
+def open_core(viewer, path: Path) -> None:
+    """Open a core image of these hand-made datasets with napari-gleason's reader, layer by layer as
+    ``viewer.open(path, plugin="napari-gleason")`` adds them. That call works only for Gleason 2019
+    names (``slide001_core001.jpg``): npe2 offers the reader no other image name (napari.yaml), and
+    these datasets name their cores c1, c2."""
+    from napari.layers import Layer
+
+    from napari_gleason._reader import napari_get_reader
+
+    for data, meta, kind in napari_get_reader(str(path))(str(path)):
+        viewer.add_layer(Layer.create(data, meta, kind))
+
+
 def errors_of(notes) -> list[str]:
     """Messages of the error notifications among ``notes`` (napari ``Notification`` objects)."""
     from napari.utils.notifications import NotificationSeverity

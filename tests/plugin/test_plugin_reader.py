@@ -48,19 +48,19 @@ def test_dataset_root_of_image_layouts(tmp_path):
 # --- coarse first: a large JPEG core opens from its draft level ---------------------------------
 
 
-def _jpeg_core(root, shape=(128, 96)):
-    """A Gleason folder with one JPEG core ``j`` and one expert (class map of 8×8 blocks)."""
+def _jpeg_core(root, shape=(128, 96), name="j"):
+    """A Gleason folder with one JPEG core ``name`` and one expert (class map of 8×8 blocks)."""
     from PIL import Image
 
     from helpers_plugin import GLEASON_VALUES, textured_image
 
     (root / "Train Imgs").mkdir(parents=True)
     (root / "Maps1_T").mkdir()
-    Image.fromarray(textured_image(shape, 7)).save(root / "Train Imgs" / "j.jpg", quality=92)
+    Image.fromarray(textured_image(shape, 7)).save(root / "Train Imgs" / f"{name}.jpg", quality=92)
     classes = np.kron(np.arange(4, dtype=np.uint8)[np.indices((shape[0] // 8, shape[1] // 8)).sum(0) % 4],
                       np.ones((8, 8), np.uint8))
-    Image.fromarray(GLEASON_VALUES[classes]).save(root / "Maps1_T" / "j_classimg_nonconvex.png")
-    return root / "Train Imgs" / "j.jpg", classes
+    Image.fromarray(GLEASON_VALUES[classes]).save(root / "Maps1_T" / f"{name}_classimg_nonconvex.png")
+    return root / "Train Imgs" / f"{name}.jpg", classes
 
 
 def test_large_jpeg_opens_from_its_draft_level_while_full_resolution_decodes(tmp_path, monkeypatch):
