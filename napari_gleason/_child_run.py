@@ -92,13 +92,20 @@ class Process(Protocol):
 class ChildRunError(RuntimeError):
     """The training process ended without finishing its run, and not for bad input."""
 
-    def __init__(self, code: int, tail: str, stderr: Path | None):
+    def __init__(self, code: int, tail: str, stderr: Path | None, saved: tuple[int, Path] | None = None,
+                 followed: bool = False):
         how = (f"was killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.Signals._value2member_map_
                else f"exited with code {code}")
         where = f" ({stderr})" if stderr else ""
-        super().__init__(f"the training process {how} before its run finished; the last lines of its "
+        if saved is not None:
+            kept = f" Its checkpoint of iteration {saved[0]} is kept ({saved[1]}): resume the run from it."
+        elif followed:
+            kept = " It had written no checkpoint, so there is nothing to resume: Start begins again."
+        else:
+            kept = ""
+        super().__init__(f"the training process {how} before its run finished.{kept} The last lines of its "
                          f"error output{where}:\n{tail or '(empty)'}")
-        self.code, self.tail, self.stderr = code, tail, stderr
+        self.code, self.tail, self.stderr, self.saved = code, tail, stderr, saved
 
 
 _LIVE: set = set()
@@ -199,14 +206,17 @@ def launch(cfg, nproc: int = 1, python: str = sys.executable) -> tuple[ChildProc
     return proc, log, offset
 
 
-def exit_error(code: int, tail: str, stderr: Path | None) -> Exception:
-    """The exception the CLI's exit ``code`` stands for (its ``error:`` line says what)."""
+def exit_error(code: int, tail: str, stderr: Path | None, saved: tuple[int, Path] | None = None,
+               followed: bool = False) -> Exception:
+    """The exception the CLI's exit ``code`` stands for (its ``error:`` line says what); a crash
+    says which checkpoint it left (``saved``: iteration and path of the last ``last.pt`` written)
+    or, when the run was ``followed`` from its start, that it left none."""
     said = next((line[len("error: "):] for line in reversed(tail.splitlines()) if line.startswith("error: ")), None)
     if code == 2 and said:
         return InputError(said)
     if code == 3 and said:
         return NonFiniteLossError(said)
-    return ChildRunError(code, tail, stderr)
+    return ChildRunError(code, tail, stderr, saved, followed)
 
 
 def follow_run(proc: Process, log: str | Path, offset: int = 0, stop: threading.Event | None = None,
@@ -220,12 +230,17 @@ def follow_run(proc: Process, log: str | Path, offset: int = 0, stop: threading.
     follower = EventFollower(log, offset)
     finished: ev.RunFinished | None = None
     last_iteration, run_dir = 0, Path(log).parent
+    saved: tuple[int, Path] | None = None
     stop_sent_at: float | None = None
     while True:
         code = proc.poll()  # read the exit code first: lines written before it are then all there
         for event in follower.poll():
             if isinstance(event, ev.IterationDone):
                 last_iteration = event.iteration
+            elif isinstance(event, ev.CheckpointSaved) and event.which == "last":
+                saved = (event.iteration, Path(event.path))
+            elif isinstance(event, ev.RunStarted) and event.start_iteration and saved is None:
+                saved = (event.start_iteration, Path(event.run_dir) / "last.pt")  # a resumed run's start
             elif isinstance(event, ev.RunFinished):
                 finished = event
             yield event
@@ -246,7 +261,7 @@ def follow_run(proc: Process, log: str | Path, offset: int = 0, stop: threading.
         yield ev.RunFinished(last_iteration, True, str(run_dir / "last.pt"), str(best) if best.exists() else None,
                              None)
         return
-    raise exit_error(code, proc.stderr_tail(), getattr(proc, "stderr_path", None))
+    raise exit_error(code, proc.stderr_tail(), getattr(proc, "stderr_path", None), saved, followed=offset == 0)
 
 
 def run_in_child(cfg, nproc: int = 1, stop: threading.Event | None = None, python: str = sys.executable):

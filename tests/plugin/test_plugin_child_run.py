@@ -3,6 +3,7 @@
 The real child (``python -m trainer train``) is exercised by tests/gui/test_gui_train.py."""
 
 import json
+from pathlib import Path
 import sys
 import threading
 import time
@@ -151,6 +152,30 @@ def test_a_run_that_dies_without_finishing_is_an_error_with_its_stderr(tmp_path)
     assert "Lower the batch size" in text and text.endswith("CUDA out of memory. Tried to allocate 2.00 GiB")
     assert "line 7" not in text and "line 19" in text
     assert "killed by SIGKILL" in str(exit_error(-9, "", None))
+
+
+def test_a_crash_says_whether_it_left_a_checkpoint_to_resume(tmp_path):
+    """A run killed before its first checkpoint has nothing to resume, and the widget says so; one
+    killed later names the checkpoint it left."""
+    log = tmp_path / "events.jsonl"
+    proc = FakeProcess()
+    t = writer(log, [line(EVENTS[0]), line(EVENTS[1])], proc, exit_code=-9)
+    with pytest.raises(ChildRunError) as info:
+        list(follow_run(proc, log, 0, poll_seconds=0.01))
+    t.join()
+    assert info.value.saved is None and "no checkpoint, so there is nothing to resume" in str(info.value)
+
+    log2 = tmp_path / "events2.jsonl"
+    proc = FakeProcess()
+    saved = ev.CheckpointSaved(2, "run/last.pt", "last")
+    t = writer(log2, [line(EVENTS[0]), line(EVENTS[1]), line(EVENTS[2]), line(saved), line(EVENTS[3])], proc,
+               exit_code=-9)
+    with pytest.raises(ChildRunError) as info:
+        list(follow_run(proc, log2, 0, poll_seconds=0.01))
+    t.join()
+    assert info.value.saved == (2, Path("run/last.pt"))
+    assert "checkpoint of iteration 2 is kept (run/last.pt)" in str(info.value)
+    assert "killed by SIGKILL" in str(info.value)
 
 
 def test_the_clis_exit_codes_become_its_errors():
