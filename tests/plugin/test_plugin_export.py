@@ -55,3 +55,38 @@ def test_export_to_store_asks_before_replacing(tmp_path):
     np.testing.assert_array_equal(store.load("c1").class_maps()["consensus:vote"], a)
     export_to_store(store, "c1", "consensus:vote", b, ask_overwrite=lambda p: True)
     np.testing.assert_array_equal(store.load("c1").class_maps()["consensus:vote"], b)
+
+
+def test_geojson_and_map_exports_follow_the_same_rules(two_expert_dataset):
+    import dataclasses
+
+    import pytest
+    import tifffile
+
+    from napari_gleason._export import export_map
+    from trainer.data.geojson import read_geojson_mask
+    from trainer.errors import InputError
+
+    root = two_expert_dataset
+    before = tree_digest(root)
+    folder = root / "Maps_consensus"
+    cmap = blocks(B, 4)
+    path = export_mask(cmap, "c1", GLEASON_SCHEME, folder, dataset_root=root, fmt="geojson")
+    assert path == folder / "c1.geojson"
+    names = dataclasses.replace(GLEASON_SCHEME, annotation_names={"benign": 1, "G3": 3, "G4": 4, "G5": 5})
+    np.testing.assert_array_equal(read_geojson_mask(path, cmap.shape, names), cmap)
+
+    error = np.linspace(0, 1, cmap.size, dtype=np.float32).reshape(cmap.shape)
+    written = export_map(error, "c1", "error:2", folder, pixel_size_um=(0.5, 0.5), dataset_root=root)
+    assert written == folder / "c1_error_2.ome.tif"
+    np.testing.assert_array_equal(tifffile.imread(written), error)
+    # asked before replacing; declined: unchanged
+    content = written.read_bytes()
+    assert export_map(error * 0, "c1", "error:2", folder, dataset_root=root, ask_overwrite=lambda p: False) is None
+    assert written.read_bytes() == content
+    for fmt_call in (lambda: export_map(error, "c1", "error:2", root / "Maps2_T", dataset_root=root),
+                     lambda: export_mask(cmap, "c1", GLEASON_SCHEME, root / "Maps1_T", fmt="geojson")):
+        with pytest.raises(InputError, match="expert's folder"):
+            fmt_call()
+    after = tree_digest(root)
+    assert {k: v for k, v in after.items() if not k.startswith("Maps_consensus")} == before
