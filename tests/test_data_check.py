@@ -219,7 +219,8 @@ def test_check_cache_decodes_only_touched_files(tmp_path, monkeypatch):
     ds = open_dataset(root)
     decoded = []
     real = check.read_mask_value_set
-    monkeypatch.setattr(check, "read_mask_value_set", lambda p, shape=None: decoded.append(p.name) or real(p, shape))
+    monkeypatch.setattr(check, "read_mask_value_set",
+                        lambda p, shape=None, scheme=None: decoded.append(p.name) or real(p, shape, scheme))
     cache = tmp_path / "cache"
     uncached = check_dataset(ds, cache=False)
     masks = sum(len(ds.core(n).masks) for n in ds.names)
@@ -259,7 +260,8 @@ def test_check_cache_damaged_file_is_rebuilt_and_fresh_files_not_cached(tmp_path
     cache = tmp_path / "cache"
     decoded = []
     real = check.read_mask_value_set
-    monkeypatch.setattr(check, "read_mask_value_set", lambda p, shape=None: decoded.append(p.name) or real(p, shape))
+    monkeypatch.setattr(check, "read_mask_value_set",
+                        lambda p, shape=None, scheme=None: decoded.append(p.name) or real(p, shape, scheme))
     check_dataset(ds, cache=cache)  # the files were just written: checked, but not trusted to the cache
     check_dataset(ds, cache=cache)
     masks = sum(len(ds.core(n).masks) for n in ds.names)
