@@ -396,3 +396,24 @@ def broken_geojson(kind: str) -> Callable[[Path], None]:
                             else json.dumps(docs[kind]))
 
     return damage
+
+
+# --- python -m trainer export ------------------------------------------------------------------------
+def export_cli(how: str) -> Callable:
+    """``export`` given a file of no kind it converts, ``--out`` in an expert's folder (through '..'), or an
+    output folder that cannot be written (read-only) or created (below a file)."""
+
+    def make(ctx: Ctx) -> list[str]:
+        if how == "expert folder":
+            root = gleason(ctx)
+            return ["export", "--data", str(root), "--out", str(root / "Maps_vote" / ".." / "Maps3_T")]
+        (ctx.tmp / "notes.txt").write_text("not a mask")
+        if how == "unknown kind":
+            return ["export", str(ctx.tmp / "notes.txt"), "--out", str(ctx.tmp / "exported")]
+        np.save(ctx.tmp / "core_roughness.npy", np.zeros((40, 48), np.float32))
+        if how == "read-only":
+            ctx.monkeypatch.setattr(*READ_ONLY)
+            return ["export", str(ctx.tmp / "core_roughness.npy"), "--out", str(ctx.tmp / "exported")]
+        return ["export", str(ctx.tmp / "core_roughness.npy"), "--out", str(ctx.tmp / "notes.txt" / "exported")]
+
+    return make

@@ -46,7 +46,7 @@ from broken_data import UNSAMPLED, three_broken_files, value_7_on_unsampled_core
 from broken_inputs import (
     CORE, DISK_FULL, MASK, PLUGIN_NAME, READ_ONLY, TRAIN, Ctx, broken_classes_json, config, corrupt_corrected_mask,
     corrupt_image, drop_training_experts, earlier_run, empty_expert_folder, core_named, export_core_named,
-    export_into, predict_into_expert_folder, float_image, full_disk_at_first_checkpoint, garbage_chunks,
+    export_cli, export_into, predict_into_expert_folder, float_image, full_disk_at_first_checkpoint, garbage_chunks,
     garbage_json, generic, gleason, image_of, init_from, mask_of, mask_value_7, new_folder, newer_format,
     no_expert_folders, opens, predict_cli, remove, rename_all_masks, resize_mask, review_store,
     rgb_mask_channels_differ, settings, split_file, synth_into_full_folder, train_on, truncate_image, with_file,
@@ -193,6 +193,15 @@ ROWS = [
         ("core.png", "not an image Pillow can read"), predict_cli(image=lambda p: p.write_bytes(b"garbage"))),
     Row("cli-predict-output-exists", 2, CLI, "predict where an earlier class map is", (MASK.replace(CORE, "core"),
         "refusing to overwrite"), predict_cli(earlier_output=True)),
+    # CLI — export to GeoJSON / OME-TIFF
+    Row("cli-export-unknown-kind", 18, CLI, "export a text file (neither a mask PNG nor a .npy map)",
+        ("notes.txt", "unknown file kind"), export_cli("unknown kind")),
+    Row("cli-export-into-expert-folder", 18, CLI, "export --data --out Maps_vote/../Maps3_T",
+        ("Maps3_T", "expert's folder"), export_cli("expert folder")),
+    Row("cli-export-read-only", 18, CLI, "export a map into a read-only folder",
+        ("core_roughness.ome.tif", "Read-only file system"), export_cli("read-only")),
+    Row("cli-export-under-a-file", 18, CLI, "export into a folder below a file", ("notes.txt", "cannot create"),
+        export_cli("under a file")),
     # plugin functions, no viewer (issues 3, 4)
     Row("plugin-settings-no-data", 4, PLUGIN, "the train form without data", ("choose the training data",),
         settings(data="")),
