@@ -121,3 +121,20 @@ def test_an_experts_folder_is_never_a_destination(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "expert's folder" in err[0] and "Maps" in err[0], err
     assert tree_digest(tmp_path) == before
+
+
+def test_geojson_uses_the_qupath_names_of_classes_json_and_reads_back_through_it(tmp_path, capsys):
+    from trainer.data.generic import load_class_scheme
+
+    classes = _tumour_core()
+    spec = {"classes": ["benign", "G3", "G4", "G5"], "values": {"0": 0, "1": 0, "3": 1, "4": 2, "5": 3},
+            "export_values": [1, 3, 4, 5], "names": {"Benign": 1, "Gleason 3": 3, "Gleason 4": 4, "Gleason 5": 5}}
+    (tmp_path / "classes.json").write_text(json.dumps(spec))
+    Image.fromarray(GLEASON_VALUES[classes]).save(tmp_path / "core9.png")
+    assert main(["export", str(tmp_path / "core9.png"), "--classes", str(tmp_path / "classes.json"),
+                 "--out", str(tmp_path / "out")]) == 0
+    out = tmp_path / "out" / "core9.geojson"
+    names = [f["properties"]["classification"]["name"] for f in json.loads(out.read_text())["features"]]
+    assert names == ["Benign", "Gleason 3", "Gleason 4", "Gleason 5"]
+    back = read_geojson_mask(out, classes.shape, load_class_scheme(tmp_path / "classes.json"))
+    np.testing.assert_array_equal(back, classes)

@@ -94,6 +94,18 @@ def write_in_new_folder(path: Path, write: Callable[[Path], Path]) -> Path:
 
 
 # --- writers ----------------------------------------------------------------------------------
+def qupath_names(scheme: ClassScheme) -> list[str]:
+    """The QuPath class name of each class: the classes.json ``"names"`` entry standing for the class's
+    export value (else for any of its values), so that the GeoJSON reads back through the same
+    classes.json; the class name where there is none (Gleason: benign, G3, G4, G5)."""
+    out = []
+    for c, name in enumerate(scheme.names):
+        exact = [n for n, v in scheme.annotation_names.items() if v == scheme.export_value(c)]
+        same = [n for n, v in scheme.annotation_names.items() if scheme.values.get(v) == c]
+        out.append((exact or same or [name])[0])
+    return out
+
+
 def class_map_writer(fmt: str, class_map: np.ndarray, scheme: ClassScheme, *, pixel_size_um=None,
                      skip_classes: Sequence[str] = (), name: str | None = None) -> Callable[[Path], Path]:
     """A function writing ``class_map`` (class indices, ``IGNORE_INDEX`` unlabelled) as ``fmt`` to a path:
@@ -106,7 +118,7 @@ def class_map_writer(fmt: str, class_map: np.ndarray, scheme: ClassScheme, *, pi
 
         coding = LabelCoding.from_scheme(scheme)
         skip = tuple(scheme.names.index(n) for n in skip_classes)
-        return lambda path: write_geojson(path, class_map, list(scheme.names), list(coding.colors), skip_classes=skip)
+        return lambda path: write_geojson(path, class_map, qupath_names(scheme), list(coding.colors), skip_classes=skip)
     if fmt == "png":
         from .data.io import write_mask_png
 
