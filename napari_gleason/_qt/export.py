@@ -68,7 +68,7 @@ class ExportPanel(QGroupBox):
         self.format_box.setToolTip("mask PNG in the dataset's values, GeoJSON annotations for QuPath (drag the "
                                    "file onto the image), or a map as a pyramidal OME-TIFF (QuPath, Fiji)")
         self.folder = QLineEdit()
-        self.folder.setPlaceholderText("folder for <core>_classimg_nonconvex.png")
+        self.folder.setPlaceholderText("export folder (never an expert's)")
         self.store = QLineEdit()
         self.store.setPlaceholderText("review store (.zarr)")
         self._browse_folder = QPushButton("…")
