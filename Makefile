@@ -25,7 +25,7 @@ system-deps:
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[qt,dev]'
+	$(BIN)/python -m pip install -q -e '.[gui,dev]'
 	@touch $(STAMP)
 
 # The demo: napari with the sample core and the docked widgets; with no display it renders the

@@ -26,10 +26,12 @@ import sys
 import time
 from pathlib import Path
 
+from . import sample_data
+
 DEFAULT_SHOT = Path("out") / "napari-gleason-demo.png"
 SCREEN = "1600x1000x24"
-#: The small checkpoint the demo predicts with (in a source checkout; an installed wheel has none).
-DEMO_MODEL = Path(__file__).resolve().parents[1] / "sample_data" / "demo_model.pt"
+#: The small checkpoint the demo predicts with (``sample_data/``, installed as ``napari_gleason.sample_data``).
+DEMO_MODEL = sample_data.DEMO_MODEL
 #: How it was made (:func:`make_demo_model`): 40 synthetic cores of the sample generator (seed 1, so
 #: the demo's sample core, seed 3, is not among them), then a CPU run of a 600-iteration schedule
 #: stopped after iteration :data:`DEMO_STOP_AT` (validation Dice 0.600, 0.646, 0.664 at 100, 200, 300).
@@ -231,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     if model is not None and not model.exists():
         if model != DEMO_MODEL:
             raise SystemExit(f"no checkpoint at {model}")
-        # an installed wheel ships no sample_data: show the review half and say how to get the rest
-        print(f"no demo model at {model} (a source checkout has it; or --make-model): review only", file=sys.stderr)
+        # removed from the checkout or the installation: show the review half and say how to get the rest
+        print(f"no demo model at {model} (--make-model rebuilds it): review only", file=sys.stderr)
         model = None
 
     headless = not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY")
