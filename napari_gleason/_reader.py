@@ -1,7 +1,8 @@
 """The npe2 reader: core images, dataset folders and review stores, returned as layer data only.
 
 - an image inside a Gleason 2019 (``Train Imgs/``) or generic (``images/``) dataset → the image
-  plus one labels layer per expert found for that core;
+  plus one labels layer per expert found for that core (napari offers only some of these names to
+  the reader: see below);
 - a dataset folder, or a review store of several cores → its first core, the image layer's
   metadata naming the folder (``browse``): the dataset browser lists the rest (the review widget
   docks it when it sees such a core; Plugins ▸ napari-gleason ▸ Dataset browser does too);
@@ -14,9 +15,9 @@ with its coarse levels decoded at reduced size and full resolution decoding in t
 
 What napari offers to this reader (``napari.yaml``): npe2 matches a file by its *name* only
 (``fnmatch`` on the name, suffix lower-cased; never the folder it is in), and when two readers
-match a path napari asks the user to choose (a dialog; ``MultipleReaderError`` from
-``viewer.open`` without a ``plugin=``) before calling either, whatever ``napari_get_reader``
-would return. Claiming ``*.png`` would thus put that dialog in front of every image. The manifest
+match a path, File ▸ Open and drag-and-drop ask the user to choose (a dialog;
+``viewer.open(path, plugin=None)`` raises ``MultipleReaderError``) before calling either,
+whatever ``napari_get_reader`` would return. Claiming ``*.png`` would thus put that dialog in front of every image. The manifest
 claims instead:
 
 - folders (``accepts_directories``): a dataset folder or a ``.zarr`` review store. npe2 cannot
@@ -24,7 +25,8 @@ claims instead:
   folder brings napari's choice between the two (napari can remember it, per folder);
 - core images named as in Gleason 2019, ``slide*_core*<digit>`` with an image suffix
   (``slide001_core003.jpg``; not the masks, ``…_classimg_nonconvex.png``): napari offers both
-  readers for those too, since its builtin reader claims every ``.jpg``.
+  readers for those too, since its builtin reader claims every ``.jpg`` (remembering that
+  choice sends every ``.jpg`` to napari-gleason first; other names still go to napari's reader).
 
 Every other image goes to napari's builtin reader without a question. A core image of another
 name (a generic ``images/<core>.png`` layout) is not claimed: open its dataset folder (the
