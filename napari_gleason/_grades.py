@@ -49,7 +49,17 @@ def grade_steps(image: Any, labels: Mapping[str, Any], coding: LabelCoding, tiss
         yield "tissue", tissue
     for role, data in labels.items():
         classes = coding.to_classes(np.asarray(data))
-        yield role, grade_core(classes, coding.names, tissue, rule=RULE, min_share=MIN_SHARE)
+        yield role, grade_core(classes, coding.names, fit_mask(tissue, classes.shape), rule=RULE, min_share=MIN_SHARE)
+
+
+def fit_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``mask`` sampled (nearest, at pixel centres) at ``shape``: a prediction may be a coarser map of the
+    whole core (the model's input size, shown with a larger scale) than the image the tissue mask is of."""
+    if mask.shape == tuple(shape[:2]):
+        return mask
+    rows = ((np.arange(shape[0]) + 0.5) * mask.shape[0] / shape[0]).astype(np.intp)
+    cols = ((np.arange(shape[1]) + 0.5) * mask.shape[1] / shape[1]).astype(np.intp)
+    return mask[np.ix_(rows, cols)]
 
 
 def grade_cells(grade: CoreGrade | None, names) -> list[str]:
@@ -63,7 +73,7 @@ def grade_cells(grade: CoreGrade | None, names) -> list[str]:
 
 
 def grade_headers(names) -> list[str]:
-    return ["Rater", *(f"{n} %" for n in names), "Primary", "Secondary", "Gleason score", "ISUP GG"]
+    return ["Rater", *(f"{n} %" for n in names), "Primary", "Secondary", "Score", "ISUP GG"]
 
 
 def grade_group_spread(groups) -> float:

@@ -12,7 +12,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from qtpy.QtCore import Qt, QTimer
-from qtpy.QtWidgets import QAbstractItemView, QGroupBox, QLabel, QTableWidget, QTableWidgetItem, QVBoxLayout
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QAbstractScrollArea,
+    QGroupBox,
+    QLabel,
+    QSizePolicy,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+)
 
 from . import workers
 from .._grades import (GRADED, MIN_SHARE, RULE, grade_cells, grade_group_spread, grade_headers, grade_steps, gradable,
@@ -49,7 +58,10 @@ class GradesPanel(QGroupBox):
         self.table = add_csv_actions(QTableWidget(0, 0), "grades")
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
-        self.table.setMinimumHeight(140)
+        # every rater's row in view (a few experts, vote, STAPLE, prediction): no vertical scrolling
+        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table.setSizeAdjustPolicy(QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents)
+        self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         how = QLabel(HOW)
         how.setWordWrap(True)
         layout = QVBoxLayout(self)
@@ -167,6 +179,7 @@ class GradesPanel(QGroupBox):
         for j, n in enumerate(self._names, start=1):
             self.table.horizontalHeaderItem(j).setToolTip(f"share of the core's tissue labelled {n}, %")
         if headers:
+            self.table.horizontalHeaderItem(len(headers) - 2).setToolTip("Gleason score: primary + secondary pattern")
             self.table.horizontalHeaderItem(len(headers) - 1).setToolTip(
                 "ISUP grade group (Epstein et al. 2016): 1 ≤ 3+3, 2 = 3+4, 3 = 4+3, 4 = 8, 5 = 9-10; 0 benign")
         self.table.setRowCount(len(self._roles))
@@ -178,3 +191,4 @@ class GradesPanel(QGroupBox):
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.table.setItem(i, j, item)
         self.table.resizeColumnsToContents()
+        self.table.resizeRowsToContents()

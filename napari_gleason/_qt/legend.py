@@ -1,8 +1,8 @@
 """Class legend: a colour swatch and the name of each class, in the labels layers' own colours.
 
 The swatches are drawn from :meth:`~trainer.data.classes.LabelCoding.colormap` — the colormap every
-labels layer of the plugin uses — so the legend cannot drift from the layers. Benign, see-through on
-the canvas, is drawn as its colour over the widget's background, the way it looks over glass.
+labels layer of the plugin uses — so the legend cannot drift from the layers. Swatches are opaque:
+benign, half see-through on the canvas, would vanish into a dark theme's background otherwise.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ SWATCH = 14
 
 
 def swatch_color(rgba) -> QColor:
-    """A colormap entry (RGBA floats 0-1) as a ``QColor``."""
-    r, g, b, a = (float(v) for v in rgba)
-    return QColor.fromRgbF(r, g, b, a)
+    """A colormap entry (RGBA floats 0-1) as an opaque ``QColor``."""
+    r, g, b = (float(v) for v in rgba[:3])
+    return QColor.fromRgbF(r, g, b, 1.0)
 
 
 class ClassLegend(QWidget):
@@ -52,7 +52,8 @@ class ClassLegend(QWidget):
             pix.fill(color)
             box = QLabel()
             box.setPixmap(pix)
-            box.setToolTip(f"{name}: label value {value}")
+            alpha = float(cmap[value][3])
+            box.setToolTip(f"{name}: label value {value}" + ("" if alpha == 1 else f", drawn {100 * alpha:.0f} % opaque"))
             text = QLabel(name)
             text.setToolTip(box.toolTip())
             self._add(box)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from napari_gleason._grades import grade_cells, grade_group_spread, grade_headers, grade_steps, rater_name
+from napari_gleason._grades import fit_mask, grade_cells, grade_group_spread, grade_headers, grade_steps, rater_name
 from napari_gleason._layers import ROLE_STYLES, LabelCoding, label_features, layer_tuple
 from napari_gleason._scores import CoreScore, expert_grade_groups
 from napari_gleason._table_csv import save_csv, table_csv
@@ -53,6 +53,12 @@ def test_grade_steps_grade_a_hand_made_core():
     assert grade_cells(g, NAMES) == ["10.0", "30.0", "60.0", "0.0", "4", "3", "4+3=7", "3"]
     assert grade_cells(out["prediction"], NAMES)[-4:] == ["5", "5", "5+5=10", "5"]
     assert len(grade_headers(NAMES)) == 1 + len(grade_cells(None, NAMES))
+    # a prediction coarser than the image (the model's input size) is graded against the mask sampled to its size
+    image[:5] = 255  # glass on the top half
+    half = dict(grade_steps(image, {"p": CODING.to_labels(np.array([[1, 0], [2, 0]], np.uint8))}, CODING))
+    np.testing.assert_array_equal(fit_mask(half["tissue"], (2, 2)), [[False, False], [True, True]])
+    # G3 on glass still counts (a tumour label is tissue); the benign pixel on glass does not: 1/3 each
+    assert grade_cells(half["p"], NAMES)[:4] == ["33.3", "33.3", "33.3", "0.0"]
     # given the tissue mask, it is not computed again
     again = list(grade_steps(image, {"expert:1": labels["expert:1"]}, CODING, tissue=out["tissue"]))
     assert [k for k, _ in again] == ["expert:1"]
