@@ -420,7 +420,7 @@ def cmd_summarize(a: argparse.Namespace) -> int:
         from .prediction import ArraySink, WholeCore, check_compatible, predict
 
         predictor = _predictor(a)
-        check_compatible(predictor, ds.scheme)
+        check_compatible(predictor, ds.scheme, ds.root)
     rows, groups = [], {}  # groups[rater][core] = grade group (None: unlabelled)
     for record in ds.cores:
         core = load_core(record, ds.scheme)

@@ -22,6 +22,7 @@ from .grading import grade_core, pattern_of_class
 from .metrics import (DiceAccumulator, cohen_kappa_from_confusion, cohen_kappa_ratings, confusion_matrix,
                       fleiss_kappa_ratings, mean_ignoring_nan)
 from .prediction import ArraySink, WholeCore, predict
+from .prediction.pipeline import check_compatible
 
 
 def is_gleason_scheme(names) -> bool:
@@ -38,6 +39,7 @@ def evaluate(predictor: Predictor, ds: MultiExpertSet, cores: Iterable[CoreRecor
     """Evaluate ``predictor`` on ``cores`` in the paper setting (:func:`trainer.prediction.predict`,
     :class:`~trainer.prediction.WholeCore` at ``size``, default the training size). ``reference``
     (core name → class map) replaces the vote, e.g. the known truth of synthetic cores."""
+    check_compatible(predictor, ds.scheme, ds.root)  # Dice of foreign classes would mean nothing
     names = ds.scheme.names
     c = ds.scheme.num_classes
     vote_acc = DiceAccumulator(c)

@@ -191,6 +191,12 @@ class TrainingSetup:
     def load_init(self, path) -> list[str]:
         """Fine-tuning start: the checkpoint's weights, a fresh optimiser and iteration 0."""
         payload = load_checkpoint(path)
+        theirs = tuple((payload.get("scheme") or {}).get("names") or ())
+        if theirs and theirs != tuple(self.scheme.names):  # same count, other classes: weights would load
+            raise CheckpointError(
+                f"the checkpoint was trained on the classes {', '.join(theirs)} but the dataset {self.cfg.data.path} "
+                f"has {', '.join(self.scheme.names)}; fine-tune a checkpoint trained on data with the same classes",
+                path)
         try:
             check_compatible(payload, self.model.config, "this run")
         except CheckpointError as exc:

@@ -31,7 +31,7 @@ from pathlib import Path
 from trainer.data.records import CoreRecord, MultiExpertSet, load_core
 from trainer.errors import InputError
 
-from .pipeline import FileSink, Tiled, WholeCore, predict
+from .pipeline import FileSink, Tiled, WholeCore, check_compatible, predict
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -104,6 +104,7 @@ def check_targets(predictor, ds: MultiExpertSet, cores: list[CoreRecord], folder
     rank runs them on all cores before predicting, so a bad ``--out`` fails the job at once."""
     from trainer.safe_paths import check_not_expert_file
 
+    check_compatible(predictor, ds.scheme, ds.root)  # never a foreign class written in this dataset's values
     sinks = [core_sink(folder, r, predictor) for r in cores]
     for record, sink in zip(cores, sinks):
         check_not_expert_file(sink.mask_path, ds.root)  # a prediction never lands among an expert's masks
@@ -231,6 +232,7 @@ def predict_dataset_into_store(predictor, ds: MultiExpertSet, cores: list[CoreRe
 
     if not isinstance(mode, Tiled):
         raise InputError("a review store holds full-resolution predictions: use --mode full (or --tiled)", store_path)
+    check_compatible(predictor, ds.scheme, ds.root)
     t0 = time.perf_counter()
     store = _open_or_create(store_path, ds)
     mine = cores[rank::world]

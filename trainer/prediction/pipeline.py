@@ -153,12 +153,14 @@ class PredictOutput:
 
 
 # --- checks and notes ---------------------------------------------------------------------------------
-def check_compatible(predictor, scheme: ClassScheme) -> None:
-    """The checkpoint must predict the classes this core is labelled with."""
+def check_compatible(predictor, scheme: ClassScheme, data: str | Path | None = None) -> None:
+    """The checkpoint must predict the classes this core (or the dataset ``data``) is labelled with:
+    same names in the same order. A mismatch is one line naming the checkpoint and the data."""
     theirs, ours = tuple(predictor.scheme.names), tuple(scheme.names)
     if theirs != ours:
+        where = f"the dataset {data} is" if data is not None else "this core is"
         raise CheckpointError(
-            f"the checkpoint predicts {len(theirs)} classes ({', '.join(theirs)}) but this core is labelled "
+            f"the checkpoint predicts {len(theirs)} classes ({', '.join(theirs)}) but {where} labelled "
             f"with {len(ours)} ({', '.join(ours)}); choose a checkpoint trained on data with the same classes",
             predictor.path or None)
 
