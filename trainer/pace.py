@@ -53,7 +53,7 @@ def format_duration(seconds: float) -> str:
 
 @torch.no_grad()
 def probe_forward_seconds(nets: list[torch.nn.Module], batch_size: int, device: torch.device,
-                          size: int = PROBE_SIZE, repeats: int = 2) -> float:
+                          size: int = PROBE_SIZE, repeats: int = 1) -> float:
     """Seconds of one forward of ``nets`` on a ``batch_size × 3 × size²`` batch (best of ``repeats``
     after a warm-up). Evaluation mode and no gradients: nothing about the networks changes."""
     x = torch.zeros(batch_size, 3, size, size, device=device)
