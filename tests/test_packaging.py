@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import time
 import tomllib
 import zipfile
@@ -179,7 +180,7 @@ def _venv_with_project_deps(venv: Path) -> Path:
     python = venv / "bin" / "python"
     site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                capture_output=True, text=True, check=True).stdout.strip())
-    project_site = Path(next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()))
+    project_site = Path(sysconfig.get_paths()["purelib"])
     deps = venv / "project-deps"
     deps.mkdir()
     for entry in project_site.iterdir():

@@ -210,7 +210,8 @@ def test_cores_dataset_folders_and_stores_are_offered_to_the_plugin(make_napari_
     preference, ours opens it."""
     from napari.errors import MultipleReaderError
     from napari.plugins import _npe2
-    from napari.settings import get_settings
+    from napari import settings as napari_settings
+    from napari.settings import NapariSettings, get_settings
 
     core = gleason_named / "Train Imgs" / f"{CORE1}.png"
     store = _store_of(gleason_named, tmp_path / "review.zarr")
@@ -225,9 +226,10 @@ def test_cores_dataset_folders_and_stores_are_offered_to_the_plugin(make_napari_
         assert viewer.layers[0].name == CORE1
         viewer.layers.clear()
 
-    settings = get_settings()
-    monkeypatch.setattr(settings, "_save_on_change", False)  # never the user's napari settings file
-    monkeypatch.setattr(settings.plugins, "extension2reader", {"*/Train Imgs/*": PLUGIN, "*.zarr/": PLUGIN})
+    remembered = NapariSettings(config_path=None)  # not the user's napari settings file
+    remembered.plugins.extension2reader = {"*/Train Imgs/*": PLUGIN, "*.zarr/": PLUGIN}
+    monkeypatch.setattr(napari_settings, "_SETTINGS", remembered)
+    assert get_settings() is remembered
     for path in (core, store):
         assert file_open(viewer, path) == [], path  # the remembered choice: no question
         assert roles(viewer)[:3] == ["image", "expert:1", "expert:2"], path
