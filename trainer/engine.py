@@ -28,11 +28,12 @@ import torch.distributed as dist
 
 from . import events as ev
 from . import jsonsafe
+from .atomic import atomic_write
 from .checkpoint import load_checkpoint, restore_rng_state, save_checkpoint
 from .config import RunConfig, check_run_folder, interval_of
 from .errors import CheckpointError, InputError, NonFiniteLossError
 from .device import resolve_device
-from .pace import Interruptible, StopInIteration, probe_forward_seconds, project_step_seconds, projection_message
+from .pace import Interruptible, StopInIteration, project_run, projection_message
 from .training_setup import TrainingSetup, build_setup
 
 StopSignal = Callable[[], bool] | threading.Event | None
@@ -108,8 +109,12 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
     first = next(batches, None)
 
     if is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot make the run folder ({exc.strerror or exc})", run_dir) from exc
+        with atomic_write(run_dir / "config.json", "w", what="the run's config") as fh:
+            fh.write(json.dumps(cfg.to_dict(), indent=2))
     log = _EventLog(run_dir / "events.jsonl" if is_main else None)
 
     def emit(event: ev.Event) -> ev.Event:
@@ -124,7 +129,8 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
         yield emit(ev.Message(f"run already at iteration {start_iter} ≥ {cfg.train.iters}; nothing to do"))
 
     if is_main and start_iter < cfg.train.iters:
-        yield emit(ev.Message(_projection(setup, cfg, device, cfg.train.iters - start_iter)))
+        yield emit(ev.Message(project_run([setup.model, setup.weighting, setup.confusion], cfg.train.batch_size,
+                                          cfg.data.size, cfg.train.iters - start_iter, device)))
 
     saved_at = {"last": start_iter if resume else None}
 
@@ -135,7 +141,12 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
         if not is_main:
             return None
         path = last_path if which == "last" else best_path
-        save_checkpoint(path, setup.state(iteration, best, best_iter))
+        try:
+            save_checkpoint(path, setup.state(iteration, best, best_iter))
+        except InputError as exc:  # a full disk: say where the run stands, and stop
+            last = (f"{last_path.name} holds iteration {saved_at['last']}" if saved_at["last"] is not None
+                    else "no last.pt was written")
+            raise InputError(f"{exc.message}; training stopped at iteration {iteration}, {last}", path) from exc
         if which == "last":
             saved_at["last"] = iteration
         return ev.CheckpointSaved(iteration, str(path), which)
@@ -227,15 +238,6 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
     log.close()
 
 
-def _projection(setup: TrainingSetup, cfg: RunConfig, device: torch.device, iters: int) -> str:
-    """The projected run time from a forward probe (:mod:`trainer.pace`), before the first iteration."""
-    nets = [setup.model] + [n for n in (setup.weighting, setup.confusion)
-                            if n is not None and getattr(n, "form", None) != "heads"]  # heads read features
-    probe = min(cfg.data.size, 256)
-    seconds = probe_forward_seconds(nets, cfg.train.batch_size, device, size=probe)
-    return projection_message(project_step_seconds(seconds, cfg.data.size, probe), iters, cfg.data.size, device)
-
-
 def _mean_over_ranks(terms: dict[str, torch.Tensor], world: int) -> dict[str, float]:
     """Loss terms for the log: the mean over DDP ranks, so rank 0 logs the global batch's losses."""
     keys = sorted(terms)
@@ -254,20 +256,38 @@ def _diverged(what: str, iteration: int, saved: int | None, last_path: Path) -> 
 
 
 class _EventLog:
-    """JSON-lines event log in the run folder (rank 0 only); flushed per line so a GUI can follow it."""
+    """JSON-lines event log in the run folder (rank 0 only), appended a whole line at a time so a GUI
+    can follow it. A line that cannot be written (a full disk) is cut off again, and the run stops
+    with an :class:`InputError` naming the log."""
 
     def __init__(self, path: Path | None):
-        self.fh = open(path, "a", encoding="utf-8") if path is not None else None
+        self.path, self.fd = path, None
+        if path is not None:
+            try:
+                self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise InputError(f"cannot write the run's event log ({exc.strerror or exc})", path) from exc
 
     def write(self, event: ev.Event | None) -> None:
-        if self.fh is not None and event is not None:
-            self.fh.write(jsonsafe.dumps(event.to_dict()) + "\n")
-            self.fh.flush()
+        if self.fd is None or event is None:
+            return
+        data = (jsonsafe.dumps(event.to_dict()) + "\n").encode("utf-8")
+        end = os.fstat(self.fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self.fd, view):]
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, end)  # no half line for a reader to choke on
+            raise InputError(f"cannot write the run's event log ({exc.strerror or exc})", self.path) from exc
 
     def close(self) -> None:
-        if self.fh is not None:
-            self.fh.close()
-            self.fh = None
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    __del__ = close  # a run that ends with an exception closes its log too
 
 
 __all__ = ["train", "poly_lr", "TrainingSetup", "resolve_device", "CheckpointError", "InputError"]

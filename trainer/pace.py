@@ -107,6 +107,19 @@ def projection_message(step_seconds: float, iters: int, size: int, device: torch
             + (", or " + ", or ".join(fits[-2:]) if fits else "") + ".")
 
 
+def annotator_nets(nets) -> list[torch.nn.Module]:
+    """The networks a probe runs on an image: confusion heads read decoder features and ride along."""
+    return [n for n in nets if n is not None and getattr(n, "form", None) != "heads"]
+
+
+def project_run(nets, batch_size: int, size: int, iters: int, device: torch.device) -> str:
+    """:func:`projection_message` for ``iters`` iterations of ``nets`` at ``size``, from a probe at
+    ``min(size, 256)``."""
+    probe = min(size, 256)
+    seconds = probe_forward_seconds(annotator_nets(nets), batch_size, device, size=probe)
+    return projection_message(project_step_seconds(seconds, size, probe), iters, size, device)
+
+
 class Interruptible:
     """Hooks that raise :class:`StopInIteration` inside a forward or backward once ``should_stop()``.
 

@@ -31,11 +31,12 @@ from .data.corrected import CorrectedCore, CorrectedCoreSet, MixedDataset, defau
 from .data.dataset import IterationSampler, MultiExpertDataset
 from .data.device_augment import augment_batch, seed_from_int64
 from .data.splits import Split
-from .device import amp_policy, resolve_augment_device
+from .device import amp_policy, resolve_augment_device, resolve_device
 from .errors import CheckpointError, InputError
 from .evaluation import validation_dice
 from .models import create_model
 from .objective import training_loss
+from .pace import project_run
 from .reweighting import WeightingCNN
 
 
@@ -321,6 +322,19 @@ def build_setup(cfg: RunConfig, device: torch.device, world: int = 1, rank: int 
         if confusion is not None:
             setup.ddp_confusion = DDP(_first(setup.compiled_confusion, confusion), device_ids=ids)
     return setup
+
+
+def estimate_run(cfg: RunConfig, num_classes: int = 4, num_experts: int = 3) -> str:
+    """The projected run time of ``cfg`` on this machine without reading any data: its networks,
+    randomly initialised, timed on a probe (:mod:`trainer.pace`). The train widget's Estimate."""
+    device = resolve_device(cfg.train.device)
+    try:
+        model = create_model(cfg.model.name, num_classes, encoder=cfg.model.encoder).to(device)
+    except KeyError as exc:
+        raise InputError(str(exc.args[0]) if exc.args else str(exc)) from None
+    weighting, confusion = build_annotator(cfg, num_experts, num_classes, model.feature_channels)
+    nets = [model] + [n.to(device) for n in (weighting, confusion) if n is not None]
+    return project_run(nets, cfg.train.batch_size, cfg.data.size, cfg.train.iters, device)
 
 
 def annotator_pretrained(cfg: RunConfig) -> bool | str:

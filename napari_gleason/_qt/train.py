@@ -112,6 +112,10 @@ class TrainWidget(QWidget):
         self.gpus = self._spin(2, max(2, cuda_device_count()), max(2, cuda_device_count()))
         self._start = QPushButton("Start")
         self._stop = QPushButton("Stop")
+        self._estimate = QPushButton("Estimate time")
+        self._estimate.setToolTip("time one step of these networks on this machine and project the run, "
+                                  "before starting it (reads no data)")
+        self._estimating = None  # the worker while it runs
         self.progress = QProgressBar()  # determinate: repaints once per iteration, never animates
         self.progress.setFormat("%v / %m iterations")
         self.progress.setRange(0, 1)
@@ -150,7 +154,7 @@ class TrainWidget(QWidget):
         form.addRow("start from", self._row(self.init, self._browse_init))
         if cuda_device_count() > 1:  # multi-GPU only where there are several GPUs
             form.addRow("multi-GPU", self._row(self.use_torchrun, self.gpus, QLabel("GPUs")))
-        buttons = self._row(self._start, self._stop)
+        buttons = self._row(self._start, self._stop, self._estimate)
         body = QWidget()
         inner = QVBoxLayout(body)
         inner.addLayout(form)
@@ -169,6 +173,7 @@ class TrainWidget(QWidget):
     def _add_callbacks(self) -> None:
         self._start.clicked.connect(self._on_start)
         self._stop.clicked.connect(self._on_stop)
+        self._estimate.clicked.connect(self._on_estimate)
         self._use_opened.clicked.connect(lambda: self._on_use_opened_dataset())
         self._browse_data.clicked.connect(lambda: self._browse_folder(self.data, "Training data folder"))
         self._browse_out.clicked.connect(lambda: self._browse_folder(self.out, "Output folder for the run"))
@@ -239,6 +244,35 @@ class TrainWidget(QWidget):
         what = f"training {cfg.model.name}" + (f" (torchrun, {nproc} GPUs)" if nproc > 1 else "")
         return self.start_job(run_in_child, cfg, nproc, what=what, total=cfg.train.iters, on_done=self._on_run_done)
 
+    def _on_estimate(self) -> bool:
+        """Project the run's time in a worker (it builds and times the networks: never on this thread)."""
+        if self._estimating is not None or not self.status.resting:
+            return False
+        try:
+            cfg = self.settings().to_run_config()
+        except InputError as exc:
+            show_error(f"Train: {exc}")
+            return False
+        from trainer.training_setup import estimate_run
+
+        from . import workers
+
+        self._estimate.setEnabled(False)
+        self.status_line.setText("estimating the run time …")
+
+        def done() -> None:
+            self._estimating = None
+            if not self._closed and _alive(self):
+                self._estimate.setEnabled(self.status.resting)
+
+        def show(text: str) -> None:
+            if not self._closed and _alive(self):
+                self.status_line.setText(text)
+
+        self._estimating = workers.start(estimate_run, cfg, what="Train: estimating the run time",
+                                         on_return=show, on_finish=done)
+        return True
+
     def start_job(self, job, *args, what: str, total: int, on_done=None, **kwargs) -> bool:
         """Run ``job`` through the runner with the plot live (the fine-tune panel uses it too)."""
         started = self.runner.start(job, *args, what=what, total=total, on_done=on_done, **kwargs)
@@ -262,6 +296,7 @@ class TrainWidget(QWidget):
         resting = state in (TrainState.IDLE, TrainState.DONE, TrainState.CRASHED)
         self._start.setEnabled(resting)
         self._stop.setEnabled(state is TrainState.TRAINING)
+        self._estimate.setEnabled(resting and self._estimating is None)
         for w in (self.data, self.model, self.encoder, self.gafl, self.reweight, self.confusion, self.iters,
                   self.batch_size,
                   self.size, self.lr, self.device, self.out, self.init, self._use_opened, self._browse_data,

@@ -135,3 +135,17 @@ def test_annotator_models_are_exclusive_in_the_form(train_widget, synthetic_data
     assert s.confusion and not s.reweight and s.to_run_config().loss.confusion
     w.reweight.setChecked(True)
     assert not w.confusion.isChecked() and w.settings().reweight
+
+
+def test_estimate_projects_the_run_before_start_and_names_what_fits(train_widget, synthetic_data, tmp_path, qtbot):
+    """The paper's 10k iterations at 1024² on this CPU: the widget says how long, before Start, and
+    which sizes fit; nothing is started and no folder made."""
+    _, w = train_widget(synthetic_data, tmp_path / "run", iters=10_000)
+    w.size.setValue(1024)
+    assert w._on_estimate()
+    assert not w._estimate.isEnabled() and w._start.isEnabled()
+    qtbot.waitUntil(lambda: w._estimating is None, timeout=120_000)
+    text = w.status_line.text()
+    assert text.startswith("projected run time:") and "10000 iterations at 1024² on cpu" in text
+    assert "more than 60 min on this CPU" in text and "--iters" in text
+    assert w._estimate.isEnabled() and not (tmp_path / "run").exists() and not live_children()
