@@ -73,7 +73,8 @@ def grade_cells(grade: CoreGrade | None, names) -> list[str]:
 
 
 def grade_headers(names) -> list[str]:
-    return ["Rater", *(f"{n} %" for n in names), "Primary", "Secondary", "Score", "ISUP GG"]
+    """Short column names (the review dock is narrow); the table's header tooltips say them in full."""
+    return ["Rater", *names, "Prim.", "Sec.", "Score", "GG"]
 
 
 def grade_group_spread(groups) -> float:

@@ -27,6 +27,7 @@ from . import workers
 from .._grades import (GRADED, MIN_SHARE, RULE, grade_cells, grade_group_spread, grade_headers, grade_steps, gradable,
                        rater_name)
 from .._layers import current_core, level0, role_of
+from .confusion import COMPACT
 from .tables import add_csv_actions
 
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
@@ -34,8 +35,9 @@ if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
 
 REFRESH_DELAY_MS = 150
 
-HOW = (f"Shares of the tissue (tissue mask as in <code>python -m trainer summarize</code>); grades by the "
-       f"{RULE.upper()} rule, a pattern counting from {100 * MIN_SHARE:g} % of the core.")
+HOW = (f"Each class's % of the tissue (tissue mask as in <code>python -m trainer summarize</code>); primary and "
+       f"secondary pattern, Gleason score and ISUP grade group (GG) by the {RULE.upper()} rule, a pattern counting "
+       f"from {100 * MIN_SHARE:g} % of the core.")
 
 
 class GradesPanel(QGroupBox):
@@ -58,6 +60,7 @@ class GradesPanel(QGroupBox):
         self.table = add_csv_actions(QTableWidget(0, 0), "grades")
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
+        self.table.setStyleSheet(COMPACT)  # the whole table in the review dock's ~420 px
         # every rater's row in view (a few experts, vote, STAPLE, prediction): no vertical scrolling
         self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.table.setSizeAdjustPolicy(QAbstractScrollArea.SizeAdjustPolicy.AdjustToContents)
@@ -179,8 +182,13 @@ class GradesPanel(QGroupBox):
         for j, n in enumerate(self._names, start=1):
             self.table.horizontalHeaderItem(j).setToolTip(f"share of the core's tissue labelled {n}, %")
         if headers:
-            self.table.horizontalHeaderItem(len(headers) - 2).setToolTip("Gleason score: primary + secondary pattern")
-            self.table.horizontalHeaderItem(len(headers) - 1).setToolTip(
+            n = len(headers)
+            self.table.horizontalHeaderItem(n - 4).setToolTip("primary Gleason pattern: the most extensive")
+            self.table.horizontalHeaderItem(n - 3).setToolTip(
+                "secondary Gleason pattern: the highest if higher than the primary, else the most extensive lower "
+                "one from 5 % of the tumour (ISUP); the primary again when alone")
+            self.table.horizontalHeaderItem(n - 2).setToolTip("Gleason score: primary + secondary pattern")
+            self.table.horizontalHeaderItem(n - 1).setToolTip(
                 "ISUP grade group (Epstein et al. 2016): 1 ≤ 3+3, 2 = 3+4, 3 = 4+3, 4 = 8, 5 = 9-10; 0 benign")
         self.table.setRowCount(len(self._roles))
         for i, role in enumerate(self._roles):

@@ -63,14 +63,15 @@ class ReviewWidget(QWidget):
         self.export = ExportPanel(viewer)
         body = QWidget()
         inner = QVBoxLayout(body)
-        for w in (self.title, self.legend, self.experts, self.consensus, self.grades, self.confusion, self.roughness,
-                  self.export):
+        for w in (self.title, self.experts, self.consensus, self.grades, self.confusion, self.roughness, self.export):
             inner.addWidget(w)
         inner.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(body)
-        QVBoxLayout(self).addWidget(scroll)
+        outer = QVBoxLayout(self)
+        outer.addWidget(self.legend)  # above the scrolled panels: the colours stay named whatever is in view
+        outer.addWidget(scroll)
         self.setMinimumWidth(420)
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)

@@ -139,7 +139,7 @@ def test_tables_copy_and_save_as_csv(review, wait_idle, tmp_path, qtbot):
     table.setFocus()
     table.setRangeSelected(QTableWidgetSelectionRange(0, 0, 1, 1), True)
     qtbot.keyClick(table, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
-    assert parse(QGuiApplication.clipboard().text()) == [["Rater", "benign %"], ["expert 1", "10.0"],
+    assert parse(QGuiApplication.clipboard().text()) == [["Rater", "benign"], ["expert 1", "10.0"],
                                                          ["expert 2", "0.0"]]
     # a confusion table keeps its row labels (true class and share) as the first column
     m = np.eye(4) * 0.9 + 0.025
