@@ -356,6 +356,19 @@ def garbage_chunks(relative: str) -> Callable[[Path], None]:
     return damage
 
 
+def damage_chunk(relative: str, how: str) -> Callable[[Path], None]:
+    """The first chunk file of the array ``relative`` (in the store) ``deleted`` or ``truncated`` (half of it kept)."""
+
+    def damage(store: Path) -> None:
+        chunk = sorted(p for p in (store / relative / "c").rglob("*") if p.is_file())[0]
+        if how == "deleted":
+            chunk.unlink()
+        else:
+            chunk.write_bytes(chunk.read_bytes()[: chunk.stat().st_size // 2])
+
+    return damage
+
+
 def core_named(relative: str, name: str) -> Callable[[Path], None]:
     """A crafted store: the core in folder ``relative`` claims to be named ``name``."""
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from . import jsonsafe
+from .atomic import atomic_write
 from .errors import InputError, NonFiniteLossError
 
 
@@ -234,18 +235,25 @@ def cmd_check(a: argparse.Namespace) -> int:
 
     from .data import open_dataset
     from .data.check import check_dataset
+    from .review_store import is_review_store
+    from .review_store.check import check_store
 
-    ds = open_dataset(a.data)
-    for note in ds.notes:
+    store = is_review_store(a.data)
+    ds = None if store else open_dataset(a.data)
+    for note in ds.notes if ds is not None else ():
         print(f"note: {note}")
-    with tqdm(total=len(ds), desc="check", unit="core", disable=not sys.stderr.isatty(), dynamic_ncols=True) as bar:
-        report = check_dataset(ds, full=a.full, progress=lambda done, total: bar.update(1))
+    with tqdm(total=len(ds) if ds is not None else None, desc="check", unit="core", disable=not sys.stderr.isatty(),
+              dynamic_ncols=True) as bar:
+        step = lambda done, total: bar.update(1)  # noqa: E731
+        report = check_store(a.data, a.full, step) if store else check_dataset(ds, full=a.full, progress=step)
     if report.problems:
         print(report.table())
     print(report.summary())
     if report.problems:
         n = len(report.problems)
-        print(f"error: {a.data}: {n} problem{'s' * (n != 1)} in the data (listed above)", file=sys.stderr)
+        first = f"; first: {report.problems[0].problem}" if store else ""
+        print(f"error: {a.data}: {n} problem{'s' * (n != 1)} in the {'review store' if store else 'data'} "
+              f"(listed above{first})", file=sys.stderr)
         return 2
     return 0
 
@@ -349,7 +357,8 @@ def _predict_dataset(a: argparse.Namespace) -> int:
                                                                          else f"files in {out}"))
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(jsonsafe.dumps(summary, indent=2))
+        with atomic_write(a.json, "w", what="the JSON summary") as f:
+            f.write(jsonsafe.dumps(summary, indent=2))
         print(f"wrote {a.json}")
     return 0
 
@@ -390,7 +399,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
               f"{g['fleiss_kappa_experts']:.3f}")
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(jsonsafe.dumps(result, indent=2))
+        with atomic_write(a.json, "w", what="the JSON result") as f:
+            f.write(jsonsafe.dumps(result, indent=2))
         print(f"wrote {a.json}")
     return 0
 
@@ -503,9 +513,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="write the split as JSON")
     p.set_defaults(func=cmd_split)
 
-    p = sub.add_parser("check", help="check every core's image and masks; all problems in one table")
-    p.add_argument("--data", required=True, help="dataset folder")
-    p.add_argument("--full", action="store_true", help="decode every image too (default: image headers only)")
+    p = sub.add_parser("check", help="check every core's image and masks (or a review store's arrays); all problems "
+                                     "in one table")
+    p.add_argument("--data", required=True, help="dataset folder or review store (.zarr)")
+    p.add_argument("--full", action="store_true", help="decode every image too (default: image headers only); "
+                                                       "for a review store, read every chunk (default: list them)")
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("train", help="train (or resume, or fine-tune) a model")

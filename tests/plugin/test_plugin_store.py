@@ -1,5 +1,6 @@
 """The review store: round trip, OME-Zarr conformance, version check, atomic writes."""
 
+import errno
 import json
 
 import numpy as np
@@ -89,11 +90,12 @@ def test_a_failed_write_leaves_the_store_as_it_was(tmp_path, core, monkeypatch):
     before = tree_digest(store.path)
 
     def boom(*args, **kwargs):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(_store, "_write_label_group", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(InputError, match="No space left on device") as info:
         store.write_core(core)
+    assert info.value.path == store.path / _store.safe_key(core.name)  # the core it was writing
     assert tree_digest(store.path) == before
     assert store.names == [] and not (store.path / ".staging").exists()
 

@@ -6,8 +6,11 @@ zarr v3 folder. Qt- and napari-free: the plugin, the CLI and the benchmarks use 
   :func:`is_review_store`, :func:`label_key`, :class:`StoreExistsError`
 - :class:`PredictionWriter`, :func:`load_maps`, :func:`roughness_into`, :class:`StoreImage`
 - :mod:`.ngff`: the shared NGFF metadata and pyramid helpers
+- :mod:`.integrity`: checksums and complete arrays, :class:`DamagedStoreError`; :mod:`.check`:
+  :func:`check_store` (``python -m trainer check --data STORE``)
 """
 
+from .integrity import DamagedStoreError
 from .ngff import STORE_KEY
 from .outputs import MAPS, PredictionWriter, StoreImage, load_maps, roughness_into, store_image
 from .store import (
@@ -23,7 +26,7 @@ from .store import (
 )
 
 __all__ = [
-    "FORMAT_VERSION", "MAPS", "STORE_KEY", "PredictionWriter", "ReviewStore", "StoreExistsError", "StoreImage",
+    "DamagedStoreError", "FORMAT_VERSION", "MAPS", "STORE_KEY", "PredictionWriter", "ReviewStore", "StoreExistsError", "StoreImage",
     "StoredCore", "image_pyramid", "is_review_store", "label_key", "load_maps", "role_prefix", "roughness_into",
     "safe_key", "store_image",
 ]

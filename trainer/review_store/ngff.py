@@ -9,12 +9,11 @@ sizes) so that they keep their values.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
 
+from trainer.atomic import atomic_write
 from trainer.data.classes import LabelCoding
 
 NGFF_VERSION = "0.5"
@@ -31,13 +30,10 @@ def read_json(path: Path) -> dict:
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    """Replace ``path`` with ``obj`` as JSON (:func:`trainer.atomic.atomic_write`: an OS error is an
+    ``InputError`` naming the file, and no temporary file stays)."""
+    with atomic_write(path, "w", what="the store's metadata") as f:
         json.dump(obj, f, indent=2)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def multiscale(name: str, axes: list[dict], shapes: list[tuple[int, ...]], kind: str) -> dict:

@@ -15,7 +15,7 @@ hands to its sink and writes them straight into zarr arrays, so memory stays at 
 
 All of it is written into ``.staging/`` first; only :meth:`PredictionWriter.finish` (after the
 last band and the pyramids) moves it into place, so a cancelled, crashed or disk-full prediction
-leaves the store as it was. Each output carries the id of the prediction that wrote it, and
+leaves the store as it was (a full disk is one ``InputError`` naming the core's folder and the reason). Each output carries the id of the prediction that wrote it, and
 :func:`load_maps` drops maps whose id differs from the prediction label's (a crash between two
 of the final moves cannot pair a new class map with old probabilities). Maps are float16: they
 are for looking at (probabilities to 1e-3); the class map and the learned consensus are computed
@@ -45,7 +45,8 @@ from .ngff import (
     read_json,
     write_json_atomic,
 )
-from .store import ReviewStore, label_key
+from .integrity import array_options
+from .store import ReviewStore, label_key, os_errors
 
 MAPS = "maps"
 MAP_DTYPE = np.float16
@@ -76,7 +77,7 @@ def _create_levels(group, shapes: list[tuple[int, ...]], dtype, dims: list[str],
     for i, shape in enumerate(shapes):
         chunks = tuple(min(CHUNK, s) if d != "c" else 1 for d, s in zip(dims, shape))
         arrays.append(group.create_array(str(i), shape=shape, dtype=dtype, chunks=chunks, dimension_names=dims,
-                                         fill_value=fill))
+                                         fill_value=fill, **array_options()))
     return arrays
 
 
@@ -111,24 +112,28 @@ class PredictionWriter:
         self.h, self.w = int(shape[1]), int(shape[2])
         self.id = uuid.uuid4().hex
         self.staged = store._staging_dir()
-        self.staged.mkdir(parents=True)
         self._labels: dict[str, list] = {}
         self._maps: dict[str, tuple[list, list[str]]] = {}
         self._finished = False
         try:
-            self._new_labels("prediction")
-            if learned:
-                self._new_labels("consensus:learned")
-            self._new_map("probability", list(classes))
-            if experts:
-                self._new_map("weight", list(experts))
-            if error_experts:
-                self._new_map("error", list(error_experts))
-            if roughness:
-                self._new_map("roughness", ["roughness"])
+            with self._os_errors():
+                self.staged.mkdir(parents=True)
+                self._new_labels("prediction")
+                if learned:
+                    self._new_labels("consensus:learned")
+                self._new_map("probability", list(classes))
+                if experts:
+                    self._new_map("weight", list(experts))
+                if error_experts:
+                    self._new_map("error", list(error_experts))
+                if roughness:
+                    self._new_map("roughness", ["roughness"])
         except BaseException:
             self.abort()
             raise
+
+    def _os_errors(self):
+        return os_errors(self.core_dir, f"the prediction of core {self.name!r} into the review store")
 
     # creating ----------------------------------------------------------------------------
     def _new_labels(self, role: str) -> None:
@@ -152,11 +157,13 @@ class PredictionWriter:
     # writing -----------------------------------------------------------------------------
     def write_labels(self, role: str, y0: int, y1: int, class_rows: np.ndarray) -> None:
         """Rows ``y0:y1`` of a class map (class indices; stored as label values)."""
-        self._labels[role][0][y0:y1] = self.store.coding.to_labels(np.asarray(class_rows, np.uint8))
+        with self._os_errors():
+            self._labels[role][0][y0:y1] = self.store.coding.to_labels(np.asarray(class_rows, np.uint8))
 
     def write_map(self, kind: str, y0: int, y1: int, rows: np.ndarray) -> None:
         """Rows ``y0:y1`` of every channel of map ``kind`` (``C×rows×W``)."""
-        self._maps[kind][0][0][:, y0:y1] = np.asarray(rows).astype(MAP_DTYPE, copy=False)
+        with self._os_errors():
+            self._maps[kind][0][0][:, y0:y1] = np.asarray(rows).astype(MAP_DTYPE, copy=False)
 
     # finishing ---------------------------------------------------------------------------
     def finish(self) -> None:
@@ -164,24 +171,25 @@ class PredictionWriter:
         import zarr
 
         try:
-            for levels in self._labels.values():
-                _fill_pyramid(levels, "labels")
-            for levels, _ in self._maps.values():
-                _fill_pyramid(levels, "maps")
-            zarr.open_group(self.staged / MAPS, mode="a", zarr_format=3,
-                            attributes={STORE_KEY: {"maps": list(self._maps), "prediction": self.id}})
-            self.store._swap_in(self.staged / MAPS, self.core_dir / MAPS, overwrite=True)
-            labels_dir = self.core_dir / "labels"
-            for role in self._labels:
-                self.store._swap_in(self.staged / "labels" / label_key(role), labels_dir / label_key(role),
-                                    overwrite=True)
-            meta = read_json(labels_dir / "zarr.json")
-            keys = meta["attributes"]["ome"].setdefault("labels", [])
-            added = [label_key(r) for r in self._labels if label_key(r) not in keys]
-            if added:
-                keys.extend(added)
-                write_json_atomic(labels_dir / "zarr.json", meta)
-            self._finished = True
+            with self._os_errors():
+                for levels in self._labels.values():
+                    _fill_pyramid(levels, "labels")
+                for levels, _ in self._maps.values():
+                    _fill_pyramid(levels, "maps")
+                zarr.open_group(self.staged / MAPS, mode="a", zarr_format=3,
+                                attributes={STORE_KEY: {"maps": list(self._maps), "prediction": self.id}})
+                self.store._swap_in(self.staged / MAPS, self.core_dir / MAPS, overwrite=True)
+                labels_dir = self.core_dir / "labels"
+                for role in self._labels:
+                    self.store._swap_in(self.staged / "labels" / label_key(role), labels_dir / label_key(role),
+                                        overwrite=True)
+                meta = read_json(labels_dir / "zarr.json")
+                keys = meta["attributes"]["ome"].setdefault("labels", [])
+                added = [label_key(r) for r in self._labels if label_key(r) not in keys]
+                if added:
+                    keys.extend(added)
+                    write_json_atomic(labels_dir / "zarr.json", meta)
+                self._finished = True
         finally:
             self.abort()
 
@@ -202,7 +210,6 @@ def load_maps(store: ReviewStore, name: str) -> dict[str, list[Any]]:
 
     Only maps written by the same prediction as the stored ``prediction`` labels are returned.
     """
-    import dask.array as da
     import zarr
 
     core_dir = store._core_dir(name)
@@ -217,13 +224,15 @@ def load_maps(store: ReviewStore, name: str) -> dict[str, list[Any]]:
             return {}
         out: dict[str, list[Any]] = {}
         for kind in root.attrs[STORE_KEY]["maps"]:
-            g = root[check_name(kind, "map", maps_dir / "zarr.json")]  # metadata of a shared store: untrusted
-            info = g.attrs[STORE_KEY]
-            levels = [da.from_zarr(g[d["path"]]) for d in g.attrs["ome"]["multiscales"][0]["datasets"]]
+            key = check_name(kind, "map", maps_dir / "zarr.json")  # metadata of a shared store: untrusted
+            info = root[key].attrs[STORE_KEY]
+            levels = [a.to_dask() for a in store._levels(name, maps_dir / key)]  # chunk files listed
             for i, ch in enumerate(info["channels"]):
                 role = "roughness" if kind == "roughness" else f"{kind}:{ch}"
                 out[role] = [lvl[i] for lvl in levels]
         return out
+    except InputError:
+        raise
     except (KeyError, ValueError, OSError) as e:
         raise InputError(f"review store entry is damaged: {e}", maps_dir) from None
 

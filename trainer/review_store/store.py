@@ -18,17 +18,25 @@ cannot paint on multiscale labels (napari #1587).
 
 Writes are atomic: a core or label image is written completely into ``.staging/`` inside the
 store, then moved into place with ``os.replace``; JSON metadata is replaced the same way. A
-crash leaves either the old or the new version, never half of one. A store whose
-``format_version`` is newer than :data:`FORMAT_VERSION` is refused with a clear error.
+crash leaves either the old or the new version, never half of one; an operating system error (a
+full disk) becomes one :class:`~trainer.errors.InputError` naming what was being written and the
+reason, with nothing of it left. A store whose ``format_version`` is newer than
+:data:`FORMAT_VERSION` is refused with a clear error.
+
+Every array carries a crc32c checksum per chunk and has every chunk written, so a deleted or
+damaged chunk is a :class:`.integrity.DamagedStoreError` naming the store, the core and the
+array, never zeros (:mod:`.integrity`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +47,7 @@ from trainer.data.classes import ClassScheme, LabelCoding
 from trainer.errors import InputError
 from trainer.safe_paths import check_name, check_relative_path, safe_child, trusted_dataset_root
 
+from .integrity import UNCHECKED_NOTE, CheckedArray, array_options, open_checked
 from .ngff import (
     CHUNK,
     CYX,
@@ -141,7 +150,7 @@ def image_pyramid(image: np.ndarray) -> list[np.ndarray]:
 def _write_levels(group, levels: list[np.ndarray], dims: list[str]) -> None:
     for i, arr in enumerate(levels):
         chunks = tuple(min(CHUNK, s) if d != "c" else s for d, s in zip(dims, arr.shape))
-        group.create_array(str(i), data=arr, chunks=chunks, dimension_names=dims)
+        group.create_array(str(i), data=arr, chunks=chunks, dimension_names=dims, **array_options())
 
 
 def _write_label_group(path: Path, role: str, labels: np.ndarray, n_levels: int, coding: LabelCoding) -> None:
@@ -151,6 +160,18 @@ def _write_label_group(path: Path, role: str, labels: np.ndarray, n_levels: int,
     attrs = label_image_attrs(label_key(role), [a.shape for a in levels], coding, {"role": role})
     group = zarr.open_group(path, mode="w-", zarr_format=3, attributes=attrs)
     _write_levels(group, levels, ["y", "x"])
+
+
+@contextlib.contextmanager
+def os_errors(path: Path, what: str) -> Iterator[None]:
+    """An ``OSError`` (a full disk, no permission) inside becomes one :class:`InputError` naming ``path``:
+    "cannot write <what> (No space left on device); nothing was written"."""
+    try:
+        yield
+    except InputError:
+        raise
+    except OSError as e:
+        raise InputError(f"cannot write {what} ({e.strerror or e}); nothing was written", path) from e
 
 
 def _level_path(dataset: dict, folder: Path) -> str:
@@ -179,7 +200,7 @@ class ReviewStore:
         self.attrs = attrs
         self.scheme = ClassScheme.from_dict(attrs["scheme"])
         self.coding = LabelCoding.from_scheme(self.scheme)
-        self.notes: list[str] = []
+        self.notes: list[str] = []  # said once: e.g. that older cores carry no checksums
 
     # opening -----------------------------------------------------------------------------
     @classmethod
@@ -217,8 +238,9 @@ class ReviewStore:
                  "coding": LabelCoding.from_scheme(scheme).to_dict(), "dataset": dataset, "layout": layout}
         staged = path.with_name(f".{path.name}.{uuid.uuid4().hex}.staging")
         try:
-            zarr.open_group(staged, mode="w-", zarr_format=3, attributes={STORE_KEY: attrs})
-            os.replace(staged, path)
+            with os_errors(path, "the review store"):
+                zarr.open_group(staged, mode="w-", zarr_format=3, attributes={STORE_KEY: attrs})
+                os.replace(staged, path)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
         return cls(path, attrs, core_type)
@@ -264,7 +286,8 @@ class ReviewStore:
     # writing -----------------------------------------------------------------------------
     def _staging_dir(self) -> Path:
         d = self.path / _STAGING / uuid.uuid4().hex
-        d.parent.mkdir(exist_ok=True)
+        with os_errors(d.parent, "into the review store"):
+            d.parent.mkdir(exist_ok=True)
         return d
 
     def _swap_in(self, staged: Path, final: Path, overwrite: bool) -> None:
@@ -304,20 +327,22 @@ class ReviewStore:
         levels = image_pyramid(image)
         staged = self._staging_dir()
         try:
-            attrs = {"ome": {"version": NGFF_VERSION,
-                             "multiscales": [multiscale(core.name, CYX, [a.shape for a in levels], "local_mean")]},
-                     STORE_KEY: {"core": core.name, "origin": dict(core.origin)}}
-            _write_levels(zarr.open_group(staged, mode="w-", zarr_format=3, attributes=attrs), levels, ["c", "y", "x"])
-            keys = []
-            for role, (data, in_label_values) in core.label_roles().items():
-                level = np.asarray(data[0] if isinstance(data, (list, tuple)) else data)
-                key = label_key(role)
-                _write_label_group(staged / "labels" / key, role, level if in_label_values else self.coding.to_labels(level),
-                                   len(levels), self.coding)
-                keys.append(key)
-            zarr.open_group(staged / "labels", mode="a", zarr_format=3,
-                            attributes={"ome": {"version": NGFF_VERSION, "labels": keys}})
-            self._swap_in(staged, final, overwrite)
+            with os_errors(final, f"core {core.name!r} into the review store"):
+                attrs = {"ome": {"version": NGFF_VERSION,
+                                 "multiscales": [multiscale(core.name, CYX, [a.shape for a in levels], "local_mean")]},
+                         STORE_KEY: {"core": core.name, "origin": dict(core.origin)}}
+                _write_levels(zarr.open_group(staged, mode="w-", zarr_format=3, attributes=attrs), levels, ["c", "y", "x"])
+                keys = []
+                for role, (data, in_label_values) in core.label_roles().items():
+                    level = np.asarray(data[0] if isinstance(data, (list, tuple)) else data)
+                    key = label_key(role)
+                    _write_label_group(staged / "labels" / key, role,
+                                       level if in_label_values else self.coding.to_labels(level), len(levels),
+                                       self.coding)
+                    keys.append(key)
+                zarr.open_group(staged / "labels", mode="a", zarr_format=3,
+                                attributes={"ome": {"version": NGFF_VERSION, "labels": keys}})
+                self._swap_in(staged, final, overwrite)
         finally:
             self._cleanup(staged)
         return final
@@ -337,16 +362,23 @@ class ReviewStore:
             raise StoreExistsError(f"{role!r} of core {name!r} is already in the review store", final)
         staged = self._staging_dir()
         try:
-            _write_label_group(staged, role, self.coding.to_labels(class_map), n_levels, self.coding)
-            if not (labels_dir / "zarr.json").is_file():
-                zarr.open_group(labels_dir, mode="a", zarr_format=3,
-                                attributes={"ome": {"version": NGFF_VERSION, "labels": []}})
-            self._swap_in(staged, final, overwrite)
-            meta = read_json(labels_dir / "zarr.json")
-            keys = meta["attributes"]["ome"].setdefault("labels", [])
-            if final.name not in keys:
-                keys.append(final.name)
-                write_json_atomic(labels_dir / "zarr.json", meta)
+            with os_errors(final, f"{role!r} of core {name!r} into the review store"):
+                _write_label_group(staged, role, self.coding.to_labels(class_map), n_levels, self.coding)
+                if not (labels_dir / "zarr.json").is_file():
+                    zarr.open_group(labels_dir, mode="a", zarr_format=3,
+                                    attributes={"ome": {"version": NGFF_VERSION, "labels": []}})
+                added = not final.exists()
+                self._swap_in(staged, final, overwrite)
+                meta = read_json(labels_dir / "zarr.json")
+                keys = meta["attributes"]["ome"].setdefault("labels", [])
+                if final.name not in keys:
+                    keys.append(final.name)
+                    try:
+                        write_json_atomic(labels_dir / "zarr.json", meta)
+                    except BaseException:
+                        if added:  # not listed: take it out again rather than leave it unlisted
+                            shutil.rmtree(final, ignore_errors=True)
+                        raise
         finally:
             self._cleanup(staged)
         return final
@@ -364,33 +396,64 @@ class ReviewStore:
             out["layout"] = self.attrs["layout"]
         return out
 
+    def open_array(self, name: str, folder: Path) -> CheckedArray:
+        """The array in ``folder`` of core ``name``, its chunk files checked against its chunk grid
+        (:func:`.integrity.open_checked`: a missing one raises a ``DamagedStoreError``); its reads
+        raise the same for a chunk that fails its checksum. An array without checksums adds
+        :data:`.integrity.UNCHECKED_NOTE` to :attr:`notes`, once."""
+        core_dir = self._core_dir(name)
+        try:
+            rel = Path(folder).relative_to(core_dir).as_posix()
+        except ValueError:
+            rel = Path(folder).name
+        array = open_checked(folder, self.path, name, rel)
+        if not array.checksums and UNCHECKED_NOTE not in self.notes:
+            self.notes.append(UNCHECKED_NOTE)
+        return array
+
+    def _levels(self, name: str, folder: Path) -> list[CheckedArray]:
+        """The checked pyramid levels of the multiscale image in ``folder``, level 0 first."""
+        meta = read_json(folder / "zarr.json")["attributes"]["ome"]["multiscales"][0]["datasets"]
+        return [self.open_array(name, folder / _level_path(d, folder)) for d in meta]
+
+    def arrays_of(self, name: str) -> list[Path]:
+        """The folder of every array of core ``name``: image levels, label levels, map levels."""
+        from .outputs import MAPS
+
+        core_dir = self._core_dir(name)
+        groups = [core_dir, *self.label_roles(name).values()]
+        maps = core_dir / MAPS
+        if (maps / "zarr.json").is_file():
+            kinds = read_json(maps / "zarr.json")["attributes"].get(STORE_KEY, {}).get("maps", [])
+            groups += [safe_child(maps, k, "map", maps / "zarr.json") for k in kinds]
+        out = []
+        for folder in groups:
+            meta = read_json(folder / "zarr.json")["attributes"]["ome"]["multiscales"][0]["datasets"]
+            out += [folder / _level_path(d, folder) for d in meta]
+        return out
+
     def masks(self, name: str) -> dict:
         """Only the expert class maps at full resolution (the image stays on disk)."""
-        import zarr
-
         out = {}
         try:
             for role, folder in self.label_roles(name).items():
                 if role_prefix(role) == "expert":
-                    out[role.split(":", 1)[1]] = self.coding.to_classes(zarr.open_array(folder / "0", mode="r")[...])
+                    out[role.split(":", 1)[1]] = self.coding.to_classes(self.open_array(name, folder / "0")[...])
+        except InputError:
+            raise
         except (KeyError, ValueError, OSError) as e:
             raise InputError(f"review store entry is damaged: {e}", self._core_dir(name)) from None
         return out
 
     def label_levels(self, name: str, role: str) -> list:
-        """The zarr levels of one label image (label values), level 0 first."""
-        import zarr
-
-        folder = self.label_roles(name)[role]
-        lg = zarr.open_group(folder, mode="r")
-        return [lg[_level_path(d, folder)] for d in lg.attrs["ome"]["multiscales"][0]["datasets"]]
+        """The levels of one label image (label values, :class:`.integrity.CheckedArray`), level 0 first."""
+        return self._levels(name, self.label_roles(name)[role])
 
     def image(self, name: str):
         """The core's level-0 image as a lazy ``H×W×3`` array (:class:`.outputs.StoreImage`)."""
         from .outputs import StoreImage
-        import zarr
 
-        return StoreImage(zarr.open_array(self._core_dir(name) / "0", mode="r"))
+        return StoreImage(self.open_array(name, self._core_dir(name) / "0"))
 
     def shape(self, name: str) -> tuple[int, int]:
         import zarr
@@ -404,20 +467,17 @@ class ReviewStore:
         Labels come back in label values (``CoreData.labels``), so no pixel is converted to
         open a core; analysis reads level 0 when it needs it.
         """
-        import dask.array as da
-        import zarr
-
         core_dir = self._core_dir(name)
         try:
-            group = zarr.open_group(core_dir, mode="r")
-            paths = [_level_path(d, core_dir) for d in group.attrs["ome"]["multiscales"][0]["datasets"]]
-            image = [da.from_zarr(group[p]).transpose(1, 2, 0) for p in paths]  # c,y,x -> y,x,c
+            # every array's chunk files are listed here (a deleted chunk fails now, not as zeros on screen)
+            image = [a.to_dask().transpose(1, 2, 0) for a in self._levels(name, core_dir)]  # c,y,x -> y,x,c
             labels = {}
             for role, folder in self.label_roles(name).items():
-                lg = zarr.open_group(folder, mode="r")
-                levels = [lg[_level_path(d, folder)] for d in lg.attrs["ome"]["multiscales"][0]["datasets"]]
+                levels = self._levels(name, folder)
                 # the editable layer stays one full-resolution array (napari #1587)
                 labels[role] = levels[0][...] if role == "corrected" else levels
+        except InputError:
+            raise
         except (KeyError, ValueError, OSError) as e:
             raise InputError(f"review store entry is damaged: {e}", core_dir) from None
         from .outputs import load_maps
