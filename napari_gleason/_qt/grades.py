@@ -78,8 +78,16 @@ class GradesPanel(QGroupBox):
 
     def _add_callbacks(self) -> None:
         self._timer.timeout.connect(self.refresh)
-        self.viewer.layers.events.inserted.connect(self._on_layers_changed)
-        self.viewer.layers.events.removed.connect(self._on_layers_changed)
+        layers = self.viewer.layers
+        layers.events.inserted.connect(self._on_layers_changed)
+        layers.events.removed.connect(self._on_layers_changed)
+        self.destroyed.connect(lambda *_: self._disconnect(layers))
+
+    def _disconnect(self, layers) -> None:
+        """A closed widget hears no more layer events."""
+        layers.events.inserted.disconnect(self._on_layers_changed)
+        layers.events.removed.disconnect(self._on_layers_changed)
+        self._watch([])
 
     @property
     def busy(self) -> bool:
