@@ -187,9 +187,9 @@ class GradesPanel(QGroupBox):
         headers = grade_headers(self._names) if self._roles else []
         self.table.setColumnCount(len(headers))
         self.table.setHorizontalHeaderLabels(headers)
-        for j, n in enumerate(self._names, start=1):
-            self.table.horizontalHeaderItem(j).setToolTip(f"share of the core's tissue labelled {n}, %")
-        if headers:
+        if headers:  # (no rater: no columns)
+            for j, name in enumerate(self._names, start=1):
+                self.table.horizontalHeaderItem(j).setToolTip(f"share of the core's tissue labelled {name}, %")
             n = len(headers)
             self.table.horizontalHeaderItem(n - 4).setToolTip("primary Gleason pattern: the most extensive")
             self.table.horizontalHeaderItem(n - 3).setToolTip(

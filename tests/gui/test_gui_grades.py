@@ -184,3 +184,13 @@ def test_browser_grade_spread_sorts_by_number_and_copies(make_napari_viewer, gra
     assert [r[0] for r in got[1:]] == ["s5", "s3", "s1", "s0", "sn"]  # in the order shown
     assert got == shown(w.table)
     assert table_cells(w.table)[2] is None  # Qt's row numbers are not copied
+
+
+def test_a_core_without_raters_has_an_empty_grade_table(make_napari_viewer, wait_idle):
+    viewer = make_napari_viewer()
+    show_core(viewer, CoreData("bare", IMAGE, {}, GLEASON_SCHEME))
+    w = ReviewWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    wait_idle(w)
+    assert w.grades.rows() == [] and w.grades.table.columnCount() == 0
+    assert [name for name, _ in w.legend.entries] == list(NAMES)
