@@ -1,5 +1,6 @@
 """Checkpoints: atomic writes, weights_only loading, refusal of code-running pickles."""
 
+import errno
 import math
 import os
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from trainer.checkpoint import load_checkpoint, save_checkpoint
-from trainer.errors import CheckpointError
+from trainer.errors import CheckpointError, InputError
 
 
 def _payload():
@@ -38,10 +39,11 @@ def test_failed_write_keeps_old_file(tmp_path, monkeypatch):
     before = path.read_bytes()
 
     def boom(*a, **k):
-        raise OSError("disk full")
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(torch, "save", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(InputError, match="last.pt: cannot write the checkpoint .No space left on device.; "
+                                         "the previous last.pt is kept"):
         save_checkpoint(path, {"model_config": {}, "model": {}})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]

@@ -13,9 +13,7 @@ written before today's defaults trained with; :func:`networks_from_payload` rebu
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,8 @@ import torch
 
 from .annotators.confusion import confusion_from_config
 from .data.classes import ClassScheme
-from .errors import CheckpointError
+from .atomic import atomic_write
+from .errors import CheckpointError, InputError
 from .models import build_from_config
 from .reweighting import WeightingCNN
 
@@ -35,43 +34,21 @@ VERSION = 1
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` to ``path`` atomically: a temp file in the same folder, fsync, rename.
+    """Write ``payload`` to ``path`` atomically (:func:`trainer.atomic.atomic_write`).
 
-    A crash (or kill -9) at any moment leaves either the old file or the new one, never a torn one.
+    A crash (or kill -9) at any moment leaves either the old file or the new one, never a torn one;
+    a full disk or a read-only folder raises :class:`~trainer.errors.InputError` naming the file and
+    the system's reason (torch's own error hides it), and the previous file is kept.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot make the checkpoint's folder ({exc.strerror or exc})", path.parent) from exc
     payload = {"format": FORMAT, "version": VERSION, **payload}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError) and not exc.filename:  # e.g. a full disk at fsync: name the file
-            raise OSError(exc.errno, f"{exc.strerror or exc}; the previous {path.name} is kept", str(path)) from exc
-        raise
-    _fsync_dir(path.parent)
+    with atomic_write(path, "wb", what="the checkpoint") as fh:
+        torch.save(payload, fh)
     return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _not_a_pickle(exc: pickle.UnpicklingError) -> bool:

@@ -14,6 +14,7 @@ class InputError(ValueError):
 
     def __init__(self, message: str, path: str | Path | None = None):
         self.path = None if path is None else Path(path)
+        self.message = message  # without the path: for a caller that adds what happened next
         super().__init__(f"{path}: {message}" if path is not None else message)
 
 
@@ -23,6 +24,10 @@ class CheckpointError(InputError):
 
 class PretrainedUnavailable(InputError):
     """Pretrained weights were requested but could not be fetched (offline, no hub)."""
+
+
+class CacheWarning(UserWarning):
+    """A cache could not be written (full disk, read-only folder): the work goes on without it."""
 
 
 class NonFiniteLossError(RuntimeError):

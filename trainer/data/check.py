@@ -18,8 +18,8 @@ and modification time (ns), in one JSON file per dataset folder under the cache 
 (:func:`default_cache_folder`, shared by ``check``, ``train`` and the plugin's runs). A
 second check of an unchanged Gleason 2019 set (~1000 masks, ~0.2 s each to decode) reads no mask
 again; a touched, edited or replaced file is checked anew. The cache file is written atomically;
-a damaged or foreign one is ignored and rebuilt; a cache folder that cannot be written only
-costs the speed-up.
+a damaged or foreign one is ignored and rebuilt; a cache folder that cannot be written (full,
+read-only) only costs the speed-up, with a :class:`~trainer.errors.CacheWarning` that says so.
 """
 
 from __future__ import annotations
@@ -27,19 +27,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trainer.atomic import atomic_write
 from trainer.data.classes import IGNORE_INDEX
 from trainer.data.io import image_header, read_image, read_mask_value_set, values_to_classes
 from trainer.data.records import CoreRecord, MultiExpertSet
 from trainer.data.splits import Split, default_split, load_split
-from trainer.errors import InputError
+from trainer.errors import CacheWarning, InputError
 
 
 @dataclass(frozen=True)
@@ -146,7 +147,7 @@ class CheckCache:
     """The check results of one dataset's files, keyed by (kind, resolved path, size, mtime_ns, context).
 
     ``load`` ignores a missing, damaged or foreign file; ``save`` writes only the entries used in
-    this check (so deleted files drop out), atomically, and never raises.
+    this check (so deleted files drop out), atomically, and never raises (a failed write warns).
     """
 
     def __init__(self, folder: str | Path, root: str | Path, scheme, full: bool):
@@ -203,19 +204,15 @@ class CheckCache:
             return
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".tmp", dir=self.folder)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    json.dump({"format": CACHE_FORMAT, "ident": self.ident, "entries": self._new}, f)
-                os.replace(tmp, self.path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            with atomic_write(self.path, "w", what="the data check's cache") as f:
+                json.dump({"format": CACHE_FORMAT, "ident": self.ident, "entries": self._new}, f)
             files = sorted(self.folder.glob("*.json"), key=lambda f: f.stat().st_mtime_ns)
             for old in files[:-CACHE_FILES_KEPT]:
                 old.unlink(missing_ok=True)
-        except OSError:
-            pass  # a read-only or full cache folder: the next check decodes again, nothing else
+        except (OSError, InputError) as exc:  # a read-only or full cache folder: the next check decodes again
+            warnings.warn(f"{exc}; the next check reads every file again" if isinstance(exc, InputError) else
+                          f"{self.folder}: cannot write the data check's cache ({exc.strerror or exc}); "
+                          "the next check reads every file again", CacheWarning, stacklevel=2)
 
 
 def _cached(cache: CheckCache | None, kind: str, path: Path, context, compute: Callable[[], dict]) -> dict:

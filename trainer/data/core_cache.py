@@ -14,7 +14,9 @@ key; the old entry is no longer used, and goes when the cache is full.
   BLAKE2b digest of those bytes), checked on every load; a damaged entry is rebuilt, never used.
 
 - Written atomically: a temporary file in the cache folder, then ``os.replace``; a reader sees a
-  whole file or none, and DataLoader workers building the same entry at once do no harm.
+  whole file or none, and DataLoader workers building the same entry at once do no harm. A write
+  that fails (a full disk) warns once (:class:`~trainer.errors.CacheWarning`) and the cache stores
+  nothing more; the cores are decoded as without a cache, and the run goes on.
 - Read memory-mapped: the workers of a run share the pages instead of each holding a copy.
 - An unreadable or malformed entry (truncated, foreign bytes, wrong shape) is rebuilt, not fatal.
 - Only the cache folder is written; the data folder and the experts' files are only ever read.
@@ -27,13 +29,14 @@ import io
 import json
 import os
 import re
-import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from trainer.errors import InputError
+from trainer.atomic import atomic_write
+from trainer.errors import CacheWarning, InputError
 
 FORMAT = 2  # bump when the layout of an entry changes: every key changes with it (2: checksum trailer)
 DEFAULT_MAX_BYTES = 20 * 2**30  # 20 GiB: ~800 Gleason cores at the paper's 1024² with three experts
@@ -64,6 +67,7 @@ class CoreCache:
     def __init__(self, folder: str | Path, max_bytes: int | None = DEFAULT_MAX_BYTES):
         self.folder = Path(folder)
         self.max_bytes = max_bytes
+        self.writable = True  # false after a failed write (warned once): entries are no longer stored
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -156,26 +160,14 @@ class CoreCache:
         return removed
 
     def store(self, path: Path, planes: np.ndarray) -> None:
-        """Write ``planes`` to ``path`` atomically (temp file in the cache folder, fsync, rename)."""
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:40]}.", suffix=".tmp", dir=self.folder)
-        except OSError as exc:
-            raise InputError(f"cannot write the core cache ({exc.strerror or exc})", self.folder) from None
-        try:
-            buf = io.BytesIO()
-            np.save(buf, np.ascontiguousarray(planes, dtype=np.uint8), allow_pickle=False)
-            data = buf.getbuffer()
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.write(TRAILER_MAGIC + _digest(data))  # np.load ignores bytes after the array
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException as exc:
-            Path(tmp).unlink(missing_ok=True)
-            if isinstance(exc, OSError):  # disk full, I/O error
-                raise InputError(f"cannot write the core cache ({exc.strerror or exc})", self.folder) from None
-            raise
+        """Write ``planes`` to ``path`` atomically (:func:`trainer.atomic.atomic_write`); a full disk
+        raises :class:`InputError` naming the entry and leaves nothing behind."""
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(planes, dtype=np.uint8), allow_pickle=False)
+        data = buf.getbuffer()
+        with atomic_write(path, "wb", what="the core cache entry") as fh:
+            fh.write(data)
+            fh.write(TRAILER_MAGIC + _digest(data))  # np.load ignores bytes after the array
 
     def get(self, key: str, name: str, shape: tuple[int, ...], build: Callable[[], np.ndarray]) -> np.ndarray:
         """The cached ``shape`` array for ``key``, built with ``build()`` and stored when absent or bad."""
@@ -185,7 +177,15 @@ class CoreCache:
             planes = build()
             if planes.shape != tuple(shape):
                 raise ValueError(f"built {planes.shape}, expected {tuple(shape)}")
-            self.store(path, planes)
+            if not self.writable:
+                return planes
+            try:
+                self.store(path, planes)
+            except InputError as exc:  # a full disk: the cache is optional, the run goes on without it
+                self.writable = False
+                warnings.warn(f"{exc}; going on without the core cache (cores are decoded each time)",
+                              CacheWarning, stacklevel=2)
+                return planes
             self.evict(keep=path)
             arr = self.load(path, shape)
             if arr is None:  # replaced under us by something unreadable: use what we built

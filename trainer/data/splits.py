@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trainer.atomic import atomic_write
 from trainer.data.records import MultiExpertSet
 from trainer.errors import InputError
 from trainer.safe_paths import check_name
@@ -332,7 +333,9 @@ def load_split(path: str | Path, ds: MultiExpertSet | None = None) -> Split:
 
 
 def save_split(split: Split, path: str | Path) -> Path:
-    """Write ``split`` as JSON (UTF-8, names kept readable)."""
+    """Write ``split`` as JSON (UTF-8, names kept readable), atomically: a full disk raises
+    :class:`~trainer.errors.InputError` naming the file, and an earlier split there is kept."""
     path = Path(path)
-    path.write_text(json.dumps(split.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    with atomic_write(path, "w", what="the split") as f:
+        f.write(json.dumps(split.to_dict(), indent=2, ensure_ascii=False) + "\n")
     return path

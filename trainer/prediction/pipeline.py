@@ -27,6 +27,7 @@ by :class:`trainer.data.classes.LabelCoding` only (pass ``coding`` with labels i
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -383,35 +384,72 @@ def _tiled_into_store(predictor, sink: StoreSink, core, experts, labels, coding,
 
 
 def _write_files(predictor, out: PredictOutput, sink: FileSink) -> None:
-    """The CLI's files (see :class:`FileSink`); the mask is written atomically, never over a file
-    unless ``overwrite``."""
-    from trainer.data.io import write_mask_png
+    """The CLI's files (see :class:`FileSink`), all or none: each is written to a temporary name and
+    they are renamed together, the mask last (:func:`trainer.atomic.atomic_files`), so a full disk
+    leaves neither a partial file nor a mask without its maps. Never over a mask unless ``overwrite``."""
+    from trainer.data.io import MaskExistsError
+    from trainer.errors import InputError
 
     folder = Path(sink.folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    if sink.mask_path.exists() and not sink.overwrite:
+        raise MaskExistsError("file exists; refusing to overwrite it (overwrite=True replaces it)", sink.mask_path)
+    made = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot make the prediction's folder ({exc.strerror or exc})", folder) from exc
+    try:
+        _write_all(predictor, out, sink, folder)
+    except BaseException:
+        if made:  # the folder made for this prediction goes with it (if nothing else came in meanwhile)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _write_all(predictor, out: PredictOutput, sink: FileSink, folder: Path) -> None:
+    from PIL import Image
+
+    from trainer.atomic import atomic_files
+    from trainer.data.io import classes_to_values
 
     def full(m) -> np.ndarray:
         return upsample_nearest(np.asarray(m, np.float32), out.shape)
 
-    write_mask_png(sink.mask_path, out.classes_full(), predictor.scheme, overwrite=sink.overwrite)
-    np.save(folder / f"{sink.stem}_probabilities.npy",
-            np.stack([full(out.maps[f"probability:{c}"]) for c in predictor.classes]))
-    np.save(folder / f"{sink.stem}_roughness.npy", full(out.maps["roughness"]))
     meta: dict[str, Any] = {"checkpoint": str(predictor.path), "classes": list(predictor.classes),
                             "mode": out.mode.name, "seconds": out.seconds, "device": out.device,
                             "precision": out.precision, "experts": None}
     given = {e for e, m in out.errors.items() if out.errors_prior.get(e) is not m}
-    for kind, maps in (("weights", out.weights), ("errors", out.errors)):
-        if maps:  # N×H×W; errors: the chance each expert's label is wrong here (see "errors_map")
-            np.save(folder / f"{sink.stem}_{kind}.npy", np.stack([full(m) for m in maps.values()]))
-            meta["experts"] = list(maps)
-    if out.errors:
-        meta["errors_map"] = {e: "given the expert's label" if e in given else "image only (before seeing a label)"
-                              for e in out.errors}
-    if given:  # the image-only maps too, for every expert
-        np.save(folder / f"{sink.stem}_errors_image_only.npy",
-                np.stack([full(out.errors_prior[e]) for e in out.errors]))
-    if out.confusion is not None:
-        meta["confusion"] = {e: [[None if v != v else round(float(v), 4) for v in row] for row in m]
-                             for e, m in out.confusion.matrices.items()}
-    (folder / f"{sink.stem}_prediction.json").write_text(jsonsafe.dumps(meta, indent=2))
+    with atomic_files() as files:
+        def save(suffix: str, array: np.ndarray, what: str) -> None:
+            with files.open(folder / f"{sink.stem}_{suffix}.npy", "wb", what=what) as f:
+                np.save(_Writes(f), array, allow_pickle=False)
+
+        save("probabilities", np.stack([full(out.maps[f"probability:{c}"]) for c in predictor.classes]),
+             "the probabilities")
+        save("roughness", full(out.maps["roughness"]), "the roughness map")
+        for kind, maps in (("weights", out.weights), ("errors", out.errors)):
+            if maps:  # N×H×W; errors: the chance each expert's label is wrong here (see "errors_map")
+                save(kind, np.stack([full(m) for m in maps.values()]), f"the {kind} map")
+                meta["experts"] = list(maps)
+        if out.errors:
+            meta["errors_map"] = {e: "given the expert's label" if e in given else "image only (before seeing a label)"
+                                  for e in out.errors}
+        if given:  # the image-only maps too, for every expert
+            save("errors_image_only", np.stack([full(out.errors_prior[e]) for e in out.errors]),
+                 "the image-only errors map")
+        if out.confusion is not None:
+            meta["confusion"] = {e: [[None if v != v else round(float(v), 4) for v in row] for row in m]
+                                 for e, m in out.confusion.matrices.items()}
+        with files.open(folder / f"{sink.stem}_prediction.json", "w", what="the prediction's record") as f:
+            f.write(jsonsafe.dumps(meta, indent=2))
+        with files.open(sink.mask_path, "wb", what="the mask") as f:
+            Image.fromarray(classes_to_values(out.classes_full(), predictor.scheme)).save(f, format="PNG")
+
+
+class _Writes:
+    """A file seen only through ``write``: numpy then writes an array with ``write`` calls, whose
+    failure carries the system's errno, rather than with ``tofile``, whose short write hides it."""
+
+    def __init__(self, f):
+        self.write = f.write

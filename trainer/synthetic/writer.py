@@ -21,11 +21,13 @@ whatever the number of cores, and the files are byte-identical between runs.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from ..atomic import os_reason
 from ..data.classes import CLASS_TO_GLEASON_VALUE, GLEASON_CLASSES
 from ..errors import InputError
 from .experts import EXPERT_BIASES, EXPERT_NAMES, expert_biases, simulate_experts
@@ -111,7 +113,15 @@ def to_gleason_values(class_map: np.ndarray, core_mask: np.ndarray, benign_value
 
 def _save_png(path: Path, array: np.ndarray) -> None:
     """Single-channel 8-bit PNG (Pillow picks mode "L" for a 2-D uint8 array)."""
-    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(path, format="PNG")
+    _saved(path, lambda: Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(path, format="PNG"))
+
+
+def _saved(path: Path, save) -> None:
+    """``save()``; a system error (a full disk) becomes an :class:`InputError` naming ``path``."""
+    try:
+        save()
+    except OSError as exc:
+        raise InputError(f"cannot write it ({os_reason(exc, path) or exc})", path) from exc
 
 
 def _fractions(core: SyntheticCore) -> dict:
@@ -152,13 +162,28 @@ def write_dataset(out: str | Path, cores: int = 8, size: int = 512, seed: int = 
     """
     out = Path(out)
     _check_args(out, cores, size, seed)
-    cores, size, seed = int(cores), int(size), int(seed)
+    existed = out.exists()
+    try:
+        return _write_dataset(out, int(cores), int(size), int(seed), assignment)
+    except BaseException as exc:  # a full disk, Ctrl-C: no half-written dataset is left to be read
+        if out.exists():
+            for made in list(out.iterdir()) if existed else [out]:
+                if made.is_dir():
+                    shutil.rmtree(made, ignore_errors=True)
+                else:
+                    made.unlink(missing_ok=True)
+        if isinstance(exc, InputError) and exc.path is not None:
+            raise InputError(f"{exc.message}; the partial dataset was removed", exc.path) from exc
+        raise
+
+
+def _write_dataset(out: Path, cores: int, size: int, seed: int, assignment: list[list[str]] | None) -> dict:
     if assignment is not None and len(assignment) != cores:
         raise InputError(f"assignment lists experts for {len(assignment)} cores, not {cores}")
     plan = assign_experts(cores, seed) if assignment is None else plan_from_assignment(assignment, seed)
     used = sorted({e for p in plan for e in p["experts"]})
     for folder in [IMAGE_DIR, "truth", "appearance"] + [f"Maps{e}_T" for e in used]:
-        (out / folder).mkdir(parents=True, exist_ok=True)
+        _saved(out / folder, lambda: (out / folder).mkdir(parents=True, exist_ok=True))
 
     records = []
     for i, entry in enumerate(plan):
@@ -166,7 +191,8 @@ def write_dataset(out: str | Path, cores: int = 8, size: int = 512, seed: int = 
         rng = core_rng(seed, i)
         core = make_core(rng, size)
         labels = simulate_experts(core, rng, entry["experts"])
-        Image.fromarray(core.image).save(out / IMAGE_DIR / f"{name}.jpg", format="JPEG", quality=JPEG_QUALITY)
+        jpeg = out / IMAGE_DIR / f"{name}.jpg"
+        _saved(jpeg, lambda: Image.fromarray(core.image).save(jpeg, format="JPEG", quality=JPEG_QUALITY))
         _save_png(out / "truth" / f"{name}{MASK_SUFFIX}", to_gleason_values(core.truth, core.core_mask))
         _save_png(out / "appearance" / f"{name}_flags.png", core.flags)
         for expert, class_map in labels.items():
@@ -206,7 +232,8 @@ def write_dataset(out: str | Path, cores: int = 8, size: int = 512, seed: int = 
     }
     if assignment is not None:  # only then, so the default files stay byte-identical
         summary["assignment"] = "given"
-    (out / "synthetic.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    _saved(out / "synthetic.json",
+           lambda: (out / "synthetic.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8"))
     return summary
 
 
