@@ -10,7 +10,10 @@ scaling (:func:`trainer.data.io.read_image_draft`, ~5× faster than a full decod
 resolution decodes in a background thread (:class:`Deferred`); napari draws the coarse level, and
 whoever reads level 0 (zooming in, the roughness worker) gets the full pixels when they are there.
 Expert masks are decoded in parallel threads and turned into label values in one table lookup.
-A review store is lazy already (its pyramid levels are read as napari draws them).
+A review store is lazy already (its pyramid levels are read as napari draws them); opening a core
+of it lists every chunk file (a deleted one is an error naming the core and the array) and reads
+the smallest level of each pyramid (:func:`read_coarsest`), which napari reads when a layer is
+added, so that a damaged chunk fails before a layer changes.
 """
 
 from __future__ import annotations
@@ -231,8 +234,36 @@ class FolderSource:
 
 
 def core_for_viewer(source, name: str) -> CoreData:
-    """Core ``name`` of a folder or a review store as a viewer should open it (fast first frame)."""
-    return source.view(name) if isinstance(source, FolderSource) else source.load(name)
+    """Core ``name`` of a folder or a review store as a viewer should open it (fast first frame);
+    a damaged store core raises here (:func:`read_coarsest`), before any layer changes."""
+    if isinstance(source, FolderSource):
+        return source.view(name)
+    core = source.load(name)
+    read_coarsest(core)
+    return core
+
+
+def read_coarsest(core) -> None:
+    """Read the smallest level of every pyramid of ``core`` (a few hundred kB even for a 5120² core):
+    what napari reads when it adds the layers, read before it does (a chunk failing its checksum
+    raises the store's ``DamagedStoreError`` here)."""
+    pyramids = [core.image, *(data for data, _in_label_values in core.label_roles().values()), *core.maps.values()]
+    for levels in pyramids:
+        np.asarray(levels[-1] if isinstance(levels, (list, tuple)) else levels[(slice(0, 1),) * 2])
+
+
+_noted: set[tuple[str, str]] = set()
+
+
+def new_notes(source) -> list[str]:
+    """``source``'s notes not yet shown in this session (a store's "no checksums" note is said once)."""
+    out = []
+    for note in getattr(source, "notes", ()):
+        key = (str(Path(source.root).resolve()), note)
+        if key not in _noted:
+            _noted.add(key)
+            out.append(note)
+    return out
 
 
 def dataset_root_of_image(path: str | Path) -> Path | None:

@@ -56,7 +56,7 @@ from trainer.errors import InputError
 from trainer.review_store import ReviewStore, is_review_store
 
 from ._core_data import CoreData
-from ._core_sources import core_for_viewer, dataset_root_of_image, load_core_file, open_source
+from ._core_sources import core_for_viewer, dataset_root_of_image, load_core_file, new_notes, open_source
 from ._layers import META_KEY, core_layer_tuples
 from ._warmup import make_way
 
@@ -127,8 +127,11 @@ def read(path: str | list[str], kind: str | None = None) -> list:
 
 
 def _read_store(path: Path) -> list:
-    """A store's one core, or its first core for the browser. zarr and its codecs raise assorted
-    errors for damaged metadata or chunks: each becomes an :class:`InputError` naming the store."""
+    """A store's one core, or its first core for the browser. A missing or corrupt chunk is the
+    store's ``DamagedStoreError`` (naming the core and the array), found here — every chunk file
+    listed, the smallest levels read — before a layer changes; zarr's other errors for damaged
+    metadata become an :class:`InputError` naming the store. An older store without checksums
+    opens with a note (once)."""
     try:
         store = ReviewStore.open(path, CoreData)
         names = store.names
@@ -136,22 +139,14 @@ def _read_store(path: Path) -> list:
             raise InputError("review store holds no core yet", path)
         for name in names[1:]:  # the browser lists them: their metadata must be readable
             store.experts_of(name)
-        core = store.load(names[0])
-        _read_smallest_levels(core)  # fail here, before a layer changes, not later in napari's drawing
+        core = core_for_viewer(store, names[0])  # fail here, not later in napari's drawing
     except InputError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise InputError(f"review store is damaged ({type(e).__name__}: {e})", path) from e
+    for note in new_notes(store):
+        show_info(f"{path}: {note}")
     return core_layer_tuples(core) if len(names) == 1 else _browsable(core, path, len(names))
-
-
-def _read_smallest_levels(core) -> None:
-    """Read the smallest level of every pyramid of ``core`` (a few hundred kB even for a 5120² core)."""
-    import numpy as np
-
-    pyramids = [core.image, *(data for data, _in_label_values in core.label_roles().values()), *core.maps.values()]
-    for levels in pyramids:
-        np.asarray(levels[-1] if isinstance(levels, (list, tuple)) else levels[(slice(0, 1),) * 2])
 
 
 def _first_core(path: Path) -> list:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from broken_checkpoints import tiny_best
-from broken_inputs import Ctx, _no_space, garbage_json, gleason, newer_format, review_store
+from broken_inputs import Ctx, _no_space, damage_chunk, garbage_json, gleason, newer_format, review_store
 from helpers_plugin import A, B, blocks, make_two_expert_dataset, open_core, write_generic
 from PIL import Image
 
@@ -247,6 +247,30 @@ def browser(action: str) -> Callable:
             else:
                 assert w.open(plain if action == "open plain" else store) is False
             ctx.wait(w)
+
+        return act
+
+    return make
+
+
+def browser_damaged_core(how: str) -> Callable:
+    """Dataset browser on a review store of c1 and c2 (c1 on screen) whose c2 has a chunk of expert 1's
+    labels ``how`` (``deleted``, ``truncated``); then: load c2. c1 stays on screen and highlighted."""
+
+    def make(ctx: Ctx):
+        from napari_gleason._qt import BrowserWidget
+
+        store = review_store(damage_chunk("c2/labels/expert_1/0", how), cores=("c1", "c2"))(ctx)
+        w = BrowserWidget(ctx.viewer)
+        ctx.viewer.window.add_dock_widget(w)
+        assert w.open(store)
+        ctx.wait(w)
+        assert w.current == "c1"
+
+        def act():
+            w.load("c2")
+            ctx.wait(w)
+            assert w.current == "c1" and w.table.selectedItems()[0].text() == "c1"
 
         return act
 

@@ -53,10 +53,12 @@ from broken_inputs import (
     without_cuda,
 )
 from broken_inputs import broken_geojson, qupath_generic
+from broken_inputs import damage_chunk
 from broken_widgets import (
     a_file, beside, broken, browser, export_file, finetune, predict_widget, stop_before_start, to_store, train_start,
     under_a_file,
 )
+from broken_widgets import browser_damaged_core
 from PIL import Image
 
 from trainer.cli import main
@@ -237,8 +239,8 @@ ROWS = [
         ("/review.zarr: ", "damaged"), review_store(garbage_json("c2/labels"), cores=("c1", "c2"))),
     Row("reader-store-core-name-leads-out", 12, READER, "open a shared store whose core is named '../Maps1_T/c3'",
         ("/c1/zarr.json: ", "'../Maps1_T/c3'", "not a plain name"), review_store(core_named("c1", "../Maps1_T/c3"))),
-    Row("reader-store-level-missing", 6, READER, "open a review store missing its image", ("/c1: ", "damaged"),
-        review_store(remove("c1/0"))),
+    Row("reader-store-level-missing", 6, READER, "open a review store missing its image",
+        ("/review.zarr: ", "core 'c1'", "(array 0)", "damaged"), review_store(remove("c1/0"))),
     Row("reader-store-chunks", 6, READER, "open a review store whose image chunks are garbage",
         ("/review.zarr: ", "damaged"), review_store(garbage_chunks("c1/0"))),
     # widgets: Review ▸ Export (issues 3, 6)
@@ -333,6 +335,22 @@ ROWS = [
     Row("reader-geojson-self-intersecting", 19, READER, "open a dataset whose GeoJSON polygons cross themselves",
         ("a.geojson", "crosses itself at x=2, y=2"),
         opens(broken_geojson("self-intersecting"), layout=qupath_generic, path=lambda r: r)),
+    # damaged review stores: a chunk deleted (once read as zeros) or truncated (once a bare zstd error)
+    Row("reader-store-chunk-deleted", 19, READER, "open a review store missing a chunk of expert 1's labels",
+        ("/review.zarr: ", "core 'c1'", "labels/expert_1/0", "missing"),
+        review_store(damage_chunk("c1/labels/expert_1/0", "deleted"))),
+    Row("reader-store-chunk-truncated", 19, READER, "open a review store whose image chunk is cut in half",
+        ("/review.zarr: ", "core 'c1'", "(array 0)", "checksum"), review_store(damage_chunk("c1/0", "truncated"))),
+    Row("cli-check-store-chunk-deleted", 19, CLI, "check a review store missing a chunk of expert 1's labels",
+        ("/review.zarr: ", "core 'c1'", "labels/expert_1/0", "missing"),
+        lambda ctx: ["check", "--data", str(review_store(damage_chunk("c1/labels/expert_1/0", "deleted"))(ctx))]),
+    Row("cli-check-store-chunk-truncated", 19, CLI, "check --full a review store whose image chunk is cut in half",
+        ("/review.zarr: ", "core 'c1'", "(array 0)", "checksum"),
+        lambda ctx: ["check", "--data", str(review_store(damage_chunk("c1/0", "truncated"))(ctx)), "--full"]),
+    Row("browser-store-chunk-deleted", 19, WIDGET, "browse a store, load c2 missing a chunk of expert 1's labels",
+        ("/review.zarr: ", "core 'c2'", "labels/expert_1/0", "missing"), browser_damaged_core("deleted")),
+    Row("browser-store-chunk-truncated", 19, WIDGET, "browse a store, load c2 whose expert 1 chunk is cut in half",
+        ("/review.zarr: ", "core 'c2'", "labels/expert_1/0", "checksum"), browser_damaged_core("truncated")),
 ]
 
 #: Unusual but valid (issue 2): they must train, and leave the experts' files alone.

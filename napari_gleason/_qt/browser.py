@@ -12,6 +12,11 @@ a row, or previous/next (which follow the table's current sort order), loads tha
 in a worker, coarse levels first (:func:`core_for_viewer`) — and :func:`show_core` swaps it in
 place of the last one. Docked while a core opened from a dataset folder is on screen (the reader
 marks it ``browse``), the browser lists that folder.
+
+A core that fails to load (a review store's missing or corrupt chunk, found in the worker before a
+layer changes) gives one notification; the window keeps the core it showed, whose row stays
+highlighted, and the failed core's row is marked damaged ("⚠ damaged", the reason in its tooltip):
+it stays selectable, and selecting it again repeats the reason without loading.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -40,7 +45,7 @@ from trainer.errors import InputError
 
 from . import workers
 from .tables import add_csv_actions
-from .._core_sources import FolderSource, core_for_viewer, open_source
+from .._core_sources import FolderSource, core_for_viewer, new_notes, open_source
 from .._scores import CoreScore, DatasetScores, score_store_core
 from .._layers import find_layer, layer_meta, show_core
 
@@ -90,7 +95,10 @@ class BrowserWidget(QWidget):
         super().__init__(parent)
         self.viewer = viewer
         self.source = None
-        self.current: str | None = None
+        self.current: str | None = None  # the core on screen
+        self._wanted: str | None = None  # the core last asked for, while it loads
+        self._damaged: dict[str, str] = {}  # core -> why it could not be loaded
+        self._shown = None  # the core this browser put on screen last
         self._score_worker = None
         self._loads = 0  # loads in flight (a quick "next, next" starts several)
         self._open = QPushButton("Open dataset folder or store…")
@@ -153,6 +161,10 @@ class BrowserWidget(QWidget):
         self.set_source(source)
         return True
 
+    def _show_notes(self, source) -> None:
+        for note in new_notes(source):  # e.g. an older store's "no checksums", once
+            show_info(f"{source.root}: {note}")
+
     def browse(self, path: str | Path, current: str | None = None) -> None:
         """List the dataset or store at ``path`` (unless listed already) with ``current`` — the core
         already on screen — selected, without loading it again."""
@@ -175,6 +187,8 @@ class BrowserWidget(QWidget):
         if self._score_worker is not None:
             self._score_worker.quit()
         self.source = source
+        self._damaged = {}
+        self._wanted = None
         kind = "review store" if source.kind == "store" else "dataset"
         self.path_label.setText(f"{kind}: {source.root} — {len(source.names)} cores")
         scores = DatasetScores(source.ds) if isinstance(source, FolderSource) else None
@@ -237,6 +251,8 @@ class BrowserWidget(QWidget):
     def _on_score(self, source, score: CoreScore) -> None:
         if source is not self.source:
             return
+        if score.name in self._damaged and not score.problems:  # its masks are whole, another array is not
+            score.problems = [Problem(Path(source.root), self._damaged[score.name], score.name)]
         row = self._row_of(score.name)
         if row >= 0:
             sorting = self.table.isSortingEnabled()
@@ -267,34 +283,84 @@ class BrowserWidget(QWidget):
         names = self.ordered_names()
         if not names:
             return None
-        index = names.index(self.current) + delta if self.current in names else 0
+        here = self._wanted if self._wanted is not None else self.current
+        index = names.index(here) + delta if here in names else 0
         name = names[max(0, min(len(names) - 1, index))]
         self.load(name)
         return name
 
     def load(self, name: str) -> None:
-        """Read core ``name`` in a worker, then show it (on the GUI thread)."""
+        """Read core ``name`` in a worker, then show it (on the GUI thread). Its row is highlighted
+        once it is on screen; a core marked damaged is not read again (its reason is repeated)."""
         if self.source is None:
             return
-        self.current = name
-        row = self._row_of(name)
-        if row >= 0:
-            self.table.blockSignals(True)
-            self.table.selectRow(row)
-            self.table.blockSignals(False)
+        if name in self._damaged:
+            show_error(f"napari-gleason could not open {name}: {self._damaged[name]}")
+            self._select(self.current)
+            return
+        self._wanted = name
         source = self.source
         self._loads += 1
         workers.start(
             core_for_viewer, source, name, what=f"loading {name}",
             on_return=lambda core: self._on_core_loaded(source, core),
+            on_error=lambda exc: self._on_load_failed(source, name, exc),
             on_finish=self._on_load_finished,
         )
+
+    def _select(self, name: str | None) -> None:
+        """Highlight ``name``'s row (none for ``None``) without loading it."""
+        row = self._row_of(name) if name is not None else -1
+        self.table.blockSignals(True)
+        if row >= 0:
+            self.table.selectRow(row)
+        else:
+            self.table.clearSelection()
+        self.table.blockSignals(False)
 
     def _on_load_finished(self) -> None:
         self._loads -= 1
 
     def _on_core_loaded(self, source, core) -> None:
-        if source is not self.source or core.name != self.current:
+        if source is not self.source or core.name != self._wanted:
             return  # the user moved on while it was loading
-        show_core(self.viewer, core)
+        self._wanted = None
+        try:
+            show_core(self.viewer, core)
+        except InputError as e:  # a damaged chunk napari read while changing the layers: put the last core back
+            show_error(f"napari-gleason could not open {core.name}: {e}")
+            self._mark_damaged(core.name, e)
+            if self._shown is not None:
+                try:
+                    show_core(self.viewer, self._shown)
+                except InputError:
+                    pass
+            return
+        self.current, self._shown = core.name, core
+        self._select(core.name)
         self.viewer.reset_view()
+        self._show_notes(source)
+
+    def _on_load_failed(self, source, name: str, exc: BaseException) -> None:
+        """The worker's notification is shown; mark the row and keep the last core highlighted."""
+        if source is not self.source:
+            return
+        if self._wanted == name:
+            self._wanted = None
+        if isinstance(exc, InputError):
+            self._mark_damaged(name, exc)
+        self._select(self.current)
+
+    def _mark_damaged(self, name: str, exc: BaseException) -> None:
+        self._damaged[name] = str(exc)
+        row = self._row_of(name)
+        if row < 0:
+            return
+        sorting = self.table.isSortingEnabled()
+        self.table.setSortingEnabled(False)
+        problem = _NumberItem(1, "⚠ damaged")
+        problem.setToolTip(self._damaged[name])
+        self.table.setItem(row, COLUMNS.index("Problems"), problem)
+        self.table.item(row, 0).setToolTip(f"cannot be opened:\n{self._damaged[name]}")
+        self.table.setSortingEnabled(sorting)
+        self._select(self.current)

@@ -287,9 +287,11 @@ class ExportPanel(QGroupBox):
                 st = ReviewStore.create(path, info.scheme, dataset=info.origin.get("dataset"),
                                         layout=info.origin.get("layout"))
                 return st.write_core(core, overwrite=exists)
-            except OSError as e:  # read-only, full disk: the store keeps what it had, a new one goes
+            except (OSError, InputError) as e:  # read-only, full disk: the store keeps what it had, a new one goes
                 if new_store and path.exists() and not ReviewStore.open(path).names:
                     shutil.rmtree(path, ignore_errors=True)
+                if isinstance(e, InputError):  # the store's own message names the file and the reason
+                    raise
                 raise InputError(f"cannot write the review store ({e.strerror or e}); nothing was kept") from e
 
         self._run(job, what=f"caching {info.name} in {path}")
