@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 from fakes import make_fake_gleason
+from full_disk import DEV_FULL, fill_disk
 from helpers_plugin import A, B, blocks, make_two_expert_dataset, write_generic
 from PIL import Image
 
@@ -208,8 +209,39 @@ def corrupt_corrected_mask(ctx: Ctx) -> list[str]:
 
 
 def full_disk_at_first_checkpoint(ctx: Ctx) -> list[str]:
-    ctx.monkeypatch.setattr(os, "fsync", _no_space)
+    """The disk fills as torch.save writes the run's first checkpoint (the kernel's ENOSPC, see
+    tests/full_disk.py): torch raises its own RuntimeError around it."""
+    fill_disk(ctx.monkeypatch, match=_a_checkpoint)
     return train_on()(ctx)
+
+
+def full_disk_at_next_checkpoint(ctx: Ctx) -> list[str]:
+    """A finished one-iteration run in ``run/``, resumed to two iterations as the disk fills: the
+    checkpoints it holds must stay byte-identical."""
+    assert main(train_on()(ctx)) == 0
+    fill_disk(ctx.monkeypatch, match=_a_checkpoint)
+    return ["train", "--resume", str(ctx.tmp / "run"), "--iters", "2"]
+
+
+def _a_checkpoint(tmp: Path) -> bool:
+    return tmp.name.startswith((".last.pt.", ".best.pt."))
+
+
+def predict_on_full_disk(ctx: Ctx) -> list[str]:
+    """``predict --image`` as the disk fills (every file the prediction writes)."""
+    argv = predict_cli()(ctx)
+    fill_disk(ctx.monkeypatch)
+    return argv
+
+
+def _mkstemp_on_full_disk(suffix=None, prefix=None, dir=None, text=False):
+    """``tempfile.mkstemp`` whose file is ``/dev/full``: every write to it meets the kernel's ENOSPC."""
+    fd, name = _REAL_MKSTEMP(suffix, prefix, dir, text)
+    os.close(fd)
+    return os.open(DEV_FULL, os.O_WRONLY), name
+
+
+_REAL_MKSTEMP = tempfile.mkstemp
 
 
 def _no_space(*args, **kwargs):
@@ -223,6 +255,7 @@ def _read_only(*args, **kwargs):
 #: (module, name, replacement) that make the disk read-only / full while an action runs
 READ_ONLY = (tempfile, "mkstemp", _read_only)
 DISK_FULL = (os, "fsync", _no_space)
+DISK_FULL_AT_WRITE = (tempfile, "mkstemp", _mkstemp_on_full_disk)
 
 
 # --- checkpoints: tests/broken_checkpoints.py ------------------------------------------------------

@@ -53,6 +53,7 @@ from broken_inputs import (
     without_cuda,
 )
 from broken_inputs import broken_geojson, qupath_generic
+from broken_inputs import DISK_FULL_AT_WRITE, full_disk_at_next_checkpoint, predict_on_full_disk
 from broken_inputs import damage_chunk
 from broken_widgets import (
     a_file, beside, broken, browser, export_file, finetune, predict_widget, stop_before_start, to_store, train_start,
@@ -161,7 +162,13 @@ ROWS = [
     Row("cli-resume-without-last", 2, CLI, "--resume a folder without last.pt", ("/empty run: ", "no last.pt"),
         lambda ctx: ["train", "--resume", str(ckpt_empty_run_folder(ctx))]),
     Row("cli-full-disk-at-checkpoint", 6, CLI, "the disk fills up as the first checkpoint is written",
-        ("run/", "No space left on device", "is kept"), full_disk_at_first_checkpoint, run_started=True),
+        ("run/", "cannot write the checkpoint (No space left on device)", "training stopped at iteration 1"),
+        full_disk_at_first_checkpoint, run_started=True),
+    Row("cli-full-disk-at-next-checkpoint", 19, CLI, "a resumed run as the disk fills: its checkpoints byte-identical",
+        ("run/", "cannot write the checkpoint (No space left on device)", "is kept", "last.pt holds iteration 1"),
+        full_disk_at_next_checkpoint, run_started=True),
+    Row("cli-predict-full-disk", 19, CLI, "predict --image as the disk fills: no file, no folder left",
+        ("predicted/core_", "No space left on device", "nothing was written"), predict_on_full_disk),
     Row("cli-nan-loss", 2, CLI, "a resumed run diverges (lr 1e30): exit 3, last.pt kept byte-identical",
         ("last.pt", "last good checkpoint"), earlier_run("resume diverging"), code=3, run_started=True),
     Row("cli-synth-into-full-folder", 2, CLI, "synth --out a folder holding files", ("/full: ", "not empty"),
@@ -250,6 +257,8 @@ ROWS = [
         ("c1_classimg_nonconvex.png", "Read-only file system"), export_file(patch=READ_ONLY)),
     Row("export-full-disk", 6, WIDGET, "export as the disk fills up",
         ("c1_classimg_nonconvex.png", "No space left on device"), export_file(patch=DISK_FULL)),
+    Row("export-full-disk-at-write", 19, WIDGET, "export as the disk fills up under Pillow's own writes",
+        ("c1_classimg_nonconvex.png", "No space left on device"), export_file(patch=DISK_FULL_AT_WRITE)),
     Row("export-into-a-file", 6, WIDGET, "export into a path that is a file", ("notes.txt", "cannot create"),
         export_file(a_file)),
     Row("export-under-a-file", 6, WIDGET, "export into a folder below a file", ("notes.txt", "cannot create"),
