@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Protocol
 
 from trainer import events as ev
+from trainer.atomic import atomic_write
 from trainer.errors import InputError, NonFiniteLossError
 
 POLL_SECONDS = 0.2
@@ -197,9 +198,13 @@ def launch(cfg, nproc: int = 1, python: str = sys.executable) -> tuple[ChildProc
     cfg.train.out = str(Path(cfg.train.out).resolve())
     if cfg.train.init:
         cfg.train.init = str(Path(cfg.train.init).resolve())
-    folder = Path(tempfile.mkdtemp(prefix="napari-gleason-run-"))
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="napari-gleason-run-"))
+    except OSError as exc:  # a full or read-only temporary folder: a notification, not a traceback
+        raise InputError(f"cannot make the run's launch folder ({exc.strerror or exc})", tempfile.gettempdir()) from exc
     config_path = folder / "config.json"
-    config_path.write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
+    with atomic_write(config_path, "w", what="the run's configuration") as f:
+        f.write(json.dumps(cfg.to_dict(), indent=2))
     log = Path(cfg.train.out) / "events.jsonl"
     offset = log.stat().st_size if log.exists() else 0  # a failed earlier attempt may have left lines
     proc = ChildProcess(child_command(config_path, nproc, python), folder, _child_env(cfg))

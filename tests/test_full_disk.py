@@ -253,3 +253,27 @@ def test_split_out_on_a_full_disk(tmp_path, monkeypatch, capsys):
     line = one_error_line(capsys)
     assert line == f"error: {tmp_path / 'split.json'}: cannot write the split ({NO_SPACE}); the previous split.json is kept"
     assert (tmp_path / "split.json").read_text() == "earlier"
+
+
+def test_the_gui_child_run_on_a_real_full_disk_ends_in_one_input_error(tmp_path):
+    """The train widget's path: ``python -m trainer train`` in a child process, its run folder on a
+    1 MB tmpfs; the child's one error line comes back as the InputError the widget notifies."""
+    from napari_gleason._child_run import run_in_child
+    from trainer.config import RunConfig
+
+    data = make_fake_gleason(tmp_path / "data").root
+    disk = mounted_tmpfs(tmp_path / "small disk", "1m")
+    try:
+        cfg = RunConfig.from_dict({"data": {"path": str(data), "size": 32},
+                                   "model": {"name": "pspnet", "encoder": "resnet18"},
+                                   "train": {"iters": 1, "device": "cpu", "out": str(disk / "run")}})
+        cfg.loss.reweight = False
+        with pytest.raises(InputError) as info:
+            for _ in run_in_child(cfg):
+                pass
+        message = str(info.value)
+        assert message.startswith(f"{disk / 'run'}/") and f"cannot write the checkpoint ({NO_SPACE})" in message
+        assert "Traceback" not in message and "\n" not in message
+        assert not [p for p in (disk / "run").iterdir() if p.name.endswith(".tmp")]
+    finally:
+        unmount(disk)
