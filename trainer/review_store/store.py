@@ -401,9 +401,8 @@ class ReviewStore:
         (:func:`.integrity.open_checked`: a missing one raises a ``DamagedStoreError``); its reads
         raise the same for a chunk that fails its checksum. An array without checksums adds
         :data:`.integrity.UNCHECKED_NOTE` to :attr:`notes`, once."""
-        core_dir = self._core_dir(name)
-        try:
-            rel = Path(folder).relative_to(core_dir).as_posix()
+        try:  # the array's path inside its core's folder (the first part of its path in the store)
+            rel = "/".join(Path(folder).relative_to(self.path).parts[1:])
         except ValueError:
             rel = Path(folder).name
         array = open_checked(folder, self.path, name, rel)
