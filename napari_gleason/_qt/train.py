@@ -232,13 +232,19 @@ class TrainWidget(QWidget):
             device=self.device.currentText(), init=self.init.text().strip() or None)
 
     # --- running -----------------------------------------------------------------------------
-    def _on_start(self) -> bool:
+    def _run_config(self):
+        """The form's run configuration, or None (with a notification) while not at rest or invalid."""
         if not self.status.resting:
-            return False
+            return None
         try:
-            cfg = self.settings().to_run_config()
+            return self.settings().to_run_config()
         except InputError as exc:
             show_error(f"Train: {exc}")
+            return None
+
+    def _on_start(self) -> bool:
+        cfg = self._run_config()
+        if cfg is None:
             return False
         nproc = self.gpus.value() if self.use_torchrun.isChecked() and cuda_device_count() > 1 else 1
         what = f"training {cfg.model.name}" + (f" (torchrun, {nproc} GPUs)" if nproc > 1 else "")
@@ -246,12 +252,8 @@ class TrainWidget(QWidget):
 
     def _on_estimate(self) -> bool:
         """Project the run's time in a worker (it builds and times the networks: never on this thread)."""
-        if self._estimating is not None or not self.status.resting:
-            return False
-        try:
-            cfg = self.settings().to_run_config()
-        except InputError as exc:
-            show_error(f"Train: {exc}")
+        cfg = self._run_config() if self._estimating is None else None
+        if cfg is None:
             return False
         from trainer.training_setup import estimate_run
 
