@@ -27,9 +27,15 @@ from itertools import combinations
 import numpy as np
 
 from trainer.data.classes import IGNORE_INDEX
+from trainer.data.records import natural_sorted
 from trainer.data.staple import STAPLE_MAX_PIXELS, staple  # noqa: F401  (the one STAPLE, also used here)
 from trainer.data.vote import majority_vote
-from trainer.metrics import cohen_kappa_from_confusion, confusion_matrix, dice_from_confusion
+from trainer.metrics import (  # noqa: F401  (kappa_per_class: also imported from here)
+    cohen_kappa_from_confusion,
+    confusion_matrix,
+    dice_from_confusion,
+    kappa_per_class,
+)
 
 #: Pixels per pair above which the agreement table samples the core on a regular grid.
 MAX_TABLE_PIXELS = 4_000_000
@@ -92,7 +98,7 @@ class Agreement:
     a: str
     b: str
     dice: np.ndarray  # per class; NaN where the class is in neither map
-    kappa: np.ndarray  # per class, class vs. rest; NaN where undefined
+    kappa: np.ndarray  # per class, class vs. rest; NaN where the class is in neither map (as Dice)
     kappa_overall: float
     pixels: int  # pixels compared (both labelled, on the sampling grid)
 
@@ -100,20 +106,6 @@ class Agreement:
     def dice_mean(self) -> float:
         d = self.dice[~np.isnan(self.dice)]
         return float(d.mean()) if d.size else float("nan")
-
-
-def kappa_per_class(cm: np.ndarray) -> np.ndarray:
-    """Cohen's κ of "class c" vs. "not class c" for each class, from a C×C confusion matrix."""
-    cm = np.asarray(cm, dtype=np.float64)
-    n = cm.sum()
-    out = np.full(cm.shape[0], np.nan)
-    for c in range(cm.shape[0]):
-        tp = cm[c, c]
-        fn = cm[c].sum() - tp
-        fp = cm[:, c].sum() - tp
-        tn = n - tp - fn - fp
-        out[c] = cohen_kappa_from_confusion(np.array([[tp, fn], [fp, tn]]))
-    return out
 
 
 def agreement(a_name: str, a: np.ndarray, b_name: str, b: np.ndarray, num_classes: int, step: int = 1) -> Agreement:
@@ -125,9 +117,10 @@ def agreement(a_name: str, a: np.ndarray, b_name: str, b: np.ndarray, num_classe
 def agreement_table(
     masks: Mapping[str, np.ndarray], num_classes: int, vote_map: np.ndarray | None = None, step: int | None = None
 ) -> list[Agreement]:
-    """Every pair of experts, then each expert against the vote (if given)."""
+    """Every pair of experts, then each expert against the vote (if given), experts in natural order."""
     if not masks:
         return []
+    masks = {e: masks[e] for e in natural_sorted(masks)}
     if step is None:
         step = sample_step(next(iter(masks.values())).shape)
     rows = [agreement(ea, masks[ea], eb, masks[eb], num_classes, step) for ea, eb in combinations(masks, 2)]

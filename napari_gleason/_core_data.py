@@ -12,6 +12,7 @@ import numpy as np
 
 # LabelCoding (label value <-> class index, the one conversion) lives with the classes in the trainer
 from trainer.data.classes import BENIGN_ALPHA, ClassScheme, LabelCoding  # noqa: F401
+from trainer.data.records import natural_key
 
 
 def role_prefix(role: str) -> str:
@@ -53,11 +54,15 @@ class CoreData:
         return tuple(level0.shape[:2])
 
     def label_roles(self) -> dict[str, tuple[Any, bool]]:
-        """role -> (data, in_label_values) for every labels layer, experts first; ``in_label_values``: in label values."""
+        """role -> (data, in_label_values) for every labels layer, experts first (in natural order:
+        :func:`trainer.data.records.natural_key`); ``in_label_values``: in label values."""
         out = {f"expert:{e}": (m, False) for e, m in self.masks.items()}
         out.update({r: (m, False) for r, m in self.extras.items()})
         out.update({r: (m, True) for r, m in self.labels.items()})
-        return dict(sorted(out.items(), key=lambda kv: role_prefix(kv[0]) != "expert"))
+        def rank(role: str):
+            return (0, natural_key(role.split(":", 1)[1])) if role_prefix(role) == "expert" else (1, ())
+
+        return dict(sorted(out.items(), key=lambda kv: rank(kv[0])))
 
     @property
     def experts(self) -> list[str]:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainer.data.classes import ClassScheme
+from trainer.data.records import natural_sorted
 
 from ._core_data import CoreData, LabelCoding, role_prefix  # noqa: F401  (CoreData: also imported from here)
 
@@ -355,7 +356,8 @@ def current_core(viewer: napari.Viewer) -> CoreInfo | None:
     scheme = layer_scheme(image)
     if scheme is None:
         return None
-    experts = {expert_name(lyr): lyr for lyr in layers_with_prefix(viewer, "expert")}
+    layers = {expert_name(lyr): lyr for lyr in layers_with_prefix(viewer, "expert")}
+    experts = {e: layers[e] for e in natural_sorted(layers)}  # every view lists them in this order
     return CoreInfo(layer_core(image) or image.name, scheme, LabelCoding.from_scheme(scheme), image,
                     experts, layer_origin(image))
 

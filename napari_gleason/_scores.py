@@ -48,6 +48,7 @@ from trainer.data.check import CheckCache, Problem, default_cache_folder
 from trainer.data.classes import IGNORE_INDEX, ClassScheme
 from trainer.data.geojson import is_geojson
 from trainer.data.io import _open_decoded, image_header, read_mask_values, values_to_classes
+from trainer.data.records import natural_key, natural_sorted
 from trainer.errors import InputError
 from trainer.grading import grade_core, pattern_of_class
 from trainer.metrics import cohen_kappa_from_confusion
@@ -107,7 +108,7 @@ def score_masks(masks: Mapping[str, np.ndarray], num_classes: int) -> tuple[floa
     symbols = num_classes + 1
     coded = {e: np.minimum(np.asarray(m), num_classes).astype(np.uint8).ravel() for e, m in masks.items()}
     pairs = {}
-    for a, b in combinations(masks, 2):
+    for a, b in combinations(natural_sorted(masks), 2):
         if symbols * symbols <= 256:
             code = coded[a] * np.uint8(symbols) + coded[b]
         else:
@@ -124,7 +125,8 @@ def expert_grade_groups(masks: Mapping[str, np.ndarray], names) -> dict[str, int
     names = tuple(names)
     if not pattern_of_class(names):
         return {}
-    return {e: grade_core(np.asarray(m), names, rule=RULE, min_share=MIN_SHARE).grade_group for e, m in masks.items()}
+    return {e: grade_core(np.asarray(masks[e]), names, rule=RULE, min_share=MIN_SHARE).grade_group
+            for e in natural_sorted(masks)}
 
 
 @dataclass
@@ -140,6 +142,14 @@ class CoreScore:
     step: int = 1
     cached: bool = False
     grades: dict[str, int | None] = field(default_factory=dict)  # expert -> ISUP grade group
+
+    def __post_init__(self) -> None:
+        """Experts, pairs and grades in natural order (:func:`trainer.data.records.natural_key`),
+        also for scores cached in another order; a pair names its two experts in that order too."""
+        self.experts = tuple(natural_sorted(self.experts))
+        pairs = {"|".join(natural_sorted(k.split("|", 1))): v for k, v in self.pairs.items()}
+        self.pairs = {k: pairs[k] for k in sorted(pairs, key=lambda k: [natural_key(e) for e in k.split("|", 1)])}
+        self.grades = {e: self.grades[e] for e in natural_sorted(self.grades)}
 
     @property
     def grade_spread(self) -> float:

@@ -50,6 +50,23 @@ def cohen_kappa_from_confusion(cm: np.ndarray) -> float:
     return float((po - pe) / (1 - pe))
 
 
+def kappa_per_class(cm: np.ndarray) -> np.ndarray:
+    """Cohen's κ of "class c" vs. "not class c" for each class, from a C×C confusion matrix (rows:
+    one rater, columns: the other). NaN for a class neither rater used — as Dice is: two raters who
+    both leave a class out do not *agree on* it (κ's 2×2 table would be all "not c", p_o = p_e = 1)."""
+    cm = np.asarray(cm, dtype=np.float64)
+    n = cm.sum()
+    out = np.full(cm.shape[0], np.nan)
+    for c in range(cm.shape[0]):
+        tp = cm[c, c]
+        fn = cm[c].sum() - tp
+        fp = cm[:, c].sum() - tp
+        if tp + fn + fp == 0:
+            continue
+        out[c] = cohen_kappa_from_confusion(np.array([[tp, fn], [fp, n - tp - fn - fp]]))
+    return out
+
+
 def cohen_kappa(a, b, num_classes: int, ignore_index: int = IGNORE_INDEX) -> float:
     return cohen_kappa_from_confusion(confusion_matrix(a, b, num_classes, ignore_index))
 

@@ -1,4 +1,10 @@
-"""Experts panel: show or hide each expert's layer, solo one, step through them one at a time."""
+"""Experts panel: show or hide each expert's layer, solo one, step through them one at a time.
+
+*Solo* shows one expert alone: every other labels layer of the core (the other experts, the vote,
+STAPLE or learned consensus, a stored ``corrected`` layer, the prediction, the truth) is hidden,
+and leaving solo (*all*, or *solo* again on the same expert) puts back what was visible before.
+Experts are listed in natural order (:func:`trainer.data.records.natural_key`), as in every view.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._layers import expert_name, layers_with_prefix
+from trainer.data.records import natural_sorted
+
+from .._layers import expert_name, layers_with_prefix, role_of, role_prefix, role_style
 
 
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
@@ -33,6 +41,9 @@ class ExpertsPanel(QGroupBox):
         self.viewer = viewer
         self._checks: dict[str, QCheckBox] = {}
         self._watched: list = []
+        #: while an expert is solo: role -> visible of every labels layer before solo began; else None
+        self._before_solo: dict[str, bool] | None = None
+        self.solo: str | None = None  # the expert shown alone
         self._rows = QGridLayout()
         self._prev = QPushButton("◀ previous")
         self._next = QPushButton("next ▶")
@@ -57,7 +68,17 @@ class ExpertsPanel(QGroupBox):
 
     # --- state from the viewer -------------------------------------------------------------
     def _layers(self) -> dict:
-        return {expert_name(lyr): lyr for lyr in layers_with_prefix(self.viewer, "expert")}
+        layers = {expert_name(lyr): lyr for lyr in layers_with_prefix(self.viewer, "expert")}
+        return {name: layers[name] for name in natural_sorted(layers)}
+
+    def _labels_layers(self) -> dict:
+        """role -> layer of every napari-gleason labels layer (experts, consensus, corrected, prediction…)."""
+        out = {}
+        for layer in self.viewer.layers:
+            role = role_of(layer)
+            if role is not None and role_style(role)["type"] == "labels":
+                out.setdefault(role, layer)
+        return out
 
     def refresh(self) -> None:
         """Rebuild the rows for the expert layers now in the viewer."""
@@ -75,8 +96,9 @@ class ExpertsPanel(QGroupBox):
             check.toggled.connect(lambda on, n=name: self._on_toggle(n, on))
             solo = QToolButton()
             solo.setText("solo")
-            solo.setToolTip(f"show only expert {name}")
-            solo.clicked.connect(lambda _=False, n=name: self._on_solo(n))
+            solo.setToolTip(f"show only expert {name}, no other labels layer; click again to show what was shown "
+                            "before")
+            solo.clicked.connect(lambda _=False, n=name: self._on_solo_clicked(n))
             self._rows.addWidget(check, row, 0)
             self._rows.addWidget(solo, row, 1)
             self._checks[name] = check
@@ -102,11 +124,38 @@ class ExpertsPanel(QGroupBox):
         if layer is not None:
             layer.visible = visible
 
+    def _on_solo_clicked(self, name: str) -> None:
+        """*solo* on an expert: show it alone; on the expert already alone: leave solo."""
+        if self.solo == name and self._before_solo is not None:
+            self.leave_solo()
+        else:
+            self._on_solo(name)
+
     def _on_solo(self, name: str) -> None:
-        for other, layer in self._layers().items():
-            layer.visible = other == name
+        """Show expert ``name`` alone: every other labels layer of the core hidden (remembered once,
+        when solo begins, so stepping from expert to expert still restores the view before solo)."""
+        layers = self._labels_layers()
+        if self._before_solo is None:
+            self._before_solo = {role: layer.visible for role, layer in layers.items()}
+        for role, layer in layers.items():
+            layer.visible = role == f"expert:{name}"
+        self.solo = name
+
+    def leave_solo(self) -> None:
+        """Put back the visibility every labels layer had before solo began (a role opened since keeps its own)."""
+        saved, self._before_solo, self.solo = self._before_solo, None, None
+        for role, layer in self._labels_layers().items():
+            if saved is not None and role in saved:
+                layer.visible = saved[role]
 
     def _on_show_all(self) -> None:
+        """Every expert shown; the other labels layers as they were before solo (if it was on)."""
+        if self._before_solo is not None:
+            saved = self._before_solo
+            self._before_solo, self.solo = None, None
+            for role, layer in self._labels_layers().items():
+                if role_prefix(role) != "expert" and role in saved:
+                    layer.visible = saved[role]
         for layer in self._layers().values():
             layer.visible = True
 

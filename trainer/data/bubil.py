@@ -32,14 +32,13 @@ reads it. :func:`gold_standard` returns it as a class map, for evaluation and be
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 
 from trainer.data.classes import ClassScheme
 from trainer.data.io import IMAGE_SUFFIXES, read_mask_values
-from trainer.data.records import CoreRecord, MultiExpertSet
+from trainer.data.records import CoreRecord, MultiExpertSet, natural_key
 from trainer.errors import InputError
 
 LAYOUT = "bubil"
@@ -68,11 +67,6 @@ def is_bubil_dir(path: str | Path) -> bool:
     """True when ``path`` holds both ``RawImages/`` and ``ExpertsAnnotations/``."""
     path = Path(path)
     return (path / IMAGE_DIR).is_dir() and (path / EXPERTS_DIR).is_dir()
-
-
-def natural_key(name: str) -> list:
-    """Sort key with digit runs compared as numbers: ``Person2`` before ``Person10``."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
 def mask_name(core: str) -> str:

@@ -40,7 +40,7 @@ from pathlib import Path
 from trainer.data.classes import IGNORE_INDEX, ClassScheme
 from trainer.data.geojson import GEOJSON_SUFFIXES, is_geojson
 from trainer.data.io import IMAGE_SUFFIXES, read_mask_values
-from trainer.data.records import CoreRecord, MultiExpertSet
+from trainer.data.records import CoreRecord, MultiExpertSet, natural_key
 from trainer.errors import InputError
 
 CLASSES_FILE = "classes.json"
@@ -177,7 +177,8 @@ def open_generic(root: str | Path) -> MultiExpertSet:
     images = _list_files(root / "images", IMAGE_SUFFIXES)
     if not images:
         raise InputError(f"image folder holds no images ({', '.join(IMAGE_SUFFIXES)})", root / "images")
-    annotators = sorted(p for p in (root / "masks").iterdir() if p.is_dir() and not p.name.startswith("."))
+    annotators = sorted((p for p in (root / "masks").iterdir() if p.is_dir() and not p.name.startswith(".")),
+                        key=lambda p: natural_key(p.name))
     if not annotators:
         raise InputError("no annotator folders (masks/<annotator>/<name>.png)", root / "masks")
     notes: list[str] = []

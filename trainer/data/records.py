@@ -7,6 +7,8 @@ core's ``masks`` holds only the experts that did.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +17,19 @@ import numpy as np
 from trainer.data.classes import ClassScheme
 from trainer.data.io import read_image, read_mask
 from trainer.errors import InputError
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key of an expert (or folder) name: case-insensitive, digit runs compared as numbers —
+    ``NP2`` before ``NP10``, ``expert`` before ``NP1``; names that tie (``NP01``, ``NP1``) keep a
+    fixed order by the name itself. Every view and output that lists experts uses this order."""
+    parts = re.split(r"(\d+)", str(name))  # text at even positions, digits at odd: comparable pairwise
+    return tuple(int(p) if i % 2 else p.casefold() for i, p in enumerate(parts)), str(name)
+
+
+def natural_sorted(names: Iterable[str]) -> list[str]:
+    """``names`` in :func:`natural_key` order."""
+    return sorted(names, key=natural_key)
 
 
 @dataclass
