@@ -238,7 +238,7 @@ def cmd_check(a: argparse.Namespace) -> int:
     from .review_store import is_review_store
     from .review_store.check import check_store
 
-    store = is_review_store(a.data)
+    store = is_review_store(a.data) or (Path(a.data) / "zarr.json").is_file()  # a damaged store: said by the store
     ds = None if store else open_dataset(a.data)
     for note in ds.notes if ds is not None else ():
         print(f"note: {note}")
