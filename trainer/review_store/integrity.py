@@ -37,7 +37,7 @@ UNCHECKED_NOTE = ("written by an older napari-gleason without checksums: a damag
                   "older cores cannot be detected (it reads as zeros); cache those cores again to add them")
 #: Errors zarr and its codecs raise for a chunk that is not what was written (crc32c: ValueError,
 #: zstd: RuntimeError, a short file: ValueError on reshaping, an unreadable file: OSError).
-CHUNK_ERRORS = (ValueError, RuntimeError, OSError, TypeError)
+CHUNK_ERRORS = (ValueError, RuntimeError, OSError)
 
 
 class DamagedStoreError(InputError):
