@@ -47,6 +47,11 @@ class Predictor:
     #: "auto": bfloat16 autocast where the CPU computes it natively (AVX-512 BF16 / AMX), the GPU's
     #: mixed precision on CUDA, float32 otherwise; "fp32": always float32; "bf16": bfloat16 on any CPU
     precision: str = "auto"
+    #: the checkpoint's iteration, its run's length and start weights (``train.init``): whether its
+    #: annotator model ever trained (:func:`trainer.prediction.confusion.annotator_untrained`)
+    iteration: int | None = None
+    run_iters: int | None = None
+    init: str | None = None
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -243,10 +248,13 @@ def load_predictor(checkpoint: str | Path, device: str = "auto", precision: str 
     payload = load_checkpoint(checkpoint)
     dev = resolve_device(device)
     model, weighting, confusion, scheme = networks_from_payload(payload, checkpoint)  # payload → networks
-    loss_cfg = loss_config_of(run_config_of(payload).get("loss"))  # older checkpoints: what they trained with
+    run = run_config_of(payload)
+    loss_cfg = loss_config_of(run.get("loss"))  # older checkpoints: what they trained with
+    train = run.get("train") or {}
     return ready_for_inference(Predictor(model, weighting, scheme, tuple(payload.get("experts", ())),
                                          int(payload.get("input_size", 1024)), dev, loss_cfg, str(checkpoint),
-                                         confusion, precision))
+                                         confusion, precision, payload.get("iteration"), train.get("iters"),
+                                         train.get("init")))
 
 
 def image_to_tensor(image: np.ndarray, device: torch.device, size: int | None) -> torch.Tensor:

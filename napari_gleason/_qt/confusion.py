@@ -4,7 +4,9 @@ Filled from the viewer's session (:mod:`.._session`) when the predict widget has
 on screen with a checkpoint that has a confusion model (``--confusion``); empty otherwise. Per
 expert, a compact table (rows = true class as the model sees it, with its share of the tissue;
 columns = the label the expert writes; cells in % of the row) and beside it one line naming its
-main confusion ("expert 3: G3 → G4 on 38 % of G3"). The wording lives Qt-free in :mod:`trainer.prediction.confusion`.
+main confusion ("expert 3: G3 → G4 on 38 % of G3"), or "not learned" with the reason above the
+tables when the checkpoint's confusion model never trained. Experts in natural order. The wording
+lives Qt-free in :mod:`trainer.prediction.confusion`.
 """
 
 from __future__ import annotations
@@ -107,7 +109,8 @@ class ConfusionPanel(QGroupBox):
         if confusion is None or not confusion.matrices:
             self.summary.setText(EMPTY)
             return
-        self.summary.setText(HOW)
+        # a model that never trained: say so above its tables (their numbers are its starting point)
+        self.summary.setText(HOW if not confusion.untrained else f"<b>Not learned:</b> {confusion.untrained}.")
         for k, (expert, line) in enumerate(zip(confusion.matrices, summary_lines(confusion))):
             box = QWidget()
             row = QHBoxLayout(box)  # the table, and beside it the expert's one-line summary

@@ -73,3 +73,20 @@ def test_kappa_of_a_class_neither_expert_used_is_a_dash(review):
     dice, kappa = row[2:2 + len(classes)], row[3 + len(classes):3 + 2 * len(classes)]
     assert dice[2:] == ["—", "—"] and kappa[2:] == ["—", "—"]
     assert kappa[0] != "—" and kappa[1] != "—"
+
+
+def test_confusion_panel_of_a_model_that_never_trained_says_not_learned(review):
+    from napari_gleason._session import session_of
+    from trainer.prediction.confusion import CoreConfusion
+
+    masks = {"1": blocks(A, 4), "2": blocks(B, 4)}
+    viewer, w = review(CoreData("c1", textured_image(masks["1"].shape), masks, GLEASON_SCHEME))
+    start = np.full((4, 4), 0.1 / 3) + np.eye(4) * (0.9 - 0.1 / 3)  # the heads' starting point
+    why = "the confusion model never trained: the run gives its term no weight (λ2 = 0) for its first 6 of 60"
+    conf = CoreConfusion("c1", GLEASON_SCHEME.names, {"2": start, "1": start}, np.array([0.4, 0.3, 0.3, 0.0]), why)
+    session_of(viewer).set_confusion(conf)
+    panel = w.confusion
+    assert list(panel.tables) == ["1", "2"]
+    assert panel.lines["1"] == "expert 1: not learned — the confusion model never trained"
+    assert "Not learned" in panel.summary.text() and "λ2 = 0" in panel.summary.text()
+    assert not any("no confusion" in line for line in panel.lines.values())

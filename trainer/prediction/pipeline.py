@@ -39,7 +39,7 @@ from trainer import jsonsafe
 from trainer.data.classes import ClassScheme, LabelCoding
 from trainer.errors import CheckpointError
 
-from .confusion import CoreConfusion
+from .confusion import CoreConfusion, annotator_untrained
 from .learned import learned_consensus, renormalise, upsample_nearest
 
 
@@ -183,7 +183,7 @@ def annotator_notes(predictor, core_experts) -> tuple[str | None, list[str], lis
                           "learned-weight consensus"]
     model = "weighting CNN" if kind == "weight" else "confusion model"
     known = [e for e in core_experts if e in predictor.experts]
-    notes = []
+    notes = [note] if (note := untrained_note(predictor)) else []
     if not known:
         notes.append(f"none of this core's experts ({', '.join(core_experts) or 'none'}) is one the {model} "
                      f"was trained with ({', '.join(predictor.experts)}): no {kind} layers")
@@ -193,6 +193,12 @@ def annotator_notes(predictor, core_experts) -> tuple[str | None, list[str], lis
         notes.append(f"the {model} knows experts {', '.join(predictor.experts)}; "
                      f"{', '.join(missing)} of this core get no {what}")
     return kind, known, notes
+
+
+def untrained_note(predictor) -> str | None:
+    """Why ``predictor``'s annotator model never trained (its maps and matrices mean nothing), or ``None``."""
+    return annotator_untrained(annotator_kind(predictor), predictor.loss_config, getattr(predictor, "iteration", None),
+                               getattr(predictor, "run_iters", None), getattr(predictor, "init", None))
 
 
 PRIOR_NOTE = ("full resolution: error:<expert> is the chance the expert's label is wrong *before* seeing it "
@@ -285,7 +291,8 @@ def _whole_core(predictor, image, core, experts, labels, coding, mode: WholeCore
         maps["roughness"] = p.roughness
         confusion = None
         if p.confusion:
-            confusion = CoreConfusion.from_prediction(core, predictor.classes, p.confusion, p.probabilities, tissue)
+            confusion = CoreConfusion.from_prediction(core, predictor.classes, p.confusion, p.probabilities, tissue,
+                                                      untrained_note(predictor))
         complete = i > 0 or not maps_to_come
         yield PredictOutput(core, p.classes, maps, weights, list(notes), errors=errors, device=str(predictor.device),
                             mode=mode, input_size=size, shape=(h, w),
@@ -302,7 +309,8 @@ def tiled_confusion(predictor, res, core: str, known) -> CoreConfusion | None:
     if annotator_kind(predictor) != "error" or not known or getattr(res, "confusion", None) is None:
         return None
     matrices = {e: res.confusion[list(predictor.experts).index(e)] for e in known}
-    return CoreConfusion(core, tuple(predictor.classes), matrices, np.asarray(res.share, np.float64))
+    return CoreConfusion(core, tuple(predictor.classes), matrices, np.asarray(res.share, np.float64),
+                         untrained_note(predictor))
 
 
 def _tiled(predictor, image, core, experts, mode: Tiled) -> PredictOutput:
