@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 def machine() -> str:
     import torch
 
-    from trainer.benchmark.report import cpu_model
+    from trainer.ablation.report import cpu_model
 
     cpu = cpu_model()
     desc = f"{cpu}, {os.cpu_count()} CPU cores, torch {torch.__version__}, {torch.get_num_threads()} threads"

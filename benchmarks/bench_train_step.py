@@ -43,7 +43,7 @@ VARIANTS = {
 def machine() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    from trainer.benchmark.report import cpu_model
+    from trainer.ablation.report import cpu_model
 
     return f"{cpu_model()}, {os.cpu_count()} CPU cores, torch {torch.__version__}"
 

@@ -8,7 +8,7 @@ known truth. For each training expert the script scores, as detectors of the exp
 - the segmentation network alone: ``1 − p(label written)`` and ``1 − max p``;
 
 each on all tissue and against negatives of the same true class only. Its output is pasted into
-the README and docs/benchmarks.
+the README and docs/ablation.
 
     python benchmarks/demo_error_maps.py [--checkpoint sample_data/demo_model.pt]
 """
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     from _common import machine
     from napari_gleason._sample_data import synthetic_core
     from napari_gleason.demo import DEMO_MODEL
-    from trainer.benchmark.auroc import BASELINE_LABEL, BASELINE_MAX, auroc, auroc_within_classes, network_baselines
+    from trainer.ablation.auroc import BASELINE_LABEL, BASELINE_MAX, auroc, auroc_within_classes, network_baselines
     from trainer.inference import load_predictor
     from trainer.prediction import predict, upsample_nearest
 

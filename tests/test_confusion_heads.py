@@ -9,7 +9,7 @@ import torch
 
 from trainer.annotators import ConfusionHeads, confusion_from_config, confusion_summary, error_map_prior
 from trainer.annotators.confusion import noisy_label_log_likelihood
-from trainer.benchmark.auroc import auroc
+from trainer.ablation.auroc import auroc
 from trainer.config import LossConfig, RunConfig, lambda_step_of
 from trainer.errors import InputError
 from trainer.models import create_model

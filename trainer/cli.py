@@ -1,4 +1,4 @@
-"""``python -m trainer {synth,split,check,train,predict,evaluate,summarize,benchmark,export}``.
+"""``python -m trainer {synth,split,check,train,predict,evaluate,summarize,ablation,export}``.
 
 Exit code 0 on success; 2 with one clear line on stderr for bad input (a file that cannot be read,
 an option out of range, a checkpoint of another architecture); 3 when training hit a NaN loss.
@@ -407,6 +407,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 def cmd_summarize(a: argparse.Namespace) -> int:
     import csv
+    import io
     import itertools
 
     import numpy as np
@@ -471,16 +472,18 @@ def cmd_summarize(a: argparse.Namespace) -> int:
             f"{e} {'—' if np.isnan(v) else f'{v:.3f}'}" for e, v in vs.items()))
     if a.out and rows:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        with open(a.out, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
+        table = io.StringIO(newline="")
+        writer = csv.DictWriter(table, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+        with atomic_write(a.out, "wb", what="the grade table") as f:  # a full disk: one line, no partial file
+            f.write(table.getvalue().encode("utf-8"))
         print(f"wrote {len(rows)} rows to {a.out}")
     return 0
 
 
-def cmd_benchmark(a: argparse.Namespace) -> int:
-    from .benchmark.cli import run_command
+def cmd_ablation(a: argparse.Namespace) -> int:
+    from .ablation.cli import run_command
 
     return run_command(a)
 
@@ -601,13 +604,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fp32", action="store_true", help="with --checkpoint: compute in float32 only")
     p.set_defaults(func=cmd_summarize)
 
-    p = sub.add_parser("benchmark", help="Table 2's ablation on synthetic cores with known truth")
+    p = sub.add_parser("ablation", aliases=["benchmark"],
+                       help="Table 2's ablation on synthetic cores with known truth, or real experts (cpu-real)")
     p.add_argument("--preset", required=True, choices=["cpu-small", "cpu-noisy", "cpu-real", "paper"],
                    help="cpu-small, cpu-noisy (synthetic, 2 CPU cores), cpu-real (BU-BIL dataset 1), paper (one GPU)")
-    p.add_argument("--out", required=True, help="benchmark folder (an existing one is continued)")
+    p.add_argument("--out", required=True, help="ablation folder (an existing one is continued)")
     p.add_argument("--seeds", type=int, help="number of seeds (default: the preset's, 3)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    p.set_defaults(func=cmd_benchmark)
+    p.set_defaults(func=cmd_ablation)
 
     from .export import add_parser as add_export_parser  # the command lives in trainer/export.py
 

@@ -1,4 +1,4 @@
-"""``python -m trainer benchmark``: runs a preset and prints where the report is."""
+"""``python -m trainer ablation``: runs a preset and prints where the report is."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ def _log(text: str) -> None:
 def run_command(a: argparse.Namespace) -> int:
     from .run import run_benchmark
 
-    command = f"python -m trainer benchmark --preset {a.preset} --out {a.out}"
+    command = f"python -m trainer ablation --preset {a.preset} --out {a.out}"
     command += (f" --seeds {a.seeds}" if a.seeds else "") + (f" --device {a.device}" if a.device != "auto" else "")
-    if a.preset == "cpu-real":  # real data with a gold standard: its own module (trainer.benchmark.real)
+    if a.preset == "cpu-real":  # real data with a gold standard: its own module (trainer.ablation.real)
         from .real import run_real_benchmark
 
         run_benchmark = run_real_benchmark  # noqa: F811 - same call, same report

@@ -1,6 +1,6 @@
 """A noisy-label benchmark with known truth: Table 2's ablation on synthetic cores (issues 5, 10).
 
-``python -m trainer benchmark --preset {cpu-small,cpu-noisy,paper} --out DIR`` — see :mod:`.run`
+``python -m trainer ablation --preset {cpu-small,cpu-noisy,paper} --out DIR`` — see :mod:`.run`
 for what is trained and scored, :mod:`.presets` for the settings (``cpu-noisy``: the noisy panel of
 :mod:`trainer.synthetic.panel`), :mod:`.auroc` for the reliability-map check and :mod:`.matrices`
 for the estimated against true confusion matrices.
@@ -13,7 +13,7 @@ __all__ = ["PRESETS", "VARIANTS", "Preset", "Variant", "get_preset", "run_benchm
 
 
 def run_benchmark(*args, **kwargs):
-    """See :func:`trainer.benchmark.run.run_benchmark`."""
+    """See :func:`trainer.ablation.run.run_benchmark`."""
     from .run import run_benchmark as run
 
     return run(*args, **kwargs)

@@ -354,7 +354,7 @@ def run_real_benchmark(preset: str | RealPreset, out: str | Path, seeds: int | N
                        command: str | None = None, log=print, data: str | Path | None = None, **overrides) -> dict:
     """Run (or continue) ``cpu-real`` in ``out``; writes ``results.json`` and ``table.md`` and returns the results.
 
-    The call of :func:`trainer.benchmark.run.run_benchmark` (``preset`` is ``"cpu-real"`` or a
+    The call of :func:`trainer.ablation.run.run_benchmark` (``preset`` is ``"cpu-real"`` or a
     :class:`RealPreset`); ``data``: the BU-BIL folder (default :func:`default_data`); ``overrides``
     change preset fields (``size``, ``iters``, ``variants``, …), e.g. for a smoke test.
     """
@@ -432,7 +432,7 @@ def run_real_benchmark(preset: str | RealPreset, out: str | Path, seeds: int | N
     wall = time.perf_counter() - t0
     results = {
         "preset": dataclasses.asdict(preset),
-        "command": command or f"python -m trainer benchmark --preset {PRESET_NAME} --out {out}",
+        "command": command or f"python -m trainer ablation --preset {PRESET_NAME} --out {out}",
         "git_commit": git_commit(),
         "cpu": machine(),
         "machine": f"torch threads: {torch.get_num_threads()}",

@@ -10,8 +10,8 @@ import json
 import numpy as np
 import pytest
 
-from trainer.benchmark import PRESETS, VARIANTS, get_preset
-from trainer.benchmark.auroc import (
+from trainer.ablation import PRESETS, VARIANTS, get_preset
+from trainer.ablation.auroc import (
     BASELINE_LABEL,
     BASELINE_MAX,
     AurocPool,
@@ -21,9 +21,9 @@ from trainer.benchmark.auroc import (
     error_kinds,
     network_baselines,
 )
-from trainer.benchmark.data import prepare_data
-from trainer.benchmark.matrices import ConfusionPool
-from trainer.benchmark.run import SCORING_VERSION, plan_runs
+from trainer.ablation.data import prepare_data
+from trainer.ablation.matrices import ConfusionPool
+from trainer.ablation.run import SCORING_VERSION, plan_runs
 from trainer.errors import InputError
 from trainer.synthetic import FLAG_BORDERLINE_G3, FLAG_SMALL_G5
 
@@ -197,7 +197,7 @@ def test_a_detector_that_is_a_function_of_p_label_scores_exactly_as_the_baseline
     """A global matrix with the same diagonal d for every class and the rest spread evenly makes the
     given-label map 1 − d·p_l / (d·p_l + o·(1 − p_l)), increasing in 1 − p_l: every AUROC must equal
     the `1 − p(label written)` baseline's; its image-only map is the constant 1 − d (AUROC ½)."""
-    from trainer.benchmark.run import detector_maps
+    from trainer.ablation.run import detector_maps
 
     rng = np.random.default_rng(7)
     c, shape = 4, (30, 30)
@@ -223,7 +223,7 @@ def test_a_detector_that_is_a_function_of_p_label_scores_exactly_as_the_baseline
 
 
 def test_detector_maps_of_a_reweighting_run():
-    from trainer.benchmark.run import detector_maps
+    from trainer.ablation.run import detector_maps
 
     p = np.array([[[0.7, 0.1]], [[0.3, 0.9]]], np.float32)
     maps = detector_maps("reweight", p, {"A": np.array([[0, 0]])}, weights={"A": np.array([[0.25, 0.5]])})["A"]
@@ -273,7 +273,7 @@ def test_confusion_pool_against_a_hand_computation():
 def test_trace_stays_aligned_when_a_batch_lacks_an_expert(monkeypatch, tmp_path):
     """error/<expert> is logged only when the batch holds the expert (two-expert cores): NaN fills in."""
     from trainer import events as ev
-    from trainer.benchmark import run as bench_run
+    from trainer.ablation import run as bench_run
 
     def fake_train(cfg):
         yield ev.RunStarted(str(tmp_path), 0, 3, "cpu", 1, {"train": 2, "val": 0}, ["A", "B"], ["c0", "c1"])
@@ -352,7 +352,7 @@ TINY = dict(size=64, iters=1, train_cores=4, test_cores=2, val_every=1, models=[
 
 @pytest.fixture(scope="module")
 def tiny_paper(tmp_path_factory):
-    from trainer.benchmark.run import run_benchmark
+    from trainer.ablation.run import run_benchmark
 
     out = tmp_path_factory.mktemp("bench") / "paper tiny"
     results = run_benchmark("paper", out, seeds=1, device="cpu", command="pytest", log=lambda s: None, **TINY)
@@ -437,7 +437,7 @@ def test_every_variant_sees_the_same_data_seeds_and_iterations(tiny_paper):
 
 
 def test_an_interrupted_benchmark_continues_without_retraining(tiny_paper):
-    from trainer.benchmark.run import run_benchmark
+    from trainer.ablation.run import run_benchmark
 
     out, results = tiny_paper
     seen = []
@@ -469,7 +469,7 @@ NOISY_TINY = dict(size=64, iters=2, train_cores=6, test_cores=4, val_every=2, la
 
 @pytest.fixture(scope="module")
 def tiny_noisy(tmp_path_factory):
-    from trainer.benchmark.run import run_benchmark
+    from trainer.ablation.run import run_benchmark
 
     out = tmp_path_factory.mktemp("bench") / "noisy tiny"
     results = run_benchmark("cpu-noisy", out, seeds=1, device="cpu", command="pytest noisy", log=lambda s: None,
@@ -539,7 +539,7 @@ def test_noisy_preset_numbers_match_an_independent_recomputation(tiny_noisy):
     from sklearn.metrics import roc_auc_score
 
     from trainer.annotators.global_confusion import global_error_map
-    from trainer.benchmark.data import test_core_labels
+    from trainer.ablation.data import test_core_labels
     from trainer.data import open_dataset
     from trainer.data.io import read_image
     from trainer.data.records import load_core

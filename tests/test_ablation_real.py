@@ -1,4 +1,4 @@
-"""The cpu-real benchmark (trainer.benchmark.real) on a tiny fake BU-BIL set: structure, and numbers checked by hand."""
+"""The cpu-real benchmark (trainer.ablation.real) on a tiny fake BU-BIL set: structure, and numbers checked by hand."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from argparse import Namespace
 import numpy as np
 import pytest
 
-from trainer.benchmark.real import RealPreset, split_images
+from trainer.ablation.real import RealPreset, split_images
 from trainer.data.augment import resize_masks
 from trainer.errors import InputError
 
@@ -20,7 +20,7 @@ SIZE = 64
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     """Both variants, one seed, 2 iterations at 64²."""
-    from trainer.benchmark.real import run_real_benchmark
+    from trainer.ablation.real import run_real_benchmark
 
     root = tmp_path_factory.mktemp("real")
     data = root / "bu-bil-dataset1"
@@ -31,8 +31,8 @@ def smoke(tmp_path_factory):
 
 
 def test_cli_dispatches_cpu_real(monkeypatch, tmp_path):
-    import trainer.benchmark.real as real
-    from trainer.benchmark.cli import run_command
+    import trainer.ablation.real as real
+    from trainer.ablation.cli import run_command
 
     calls = []
 
@@ -44,7 +44,7 @@ def test_cli_dispatches_cpu_real(monkeypatch, tmp_path):
     assert run_command(Namespace(preset="cpu-real", out=str(tmp_path), seeds=2, device="cpu")) == 0
     [(preset, out, kw)] = calls
     assert (preset, out, kw["seeds"], kw["device"]) == ("cpu-real", str(tmp_path), 2, "cpu")
-    assert kw["command"] == f"python -m trainer benchmark --preset cpu-real --out {tmp_path} --seeds 2 --device cpu"
+    assert kw["command"] == f"python -m trainer ablation --preset cpu-real --out {tmp_path} --seeds 2 --device cpu"
 
 
 def _strict(text: str) -> dict:
@@ -59,7 +59,7 @@ def test_structure_and_strict_json(smoke):
     results = _strict((out / "results.json").read_text())
     for key in ("command", "git_commit", "cpu", "date", "wall_seconds_this_invocation"):
         assert key in results
-    assert results["command"].startswith("python -m trainer benchmark --preset cpu-real")
+    assert results["command"].startswith("python -m trainer ablation --preset cpu-real")
     split = results["data"]["split"]
     assert len(split["train"]) == 4 and len(split["test"]) == 2  # two thirds of 6
     assert not set(split["train"]) & set(split["test"])
@@ -123,7 +123,7 @@ def test_expert_error_rates_and_dice_match_a_hand_computation(smoke):
 
 
 def test_rerun_reuses_finished_runs(smoke):
-    from trainer.benchmark.real import run_real_benchmark
+    from trainer.ablation.real import run_real_benchmark
 
     data, _, out = smoke
     before = (out / "runs" / "confusion" / "seed0" / "result.json").read_text()
@@ -137,7 +137,7 @@ def test_split_and_bad_input(tmp_path):
     train, test = split_images([f"B{k:02d}" for k in range(1, 36)], 2 / 3, 0)
     assert (len(train), len(test)) == (23, 12) and not set(train) & set(test)
     assert split_images([f"B{k:02d}" for k in range(1, 36)], 2 / 3, 0) == (train, test)  # seeded
-    from trainer.benchmark.real import run_real_benchmark
+    from trainer.ablation.real import run_real_benchmark
 
     with pytest.raises(InputError, match="BU-BIL dataset 1 not found"):
         run_real_benchmark("cpu-real", tmp_path / "out", data=tmp_path / "absent")
