@@ -15,7 +15,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from .data.records import CoreRecord, MultiExpertSet, load_core
+from .data.records import CoreRecord, MultiExpertSet, load_core, natural_key, natural_sorted
 from .data.vote import majority_vote
 from .inference import Predictor
 from .grading import grade_core, pattern_of_class
@@ -51,7 +51,7 @@ def evaluate(predictor: Predictor, ds: MultiExpertSet, cores: Iterable[CoreRecor
     n = 0
     for record in cores:
         core = load_core(record, ds.scheme)
-        stack = np.stack([core.masks[e] for e in sorted(core.masks)])
+        stack = np.stack([core.masks[e] for e in natural_sorted(core.masks)])
         ref = reference[record.name] if reference is not None else majority_vote(stack, c, tie=tie)
         # the one prediction path, as the CLI and the widget run it; no experts: Dice needs the class
         # map only, so the annotator model is not run. The map the pipeline writes as the mask: the
@@ -65,11 +65,11 @@ def evaluate(predictor: Predictor, ds: MultiExpertSet, cores: Iterable[CoreRecor
                            **{e: grade_core(m, names).grade_group for e, m in core.masks.items()}})
         core_acc = DiceAccumulator(c)
         core_acc.update(ref, classes)
-        per_core.append({"core": record.name, "experts": sorted(core.masks),
+        per_core.append({"core": record.name, "experts": natural_sorted(core.masks),
                          "dice": _dice_dict(names, core_acc.dice()), "mean_dice": core_acc.mean_dice()})
         for e, mask in core.masks.items():
             expert_acc.setdefault(e, DiceAccumulator(c)).update(mask, classes)
-        for a, b in itertools.combinations(sorted(core.masks), 2):
+        for a, b in itertools.combinations(natural_sorted(core.masks), 2):
             cm = confusion_matrix(core.masks[a], core.masks[b], c)
             pair_cm[(a, b)] = pair_cm.get((a, b), 0) + cm
         n += 1
@@ -81,9 +81,10 @@ def evaluate(predictor: Predictor, ds: MultiExpertSet, cores: Iterable[CoreRecor
         "kappa": vote_acc.kappa(),
         "model_vs_expert": {
             e: {"dice": _dice_dict(names, acc.dice()), "mean_dice": acc.mean_dice(), "kappa": acc.kappa()}
-            for e, acc in sorted(expert_acc.items())
+            for e, acc in sorted(expert_acc.items(), key=lambda kv: natural_key(kv[0]))
         },
-        "expert_pairs_kappa": {f"{a}-{b}": cohen_kappa_from_confusion(cm) for (a, b), cm in sorted(pair_cm.items())},
+        "expert_pairs_kappa": {f"{a}-{b}": cohen_kappa_from_confusion(pair_cm[(a, b)])
+                               for a, b in sorted(pair_cm, key=lambda ab: (natural_key(ab[0]), natural_key(ab[1])))},
         "grade_groups": grade_group_agreement(grades) if graded else None,
         "per_core": per_core,
     }
@@ -94,7 +95,7 @@ def grade_group_agreement(grades: list[dict[str, int | None]]) -> dict:
     Gleason 2019 challenge compared pathologists: quadratic-weighted Cohen's κ for every pair of
     experts and of the model with each expert (over the cores both graded), and Fleiss' κ over all
     experts. ``grades``: per core, rater → grade group (``None`` or absent: not graded)."""
-    experts = sorted({r for g in grades for r in g} - {"model"}, key=lambda e: (len(e), e))
+    experts = natural_sorted({r for g in grades for r in g} - {"model"})
     groups = list(range(6))
 
     def kappa(a: str, b: str) -> float:

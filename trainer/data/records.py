@@ -55,7 +55,8 @@ class MultiExpertSet:
     """A dataset of cores annotated by several experts.
 
     ``layout`` is ``"gleason2019"`` or ``"generic"``; ``experts`` lists every expert of the
-    dataset in a stable order; ``notes`` records what was skipped while reading, for the user.
+    dataset in natural order (:func:`natural_key`), as does each core's ``masks``; ``notes``
+    records what was skipped while reading, for the user.
     """
 
     root: Path
@@ -66,6 +67,10 @@ class MultiExpertSet:
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        # one expert order from here on, whatever the layout reader listed (:func:`natural_key`)
+        self.experts = tuple(natural_sorted(self.experts))
+        for c in self.cores:
+            c.masks = {e: c.masks[e] for e in natural_sorted(c.masks)}
         self._by_name = {c.name: c for c in self.cores}
 
     def __len__(self) -> int:
