@@ -23,8 +23,6 @@ Decisions worth knowing:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from trainer.atomic import atomic_write
 from trainer.data.classes import IGNORE_INDEX, ClassScheme
 from trainer.data.geojson import geojson_value_set, is_geojson, read_geojson_values
 from trainer.errors import InputError
@@ -408,17 +407,6 @@ def classes_to_values(class_map: np.ndarray, scheme: ClassScheme, ignore_value: 
     return out.astype(np.uint8 if out.size == 0 or out.max() <= 255 else np.uint16)
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Persist a rename on POSIX; directories cannot be opened this way on Windows."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_mask_png(
     path: str | Path,
     class_map: np.ndarray,
@@ -428,8 +416,8 @@ def write_mask_png(
 ) -> Path:
     """Write ``class_map`` (class indices) as a PNG of export values, atomically.
 
-    The PNG is written to a temporary file in the same folder, fsynced and moved into place
-    with ``os.replace``, so readers never see half a file. An existing ``path`` raises
+    The PNG is written with :func:`trainer.atomic.atomic_write` (a temporary file in the same
+    folder, fsynced and moved into place), so readers never see half a file. An existing ``path`` raises
     :class:`MaskExistsError` unless ``overwrite=True``. ``IGNORE_INDEX`` pixels are written as
     ``ignore_value`` (default: the scheme's first ignore value; an error if it has none).
     """
@@ -439,25 +427,8 @@ def write_mask_png(
     if not path.parent.is_dir():
         raise InputError("folder does not exist", path.parent)
     values = classes_to_values(class_map, scheme, ignore_value)
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:  # read-only folder, no permission
-        raise InputError(f"cannot write here ({exc.strerror or exc})", path) from exc
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(values).save(f, format="PNG")
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes the file private (0600); give it the usual mode, or keep the replaced one's.
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o644)
+    with atomic_write(path, "wb", what="the mask") as f:  # a full disk: InputError, nothing left behind
+        Image.fromarray(values).save(f, format="PNG")
         if path.exists() and not overwrite:  # created while we were writing
             raise MaskExistsError("file appeared while writing; refusing to overwrite it", path)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        tmp.unlink(missing_ok=True)  # nothing half-written is left behind
-        if isinstance(exc, OSError) and not isinstance(exc, InputError):  # disk full, I/O error
-            raise InputError(f"cannot write the mask ({exc.strerror or exc}); nothing was written", path) from exc
-        raise
-    _fsync_dir(path.parent)
     return path
