@@ -26,7 +26,7 @@ from .store import (
 )
 
 __all__ = [
-    "DamagedStoreError", "FORMAT_VERSION", "MAPS", "STORE_KEY", "PredictionWriter", "ReviewStore", "StoreExistsError", "StoreImage",
-    "StoredCore", "image_pyramid", "is_review_store", "label_key", "load_maps", "role_prefix", "roughness_into",
-    "safe_key", "store_image",
+    "DamagedStoreError", "FORMAT_VERSION", "MAPS", "STORE_KEY", "PredictionWriter", "ReviewStore", "StoreExistsError",
+    "StoreImage", "StoredCore", "image_pyramid", "is_review_store", "label_key", "load_maps", "role_prefix",
+    "roughness_into", "safe_key", "store_image",
 ]

@@ -15,7 +15,8 @@ hands to its sink and writes them straight into zarr arrays, so memory stays at 
 
 All of it is written into ``.staging/`` first; only :meth:`PredictionWriter.finish` (after the
 last band and the pyramids) moves it into place, so a cancelled, crashed or disk-full prediction
-leaves the store as it was (a full disk is one ``InputError`` naming the core's folder and the reason). Each output carries the id of the prediction that wrote it, and
+leaves the store as it was (a full disk is one ``InputError`` naming the core's folder and the reason).
+Each output carries the id of the prediction that wrote it, and
 :func:`load_maps` drops maps whose id differs from the prediction label's (a crash between two
 of the final moves cannot pair a new class map with old probabilities). Maps are float16: they
 are for looking at (probabilities to 1e-3); the class map and the learned consensus are computed

@@ -331,7 +331,8 @@ class ReviewStore:
                 attrs = {"ome": {"version": NGFF_VERSION,
                                  "multiscales": [multiscale(core.name, CYX, [a.shape for a in levels], "local_mean")]},
                          STORE_KEY: {"core": core.name, "origin": dict(core.origin)}}
-                _write_levels(zarr.open_group(staged, mode="w-", zarr_format=3, attributes=attrs), levels, ["c", "y", "x"])
+                group = zarr.open_group(staged, mode="w-", zarr_format=3, attributes=attrs)
+                _write_levels(group, levels, ["c", "y", "x"])
                 keys = []
                 for role, (data, in_label_values) in core.label_roles().items():
                     level = np.asarray(data[0] if isinstance(data, (list, tuple)) else data)
