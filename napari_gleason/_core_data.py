@@ -29,7 +29,8 @@ class CoreData:
     ``truth``, ``corrected``) -> uint8 class map; ``labels`` maps a role to data *already* in
     label values (the review store hands out lazy pyramids this way, so reopening a core reads
     only what is drawn); ``origin`` says where the core came from (``source`` file, ``dataset``
-    root and ``layout``, ``store``) for export and caching.
+    root and ``layout``, ``store``) for export and caching; ``notes`` say what the viewer must
+    tell the user (an expert mask that could not be read, left out of this opening).
     """
 
     name: str
@@ -43,6 +44,8 @@ class CoreData:
     #: image roles (``probability:<class>``, ``weight:<expert>``, ``roughness``) -> data, e.g. the
     #: lazy pyramids of a prediction kept in the review store
     maps: dict[str, Any] = field(default_factory=dict)
+    #: what whoever shows this core must tell the user about it (an expert's mask left out, and why)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def multiscale(self) -> bool:

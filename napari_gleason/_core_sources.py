@@ -178,7 +178,9 @@ def mask_labels(path: Path, scheme: ClassScheme, coding: LabelCoding, shape: tup
 
 
 def _load_for_viewer(record, scheme: ClassScheme, origin: dict) -> CoreData:
-    """A core's image (coarse first) and masks (label values, decoded in parallel)."""
+    """A core's image (coarse first) and masks (label values, decoded in parallel). A mask that
+    cannot be read is left out, its file and reason in the core's ``notes`` (the other experts are
+    still worth reviewing); with no readable mask at all, the first mask's error is raised."""
     coding = LabelCoding.from_scheme(scheme)
     shape = image_header(record.image_path).shape
     jobs = {}
@@ -187,8 +189,16 @@ def _load_for_viewer(record, scheme: ClassScheme, origin: dict) -> CoreData:
         jobs.update({e: _executor().submit(mask_labels, p, scheme, coding, shape) for e, p in record.masks.items()})
 
     image = image_for_viewer(record.image_path, first=start_masks)
-    labels = {f"expert:{e}": job.result() for e, job in jobs.items()}  # re-raises the first broken mask
-    return CoreData(record.name, image, {}, scheme, origin=origin, labels=labels)
+    labels, broken = {}, []
+    for e, job in jobs.items():
+        try:
+            labels[f"expert:{e}"] = job.result()
+        except InputError as exc:
+            broken.append((e, exc))
+    if broken and not labels:
+        raise broken[0][1]
+    notes = [f"{record.name} opened without expert {e}'s mask: {exc}" for e, exc in broken]
+    return CoreData(record.name, image, {}, scheme, origin=origin, labels=labels, notes=notes)
 
 
 class FolderSource:

@@ -37,9 +37,10 @@ do not match. A user who opens datasets often can skip the dialog with napari's 
 
 ``napari_get_reader`` returns ``None`` for anything else, without touching the file, so other
 readers get their turn — except a ``.zarr`` folder whose ``zarr.json`` is unreadable, which no
-reader can open: it is taken, and reported as a damaged store. Broken input in a path we *do*
-handle becomes one notification naming the file and the reason, and the reader returns napari's
-"nothing to add" sentinel ``[(None,)]``: napari keeps running and no traceback dialog appears.
+reader can open: it is taken, and reported as a damaged store. A core with one unreadable expert
+mask opens with the other experts and one notification naming the bad file and the reason. Other
+broken input in a path we *do* handle becomes one notification naming the file and the reason, and
+the reader returns napari's "nothing to add" sentinel ``[(None,)]``: napari keeps running and no traceback dialog appears.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 
 from trainer.data.generic import is_generic_dir
 from trainer.data.gleason2019 import is_gleason_dir
@@ -113,7 +114,7 @@ def read(path: str | list[str], kind: str | None = None) -> list:
     make_way()  # an import warm-up still running would compete with this opening for the GIL
     try:
         if kind == "core":
-            return core_layer_tuples(load_core_file(path, for_viewer=True))
+            return core_layer_tuples(_told(load_core_file(path, for_viewer=True)))
         if kind == "damaged store":
             raise InputError(f"review store is damaged: zarr.json is unreadable ({_damaged_zarr_json(path)})", path)
         if kind == "store":
@@ -170,9 +171,16 @@ def _first_core(path: Path) -> list:
     raise InputError(f"none of its {len(source.names)} cores opens ({failed[0]})", path)
 
 
+def _told(core):
+    """``core``, its notes (an expert mask left out: the file and why) shown in one notification."""
+    if getattr(core, "notes", None):
+        show_warning("napari-gleason: " + "; ".join(core.notes))
+    return core
+
+
 def _browsable(core, path: Path, count: int) -> list:
     """``core``'s layers; its image layer names ``path`` for the dataset browser (``browse``)."""
-    layers = core_layer_tuples(core)
+    layers = core_layer_tuples(_told(core))
     layers[0][1]["metadata"][META_KEY]["browse"] = str(path)
     if count > 1:
         show_info(f"{path.name}: {count} cores; the first is open. The Dataset browser (Plugins ▸ napari-gleason) "

@@ -91,6 +91,12 @@ def resize_mask(root: Path) -> None:
     Image.fromarray(np.ones((10, 10), np.uint8)).save(mask_of(root))
 
 
+def resize_every_mask(root: Path) -> None:
+    """Every expert's mask of ``CORE`` (experts 1, 3, 4) 10×10: nothing of the core can be shown."""
+    for expert in ("1", "3", "4"):
+        Image.fromarray(np.ones((10, 10), np.uint8)).save(mask_of(root, expert))
+
+
 def mask_value_7(root: Path) -> None:
     values = np.asarray(Image.open(mask_of(root)).convert("L")).copy()
     values[0, 0] = 7

@@ -17,6 +17,10 @@ What "nothing else happened" means, per entry point:
   its button would run it): exactly one error notification holding the needles (none when the row
   has no needles) and no warning; no layer added, removed or changed; nothing written; the viewer
   still takes a new layer. Widgets that train are back at rest (Start enabled, no worker).
+- A row with ``opens_with`` is broken input that must *not* stop the opening: a core with one
+  unreadable expert mask opens with its other experts. Its outcome is exactly one *warning* holding
+  the needles (the bad file and the reason), no error, and exactly the layers ``opens_with`` names
+  added (the image and the readable experts); nothing written.
 
 A data error is found before the run folder is made (the engine reads the first batch first), so a
 row leaves nothing behind; only rows whose run really started (a full disk at the first checkpoint,
@@ -48,7 +52,7 @@ from broken_inputs import (
     corrupt_image, drop_training_experts, earlier_run, empty_expert_folder, core_named, export_core_named,
     export_cli, export_into, predict_into_expert_folder, float_image, full_disk_at_first_checkpoint, garbage_chunks,
     garbage_json, generic, gleason, image_of, init_from, mask_of, mask_value_7, new_folder, newer_format,
-    no_expert_folders, opens, predict_cli, remove, rename_all_masks, resize_mask, review_store,
+    no_expert_folders, opens, predict_cli, remove, rename_all_masks, resize_every_mask, resize_mask, review_store,
     rgb_mask_channels_differ, settings, split_file, synth_into_full_folder, train_on, truncate_image, with_file,
     without_cuda,
 )
@@ -80,6 +84,8 @@ class Row:
     # the failure comes after training started: the run's own log (config.json, events.jsonl) may
     # record it; every other file, checkpoints included, must stay as it was
     run_started: bool = False
+    # the layers it must add (the core opens without the bad mask: one warning, not an error)
+    opens_with: tuple[str, ...] | None = None
 
 
 def _broken_gleason(ctx: Ctx) -> Path:
@@ -223,9 +229,12 @@ ROWS = [
     Row("plugin-export-core-name-leads-out", 12, PLUGIN, "export a core named '../Maps1_T/slide009_core001'",
         ("'../Maps1_T/slide009_core001'", "not a plain name"), export_core_named("../Maps1_T/slide009_core001")),
     # napari reader: viewer.open(path) (issue 3; damaged stores: issue 6)
-    Row("reader-mask-size", 3, READER, "open a core whose mask is 10×10, its image 40×48", (MASK, "differs"),
-        opens(resize_mask)),
-    Row("reader-mask-values", 3, READER, "open a core whose mask holds 7", (MASK, "[7]"), opens(mask_value_7)),
+    Row("reader-mask-size", 3, READER, "open a core whose expert 1 mask is 10×10, its image 40×48",
+        (MASK, "expert 1", "differs"), opens(resize_mask), opens_with=(CORE, "expert:3", "expert:4")),
+    Row("reader-mask-values", 3, READER, "open a core whose expert 1 mask holds 7", (MASK, "expert 1", "[7]"),
+        opens(mask_value_7), opens_with=(CORE, "expert:3", "expert:4")),
+    Row("reader-every-mask-broken", 19, READER, "open a core whose three experts' masks are all 10×10",
+        (MASK, "differs"), opens(resize_every_mask)),
     Row("reader-image-corrupt", 3, READER, "open a core image holding no JPEG", (f"{CORE}.jpg", "not an image"),
         opens(corrupt_image)),
     Row("reader-core-without-masks", 3, READER, "open the core nobody annotated", ("slide005_core001.jpg",
@@ -312,8 +321,8 @@ ROWS = [
     Row("finetune-no-checkpoint", 4, WIDGET, "fine-tune with no model chosen", ("choose the model to fine-tune",),
         finetune(checkpoint=False)),
     # widgets: Dataset browser (issue 3)
-    Row("browser-broken-core", 3, WIDGET, "load a core whose mask is 3×3 (the last good core stays)",
-        ("b.png", "differs"), browser("load b")),
+    Row("browser-broken-core", 3, WIDGET, "load a core whose expert bob's mask is 3×3 (it opens with ann)",
+        ("b.png", "expert bob", "differs"), browser("load b"), opens_with=("b", "expert:ann")),
     Row("browser-not-a-dataset", 3, WIDGET, "open a folder holding neither layout", ("/plain: ", "not a dataset folder"),
         browser("open plain")),
     Row("browser-damaged-store", 6, WIDGET, "open a store of two cores, c2's labels' zarr.json garbage",
@@ -450,10 +459,17 @@ def test_gui(row: Row, ctx: Ctx, notes):
     notes.clear()
     act()  # must not raise: napari keeps running
     shown = [n for n in notes if n.severity >= NotificationSeverity.WARNING]
-    assert [n.severity for n in shown] == [NotificationSeverity.ERROR] * bool(row.needles), [n.message for n in shown]
+    severity = NotificationSeverity.WARNING if row.opens_with is not None else NotificationSeverity.ERROR
+    assert [n.severity for n in shown] == [severity] * bool(row.needles), [n.message for n in shown]
     for needle in row.needles:
         assert needle in shown[0].message, (needle, shown[0].message)
-    assert layer_state(viewer) == layers, "a layer was added, removed or changed"
+    if row.opens_with is not None:  # opened without the bad mask: the image and the other experts
+        from napari_gleason._layers import role_of
+
+        assert [role_of(lyr) or lyr.name for lyr in viewer.layers] == ["image", *row.opens_with[1:]]
+        assert viewer.layers[0].name == row.opens_with[0]
+    else:
+        assert layer_state(viewer) == layers, "a layer was added, removed or changed"
     assert_nothing_written(before, tree(ctx.tmp))
     viewer.layers.remove(viewer.add_image(np.zeros((4, 4))))  # the viewer still works
 

@@ -25,7 +25,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from napari.utils.notifications import show_error, show_info
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
@@ -41,6 +41,7 @@ from qtpy.QtWidgets import (
 )
 
 from trainer.data.check import Problem
+from trainer.data.records import natural_sorted
 from trainer.errors import InputError
 
 from . import workers
@@ -178,9 +179,7 @@ class BrowserWidget(QWidget):
         self.current = current
         row = self._row_of(current) if current is not None else -1
         if row >= 0:
-            self.table.blockSignals(True)
-            self.table.selectRow(row)
-            self.table.blockSignals(False)
+            self._select(current)
 
     def set_source(self, source, load_first: bool = True) -> None:
         """List ``source``'s cores, start scoring them, and show the first one."""
@@ -196,7 +195,7 @@ class BrowserWidget(QWidget):
         self.table.setSortingEnabled(False)  # rows move while sorted; fill first, sort after
         self.table.setRowCount(len(source.names))
         for row, name in enumerate(source.names):
-            experts = source.experts_of(name)
+            experts = natural_sorted(source.experts_of(name))
             item = QTableWidgetItem(name)
             item.setData(Qt.ItemDataRole.UserRole, name)
             self.table.setItem(row, 0, item)
@@ -314,6 +313,7 @@ class BrowserWidget(QWidget):
         self.table.blockSignals(True)
         if row >= 0:
             self.table.selectRow(row)
+            self.table.scrollToItem(self.table.item(row, 0))  # the core on screen is in view, however far down
         else:
             self.table.clearSelection()
         self.table.blockSignals(False)
@@ -340,6 +340,8 @@ class BrowserWidget(QWidget):
         self._select(core.name)
         self.viewer.reset_view()
         self._show_notes(source)
+        if core.notes:  # an expert's mask left out: the file and why, once
+            show_warning("napari-gleason: " + "; ".join(core.notes))
 
     def _on_load_failed(self, source, name: str, exc: BaseException) -> None:
         """The worker's notification is shown; mark the row and keep the last core highlighted."""
