@@ -277,3 +277,16 @@ def test_the_gui_child_run_on_a_real_full_disk_ends_in_one_input_error(tmp_path)
         assert not [p for p in (disk / "run").iterdir() if p.name.endswith(".tmp")]
     finally:
         unmount(disk)
+
+
+def test_training_on_a_full_cache_disk_goes_on_with_a_one_line_warning(tmp_path, monkeypatch, capsys):
+    data = make_fake_gleason(tmp_path / "data").root
+    full = fill_disk(monkeypatch, match=lambda tmp: tmp.parent == tmp_path / "cache")
+    code = main(["train", "--data", str(data), *TRAIN, "--iters", "2", "--out", str(tmp_path / "run"),
+                 "--cache-dir", str(tmp_path / "cache")])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 0 and full and (tmp_path / "run" / "last.pt").is_file()
+    assert err and all(line.startswith(f"warning: {tmp_path / 'cache'}/") for line in err), err
+    assert all(f"cannot write the core cache entry ({NO_SPACE})" in line and "going on without the core cache" in line
+               for line in err)
+    assert list((tmp_path / "cache").iterdir()) == []

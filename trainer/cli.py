@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 
 from . import jsonsafe
 from .atomic import atomic_write
-from .errors import InputError, NonFiniteLossError
+from .errors import CacheWarning, InputError, NonFiniteLossError
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -623,8 +624,22 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
+def _one_line_warnings(default):
+    """``warnings.showwarning`` that prints a :class:`CacheWarning` (a cache that cannot be written;
+    the work goes on) as one ``warning:`` line, and any other warning as ``default`` does."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, CacheWarning):
+            print(f"warning: {_one_line(message)}", file=sys.stderr if file is None else file, flush=True)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    shown, warnings.showwarning = warnings.showwarning, _one_line_warnings(warnings.showwarning)
     try:
         return args.func(args)
     except InputError as exc:
@@ -644,6 +659,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":
