@@ -54,7 +54,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from trainer.data.generic import is_generic_dir
 from trainer.data.gleason2019 import is_gleason_dir
 from trainer.errors import InputError
-from trainer.review_store import ReviewStore, is_review_store
+from trainer.review_store import DamagedStoreError, ReviewStore, is_review_store
 
 from ._core_data import CoreData
 from ._core_sources import core_for_viewer, dataset_root_of_image, load_core_file, new_notes, open_source
@@ -130,9 +130,11 @@ def read(path: str | list[str], kind: str | None = None) -> list:
 def _read_store(path: Path) -> list:
     """A store's one core, or its first core for the browser. A missing or corrupt chunk is the
     store's ``DamagedStoreError`` (naming the core and the array), found here — every chunk file
-    listed, the smallest levels read — before a layer changes; zarr's other errors for damaged
-    metadata become an :class:`InputError` naming the store. An older store without checksums
-    opens with a note (once)."""
+    listed, the smallest levels read — before a layer changes; in a store of several cores a
+    damaged one is skipped (one notification) and the next opens, as in a dataset folder. zarr's
+    other errors for damaged metadata become an :class:`InputError` naming the store. An older
+    store without checksums opens with a note (once)."""
+    damaged: list[str] = []
     try:
         store = ReviewStore.open(path, CoreData)
         names = store.names
@@ -140,11 +142,24 @@ def _read_store(path: Path) -> list:
             raise InputError("review store holds no core yet", path)
         for name in names[1:]:  # the browser lists them: their metadata must be readable
             store.experts_of(name)
-        core = core_for_viewer(store, names[0])  # fail here, not later in napari's drawing
+        core = None
+        for name in names:
+            try:
+                core = core_for_viewer(store, name)  # fail here, not later in napari's drawing
+                break
+            except DamagedStoreError as e:
+                if len(names) == 1:
+                    raise
+                damaged.append(str(e))
+        if core is None:
+            raise InputError(f"none of its {len(names)} cores opens ({damaged[0]})", path)
     except InputError:
         raise
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise InputError(f"review store is damaged ({type(e).__name__}: {e})", path) from e
+    if damaged:
+        show_error(f"napari-gleason skipped {len(damaged)} damaged core(s) ({damaged[0]}"
+                   + (" …" if len(damaged) > 1 else "") + f"); {core.name} is open instead")
     for note in new_notes(store):
         show_info(f"{path}: {note}")
     return core_layer_tuples(core) if len(names) == 1 else _browsable(core, path, len(names))

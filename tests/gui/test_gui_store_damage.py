@@ -88,3 +88,14 @@ def test_an_old_store_opens_with_one_note(make_napari_viewer, dataset, tmp_path,
     viewer.open(str(store.path), plugin="napari-gleason")  # the same store again: no second note
     assert len([n for n in notes if UNCHECKED_NOTE in n.message]) == 1
     assert find_layer(viewer, "image").name == "c1"
+
+
+def test_a_store_whose_first_core_is_damaged_opens_its_next(make_napari_viewer, dataset, tmp_path, notes):
+    store = make_store(tmp_path / "review.zarr", dataset)
+    damage_chunk("c1/labels/expert_2/0", "deleted")(store.path)
+    viewer = make_napari_viewer()
+    viewer.open(str(store.path), plugin="napari-gleason")
+    errors = errors_of(notes)
+    assert len(errors) == 1 and "core 'c1'" in errors[0] and "labels/expert_2/0" in errors[0], errors
+    assert "c2 is open instead" in errors[0]
+    assert find_layer(viewer, "image").name == "c2"
