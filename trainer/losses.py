@@ -10,7 +10,6 @@ All arithmetic runs in float32 even under ``torch.autocast``: the focal term ``(
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
