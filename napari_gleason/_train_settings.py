@@ -15,12 +15,11 @@ from pathlib import Path
 
 from trainer.config import RunConfig, build_run_config, interval_of
 from trainer.errors import InputError
+from trainer.model_registry import SUGGESTED_ENCODERS, TABLE2_MODELS
 
 #: The five models of Table 2 and the encoder each uses by default (HRNets have a fixed backbone).
-MODEL_ENCODERS: dict[str, str | None] = {
-    "hrnet18": None, "hrnet48": None, "unet": "resnet34", "deeplabv3plus": "resnet50", "pspnet": "resnet50",
-}
-ENCODER_CHOICES = ("resnet18", "resnet34", "resnet50", "resnet101")
+MODEL_ENCODERS = TABLE2_MODELS  # the trainer's registry (no torch); None: a fixed backbone
+ENCODER_CHOICES = SUGGESTED_ENCODERS
 
 
 def device_choices() -> list[str]:

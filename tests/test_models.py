@@ -20,6 +20,23 @@ def test_registry_holds_the_table2_models():
     assert sorted(MODELS) == sorted(NAMES)
 
 
+def test_the_torch_free_table_is_the_registry():
+    """The train widget lists models and encoders from trainer.model_registry without torch: the
+    same names, and each model's default backbone is what create_model builds."""
+    import subprocess
+    import sys
+
+    from trainer.model_registry import FIXED_BACKBONES, TABLE2_MODELS
+
+    assert list(TABLE2_MODELS) == list(MODELS)
+    for name, default in TABLE2_MODELS.items():
+        built = MODELS[name].default_encoder
+        assert built == (FIXED_BACKBONES[name] if default is None else default), name
+    probe = "import sys, trainer.model_registry, napari_gleason._train_settings; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_forward_backward_and_config_round_trip(name):
     torch.manual_seed(0)

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from trainer.errors import InputError, PretrainedUnavailable
+from trainer.model_registry import FIXED_BACKBONES, TABLE2_MODELS
 
 Pretrained = bool | str | Path
 
@@ -176,7 +177,7 @@ class Segmenter(nn.Module):
 
 
 def _build_hrnet(width: int) -> Callable[..., nn.Module]:
-    timm_name = f"hrnet_w{width}"
+    timm_name = FIXED_BACKBONES[f"hrnet{width}"]
 
     def build(num_classes: int, pretrained: Pretrained = False, encoder: str = timm_name) -> nn.Module:
         if encoder != timm_name:
@@ -210,12 +211,13 @@ def _build_smp(arch: str, default_encoder: str) -> Callable[..., nn.Module]:
 
 
 #: name -> builder(num_classes, pretrained=False, **kwargs) returning the bare network.
+#: The names and default encoders are :data:`trainer.model_registry.TABLE2_MODELS`'.
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "hrnet18": _build_hrnet(18),
     "hrnet48": _build_hrnet(48),
-    "unet": _build_smp("Unet", "resnet34"),
-    "deeplabv3plus": _build_smp("DeepLabV3Plus", "resnet50"),
-    "pspnet": _build_smp("PSPNet", "resnet50"),
+    "unet": _build_smp("Unet", TABLE2_MODELS["unet"]),
+    "deeplabv3plus": _build_smp("DeepLabV3Plus", TABLE2_MODELS["deeplabv3plus"]),
+    "pspnet": _build_smp("PSPNet", TABLE2_MODELS["pspnet"]),
 }
 
 
