@@ -290,3 +290,22 @@ def test_training_on_a_full_cache_disk_goes_on_with_a_one_line_warning(tmp_path,
     assert all(f"cannot write the core cache entry ({NO_SPACE})" in line and "going on without the core cache" in line
                for line in err)
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_an_error_raised_while_handling_an_os_error_is_no_failed_write(tmp_path):
+    try:
+        try:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+        except OSError:
+            raise ValueError("the class map has indices [7] with no export value")
+    except ValueError as exc:
+        assert os_reason(exc, tmp_path) is None
+    with pytest.raises(ValueError, match="no export value"):  # not "cannot write …"
+        with atomic_files() as group:
+            with group.open(tmp_path / "a.png") as f:
+                f.write(b"x")
+                try:
+                    raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+                except OSError:
+                    raise ValueError("the class map has indices [7] with no export value")
+    assert list(tmp_path.iterdir()) == []

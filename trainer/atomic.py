@@ -56,16 +56,16 @@ def os_reason(exc: BaseException, where: str | Path | None = None) -> str | None
     write error without one (see the module docstring) is "No space left on device" when the
     file system of ``where`` (a file or folder) is nearly full, else the library's words.
     """
+    text = " ".join(str(exc).split())
+    if not isinstance(exc, OSError) and not (isinstance(exc, RuntimeError) and _WRITE_FAILED.search(text)):
+        return None  # not a failed write (a ValueError raised while handling an OSError is not one either)
     seen: set[int] = set()
     link: BaseException | None = exc
-    while link is not None and id(link) not in seen:
+    while link is not None and id(link) not in seen:  # torch keeps the OSError as its error's context
         seen.add(id(link))
         if isinstance(link, OSError) and link.errno is not None:
             return link.strerror or os.strerror(link.errno)
         link = link.__cause__ or link.__context__
-    text = " ".join(str(exc).split())
-    if not isinstance(exc, (OSError, RuntimeError)) or (not isinstance(exc, OSError) and not _WRITE_FAILED.search(text)):
-        return None
     if where is not None and _nearly_full(Path(where), text):
         return os.strerror(errno.ENOSPC)
     return f"write failed: {text}" if text else "write failed"
