@@ -125,11 +125,12 @@ class CheckedArray:
     def __len__(self) -> int:
         return self.shape[0]
 
+    def __repr__(self) -> str:
+        return f"CheckedArray({self.store.name}: {self.core!r} {self.name}, shape={self.shape}, dtype={self.dtype})"
+
     def __getitem__(self, key) -> np.ndarray:
         try:
             return self.array[key]
-        except IndexError:
-            raise
         except CHUNK_ERRORS as e:
             what = "a chunk does not match its checksum" if "checksum" in str(e) else \
                 f"a chunk cannot be read ({type(e).__name__}: {e})"
