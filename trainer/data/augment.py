@@ -27,10 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from trainer.data.classes import IGNORE_INDEX
+from trainer.roughness import MEAN, STD  # ImageNet mean/std, 0-255 scale: one definition, torch-free
 
-#: ImageNet mean/std on the 0-255 scale, as mmsegmentation normalises (RGB order).
-MEAN: tuple[float, float, float] = (123.675, 116.28, 103.53)
-STD: tuple[float, float, float] = (58.395, 57.12, 57.375)
 
 Masks = Union[np.ndarray, Sequence[np.ndarray], Mapping[str, np.ndarray]]
 M = TypeVar("M", np.ndarray, list, dict)
