@@ -150,7 +150,7 @@ def training_payload(*, model: torch.nn.Module, weighting: torch.nn.Module | Non
 LEGACY_LOSS = {"gauss_kernel": "sampled", "gauss_border": "reflect", "reduction": "pixel",
                "weight_stride": 32, "weight_head_kernel": 1}
 #: A weighting CNN config without these keys is the stride-32 ResNet-18 with a 1×1 head.
-LEGACY_WEIGHTING = {"stride": 32, "head_kernel": 1}
+LEGACY_WEIGHTING = WeightingCNN.LEGACY_CONFIG
 #: A loss section that has ``confusion`` but none of these trained the confusion model as it was
 #: before Zhang et al.'s heads and objective became the default: a separate ResNet-18, λ1·vote +
 #: λ2·(the run's focal/GAF loss under A_n + μ·tr/C).

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from trainer.atomic import atomic_write
 from trainer.data.classes import IGNORE_INDEX
-from trainer.data.io import image_header, read_image, read_mask_value_set, values_to_classes
+from trainer.data.io import image_header, mask_classes, read_image, read_mask_value_set, values_to_classes
 from trainer.data.records import CoreRecord, MultiExpertSet
 from trainer.data.splits import Split, default_split, load_split
 from trainer.errors import CacheWarning, InputError
@@ -227,14 +227,6 @@ def _cached(cache: CheckCache | None, kind: str, path: Path, context, compute: C
         if cache is not None:
             cache.put(key, entry)
     return entry
-
-
-def mask_classes(path: Path, scheme, shape: tuple[int, int] | None = None) -> set[int]:
-    """Class indices present in a mask file; its size, mode and values checked as :func:`read_mask` does.
-
-    Only the distinct values are mapped (a histogram of the mask, not a lookup of every pixel).
-    """
-    return set(values_to_classes(read_mask_value_set(path, shape, scheme), scheme, path).tolist())
 
 
 def _mask_entry(path: Path, scheme, shape: tuple[int, int] | None) -> dict:

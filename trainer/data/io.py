@@ -375,6 +375,14 @@ def read_mask_value_set(path: str | Path, shape: tuple[int, int] | None = None,
     return np.unique(values)
 
 
+def mask_classes(path: Path, scheme, shape: tuple[int, int] | None = None) -> set[int]:
+    """Class indices present in a mask file; its size, mode and values checked as :func:`read_mask` does.
+
+    Only the distinct values are mapped (a histogram of the mask, not a lookup of every pixel).
+    """
+    return set(values_to_classes(read_mask_value_set(path, shape, scheme), scheme, path).tolist())
+
+
 def read_mask(path: str | Path, scheme: ClassScheme, shape: tuple[int, int] | None = None) -> np.ndarray:
     """Read a label mask as ``uint8 H×W`` class indices via ``scheme`` (read-only).
 

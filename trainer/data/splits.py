@@ -110,8 +110,8 @@ def core_classes(ds: MultiExpertSet, names: list[str] | None = None) -> dict[str
 
     Unreadable masks are skipped here (``python -m trainer check`` reports them).
     """
-    from trainer.data.check import mask_classes
     from trainer.data.classes import IGNORE_INDEX
+    from trainer.data.io import mask_classes
 
     out: dict[str, frozenset[int]] = {}
     for name in ds.names if names is None else names:
