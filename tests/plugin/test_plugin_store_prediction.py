@@ -100,7 +100,7 @@ def test_reopened_core_shows_the_stored_prediction(predicted):
     kinds = {kw["name"]: kind for _, kw, kind in core_layer_tuples(again)}
     assert kinds["prediction"] == "labels" and kinds["probability:G5"] == "image"
     # the store stays valid OME-Zarr for other viewers: the labels list names the new images
-    labels_meta = json.loads((store.path / store._core_dir(NAME).name / "labels" / "zarr.json").read_text())
+    labels_meta = json.loads((store.path / store.core_dir(NAME).name / "labels" / "zarr.json").read_text())
     assert {"prediction", "consensus_learned"} <= set(labels_meta["attributes"]["ome"]["labels"])
 
 
@@ -126,7 +126,7 @@ def test_a_failing_prediction_leaves_the_store_as_it_was(predictor, predicted_co
 def test_maps_of_another_prediction_are_not_paired_with_the_class_map(predicted_copy):
     store = predicted_copy
     assert load_maps(store, NAME)
-    maps_json = store._core_dir(NAME) / "maps" / "zarr.json"
+    maps_json = store.core_dir(NAME) / "maps" / "zarr.json"
     meta = json.loads(maps_json.read_text())
     meta["attributes"]["napari_gleason"]["prediction"] = "an older prediction"
     maps_json.write_text(json.dumps(meta))

@@ -12,7 +12,8 @@ zarr v3 folder. Qt- and napari-free: the plugin, the CLI and the benchmarks use 
 
 from .integrity import DamagedStoreError
 from .ngff import STORE_KEY
-from .outputs import MAPS, PredictionWriter, StoreImage, load_maps, roughness_into, store_image
+from .maps import MAPS, StoreImage, load_maps, store_image
+from .outputs import PredictionWriter, roughness_into
 from .store import (
     FORMAT_VERSION,
     ReviewStore,

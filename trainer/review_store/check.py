@@ -46,7 +46,7 @@ def check_store(path: str | Path, full: bool = False, progress=None) -> StoreChe
         try:
             folders = store.arrays_of(name)
         except (InputError, KeyError, ValueError, OSError, TypeError) as e:
-            report.problems.append(Problem(store._core_dir(name), f"damaged metadata ({_why(e)})", name))
+            report.problems.append(Problem(store.core_dir(name), f"damaged metadata ({_why(e)})", name))
             folders = []
         for folder in folders:
             report.files += 1

@@ -8,6 +8,9 @@ sizes) so that they keep their values.
 
 from __future__ import annotations
 
+import hashlib
+import re
+
 import json
 from pathlib import Path
 
@@ -92,3 +95,16 @@ def pyramid(level0: np.ndarray, kind: str, n_levels: int | None = None, min_size
     while (len(levels) < n_levels) if n_levels is not None else min(levels[-1].shape[-2:]) > min_size:
         levels.append(halve(levels[-1], kind))
     return levels
+
+
+def safe_key(name: str) -> str:
+    """A zarr node name for ``name``: kept if plain ASCII, else made plain plus a short hash."""
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        return name
+    plain = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip("._") or "x"
+    return f"{plain}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+
+
+def label_key(role: str) -> str:
+    """``expert:1`` -> ``expert_1``; ``consensus:vote`` -> ``consensus_vote``."""
+    return safe_key(role.replace(":", "_"))

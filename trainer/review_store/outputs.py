@@ -17,7 +17,7 @@ All of it is written into ``.staging/`` first; only :meth:`PredictionWriter.fini
 last band and the pyramids) moves it into place, so a cancelled, crashed or disk-full prediction
 leaves the store as it was (a full disk is one ``InputError`` naming the core's folder and the reason).
 Each output carries the id of the prediction that wrote it, and
-:func:`load_maps` drops maps whose id differs from the prediction label's (a crash between two
+:func:`.maps.load_maps` drops maps whose id differs from the prediction label's (a crash between two
 of the final moves cannot pair a new class map with old probabilities). Maps are float16: they
 are for looking at (probabilities to 1e-3); the class map and the learned consensus are computed
 from float32 before storing.
@@ -27,12 +27,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
-from trainer.errors import InputError
-from trainer.safe_paths import check_name
 
 from .ngff import (
     CHUNK,
@@ -47,30 +44,12 @@ from .ngff import (
     write_json_atomic,
 )
 from .integrity import array_options
+from .maps import MAPS
 from .store import ReviewStore, label_key, os_errors
 
-MAPS = "maps"
 MAP_DTYPE = np.float16
 #: Rows processed at once when building pyramid levels (bounded memory whatever the core size).
 PYRAMID_ROWS = 2 * CHUNK
-
-
-class StoreImage:
-    """The core's level-0 image in the store as a lazy ``H×W×3`` array (zarr holds ``3×H×W``)."""
-
-    def __init__(self, array):
-        self.array = array
-        self.shape = (int(array.shape[1]), int(array.shape[2]), int(array.shape[0]))
-
-    def __getitem__(self, key) -> np.ndarray:
-        if not isinstance(key, tuple):
-            key = (key,)
-        ys, xs = (tuple(key) + (slice(None), slice(None)))[:2]
-        return np.moveaxis(np.asarray(self.array[:, ys, xs]), 0, -1)
-
-
-def store_image(store: ReviewStore, name: str) -> StoreImage:
-    return store.image(name)
 
 
 def _create_levels(group, shapes: list[tuple[int, ...]], dtype, dims: list[str], fill) -> list:
@@ -106,13 +85,13 @@ class PredictionWriter:
         import zarr
 
         self.store, self.name = store, name
-        self.core_dir = store._core_dir(name)
+        self.core_dir = store.core_dir(name)
         meta = read_json(self.core_dir / "zarr.json")["attributes"]["ome"]["multiscales"][0]
         self.n_levels = len(meta["datasets"])
         shape = zarr.open_array(self.core_dir / "0", mode="r").shape
         self.h, self.w = int(shape[1]), int(shape[2])
         self.id = uuid.uuid4().hex
-        self.staged = store._staging_dir()
+        self.staged = store.staging_dir()
         self._labels: dict[str, list] = {}
         self._maps: dict[str, tuple[list, list[str]]] = {}
         self._finished = False
@@ -179,10 +158,10 @@ class PredictionWriter:
                     _fill_pyramid(levels, "maps")
                 zarr.open_group(self.staged / MAPS, mode="a", zarr_format=3,
                                 attributes={STORE_KEY: {"maps": list(self._maps), "prediction": self.id}})
-                self.store._swap_in(self.staged / MAPS, self.core_dir / MAPS, overwrite=True)
+                self.store.swap_in(self.staged / MAPS, self.core_dir / MAPS, overwrite=True)
                 labels_dir = self.core_dir / "labels"
                 for role in self._labels:
-                    self.store._swap_in(self.staged / "labels" / label_key(role), labels_dir / label_key(role),
+                    self.store.swap_in(self.staged / "labels" / label_key(role), labels_dir / label_key(role),
                                         overwrite=True)
                 meta = read_json(labels_dir / "zarr.json")
                 keys = meta["attributes"]["ome"].setdefault("labels", [])
@@ -196,7 +175,7 @@ class PredictionWriter:
 
     def abort(self) -> None:
         """Drop everything staged (nothing of this prediction reaches the store)."""
-        self.store._cleanup(self.staged)
+        self.store.cleanup(self.staged)
 
     def __enter__(self) -> PredictionWriter:
         return self
@@ -204,38 +183,6 @@ class PredictionWriter:
     def __exit__(self, *exc) -> None:
         if not self._finished:
             self.abort()
-
-
-def load_maps(store: ReviewStore, name: str) -> dict[str, list[Any]]:
-    """role (``probability:<class>``, ``weight:<expert>``, ``error:<expert>``, ``roughness``) -> lazy pyramid (dask).
-
-    Only maps written by the same prediction as the stored ``prediction`` labels are returned.
-    """
-    import zarr
-
-    core_dir = store._core_dir(name)
-    maps_dir = core_dir / MAPS
-    pred_dir = core_dir / "labels" / label_key("prediction")
-    if not (maps_dir / "zarr.json").is_file() or not (pred_dir / "zarr.json").is_file():
-        return {}
-    try:
-        pid = read_json(pred_dir / "zarr.json")["attributes"].get(STORE_KEY, {}).get("prediction")
-        root = zarr.open_group(maps_dir, mode="r")
-        if root.attrs.get(STORE_KEY, {}).get("prediction") != pid:
-            return {}
-        out: dict[str, list[Any]] = {}
-        for kind in root.attrs[STORE_KEY]["maps"]:
-            key = check_name(kind, "map", maps_dir / "zarr.json")  # metadata of a shared store: untrusted
-            info = root[key].attrs[STORE_KEY]
-            levels = [a.to_dask() for a in store._levels(name, maps_dir / key)]  # chunk files listed
-            for i, ch in enumerate(info["channels"]):
-                role = "roughness" if kind == "roughness" else f"{kind}:{ch}"
-                out[role] = [lvl[i] for lvl in levels]
-        return out
-    except InputError:
-        raise
-    except (KeyError, ValueError, OSError) as e:
-        raise InputError(f"review store entry is damaged: {e}", maps_dir) from None
 
 
 def roughness_into(writer: PredictionWriter, source, heat: dict, rows: int = 256) -> None:
@@ -256,5 +203,5 @@ def roughness_into(writer: PredictionWriter, source, heat: dict, rows: int = 256
         writer.write_map("roughness", y0, y1, band[None, y0 - a0:y0 - a0 + (y1 - y0)])
 
 
-__all__ = ["PredictionWriter", "StoreImage", "store_image", "load_maps", "roughness_into", "MAPS"]
+__all__ = ["PredictionWriter", "roughness_into"]
 

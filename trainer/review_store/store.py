@@ -31,9 +31,7 @@ array, never zeros (:mod:`.integrity`).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -48,15 +46,18 @@ from trainer.errors import InputError
 from trainer.safe_paths import check_name, check_relative_path, safe_child, trusted_dataset_root
 
 from .integrity import UNCHECKED_NOTE, CheckedArray, array_options, open_checked
+from .maps import MAPS, StoreImage, load_maps
 from .ngff import (
     CHUNK,
     CYX,
     NGFF_VERSION,
     STORE_KEY,
     label_image_attrs,
+    label_key,
     multiscale,
     pyramid,
     read_json,
+    safe_key,
     write_json_atomic,
 )
 
@@ -77,7 +78,7 @@ class StoredCore:
 
     ``image``: levels ``H×W×3`` (dask); ``labels``: role -> levels (or one full-resolution array
     for ``corrected``) in label values; ``maps``: role -> lazy float pyramids of the stored
-    prediction (:func:`.outputs.load_maps`); ``origin``: ``store`` (and ``dataset``/``layout``).
+    prediction (:func:`.maps.load_maps`); ``origin``: ``store`` (and ``dataset``/``layout``).
     The plugin passes its own core type with the same constructor to :meth:`ReviewStore.open`.
     """
 
@@ -124,19 +125,6 @@ def is_review_store(path: str | Path) -> bool:
     """True for a folder whose root ``zarr.json`` carries napari-gleason's attributes."""
     path = Path(path)
     return path.is_dir() and _store_attrs(path) is not None
-
-
-def safe_key(name: str) -> str:
-    """A zarr node name for ``name``: kept if plain ASCII, else made plain plus a short hash."""
-    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
-        return name
-    plain = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip("._") or "x"
-    return f"{plain}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
-
-
-def label_key(role: str) -> str:
-    """``expert:1`` -> ``expert_1``; ``consensus:vote`` -> ``consensus_vote``."""
-    return safe_key(role.replace(":", "_"))
 
 
 # --- pyramids and NGFF metadata --------------------------------------------------------------
@@ -261,7 +249,7 @@ class ReviewStore:
     def names(self) -> list[str]:
         return list(self._core_dirs())
 
-    def _core_dir(self, name: str) -> Path:
+    def core_dir(self, name: str) -> Path:
         try:
             return self._core_dirs()[name]
         except KeyError:
@@ -269,7 +257,7 @@ class ReviewStore:
 
     def label_roles(self, name: str) -> dict[str, Path]:
         """role -> label group folder, in the order of the NGFF ``labels`` list."""
-        labels = self._core_dir(name) / "labels"
+        labels = self.core_dir(name) / "labels"
         if not (labels / "zarr.json").is_file():
             return {}
         keys = read_json(labels / "zarr.json")["attributes"]["ome"].get("labels", [])
@@ -284,13 +272,13 @@ class ReviewStore:
         return tuple(r.split(":", 1)[1] for r in self.label_roles(name) if role_prefix(r) == "expert")
 
     # writing -----------------------------------------------------------------------------
-    def _staging_dir(self) -> Path:
+    def staging_dir(self) -> Path:
         d = self.path / _STAGING / uuid.uuid4().hex
         with os_errors(d.parent, "into the review store"):
             d.parent.mkdir(exist_ok=True)
         return d
 
-    def _swap_in(self, staged: Path, final: Path, overwrite: bool) -> None:
+    def swap_in(self, staged: Path, final: Path, overwrite: bool) -> None:
         """Move a finished ``staged`` folder to ``final``; the old one goes only once the new is there."""
         old = None
         if final.exists():
@@ -302,7 +290,7 @@ class ReviewStore:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
 
-    def _cleanup(self, staged: Path) -> None:
+    def cleanup(self, staged: Path) -> None:
         shutil.rmtree(staged, ignore_errors=True)
         try:
             (self.path / _STAGING).rmdir()  # only when empty
@@ -325,7 +313,7 @@ class ReviewStore:
             raise StoreExistsError(f"core {core.name!r} is already in the review store", final)
         image = np.asarray(core.image[0] if core.multiscale else core.image)
         levels = image_pyramid(image)
-        staged = self._staging_dir()
+        staged = self.staging_dir()
         try:
             with os_errors(final, f"core {core.name!r} into the review store"):
                 attrs = {"ome": {"version": NGFF_VERSION,
@@ -343,16 +331,16 @@ class ReviewStore:
                     keys.append(key)
                 zarr.open_group(staged / "labels", mode="a", zarr_format=3,
                                 attributes={"ome": {"version": NGFF_VERSION, "labels": keys}})
-                self._swap_in(staged, final, overwrite)
+                self.swap_in(staged, final, overwrite)
         finally:
-            self._cleanup(staged)
+            self.cleanup(staged)
         return final
 
     def write_labels(self, name: str, role: str, class_map: np.ndarray, overwrite: bool = False) -> Path:
         """Add (or replace) one label image of core ``name``, e.g. ``consensus:vote`` or ``corrected``."""
         import zarr
 
-        core_dir = self._core_dir(name)
+        core_dir = self.core_dir(name)
         n_levels = len(read_json(core_dir / "zarr.json")["attributes"]["ome"]["multiscales"][0]["datasets"])
         shape = tuple(zarr.open_array(core_dir / "0", mode="r").shape[1:])
         if tuple(class_map.shape) != shape:
@@ -361,7 +349,7 @@ class ReviewStore:
         final = labels_dir / label_key(role)
         if final.exists() and not overwrite:
             raise StoreExistsError(f"{role!r} of core {name!r} is already in the review store", final)
-        staged = self._staging_dir()
+        staged = self.staging_dir()
         try:
             with os_errors(final, f"{role!r} of core {name!r} into the review store"):
                 _write_label_group(staged, role, self.coding.to_labels(class_map), n_levels, self.coding)
@@ -369,7 +357,7 @@ class ReviewStore:
                     zarr.open_group(labels_dir, mode="a", zarr_format=3,
                                     attributes={"ome": {"version": NGFF_VERSION, "labels": []}})
                 added = not final.exists()
-                self._swap_in(staged, final, overwrite)
+                self.swap_in(staged, final, overwrite)
                 meta = read_json(labels_dir / "zarr.json")
                 keys = meta["attributes"]["ome"].setdefault("labels", [])
                 if final.name not in keys:
@@ -381,7 +369,7 @@ class ReviewStore:
                             shutil.rmtree(final, ignore_errors=True)
                         raise
         finally:
-            self._cleanup(staged)
+            self.cleanup(staged)
         return final
 
     # reading -----------------------------------------------------------------------------
@@ -411,16 +399,14 @@ class ReviewStore:
             self.notes.append(UNCHECKED_NOTE)
         return array
 
-    def _levels(self, name: str, folder: Path) -> list[CheckedArray]:
+    def levels(self, name: str, folder: Path) -> list[CheckedArray]:
         """The checked pyramid levels of the multiscale image in ``folder``, level 0 first."""
         meta = read_json(folder / "zarr.json")["attributes"]["ome"]["multiscales"][0]["datasets"]
         return [self.open_array(name, folder / _level_path(d, folder)) for d in meta]
 
     def arrays_of(self, name: str) -> list[Path]:
         """The folder of every array of core ``name``: image levels, label levels, map levels."""
-        from .outputs import MAPS
-
-        core_dir = self._core_dir(name)
+        core_dir = self.core_dir(name)
         groups = [core_dir, *self.label_roles(name).values()]
         maps = core_dir / MAPS
         if (maps / "zarr.json").is_file():
@@ -442,23 +428,21 @@ class ReviewStore:
         except InputError:
             raise
         except (KeyError, ValueError, OSError) as e:
-            raise InputError(f"review store entry is damaged: {e}", self._core_dir(name)) from None
+            raise InputError(f"review store entry is damaged: {e}", self.core_dir(name)) from None
         return out
 
     def label_levels(self, name: str, role: str) -> list:
         """The levels of one label image (label values, :class:`.integrity.CheckedArray`), level 0 first."""
-        return self._levels(name, self.label_roles(name)[role])
+        return self.levels(name, self.label_roles(name)[role])
 
     def image(self, name: str):
-        """The core's level-0 image as a lazy ``H×W×3`` array (:class:`.outputs.StoreImage`)."""
-        from .outputs import StoreImage
-
-        return StoreImage(self.open_array(name, self._core_dir(name) / "0"))
+        """The core's level-0 image as a lazy ``H×W×3`` array (:class:`.maps.StoreImage`)."""
+        return StoreImage(self.open_array(name, self.core_dir(name) / "0"))
 
     def shape(self, name: str) -> tuple[int, int]:
         import zarr
 
-        shape = zarr.open_array(self._core_dir(name) / "0", mode="r").shape
+        shape = zarr.open_array(self.core_dir(name) / "0", mode="r").shape
         return int(shape[1]), int(shape[2])
 
     def load(self, name: str):
@@ -467,20 +451,18 @@ class ReviewStore:
         Labels come back in label values (``CoreData.labels``), so no pixel is converted to
         open a core; analysis reads level 0 when it needs it.
         """
-        core_dir = self._core_dir(name)
+        core_dir = self.core_dir(name)
         try:
             # every array's chunk files are listed here (a deleted chunk fails now, not as zeros on screen)
-            image = [a.to_dask().transpose(1, 2, 0) for a in self._levels(name, core_dir)]  # c,y,x -> y,x,c
+            image = [a.to_dask().transpose(1, 2, 0) for a in self.levels(name, core_dir)]  # c,y,x -> y,x,c
             labels = {}
             for role, folder in self.label_roles(name).items():
-                levels = self._levels(name, folder)
+                levels = self.levels(name, folder)
                 # the editable layer stays one full-resolution array (napari #1587)
                 labels[role] = levels[0][...] if role == "corrected" else levels
         except InputError:
             raise
         except (KeyError, ValueError, OSError) as e:
             raise InputError(f"review store entry is damaged: {e}", core_dir) from None
-        from .outputs import load_maps
-
         origin = {"store": str(self.path), **self.trusted_origin()}
         return self.core_type(name, image, {}, self.scheme, origin=origin, labels=labels, maps=load_maps(self, name))
