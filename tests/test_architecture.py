@@ -43,7 +43,7 @@ def test_pyproject_contracts_hold(capsys, monkeypatch):
     monkeypatch.chdir(ROOT)
     ok, report = _lint(PYPROJECT, capsys)
     assert ok, report
-    assert "2 kept, 0 broken" in report
+    assert "3 kept, 0 broken" in report
 
 
 def _qt_importers(package: str, clients=()) -> set[str]:
@@ -79,6 +79,8 @@ def _contracts_for(plugin: str, trainer: str) -> str:
     lines = ["[tool.importlinter]"]
     lines += [f"{k} = {_toml_value(rename(v))}" for k, v in cfg.items() if k != "contracts"]
     for contract in cfg["contracts"]:
+        if contract["type"] == "layers":  # the trainer's own modules: test_the_layers_contract_can_fail
+            continue
         lines += ["", "[[tool.importlinter.contracts]]"]
         lines += [f"{k} = {_toml_value(rename(v) if k != 'name' else v)}" for k, v in contract.items()]
     return "\n".join(lines) + "\n"
@@ -125,6 +127,79 @@ def test_the_contracts_catch_a_qt_import_outside_qt_and_a_gui_import_in_the_trai
     assert not ok
     for path, (source, expected) in bad.items():
         assert expected in flat, f"{path.name} ({source.strip()}) was not caught:\n{report}"
+
+
+def _layers_contract() -> dict:
+    (contract,) = [c for c in tomllib.loads(PYPROJECT.read_text())["tool"]["importlinter"]["contracts"]
+                   if c["type"] == "layers"]
+    return contract
+
+
+def test_the_layers_contract_can_fail(tmp_path, capsys, monkeypatch):
+    """A copy of the trainer's layer list over a fake package with one empty module per name: an
+    import upwards (data importing the engine) and a module no layer names are both reported."""
+    import re
+
+    contract = _layers_contract()
+    fake = "fake_layered_trainer"
+    names = [n for layer in contract["layers"] for n in re.split(r"[|:]", layer)]
+    for name in names:
+        _write(tmp_path / fake / f"{name.strip()}.py", "")
+    _write(tmp_path / fake / "__init__.py", "")
+    _write(tmp_path / fake / "engine.py", f"from {fake} import training_setup\n")  # downwards: fine
+    config = tmp_path / "layers.toml"
+    config.write_text("\n".join([
+        "[tool.importlinter]", f"root_packages = {json.dumps([fake])}", "",
+        "[[tool.importlinter.contracts]]",
+        *(f"{k} = {_toml_value([fake] if k == 'containers' else v)}" for k, v in contract.items())]) + "\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    ok, report = _lint(config, capsys)
+    assert ok, report
+
+    _write(tmp_path / fake / "data.py", f"from {fake} import engine\n")
+    _write(tmp_path / fake / "newcomer.py", "")
+    ok, report = _lint(config, capsys)
+    flat = " ".join(report.split())
+    assert not ok and f"{fake}.data -> {fake}.engine" in flat and "newcomer" in flat, report
+
+
+def _cycles(*packages: str) -> list[tuple[str, str]]:
+    """Pairs of modules that import each other, directly or through others (grimp's graph)."""
+    graph = grimp.build_graph(*packages, cache_dir=None)
+    ours = {m for m in graph.modules if m.split(".")[0] in packages}
+    found = set()
+    for a in ours:
+        for b in graph.find_modules_directly_imported_by(a) & ours:
+            if b != a and not b.startswith(a + ".") and graph.chain_exists(importer=b, imported=a):
+                found.add(tuple(sorted((a, b))))
+    return sorted(found)
+
+
+def test_no_import_cycles_in_the_trainer():
+    assert not _cycles("trainer"), _cycles("trainer")
+
+
+def test_no_gui_module_named_in_a_string_outside_qt():
+    """The Qt contract also holds for imports by name (importlib, warm-up lists): no plugin module
+    outside _qt/ names Qt or napari's Qt or drawing side; no trainer module names those or napari."""
+    import ast
+    import re
+
+    gui = r"qtpy|napari\._?qt|napari\._vispy|vispy|PyQt[56]|PySide[26]|magicgui|superqt"
+    rules = {"napari_gleason": re.compile(rf"^({gui})(\.|$)"),
+             "trainer": re.compile(rf"^({gui}|napari)(\.|$)")}  # "napari_gleason" is the store's metadata key
+    found = []
+    for package, pattern in rules.items():
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if "_qt" in path.relative_to(ROOT / package).parts:
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and pattern.match(node.value):
+                    found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r}")
+    assert not found, "\n".join(found)
+    assert rules["napari_gleason"].match("napari._vispy.layers.labels") and not rules["napari_gleason"].match(
+        "napari.layers.labels")
 
 
 def test_no_issue_numbers_in_user_facing_strings():
