@@ -45,6 +45,7 @@ from trainer.data.records import natural_sorted
 from trainer.errors import InputError
 
 from . import workers
+from .docking import ArrangeOnFirstShow
 from .tables import add_csv_actions
 from .._core_sources import FolderSource, core_for_viewer, new_notes, open_source
 from .._scores import CoreScore, DatasetScores, score_store_core
@@ -53,6 +54,8 @@ from .._layers import find_layer, layer_meta, show_core
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
     import napari
 
+#: Rows of the core table always in view.
+MIN_ROWS = 5
 COLUMNS = ("Core", "Experts", "Disagreement", "Agreement κ", "Grade spread", "Problems")
 HEADER_TIPS = {
     "Disagreement": "mean over the core of the share of experts differing from the majority vote",
@@ -91,7 +94,7 @@ def score_steps(source, names: list[str], scores: DatasetScores | None = None):
             yield CoreScore(name, (), problems=[Problem(Path(source.root), f"damaged ({type(e).__name__}: {e})", name)])
 
 
-class BrowserWidget(QWidget):
+class BrowserWidget(ArrangeOnFirstShow, QWidget):
     def __init__(self, viewer: napari.viewer.Viewer, parent=None):
         super().__init__(parent)
         self.viewer = viewer
@@ -114,6 +117,9 @@ class BrowserWidget(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.horizontalHeader().setSortIndicator(0, Qt.SortOrder.AscendingOrder)  # by name first
         self.table.setSortingEnabled(True)
+        # several rows in view however the docks share the height (docking.arrange gives it room)
+        self.table.setMinimumHeight(MIN_ROWS * self.table.verticalHeader().defaultSectionSize()
+                                    + self.table.horizontalHeader().sizeHint().height() + 2 * self.table.frameWidth())
         self.progress = QProgressBar()
         self.progress.setFormat("scores %v/%m")
         self._prev = QPushButton("◀ previous")

@@ -24,6 +24,7 @@ from .._layers import CoreInfo, current_core, find_layer, layer_meta, level0, ro
 from .._warmup import MODULES, prime_unit_registry, warm_imports
 from .confusion import ConfusionPanel
 from .consensus import ConsensusPanel
+from .docking import ArrangeOnFirstShow
 from .experts import ExpertsPanel
 from .export import ExportPanel
 from .grades import GradesPanel
@@ -42,7 +43,7 @@ VIEWER_MODULES = ("napari._vispy.layers.labels", "napari._vispy.overlays.labels_
 _CORE_ROLES = ("image", "expert")
 
 
-class ReviewWidget(QWidget):
+class ReviewWidget(ArrangeOnFirstShow, QWidget):
     def __init__(self, viewer: napari.viewer.Viewer, parent=None):
         super().__init__(parent)
         warm_imports(MODULES + VIEWER_MODULES)  # what the first opening imports, while the user picks a file
@@ -73,6 +74,7 @@ class ReviewWidget(QWidget):
         outer.addWidget(self.legend)  # above the scrolled panels: the colours stay named whatever is in view
         outer.addWidget(scroll)
         self.setMinimumWidth(420)
+        self.fit_scroll = scroll  # every panel's buttons whole, none behind the right edge
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         # Wait a moment before recomputing: a new core's first frame is drawn first, and the

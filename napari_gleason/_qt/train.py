@@ -57,13 +57,14 @@ from .._train_settings import (
 from .._train_status import TrainState
 from .finetune import FinetunePanel
 from .loss_plot import LossPlot
+from .docking import ArrangeOnFirstShow
 from .train_runner import TrainingRunner
 
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
     import napari
 
 
-class TrainWidget(QWidget):
+class TrainWidget(ArrangeOnFirstShow, QWidget):
     def __init__(self, viewer: napari.viewer.Viewer, parent=None):
         super().__init__(parent)
         guard_triton()  # the canvas (and Mesa's LLVM) exists now; workers will import torchvision
@@ -169,6 +170,7 @@ class TrainWidget(QWidget):
         scroll.setWidget(body)
         QVBoxLayout(self).addWidget(scroll)
         self.setMinimumWidth(470)
+        self.fit_scroll = scroll  # the horizontal scroll bar is off: nothing may be cut at the right edge
 
     def _add_callbacks(self) -> None:
         self._start.clicked.connect(self._on_start)

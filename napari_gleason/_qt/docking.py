@@ -1,0 +1,97 @@
+"""How the plugin's docks share napari's side of the window, so that every button stays reachable.
+
+On a 1600×1000 window napari's right dock area is about 520 px wide and 950 px tall. Stacked one
+above the other, the review widget, the dataset browser and the train widget each got a strip of it:
+the browser showed one row of its table, the train widget none of its Start/Stop row. Here:
+
+- the train widget shares a tab with the review widget (napari's ``tabify``: each gets the whole
+  height, one click on the tab switches), and is raised when it is opened;
+- the browser stays below the review widget (the two are used together) with at least
+  :data:`BROWSER_SHARE` of the height, so its table shows several rows;
+- a widget whose panels sit in a scroll area is at least as wide as what the scroll area holds
+  (:func:`fit_width`), so no button is cut off at the right edge.
+
+The arrangement is made once per widget, when it is first shown in a dock (opened from the Plugins
+menu, by the reader, or by a script: napari docks it in each case).
+"""
+
+from __future__ import annotations
+
+from qtpy.QtCore import Qt, QTimer
+from qtpy.QtWidgets import QDockWidget, QMainWindow, QScrollArea, QWidget
+
+#: The share of the dock area's height the browser gets below the review widget.
+BROWSER_SHARE = 0.4
+
+
+def dock_of(widget: QWidget) -> QDockWidget | None:
+    """The dock holding ``widget``, or ``None`` when it is not docked."""
+    parent = widget.parentWidget()
+    while parent is not None and not isinstance(parent, QDockWidget):
+        parent = parent.parentWidget()
+    return parent
+
+
+def fit_width(widget: QWidget, scroll: QScrollArea) -> None:
+    """Make ``widget`` at least as wide as the contents of its ``scroll`` area need (with the vertical
+    scroll bar and frames), so nothing in it is cut off at the right edge."""
+    body = scroll.widget()
+    margins = widget.layout().contentsMargins() if widget.layout() is not None else None
+    need = (body.minimumSizeHint().width() + scroll.verticalScrollBar().sizeHint().width() + 2 * scroll.frameWidth()
+            + (margins.left() + margins.right() if margins is not None else 0))
+    widget.setMinimumWidth(max(widget.minimumWidth(), need))
+
+
+def _plugin_docks(main: QMainWindow) -> dict[str, QDockWidget]:
+    """kind (``review``, ``browser``, ``train``) -> the dock of that napari-gleason widget in ``main``."""
+    from .browser import BrowserWidget
+    from .review import ReviewWidget
+    from .train import TrainWidget
+
+    kinds = {ReviewWidget: "review", BrowserWidget: "browser", TrainWidget: "train"}
+    out = {}
+    for dock in main.findChildren(QDockWidget):
+        kind = kinds.get(type(dock.widget()))
+        if kind is None:  # napari wraps a plugin's widget in its dock: look one level in
+            inner = dock.widget().findChildren(QWidget) if dock.widget() is not None else []
+            kind = next((kinds[type(w)] for w in inner if type(w) in kinds), None)
+        if kind is not None and not dock.isFloating() and dock.isVisible() and kind not in out:
+            out[kind] = dock
+    return out
+
+
+def arrange(widget: QWidget) -> None:
+    """Place ``widget``'s dock beside the plugin's other docks (see the module docstring)."""
+    dock = dock_of(widget)
+    main = dock.parentWidget() if dock is not None else None
+    if not isinstance(main, QMainWindow) or dock.isFloating():
+        return
+    docks = _plugin_docks(main)
+    review, browser, train = docks.get("review"), docks.get("browser"), docks.get("train")
+    area = main.dockWidgetArea
+    if review is not None and train is not None and area(review) == area(train):
+        if train not in main.tabifiedDockWidgets(review):
+            main.tabifyDockWidget(review, train)
+        (train if dock is train else review).raise_()
+    if review is not None and browser is not None and area(review) == area(browser) \
+            and browser not in main.tabifiedDockWidgets(review):
+        total = review.height() + browser.height()
+        share = max(int(BROWSER_SHARE * total), browser.minimumSizeHint().height())
+        main.resizeDocks([review, browser], [total - share, share], Qt.Orientation.Vertical)
+
+
+class ArrangeOnFirstShow:
+    """Mixin for the plugin's dock widgets: :func:`arrange` once, after the first show in a dock;
+    at every show, :func:`fit_width` to its ``fit_scroll`` (when it sets one): sizes are only true
+    once the style has polished the widgets."""
+
+    _arranged = False
+    fit_scroll: QScrollArea | None = None
+
+    def showEvent(self, event) -> None:  # noqa: N802  (Qt's name)
+        super().showEvent(event)
+        if self.fit_scroll is not None:
+            fit_width(self, self.fit_scroll)
+        if not self._arranged and dock_of(self) is not None:
+            self._arranged = True
+            QTimer.singleShot(0, lambda: arrange(self))
