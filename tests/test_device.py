@@ -32,7 +32,6 @@ def test_without_cuda(no_cuda):
         with pytest.raises(InputError, match="no CUDA device is available"):
             dv.resolve_device(name)
     assert dv.device_choices() == ["auto", "cpu"]
-    assert dv.runs_on_cpu("auto") and dv.runs_on_cpu("cpu") and not dv.runs_on_cpu("cuda")
 
 
 def test_with_two_gpus(two_gpus):
@@ -42,7 +41,6 @@ def test_with_two_gpus(two_gpus):
     with pytest.raises(InputError, match=r"cuda:2 does not exist \(2 CUDA devices: cuda:0…cuda:1\)"):
         dv.resolve_device("cuda:2")
     assert dv.device_choices() == ["auto", "cuda", "cuda:0", "cuda:1", "cpu"]
-    assert not dv.runs_on_cpu("auto") and dv.runs_on_cpu("cpu")
 
 
 @pytest.mark.parametrize("name", ["tpu", "gpu", "cuda:x", "cuda:-1", ""])

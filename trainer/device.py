@@ -58,14 +58,6 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
     return dev
 
 
-def runs_on_cpu(name: str) -> bool:
-    """Whether ``name`` means the CPU here (``cpu``, or ``auto`` without CUDA); never raises."""
-    import torch
-
-    name = str(name).strip().lower()
-    return name == "cpu" or (name == "auto" and not torch.cuda.is_available())
-
-
 def device_choices() -> list[str]:
     """The names a device menu offers: ``auto``, ``cuda`` (and ``cuda:N`` with several GPUs) only
     when they exist, and ``cpu``."""
