@@ -20,7 +20,7 @@ the score cache, peak RSS, and what scoring on the grid changes.
 4. In a last process: the first core's scores at full resolution (step 1) against the grid's
    (step 4 at 5120²): the absolute differences, against :data:`GRID_TOLERANCE`.
 
-Targets (issue "the browser at Gleason 2019 scale"): ≤ 2 s per core to score, ≤ 1 s to list a
+Targets (the browser at Gleason 2019 scale): ≤ 2 s per core to score, ≤ 1 s to list a
 scored dataset again, peak RSS ≤ 1.5 GB. One ✓/✗ line per target at the end.
 """
 

@@ -1,4 +1,4 @@
-"""Benchmark (issue 4, "Numbers"): GUI responsiveness while training, and one-click prediction.
+"""Benchmark: GUI responsiveness while training, and one-click prediction.
 
     .venv/bin/python benchmarks/bench_gui.py [--train-model hrnet18 --train-size 128 --train-iters 24]
         [--core 5120 --input 1024 --repeats 2] [--screenshot docs/img/train_widget.png]

@@ -1,6 +1,6 @@
-"""A noisy-label benchmark with known truth: Table 2's ablation on synthetic cores (issues 5, 10).
+"""The ablation study with known truth: Table 2's variants on synthetic cores, and on real experts (cpu-real).
 
-``python -m trainer ablation --preset {cpu-small,cpu-noisy,paper} --out DIR`` — see :mod:`.run`
+``python -m trainer ablation --preset {cpu-small,cpu-noisy,cpu-real,paper} --out DIR`` — see :mod:`.run`
 for what is trained and scored, :mod:`.presets` for the settings (``cpu-noisy``: the noisy panel of
 :mod:`trainer.synthetic.panel`), :mod:`.auroc` for the reliability-map check and :mod:`.matrices`
 for the estimated against true confusion matrices.

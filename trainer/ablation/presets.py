@@ -36,7 +36,7 @@ class Variant:
 
 
 #: Table 2's rows in its order (baseline, + re-weighting, + GAFL, + both), then the two
-#: consensus baselines, then the annotator-confusion model beyond the paper (issue 10). All use
+#: consensus baselines, then the annotator-confusion model beyond the paper. All use
 #: the paper's focal loss unless GAFL is on.
 VARIANTS: dict[str, Variant] = {
     "focal": Variant("vote", "focal", "none", "focal on the vote (baseline)"),
@@ -57,7 +57,7 @@ VARIANTS: dict[str, Variant] = {
 }
 assert all(v.annotator in ANNOTATOR_MODELS for v in VARIANTS.values())
 
-#: The variants of the paper's Table 2 and the consensus baselines (the issue-5 benchmark).
+#: The variants of the paper's Table 2 and the consensus baselines.
 TABLE2_VARIANTS: tuple[str, ...] = ("focal", "reweight", "gafl", "gafl+reweight", "staple", "single")
 
 #: Expert panels a preset can draw its data from (trainer.synthetic): the six default experts in
