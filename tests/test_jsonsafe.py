@@ -33,3 +33,27 @@ def test_the_event_log_round_trip_keeps_undefined_dice_undefined():
     it = ev.event_from_dict(json.loads(jsonsafe.dumps(ev.IterationDone(1, 2, {"total": float("inf")}, 1, 0, 0.01, 0.1)
                                                       .to_dict())))
     assert math.isnan(it.losses["total"])
+
+
+def test_read_document_names_the_file_and_the_fault(tmp_path):
+    """The one reader of a user's JSON file (classes.json, split files, QuPath GeoJSON)."""
+    import pytest
+
+    from trainer.errors import InputError
+    from trainer.jsonsafe import read_document
+
+    good = tmp_path / "a.json"
+    good.write_bytes(b"\xef\xbb\xbf" + b'{"x": 1}')  # a BOM, as Windows editors write
+    assert read_document(good, "the thing") == {"x": 1}
+    cases = {"missing.json": (None, "cannot read the thing: file not found"),
+             "cut.json": (b'{"x": [1, 2', "invalid JSON at line 1, column 11"),
+             "latin.json": ('{"x": "é"}'.encode("latin-1"), "not UTF-8 text"),
+             "list.json": (b"[1, 2]", "expected an object here")}
+    for name, (content, needle) in cases.items():
+        path = tmp_path / name
+        if content is not None:
+            path.write_bytes(content)
+        with pytest.raises(InputError) as info:
+            read_document(path, "the thing", dict, "expected an object here")
+        assert str(info.value).startswith(str(path)) and needle in str(info.value), str(info.value)
+    assert read_document(tmp_path / "list.json", "the thing", (dict, list)) == [1, 2]

@@ -34,7 +34,6 @@ with a note; a mask without an image is noted and ignored.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from trainer.data.classes import IGNORE_INDEX, ClassScheme
@@ -42,6 +41,7 @@ from trainer.data.geojson import GEOJSON_SUFFIXES, is_geojson
 from trainer.data.io import IMAGE_SUFFIXES, read_mask_values
 from trainer.data.records import CoreRecord, MultiExpertSet, natural_key
 from trainer.errors import InputError
+from trainer.jsonsafe import read_document
 
 CLASSES_FILE = "classes.json"
 MASK_SUFFIXES: tuple[str, ...] = (".png", *GEOJSON_SUFFIXES)
@@ -66,12 +66,7 @@ def _int_key(raw: object, path: Path, what: str) -> int:
 def load_class_scheme(path: str | Path) -> ClassScheme:
     """Parse a ``classes.json`` (format in the module docstring); errors name the file."""
     path = Path(path)
-    try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"cannot read class definition: {e}", path) from None
-    if not isinstance(spec, dict):
-        raise InputError("expected a JSON object with a 'classes' list", path)
+    spec = read_document(path, "class definition", dict, "expected a JSON object with a 'classes' list")
     names = spec.get("classes")
     if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
         raise InputError("'classes' must be a non-empty list of class names", path)

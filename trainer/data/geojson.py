@@ -58,6 +58,7 @@ import numpy as np
 from trainer.atomic import atomic_write
 from trainer.data.classes import IGNORE_INDEX, ClassScheme
 from trainer.errors import InputError
+from trainer.jsonsafe import read_document
 
 #: Mask file suffixes read as QuPath GeoJSON.
 GEOJSON_SUFFIXES: tuple[str, ...] = (".geojson",)
@@ -80,19 +81,9 @@ def is_geojson(path: str | Path) -> bool:
 # --- reading -------------------------------------------------------------------------------------
 
 def _load_document(path: Path) -> object:
-    try:
-        with open(path, "rb") as f:  # read-only: experts' files are never modified
-            raw = f.read()
-    except FileNotFoundError:
-        raise InputError("file not found", path) from None
-    except OSError as e:
-        raise InputError(f"cannot read the GeoJSON ({e.strerror or e})", path) from None
-    try:
-        return json.loads(raw.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        raise InputError("not a GeoJSON file: not UTF-8 text", path) from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}", path) from None
+    # read-only: experts' files are never modified
+    return read_document(path, "the GeoJSON", (dict, list),
+                         "not GeoJSON: expected a FeatureCollection, a Feature or a list of features")
 
 
 def _features(doc: object, path: Path) -> list[dict]:

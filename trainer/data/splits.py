@@ -27,6 +27,7 @@ import numpy as np
 from trainer.atomic import atomic_write
 from trainer.data.records import MultiExpertSet
 from trainer.errors import InputError
+from trainer.jsonsafe import read_document
 from trainer.safe_paths import check_name
 
 SPLIT_KEYS: tuple[str, ...] = ("train", "val", "test")
@@ -305,12 +306,7 @@ def check_split(split: Split, ds: MultiExpertSet, path: str | Path | None = None
 def load_split(path: str | Path, ds: MultiExpertSet | None = None) -> Split:
     """Read a split file; with ``ds``, also check every name is a core of ``ds``."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"cannot read split file: {e}", path) from None
-    if not isinstance(data, dict):
-        raise InputError('expected {"train": [...], "val": [...], "test": [...]}', path)
+    data = read_document(path, "split file", dict, 'expected {"train": [...], "val": [...], "test": [...]}')
     lists: dict[str, list[str]] = {}
     for key in SPLIT_KEYS:
         names = data.get(key, [])
