@@ -46,7 +46,7 @@ def test_read_document_names_the_file_and_the_fault(tmp_path):
     good.write_bytes(b"\xef\xbb\xbf" + b'{"x": 1}')  # a BOM, as Windows editors write
     assert read_document(good, "the thing") == {"x": 1}
     cases = {"missing.json": (None, "cannot read the thing: file not found"),
-             "cut.json": (b'{"x": [1, 2', "invalid JSON at line 1, column 11"),
+             "cut.json": (b'{"x": [1, 2', "invalid JSON at line 1, column 12"),
              "latin.json": ('{"x": "é"}'.encode("latin-1"), "not UTF-8 text"),
              "list.json": (b"[1, 2]", "expected an object here")}
     for name, (content, needle) in cases.items():
