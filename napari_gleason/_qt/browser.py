@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from napari.utils.notifications import show_error, show_info, show_warning
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -105,6 +105,10 @@ class BrowserWidget(ArrangeOnFirstShow, QWidget):
         self._shown = None  # the core this browser put on screen last
         self._score_worker = None
         self._loads = 0  # loads in flight (a quick "next, next" starts several)
+        self._rescroll = QTimer(self)  # after a resize has settled: the current row back in view
+        self._rescroll.setSingleShot(True)
+        self._rescroll.setInterval(0)
+        self._rescroll.timeout.connect(self._scroll_to_current)
         self._open = QPushButton("Open dataset folder or store…")
         self.path_label = QLabel("no dataset")
         self.path_label.setWordWrap(True)
@@ -319,10 +323,21 @@ class BrowserWidget(ArrangeOnFirstShow, QWidget):
         self.table.blockSignals(True)
         if row >= 0:
             self.table.selectRow(row)
-            self.table.scrollToItem(self.table.item(row, 0))  # the core on screen is in view, however far down
+            self.table.scrollToItem(self.table.item(row, 0))  # in view, however far down the list
         else:
             self.table.clearSelection()
         self.table.blockSignals(False)
+
+    def _scroll_to_current(self) -> None:
+        """The row of the core on screen in view, however far down the list."""
+        row = self._row_of(self.current) if self.current is not None else -1
+        if row >= 0:
+            self.table.scrollToItem(self.table.item(row, 0))
+
+    def resizeEvent(self, event) -> None:  # noqa: N802  (Qt's name)
+        """Docks rearranged (another dock opened, the window resized): keep the core on screen in view."""
+        super().resizeEvent(event)
+        self._rescroll.start()
 
     def _on_load_finished(self) -> None:
         self._loads -= 1

@@ -43,7 +43,8 @@ def fit_width(widget: QWidget, scroll: QScrollArea) -> None:
 
 
 def _plugin_docks(main: QMainWindow) -> dict[str, QDockWidget]:
-    """kind (``review``, ``browser``, ``train``) -> the dock of that napari-gleason widget in ``main``."""
+    """kind (``review``, ``browser``, ``train``) -> the open dock of that napari-gleason widget in
+    ``main`` (open: shown, or behind another dock's tab)."""
     from .browser import BrowserWidget
     from .review import ReviewWidget
     from .train import TrainWidget
@@ -51,11 +52,13 @@ def _plugin_docks(main: QMainWindow) -> dict[str, QDockWidget]:
     kinds = {ReviewWidget: "review", BrowserWidget: "browser", TrainWidget: "train"}
     out = {}
     for dock in main.findChildren(QDockWidget):
-        kind = kinds.get(type(dock.widget()))
-        if kind is None:  # napari wraps a plugin's widget in its dock: look one level in
-            inner = dock.widget().findChildren(QWidget) if dock.widget() is not None else []
-            kind = next((kinds[type(w)] for w in inner if type(w) in kinds), None)
-        if kind is not None and not dock.isFloating() and dock.isVisible() and kind not in out:
+        inner = dock.widget()
+        if inner is None or dock.isFloating() or not dock.toggleViewAction().isChecked():
+            continue
+        kind = kinds.get(type(inner))
+        if kind is None:  # napari may wrap a plugin's widget: look one level in
+            kind = next((kinds[type(w)] for w in inner.findChildren(QWidget) if type(w) in kinds), None)
+        if kind is not None and kind not in out:
             out[kind] = dock
     return out
 
@@ -72,12 +75,19 @@ def arrange(widget: QWidget) -> None:
     if review is not None and train is not None and area(review) == area(train):
         if train not in main.tabifiedDockWidgets(review):
             main.tabifyDockWidget(review, train)
-        (train if dock is train else review).raise_()
-    if review is not None and browser is not None and area(review) == area(browser) \
-            and browser not in main.tabifiedDockWidgets(review):
-        total = review.height() + browser.height()
-        share = max(int(BROWSER_SHARE * total), browser.minimumSizeHint().height())
-        main.resizeDocks([review, browser], [total - share, share], Qt.Orientation.Vertical)
+        if dock in (review, train):  # the one just opened is the one wanted
+            dock.raise_()
+    if review is None or browser is None or area(review) != area(browser) \
+            or browser in main.tabifiedDockWidgets(review):
+        return
+    # the tab on show above the browser: the review dock, or the train dock sharing its tab
+    if dock in (review, train):
+        top = dock  # just raised (its isVisible() follows only later)
+    else:
+        top = next((d for d in (review, train) if d is not None and d.isVisible() and area(d) == area(review)), review)
+    total = top.height() + browser.height()
+    share = max(int(BROWSER_SHARE * total), browser.minimumSizeHint().height())
+    main.resizeDocks([top, browser], [total - share, share], Qt.Orientation.Vertical)
 
 
 class ArrangeOnFirstShow:
@@ -94,4 +104,7 @@ class ArrangeOnFirstShow:
             fit_width(self, self.fit_scroll)
         if not self._arranged and dock_of(self) is not None:
             self._arranged = True
-            QTimer.singleShot(0, lambda: arrange(self))
+            timer = QTimer(self)  # once napari has placed the dock; dies with the widget
+            timer.setSingleShot(True)
+            timer.timeout.connect(lambda: (arrange(self), timer.deleteLater()))
+            timer.start(0)
