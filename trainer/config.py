@@ -15,6 +15,9 @@ from typing import Any
 
 from .device import check_device_name
 from .errors import InputError
+from .roughness import HeatmapParams
+
+_EQ5 = HeatmapParams()
 
 AUGMENT_DEVICES: tuple[str, ...] = ("auto", "worker", "device")
 COMPILE_MODES: tuple[str, ...] = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -55,12 +58,13 @@ class LossConfig:
     reweight: bool = True
     gamma: float = 0.1
     alpha: float | list[float] | None = None
-    lambda_a: float = 50.0
-    lambda_b: float = 1.0
-    gauss_ksize: int = 5
-    gauss_sigma: float = 3.0  # "authors" kernel: the cut-off in σ (gkern's nsig); "sampled": σ in px
-    gauss_kernel: str = "authors"  # "authors" (gkern(5, nsig=3), σ ≈ 0.87 px) or "sampled" (σ = 3 px)
-    gauss_border: str = "zero"  # "zero" (authors' conv2d padding) or "reflect" (reflect-101)
+    # eq. (5): the names and defaults of trainer.roughness.HeatmapParams
+    lambda_a: float = _EQ5.lambda_a
+    lambda_b: float = _EQ5.lambda_b
+    gauss_ksize: int = _EQ5.ksize
+    gauss_sigma: float = _EQ5.sigma  # "authors" kernel: the cut-off in σ (gkern's nsig); "sampled": σ in px
+    gauss_kernel: str = _EQ5.kernel  # "authors" (gkern(5, nsig=3), σ ≈ 0.87 px) or "sampled" (σ = 3 px)
+    gauss_border: str = _EQ5.border  # "zero" (authors' conv2d padding) or "reflect" (reflect-101)
     reduction: str = "authors"  # "authors": mean over classes × pixels; "pixel": summed over classes (C×)
     # n of eq. (7-8) grows by one every lambda_step iterations; None: every 10 % of the run (the
     # paper's 1k of 10k), so a 300-iteration run or fine-tune trains its annotator model too

@@ -23,7 +23,7 @@ from trainer.data.augment import MEAN, STD
 from trainer.data.classes import IGNORE_INDEX
 
 # eq. (5)'s constants and Gaussian live in the torch-free module the GUI draws the map with.
-from trainer.roughness import BORDERS, KERNELS, KSIZE, LAMBDA_A, LAMBDA_B, SIGMA  # noqa: F401, E402
+from trainer.roughness import BORDERS, KERNELS, KSIZE, LAMBDA_A, LAMBDA_B, SIGMA, HeatmapParams  # noqa: F401, E402
 from trainer.roughness import gaussian_kernel1d as _kernel_weights  # noqa: E402
 from trainer.roughness import roughness_map as _roughness_map_np  # noqa: E402
 
@@ -214,18 +214,9 @@ def roughness_map_numpy(
 
 def heatmap_options(loss_config: dict | None) -> dict:
     """The eq. (5) settings a run used, as keyword arguments of :func:`roughness_map` (and the
-    numpy and banded versions), read from a checkpoint's ``config["loss"]``.
-
-    A config written before the authors' kernel became the default (it has ``gauss_ksize`` but no
-    ``gauss_kernel``) trained with the sampled σ-in-pixels kernel and reflect borders; an empty
-    config means today's defaults.
-    """
-    lc = dict(loss_config or {})
-    legacy = "gauss_ksize" in lc and "gauss_kernel" not in lc
-    return {"lambda_a": float(lc.get("lambda_a", LAMBDA_A)), "lambda_b": float(lc.get("lambda_b", LAMBDA_B)),
-            "ksize": int(lc.get("gauss_ksize", KSIZE)), "sigma": float(lc.get("gauss_sigma", SIGMA)),
-            "kernel": lc.get("gauss_kernel", "sampled" if legacy else "authors"),
-            "border": lc.get("gauss_border", "reflect" if legacy else "zero")}
+    numpy and banded versions), read from a checkpoint's ``config["loss"]``
+    (:meth:`trainer.roughness.HeatmapParams.from_loss`: older runs keep the kernel they trained with)."""
+    return HeatmapParams.from_loss(loss_config).kwargs()
 
 
 def gaf_loss(

@@ -22,6 +22,8 @@ them alike. The λ step is :func:`trainer.config.lambda_step_of` (10 % of the ru
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -29,7 +31,8 @@ from torch import Tensor
 from .annotators.confusion import noisy_label_log_likelihood, trace_penalty
 from .config import LossConfig, confusion_trace_of, lambda_step_of
 from .data.classes import IGNORE_INDEX
-from .losses import focal_loss_multi, focal_of_log_likelihood, gaf_loss, reduction_scale, roughness_map
+from .losses import (focal_loss_multi, focal_of_log_likelihood, gaf_loss, heatmap_options, reduction_scale,
+                     roughness_map)
 from .reweighting import combine_losses, lambda_schedule
 
 
@@ -37,8 +40,7 @@ def heatmap(cfg: LossConfig, image: Tensor) -> Tensor | None:
     """The GAF attention heatmap of eq. (5) for the run's settings, or None for plain focal."""
     if cfg.loss != "gafl":
         return None
-    return roughness_map(image.float(), cfg.lambda_a, cfg.lambda_b, cfg.gauss_ksize, cfg.gauss_sigma,
-                         cfg.gauss_kernel, cfg.gauss_border)
+    return roughness_map(image.float(), **heatmap_options(dataclasses.asdict(cfg)))
 
 
 def vote_warmup_weight(cfg: LossConfig, iteration: int, total_iters: int) -> float:

@@ -15,7 +15,8 @@ This module imports neither torch nor anything that does: a napari process draws
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -30,6 +31,36 @@ SIGMA = 3.0
 KERNELS = ("authors", "sampled")
 #: The authors convolve with zero padding (``F.conv2d(..., padding=2)``); reflect-101 is an option.
 BORDERS = ("zero", "reflect")
+
+@dataclass(frozen=True)
+class HeatmapParams:
+    """The settings of eq. (5), ``W = λa·|I − Gauss(I)| + λb``: the one definition of their names and
+    defaults (a run's ``loss`` section, the loss, the predictor and the roughness widget use it)."""
+
+    lambda_a: float = LAMBDA_A
+    lambda_b: float = LAMBDA_B
+    ksize: int = KSIZE
+    sigma: float = SIGMA
+    kernel: str = "authors"
+    border: str = "zero"
+
+    @classmethod
+    def from_loss(cls, loss: Mapping | None) -> "HeatmapParams":
+        """From a run's ``loss`` section (``gauss_ksize``, ``gauss_sigma``, ``gauss_kernel``, …). A
+        section written before the authors' kernel became the default (``gauss_ksize`` without
+        ``gauss_kernel``) trained with the sampled σ-in-pixels kernel and reflect borders; an empty
+        one means today's defaults."""
+        lc = dict(loss or {})
+        legacy = "gauss_ksize" in lc and "gauss_kernel" not in lc
+        return cls(float(lc.get("lambda_a", LAMBDA_A)), float(lc.get("lambda_b", LAMBDA_B)),
+                   int(lc.get("gauss_ksize", KSIZE)), float(lc.get("gauss_sigma", SIGMA)),
+                   lc.get("gauss_kernel", "sampled" if legacy else "authors"),
+                   lc.get("gauss_border", "reflect" if legacy else "zero"))
+
+    def kwargs(self) -> dict:
+        """Keyword arguments of :func:`roughness_map` (and the torch and banded versions)."""
+        return asdict(self)
+
 
 #: ImageNet mean/std on the 0-255 scale (mmsegmentation's; ``trainer.data.augment`` re-exports them).
 MEAN: tuple[float, float, float] = (123.675, 116.28, 103.53)

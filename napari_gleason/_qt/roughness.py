@@ -18,7 +18,7 @@ import numpy as np
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QLabel, QSpinBox
 
-from trainer.config import LossConfig
+from trainer.roughness import HeatmapParams
 
 from . import workers
 from .._layers import CoreInfo, level0, set_layer
@@ -27,19 +27,17 @@ if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
     import napari
 
 MODEL_SIZE = 1024
-#: The paper's λa, λb, Gaussian size and σ (§3.2), from the trainer's torch-free config.
-_PAPER = LossConfig()
-LAMBDA_A, LAMBDA_B, KSIZE, SIGMA = _PAPER.lambda_a, _PAPER.lambda_b, _PAPER.gauss_ksize, _PAPER.gauss_sigma
+#: The paper's λa, λb, Gaussian size and σ (§3.2): the trainer's torch-free defaults.
+_PAPER = HeatmapParams()
+LAMBDA_A, LAMBDA_B, KSIZE, SIGMA = _PAPER.lambda_a, _PAPER.lambda_b, _PAPER.ksize, _PAPER.sigma
 #: Spin boxes fire on every step of a held arrow key; wait this long for the value to settle.
 DEBOUNCE_MS = 250
 
 
 @dataclass(frozen=True)
-class RoughnessParams:
-    lambda_a: float = LAMBDA_A
-    lambda_b: float = LAMBDA_B
-    ksize: int = KSIZE
-    sigma: float = SIGMA
+class RoughnessParams(HeatmapParams):
+    """Eq. (5)'s settings and the size the widget computes the map at."""
+
     size: int | None = MODEL_SIZE  # None: full resolution
 
 
@@ -116,7 +114,8 @@ class RoughnessPanel(QGroupBox):
     def read_params(self) -> RoughnessParams:
         ksize = self.ksize.value() | 1  # force odd even if typed
         size = MODEL_SIZE if self.resolution.currentIndex() == 0 else None
-        return RoughnessParams(self.lambda_a.value(), self.lambda_b.value(), ksize, self.sigma.value(), size)
+        return RoughnessParams(lambda_a=self.lambda_a.value(), lambda_b=self.lambda_b.value(), ksize=ksize,
+                               sigma=self.sigma.value(), size=size)
 
     # --- handlers ----------------------------------------------------------------------------
     def compute(self, info: CoreInfo) -> None:
