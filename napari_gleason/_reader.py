@@ -40,7 +40,8 @@ readers get their turn — except a ``.zarr`` folder whose ``zarr.json`` is unre
 reader can open: it is taken, and reported as a damaged store. A core with one unreadable expert
 mask opens with the other experts and one notification naming the bad file and the reason. Other
 broken input in a path we *do* handle becomes one notification naming the file and the reason, and
-the reader returns napari's "nothing to add" sentinel ``[(None,)]``: napari keeps running and no traceback dialog appears.
+the reader returns napari's "nothing to add" sentinel ``[(None,)]``: napari keeps running and no
+traceback dialog appears.
 """
 
 from __future__ import annotations

@@ -141,5 +141,5 @@ def summary_lines(confusion: CoreConfusion) -> list[str]:
             for e, m in confusion.matrices.items()]
 
 
-__all__ = ["CoreConfusion", "annotator_untrained", "MIN_SHARE", "MIN_CONFUSION", "percent_cells", "main_confusion", "summary_line",
-           "summary_lines", "expert_label"]
+__all__ = ["CoreConfusion", "annotator_untrained", "MIN_SHARE", "MIN_CONFUSION", "percent_cells", "main_confusion",
+           "summary_line", "summary_lines", "expert_label"]
