@@ -88,6 +88,10 @@ class Row:
     opens_with: tuple[str, ...] | None = None
 
 
+#: A QuPath dataset whose GeoJSON expert is broken opens its first core with the PNG expert.
+QUPATH_OPENS = ("a", "expert:ann")
+
+
 def _broken_gleason(ctx: Ctx) -> Path:
     root = gleason(ctx)
     three_broken_files(root)
@@ -342,17 +346,18 @@ ROWS = [
         ("/qupath data: ", "2 problems"),
         lambda ctx: ["check", "--data", str(opens(broken_geojson("unknown class"), layout=qupath_generic,
                                                   path=lambda root: root)(ctx))]),
-    Row("reader-geojson-invalid-json", 19, READER, "open a dataset whose GeoJSON experts are cut off mid-JSON",
-        ("a.geojson", "invalid JSON"), opens(broken_geojson("invalid JSON"), layout=qupath_generic, path=lambda r: r)),
+    Row("reader-geojson-invalid-json", 19, READER, "open a dataset whose GeoJSON experts are cut off mid-JSON "
+        "(core a opens with expert ann)", ("a.geojson", "expert qupath", "invalid JSON"),
+        opens(broken_geojson("invalid JSON"), layout=qupath_generic, path=lambda r: r), opens_with=QUPATH_OPENS),
     Row("reader-geojson-unknown-class", 19, READER, "open a dataset whose GeoJSON experts name 'Gleason 7'",
         ("a.geojson", "'Gleason 7'", "known: "),
-        opens(broken_geojson("unknown class"), layout=qupath_generic, path=lambda r: r)),
+        opens(broken_geojson("unknown class"), layout=qupath_generic, path=lambda r: r), opens_with=QUPATH_OPENS),
     Row("reader-geojson-outside-image", 19, READER, "open a dataset whose GeoJSON annotations reach x=90",
         ("a.geojson", "outside the image"),
-        opens(broken_geojson("outside the image"), layout=qupath_generic, path=lambda r: r)),
+        opens(broken_geojson("outside the image"), layout=qupath_generic, path=lambda r: r), opens_with=QUPATH_OPENS),
     Row("reader-geojson-self-intersecting", 19, READER, "open a dataset whose GeoJSON polygons cross themselves",
         ("a.geojson", "crosses itself at x=2, y=2"),
-        opens(broken_geojson("self-intersecting"), layout=qupath_generic, path=lambda r: r)),
+        opens(broken_geojson("self-intersecting"), layout=qupath_generic, path=lambda r: r), opens_with=QUPATH_OPENS),
     # damaged review stores: a chunk deleted (once read as zeros) or truncated (once a bare zstd error)
     Row("reader-store-chunk-deleted", 19, READER, "open a review store missing a chunk of expert 1's labels",
         ("/review.zarr: ", "core 'c1'", "labels/expert_1/0", "missing"),
