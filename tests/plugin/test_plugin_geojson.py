@@ -35,11 +35,14 @@ def test_browser_masks_and_score_grid_read_the_geojson(tmp_path):
     np.testing.assert_array_equal(grid, qupath_classes()[::2, ::2])
 
 
-def test_reader_reports_a_broken_geojson_and_opens_the_next_core(tmp_path, monkeypatch):
+def test_reader_reports_a_broken_geojson_and_opens_the_core_with_the_other_expert(tmp_path, monkeypatch):
     root = make_mixed_dataset(tmp_path / "data")
     save(root / "masks" / "qupath" / "a.geojson", collection(feature("Gleason 3", poly(square(0, 0, 90, 4)))))
-    errors = []
+    errors, warnings = [], []
     monkeypatch.setattr("napari_gleason._reader.show_error", errors.append)
+    monkeypatch.setattr("napari_gleason._reader.show_warning", warnings.append)
     tuples = napari_get_reader(str(root))(str(root))
-    assert tuples[0][1]["name"] == "b"
-    assert len(errors) == 1 and "a.geojson" in errors[0] and "outside the image" in errors[0]
+    assert tuples[0][1]["name"] == "a"
+    assert [t[1]["name"] for t in tuples[1:]] == ["expert:ann"]  # the broken GeoJSON expert left out
+    assert errors == []
+    assert len(warnings) == 1 and "a.geojson" in warnings[0] and "outside the image" in warnings[0]
