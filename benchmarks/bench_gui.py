@@ -164,7 +164,7 @@ def make_checkpoint(workdir: Path, size: int, weight_stride: int = 4, annotator:
     import math
 
     from trainer.checkpoint import save_checkpoint
-    from trainer.config import RunConfig
+    from trainer.config import build_run_config
     from trainer.synthetic import write_dataset
     from trainer.training_setup import build_setup
 
@@ -174,11 +174,8 @@ def make_checkpoint(workdir: Path, size: int, weight_stride: int = 4, annotator:
     data = workdir / "synthetic 96"
     if not data.exists():
         write_dataset(data, cores=10, size=96, seed=7)
-    cfg = RunConfig()
-    cfg.data.path, cfg.data.size, cfg.train.device = str(data), size, "cpu"
-    cfg.loss.weight_stride = weight_stride
-    for key, value in ANNOTATORS[annotator].items():
-        setattr(cfg.loss, key, value)
+    cfg = build_run_config(overrides={"data": {"path": str(data), "size": size}, "train": {"device": "cpu", "out": ""},
+                                      "loss": {"weight_stride": weight_stride, **ANNOTATORS[annotator]}})
     setup = build_setup(cfg, __import__("torch").device("cpu"))
     save_checkpoint(path, setup.state(0, -math.inf, None))
     return path

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainer.config import RunConfig  # noqa: E402
+from trainer.config import build_run_config  # noqa: E402
 from trainer.device import resolve_device  # noqa: E402
 from trainer.training_setup import build_setup  # noqa: E402
 
@@ -50,12 +50,9 @@ def machine() -> str:
 
 def make_variant(data: str, model: str, variant: str, size: int, batch: int, total: int, device: str):
     """The real training setup of one variant and an iterator over its batches."""
-    cfg = RunConfig()
-    cfg.data.path, cfg.data.size = data, size
-    cfg.model.name = model
-    cfg.train.batch_size, cfg.train.device, cfg.train.iters = batch, device, total
-    for k, v in VARIANTS[variant].items():
-        setattr(cfg.loss, k, v)
+    cfg = build_run_config(overrides={"data": {"path": data, "size": size}, "model": {"name": model},
+                                      "train": {"batch_size": batch, "device": device, "iters": total, "out": ""},
+                                      "loss": dict(VARIANTS[variant])})
     torch.manual_seed(0)
     setup = build_setup(cfg, resolve_device(device))
     return setup, iter(setup.train_loader(0, total))

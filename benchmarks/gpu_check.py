@@ -93,7 +93,7 @@ def time_compiled_step(data: str, dev: torch.device, model: str, size: int, iter
     """Training step (GAFL + re-weighting) eager vs torch.compile'd, same data, one process."""
     import statistics
 
-    from trainer.config import RunConfig
+    from trainer.config import build_run_config
     from trainer.training_setup import build_setup
 
     print(f"\n## torch.compile ({backend}): {model} + re-weighting, GAFL, {size}², batch 2, device augmentation")
@@ -101,10 +101,9 @@ def time_compiled_step(data: str, dev: torch.device, model: str, size: int, iter
     print("|---|---|---|---|")
     base = None
     for compiled in (False, True):
-        cfg = RunConfig()
-        cfg.data.path, cfg.data.size, cfg.model.name = data, size, model
-        cfg.train.device, cfg.train.iters = str(dev), warmup + iters
-        cfg.train.compile, cfg.train.compile_backend = compiled, backend
+        cfg = build_run_config(overrides={"data": {"path": data, "size": size}, "model": {"name": model},
+                                          "train": {"device": str(dev), "iters": warmup + iters, "compile": compiled,
+                                                    "compile_backend": backend, "out": ""}})
         torch.manual_seed(0)
         setup = build_setup(cfg, dev)
         times = []

@@ -192,7 +192,7 @@ def make_demo_model(out: str | Path = DEMO_MODEL, work: str | Path | None = None
     import tempfile
 
     from trainer import events as ev
-    from trainer.config import RunConfig
+    from trainer.config import build_run_config
     from trainer.engine import train
     from trainer.synthetic import write_dataset
 
@@ -200,8 +200,7 @@ def make_demo_model(out: str | Path = DEMO_MODEL, work: str | Path | None = None
     data, run = work / "synthetic", work / "run"
     if not data.exists():
         write_dataset(data, **DEMO_SYNTH)
-    cfg = RunConfig.from_dict(DEMO_RUN)
-    cfg.data.path, cfg.train.out = str(data), str(run)
+    cfg = build_run_config(DEMO_RUN, {"data": {"path": str(data)}, "train": {"out": str(run)}})
     done = 0
     for event in train(cfg, stop=lambda: done >= DEMO_STOP_AT):
         if isinstance(event, ev.IterationDone):

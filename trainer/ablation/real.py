@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import events as ev
-from ..config import RunConfig
+from ..config import RunConfig, build_run_config
 from ..errors import InputError
 from .real_report import render_markdown, summarise
 from .report import clean, git_commit, machine
@@ -129,17 +129,13 @@ def split_images(names: list[str], train_fraction: float, seed: int) -> tuple[li
 def make_config(preset: RealPreset, variant: str, seed: int, data: Path, split_file: Path, run_dir: Path,
                 device: str) -> RunConfig:
     """The engine config of one run: the experts' masks of the training images, no validation."""
-    cfg = RunConfig()
-    cfg.data.path, cfg.data.split_file, cfg.data.size = str(data), str(split_file), preset.size
-    cfg.data.val_fraction = 0.0
-    cfg.model.name, cfg.model.encoder = preset.model, preset.encoder
-    cfg.loss.loss, cfg.loss.reweight, cfg.loss.confusion = "focal", False, VARIANTS[variant].confusion
-    t = cfg.train
-    t.iters, t.batch_size, t.lr, t.seed, t.device = preset.iters, preset.batch_size, preset.lr, seed, device
-    t.val_every = t.checkpoint_every = preset.iters
-    t.out = str(run_dir)
-    cfg.validate()
-    return cfg
+    return build_run_config(overrides={
+        "data": {"path": str(data), "split_file": str(split_file), "size": preset.size, "val_fraction": 0.0},
+        "model": {"name": preset.model, "encoder": preset.encoder},
+        "loss": {"loss": "focal", "reweight": False, "confusion": VARIANTS[variant].confusion},
+        "train": {"iters": preset.iters, "batch_size": preset.batch_size, "lr": preset.lr, "seed": seed,
+                  "device": device, "val_every": preset.iters, "checkpoint_every": preset.iters,
+                  "out": str(run_dir)}}, resume=True)
 
 
 def train_run(cfg: RunConfig, label: str, log=print) -> dict:

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import events as ev
-from ..config import RunConfig
+from ..config import RunConfig, build_run_config
 from ..data import open_dataset
 from ..data.classes import GLEASON_CLASSES
 from ..data.io import read_image
@@ -67,23 +67,18 @@ def make_config(preset: Preset, variant: str, model: str, encoder: str | None, s
     """The engine config of one run; everything but the dataset and the loss modules is shared."""
     v = VARIANTS[variant]
     path, split_file = data.dataset_for(v.labels)
-    cfg = RunConfig()
-    cfg.data.path, cfg.data.split_file, cfg.data.size = str(path), str(split_file), preset.size
-    cfg.data.train_experts = list(preset.train_experts) if v.labels == "vote" else None
-    cfg.data.val_fraction = preset.val_fraction
-    cfg.model.name, cfg.model.encoder = model, encoder
-    cfg.loss.loss, cfg.loss.reweight, cfg.loss.confusion = v.loss, v.reweight, v.confusion
-    cfg.loss.lambda_step, cfg.loss.weight_stride = preset.lambda_step, preset.weight_stride
-    cfg.loss.weight_input_scale = preset.weight_input_scale
-    for key, value in v.loss_options:
-        setattr(cfg.loss, key, value)
-    t = cfg.train
-    t.iters, t.batch_size, t.lr, t.seed = preset.iters, preset.batch_size, preset.lr, seed
-    t.device, t.amp = device, preset.amp
-    t.val_every = t.checkpoint_every = min(preset.val_every, preset.iters)
-    t.out = str(run_dir)
-    cfg.validate()
-    return cfg
+    every = min(preset.val_every, preset.iters)
+    return build_run_config(overrides={  # a continued study reuses its run folders: resume=True
+        "data": {"path": str(path), "split_file": str(split_file), "size": preset.size,
+                 "train_experts": list(preset.train_experts) if v.labels == "vote" else None,
+                 "val_fraction": preset.val_fraction},
+        "model": {"name": model, "encoder": encoder},
+        "loss": {"loss": v.loss, "reweight": v.reweight, "confusion": v.confusion, "lambda_step": preset.lambda_step,
+                 "weight_stride": preset.weight_stride, "weight_input_scale": preset.weight_input_scale,
+                 **dict(v.loss_options)},
+        "train": {"iters": preset.iters, "batch_size": preset.batch_size, "lr": preset.lr, "seed": seed,
+                  "device": device, "amp": preset.amp, "val_every": every, "checkpoint_every": every,
+                  "out": str(run_dir)}}, resume=True)
 
 
 def plan_runs(preset: Preset, data: BenchData, out: Path, device: str) -> list[RunPlan]:
