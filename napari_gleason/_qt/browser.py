@@ -95,6 +95,11 @@ def score_steps(source, names: list[str], scores: DatasetScores | None = None):
 
 
 class BrowserWidget(ArrangeOnFirstShow, QWidget):
+    #: its name in napari.yaml (docking.dock)
+    display_name = "Dataset browser"
+    #: which plugin dock it is (docking.arrange)
+    dock_kind = "browser"
+
     def __init__(self, viewer: napari.viewer.Viewer, parent=None):
         super().__init__(parent)
         self.viewer = viewer

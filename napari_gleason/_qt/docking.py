@@ -45,19 +45,17 @@ def fit_width(widget: QWidget, scroll: QScrollArea) -> None:
 def _plugin_docks(main: QMainWindow) -> dict[str, QDockWidget]:
     """kind (``review``, ``browser``, ``train``) -> the open dock of that napari-gleason widget in
     ``main`` (open: shown, or behind another dock's tab)."""
-    from .browser import BrowserWidget
-    from .review import ReviewWidget
-    from .train import TrainWidget
+    def kind_of(w: QWidget) -> str | None:
+        return getattr(type(w), "dock_kind", None)  # the widget classes say which they are
 
-    kinds = {ReviewWidget: "review", BrowserWidget: "browser", TrainWidget: "train"}
     out = {}
     for dock in main.findChildren(QDockWidget):
         inner = dock.widget()
         if inner is None or dock.isFloating() or not dock.toggleViewAction().isChecked():
             continue
-        kind = kinds.get(type(inner))
+        kind = kind_of(inner)
         if kind is None:  # napari may wrap a plugin's widget: look one level in
-            kind = next((kinds[type(w)] for w in inner.findChildren(QWidget) if type(w) in kinds), None)
+            kind = next((kind_of(w) for w in inner.findChildren(QWidget) if kind_of(w)), None)
         if kind is not None and kind not in out:
             out[kind] = dock
     return out
@@ -108,3 +106,30 @@ class ArrangeOnFirstShow:
             timer.setSingleShot(True)
             timer.timeout.connect(lambda: (arrange(self), timer.deleteLater()))
             timer.start(0)
+
+
+PLUGIN = "napari-gleason"
+
+
+def dock(viewer, cls):
+    """Dock the widget ``cls`` once per viewer and return it (the plugin's own dock if registered).
+
+    Going through the manifest keeps one instance whether the user opened it from the Plugins
+    menu or the reader did; when the plugin is not registered (a bare checkout), the same name is
+    used directly so the widget is still reused, not duplicated. ``cls.display_name`` is its name
+    in napari.yaml.
+    """
+    name = cls.display_name
+    try:
+        _, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+        if isinstance(widget, cls):
+            return widget
+    except (KeyError, ValueError, RuntimeError):
+        pass
+    full = f"{name} ({PLUGIN})"
+    existing = viewer.window.dock_widgets.get(full)
+    if isinstance(existing, cls):
+        return existing
+    widget = cls(viewer)
+    viewer.window.add_dock_widget(widget, name=full, area="right")
+    return widget

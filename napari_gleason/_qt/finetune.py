@@ -114,7 +114,8 @@ class FinetunePanel(QGroupBox):
         """Predict the core again with the fine-tuned weights (last.pt: it has seen the correction)."""
         if finished is None or not Path(finished.last_path).is_file():
             return
-        from . import PredictWidget, dock
+        from .docking import dock
+        from .predict import PredictWidget
 
         session = session_of(self.viewer)
         if not len(session.prediction_requested):  # no predict widget follows this viewer yet: dock one

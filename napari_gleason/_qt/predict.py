@@ -68,6 +68,9 @@ MODES = {"paper": "paper setting: whole core → model input", "full": "full res
 
 
 class PredictWidget(QWidget):
+    #: its name in napari.yaml (docking.dock)
+    display_name = "Predict"
+
     def __init__(self, viewer: napari.viewer.Viewer, parent=None):
         super().__init__(parent)
         guard_triton()  # the canvas (and Mesa's LLVM) exists now; workers will import torchvision

@@ -44,6 +44,11 @@ _CORE_ROLES = ("image", "expert")
 
 
 class ReviewWidget(ArrangeOnFirstShow, QWidget):
+    #: its name in napari.yaml (docking.dock)
+    display_name = "Review experts"
+    #: which plugin dock it is (docking.arrange)
+    dock_kind = "review"
+
     def __init__(self, viewer: napari.viewer.Viewer, parent=None):
         super().__init__(parent)
         warm_imports(MODULES + VIEWER_MODULES)  # what the first opening imports, while the user picks a file
@@ -155,7 +160,7 @@ class ReviewWidget(ArrangeOnFirstShow, QWidget):
         path = layer_meta(info.image, "browse")
         if path is None:
             return
-        from . import dock
+        from .docking import dock
         from .browser import BrowserWidget
 
         dock(self.viewer, BrowserWidget).browse(path, current=info.name)

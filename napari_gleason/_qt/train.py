@@ -65,6 +65,11 @@ if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
 
 
 class TrainWidget(ArrangeOnFirstShow, QWidget):
+    #: its name in napari.yaml (docking.dock)
+    display_name = "Train and fine-tune"
+    #: which plugin dock it is (docking.arrange)
+    dock_kind = "train"
+
     def __init__(self, viewer: napari.viewer.Viewer, parent=None):
         super().__init__(parent)
         guard_triton()  # the canvas (and Mesa's LLVM) exists now; workers will import torchvision

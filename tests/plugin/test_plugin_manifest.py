@@ -34,6 +34,12 @@ def test_manifest_contributions_and_entry_point():
     assert all(i.startswith("napari-gleason.") for i in ids)
     assert {w.display_name for w in manifest.contributions.widgets} == {"Review experts", "Dataset browser",
                                                                              "Predict", "Train and fine-tune"}
+    from napari_gleason import _qt
+
+    # docking.dock finds each widget by the name it has in the manifest
+    names = {c.id: c.python_name.rsplit(":", 1)[-1] for c in manifest.contributions.commands}
+    for w in manifest.contributions.widgets:
+        assert getattr(_qt, names[w.command]).display_name == w.display_name
     assert {s.key for s in manifest.contributions.sample_data} == {"synthetic_core", "synthetic_core_truth"}
     assert manifest.contributions.readers[0].accepts_directories
     pyproject = (ROOT / "pyproject.toml").read_text()
