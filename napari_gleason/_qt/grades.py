@@ -152,11 +152,11 @@ class GradesPanel(QGroupBox):
         )
 
     def _on_finished(self, gen: int) -> None:
-        if gen == self._generation:
+        if gen == self._generation and workers.alive(self.table):
             self._worker = None
 
     def _on_result(self, gen: int, item: tuple, todo: dict, core: str) -> None:
-        if gen != self._generation:
+        if gen != self._generation or not workers.alive(self.table):  # a stale core, or the widget closed
             return
         key, value = item
         if key == "tissue":

@@ -55,6 +55,7 @@ from .._train_settings import (
     device_choices,
 )
 from .._train_status import TrainState
+from . import workers
 from .finetune import FinetunePanel
 from .loss_plot import LossPlot
 from .docking import ArrangeOnFirstShow
@@ -264,18 +265,16 @@ class TrainWidget(ArrangeOnFirstShow, QWidget):
             return False
         from trainer.training_setup import estimate_run
 
-        from . import workers
-
         self._estimate.setEnabled(False)
         self.status_line.setText("estimating the run time …")
 
         def done() -> None:
             self._estimating = None
-            if not self._closed and _alive(self):
+            if not self._closed and workers.alive(self):
                 self._estimate.setEnabled(self.status.resting)
 
         def show(text: str) -> None:
-            if not self._closed and _alive(self):
+            if not self._closed and workers.alive(self):
                 self.status_line.setText(text)
 
         self._estimating = workers.start(estimate_run, cfg, what="Train: estimating the run time",
@@ -291,7 +290,7 @@ class TrainWidget(ArrangeOnFirstShow, QWidget):
         return started
 
     def _on_progress(self, _event=None) -> None:
-        if not self._closed and _alive(self):
+        if not self._closed and workers.alive(self):
             self.progress.setRange(0, self.runner.total)
             self.progress.setValue(min(self.runner.iteration, self.runner.total))
 
@@ -300,7 +299,7 @@ class TrainWidget(ArrangeOnFirstShow, QWidget):
         return self.runner.stop()
 
     def _on_status_changed(self, state: TrainState) -> None:
-        if self._closed or not _alive(self):
+        if self._closed or not workers.alive(self):
             return
         resting = state in (TrainState.IDLE, TrainState.DONE, TrainState.CRASHED)
         self._start.setEnabled(resting)
@@ -317,7 +316,7 @@ class TrainWidget(ArrangeOnFirstShow, QWidget):
             self.plot.stop()
 
     def _on_status_text(self, text: str) -> None:
-        if not self._closed and _alive(self):
+        if not self._closed and workers.alive(self):
             self.status_line.setText(text)
 
     def _on_run_done(self, finished) -> None:
@@ -350,11 +349,3 @@ class TrainWidget(ArrangeOnFirstShow, QWidget):
         self.plot.shutdown()
         self.runner.shutdown()
 
-
-def _alive(widget) -> bool:
-    """False once Qt has deleted the widget (its Python wrapper may outlive it)."""
-    try:
-        widget.objectName()
-    except RuntimeError:
-        return False
-    return True

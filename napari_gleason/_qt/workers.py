@@ -97,3 +97,13 @@ def start(
         worker.finished.connect(on_finish)
     worker.start()
     return worker
+
+
+def alive(widget) -> bool:
+    """False once Qt has deleted the widget (its Python wrapper may outlive it): a worker's result
+    that arrives after its widget closed is dropped, not drawn into a deleted table."""
+    try:
+        widget.objectName()
+    except RuntimeError:
+        return False
+    return True

@@ -194,3 +194,19 @@ def test_a_core_without_raters_has_an_empty_grade_table(make_napari_viewer, wait
     wait_idle(w)
     assert w.grades.rows() == [] and w.grades.table.columnCount() == 0
     assert [name for name, _ in w.legend.entries] == list(NAMES)
+
+
+def test_a_grade_arriving_after_the_panel_closed_is_dropped(review, qtbot):
+    """A worker's late result (the dock closed mid-grading) must not touch the deleted table."""
+    from qtpy.QtWidgets import QApplication
+
+    from napari_gleason._qt import workers
+
+    viewer, w = review
+    panel, gen = w.grades, w.grades._generation
+    viewer.window.remove_dock_widget(w)
+    w.deleteLater()
+    QApplication.processEvents()
+    qtbot.waitUntil(lambda: not workers.alive(panel.table), timeout=5000)
+    panel._on_result(gen, ("1", panel.grades.get("1")), {"1": None}, "c1")  # what the worker's slot would call
+    panel._on_finished(gen)
