@@ -176,3 +176,22 @@ def predict_viewer(make_napari_viewer, synthetic_data, wait_idle):
         return viewer, w, rev
 
     return make
+
+
+@pytest.fixture
+def review(make_napari_viewer, wait_idle):
+    """``make(core, scale=(1, 1))``: a viewer showing ``core`` with the review widget docked and idle."""
+    from napari_gleason._layers import show_core
+    from napari_gleason._qt import ReviewWidget
+
+    viewer = make_napari_viewer()
+
+    def make(core, scale=(1.0, 1.0)):
+        core.scale = scale
+        show_core(viewer, core)
+        widget = ReviewWidget(viewer)
+        viewer.window.add_dock_widget(widget)
+        wait_idle(widget)
+        return viewer, widget
+
+    return make

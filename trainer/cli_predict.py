@@ -109,11 +109,7 @@ def _predict_dataset(a: argparse.Namespace) -> int:
           f"{summary['skipped']} already predicted" + (" (--overwrite replaces them)" if summary["skipped"] else "")
           + f"; {summary['seconds']:.1f} s on {predictor.device}; " + (f"review store {out}" if a.store
                                                                          else f"files in {out}"))
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(a.json, "w", what="the JSON summary") as f:
-            f.write(jsonsafe.dumps(summary, indent=2))
-        print(f"wrote {a.json}")
+    _write_json(a.json, summary, "the JSON summary")
     return 0
 
 
@@ -151,11 +147,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         print(f"grade groups (ISUP, per core), quadratic-weighted κ: expert pairs {mean(g['expert_pairs_kappa_quadratic'])}, "
               f"model vs each expert {mean(g['model_vs_expert_kappa_quadratic'])}; Fleiss' κ over the experts "
               f"{g['fleiss_kappa_experts']:.3f}")
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        with atomic_write(a.json, "w", what="the JSON result") as f:
-            f.write(jsonsafe.dumps(result, indent=2))
-        print(f"wrote {a.json}")
+    _write_json(a.json, result, "the JSON result")
     return 0
 
 
@@ -234,3 +226,13 @@ def cmd_summarize(a: argparse.Namespace) -> int:
             f.write(table.getvalue().encode("utf-8"))
         print(f"wrote {len(rows)} rows to {a.out}")
     return 0
+
+
+def _write_json(path: str | None, obj: dict, what: str) -> None:
+    """``--json PATH``: ``obj`` as strict JSON (null for undefined numbers), written atomically."""
+    if not path:
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path, "w", what=what) as f:
+        f.write(jsonsafe.dumps(obj, indent=2))
+    print(f"wrote {path}")

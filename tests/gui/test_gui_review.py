@@ -5,7 +5,6 @@ import pytest
 from helpers_plugin import A, B, blocks, textured_image
 
 from napari_gleason._layers import CoreData, LabelCoding, find_layer, layers_with_prefix, show_core
-from napari_gleason._qt import ReviewWidget
 from napari_gleason._qt.consensus import fmt
 from napari_gleason._session import session_of
 from trainer.data.augment import resize_image
@@ -20,21 +19,6 @@ KAPPA_AB = [3 / 5, 5 / 7, 3 / 5, 5 / 7]
 def core_ab(k=4, extra=None, name="c1"):
     masks = {"1": blocks(A, k), "2": blocks(B, k), **(extra or {})}
     return CoreData(name, textured_image(masks["1"].shape), masks, GLEASON_SCHEME)
-
-
-@pytest.fixture
-def review(make_napari_viewer, wait_idle):
-    viewer = make_napari_viewer()
-
-    def make(core, scale=(1.0, 1.0)):
-        core.scale = scale
-        show_core(viewer, core)
-        widget = ReviewWidget(viewer)
-        viewer.window.add_dock_widget(widget)
-        wait_idle(widget)
-        return viewer, widget
-
-    return make
 
 
 def test_toggle_solo_step_and_all(review):

@@ -2,29 +2,13 @@
 in every panel, κ of a class nobody used is "—" as Dice is."""
 
 import numpy as np
-import pytest
 from helpers_plugin import A, B, blocks, textured_image
 
-from napari_gleason._layers import CoreData, expert_name, find_layer, layers_with_prefix, show_core
-from napari_gleason._qt import ReviewWidget
+from napari_gleason._layers import CoreData, expert_name, find_layer, layers_with_prefix
 from trainer.data.classes import GLEASON_SCHEME
 
 NAMES = ["NP3", "expert", "NP1", "NP10", "NP2"]
 NATURAL = ["expert", "NP1", "NP2", "NP3", "NP10"]
-
-
-@pytest.fixture
-def review(make_napari_viewer, wait_idle):
-    viewer = make_napari_viewer()
-
-    def make(core):
-        show_core(viewer, core)
-        widget = ReviewWidget(viewer)
-        viewer.window.add_dock_widget(widget)
-        wait_idle(widget)
-        return viewer, widget
-
-    return make
 
 
 def test_solo_hides_every_other_labels_layer_and_leaving_it_restores_them(review):
