@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from trainer import inference
+from trainer import device, inference
 from trainer.data.augment import resize_image
 from trainer.inference import compute_dtype, load_predictor, predict_core
 from trainer.tiling import predict_tiled
@@ -60,9 +60,9 @@ def test_fp32_is_the_plain_float32_network(demo):
 def test_which_dtype_each_precision_runs_in(monkeypatch):
     cpu = torch.device("cpu")
     assert compute_dtype(cpu, "fp32") is None and compute_dtype(cpu, "bf16") == torch.bfloat16
-    monkeypatch.setattr(inference, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: True)
     assert compute_dtype(cpu, "auto") == torch.bfloat16
-    monkeypatch.setattr(inference, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)
     assert compute_dtype(cpu, "auto") is None  # emulated bfloat16 would be slower than float32
     with pytest.raises(ValueError, match="precision"):
         compute_dtype(cpu, "fp16")

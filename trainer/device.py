@@ -86,3 +86,34 @@ def resolve_augment_device(mode: str, device: torch.device) -> bool:
     if mode == "auto":
         return device.type == "cuda"
     return mode == "device"
+
+
+#: Inference precisions: auto (the device's native fast type), fp32, bf16.
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (oneDNN's check: AVX-512 BF16 or AMX); emulated
+    bfloat16 is slower than float32, so "auto" uses it only here."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def compute_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """Autocast dtype for inference on ``device`` under ``precision`` (``None``: float32): the one
+    precision policy of inference, beside :func:`amp_policy` for training."""
+    import torch
+
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    if precision == "fp32":
+        return None
+    if device.type == "cuda":  # the GPU's mixed precision, as in training (bfloat16 or float16)
+        return torch.bfloat16 if precision == "bf16" else amp_policy(device, True)[0]
+    if device.type == "cpu" and (precision == "bf16" or cpu_has_bf16()):
+        return torch.bfloat16
+    return None

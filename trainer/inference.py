@@ -21,7 +21,7 @@ from .checkpoint import load_checkpoint, networks_from_payload, run_config_of
 from .config import LossConfig
 from .data.augment import normalise_tensor
 from .data.classes import ClassScheme
-from .device import amp_policy, resolve_device
+from .device import PRECISIONS, amp_policy, compute_dtype, cpu_has_bf16, resolve_device  # noqa: F401 (re-exported)
 from .losses import heatmap_options, roughness_map
 from .annotators.confusion import (
     ConfusionCNN,
@@ -82,16 +82,6 @@ class Predictor:
         return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cpu" else x
 
 
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (oneDNN's check: AVX-512 BF16 or AMX); emulated
-    bfloat16 is slower than float32, so "auto" uses it only here."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 class Float32(torch.nn.Module):
@@ -174,19 +164,6 @@ def fold_batchnorm(net: torch.nn.Module, probe_size: int = 64) -> tuple[torch.nn
     except (RuntimeError, ValueError, TypeError, AttributeError):  # other inputs or outputs: keep it as it is
         same = False
     return (folded, len(pairs)) if same else (net, 0)
-
-
-def compute_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
-    """Autocast dtype for inference on ``device`` under ``precision`` (``None``: float32)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    if precision == "fp32":
-        return None
-    if device.type == "cuda":  # the GPU's mixed precision, as in training (bfloat16 or float16)
-        return torch.bfloat16 if precision == "bf16" else amp_policy(device, True)[0]
-    if device.type == "cpu" and (precision == "bf16" or cpu_has_bf16()):
-        return torch.bfloat16
-    return None
 
 
 @dataclass
