@@ -38,7 +38,7 @@ def _predictor(model_name: str, size: int):
     import torch
 
     from trainer.data.classes import GLEASON_SCHEME
-    from trainer.inference import Predictor, ready_for_inference
+    from trainer.prediction.predictor import Predictor, ready_for_inference
     from trainer.models import create_model
     from trainer.reweighting import WeightingCNN
 

@@ -199,7 +199,7 @@ def bench_predict(viewer, app, args, workdir: Path) -> None:
     from napari_gleason._layers import show_core
     from napari_gleason._qt import PredictWidget, dock
     from trainer.data.augment import resize_image
-    from trainer.inference import image_to_tensor
+    from trainer.prediction.predictor import image_to_tensor
 
     from napari_gleason._llvm_guard import guard_triton
 

@@ -16,7 +16,7 @@ from _common import big_core, machine
 import torch
 
 from trainer.data.classes import GLEASON_SCHEME
-from trainer.inference import PRECISIONS, Predictor, ready_for_inference
+from trainer.prediction.predictor import PRECISIONS, Predictor, ready_for_inference
 from trainer.prediction import WholeCore, predict
 from trainer.models import create_model
 from trainer.reweighting import WeightingCNN

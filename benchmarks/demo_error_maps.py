@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     from napari_gleason._sample_data import synthetic_core
     from napari_gleason.demo import DEMO_MODEL
     from trainer.ablation.auroc import BASELINE_LABEL, BASELINE_MAX, auroc, auroc_within_classes, network_baselines
-    from trainer.inference import load_predictor
+    from trainer.prediction.predictor import load_predictor
     from trainer.prediction import predict, upsample_nearest
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -4,7 +4,7 @@ Every labels layer that is a reading of the whole core — each expert, the vote
 model's prediction — is graded by :func:`trainer.grading.grade_core` with the command line's
 defaults (``python -m trainer summarize``: the ISUP rule, patterns from
 :data:`~trainer.grading.MIN_PATTERN_SHARE` of the core), against the same tissue mask
-(:func:`trainer.tissue.tissue_mask` of the image), so the widget and the CLI give one core the same
+(:func:`trainer.prediction.tissue.tissue_mask` of the image), so the widget and the CLI give one core the same
 grade. On a 5120² core this takes about 0.3 s for the tissue mask and 0.3 s per rater, so it runs in
 a worker (:func:`grade_steps`).
 """
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from trainer.grading import MIN_PATTERN_SHARE, CoreGrade, grade_core, pattern_of_class
-from trainer.tissue import tissue_mask
+from trainer.prediction.tissue import tissue_mask
 
 from ._core_data import LabelCoding
 

@@ -98,7 +98,7 @@ def prediction_job(predictor, checkpoint, device: str, image, core: str, scheme:
     guard_triton()  # before torchvision/timm import torch._dynamo (see _llvm_guard)
     with gc_frozen():  # no 200-400 ms full collection holding the GIL mid-prediction (see _cpu_sharing)
         if predictor is None:
-            from trainer.inference import load_predictor
+            from trainer.prediction.predictor import load_predictor
 
             predictor = load_predictor(checkpoint, device, precision=precision)
             yield "loaded", predictor

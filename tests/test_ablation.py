@@ -287,8 +287,8 @@ def test_noisy_preset_numbers_match_an_independent_recomputation(tiny_noisy):
     from trainer.data import open_dataset
     from trainer.data.io import read_image
     from trainer.data.records import load_core
-    from trainer.inference import load_predictor, predict_core
-    from trainer.tissue import tissue_mask
+    from trainer.prediction.predictor import load_predictor, predict_core
+    from trainer.prediction.tissue import tissue_mask
 
     out, results = tiny_noisy
     run = next(r for r in results["runs"] if r["variant"] == "confusion")

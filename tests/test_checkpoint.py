@@ -173,7 +173,7 @@ def test_confusion_checkpoints_from_before_the_heads_read_as_the_trunk_and_vote_
     from trainer.checkpoint import networks_from_payload, run_config_of, save_checkpoint
     from trainer.config import RunConfig
     from trainer.data.classes import GLEASON_SCHEME
-    from trainer.inference import load_predictor
+    from trainer.prediction.predictor import load_predictor
     from trainer.models import create_model
     from trainer.prediction import predict
 

@@ -151,7 +151,7 @@ def test_predict_with_confusion_writes_error_maps_and_matrices(tiny_confusion_ru
     # computes it with the core's masks, and the image-only maps lie beside it — named as such
     from trainer.data import open_dataset
     from trainer.data.records import load_core
-    from trainer.inference import load_predictor
+    from trainer.prediction.predictor import load_predictor
     from trainer.prediction import predict, upsample_nearest
 
     assert meta["errors_map"] == {e: "given the expert's label" for e in ("1", "3", "4")}

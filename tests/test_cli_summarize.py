@@ -14,7 +14,7 @@ from trainer.data import load_core, open_dataset
 from trainer.data.vote import majority_vote
 from trainer.grading import grade_core
 from trainer.metrics import cohen_kappa_ratings, fleiss_kappa_ratings
-from trainer.tissue import tissue_mask
+from trainer.prediction.tissue import tissue_mask
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -23,12 +23,12 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def test_summarize_without_a_model(synthetic_data, tmp_path, capsys, monkeypatch):
-    import trainer.inference
+    import trainer.prediction.predictor
 
     def no_model(*_a, **_k):
         raise AssertionError("summarize loaded a model without --checkpoint")
 
-    monkeypatch.setattr(trainer.inference, "load_predictor", no_model)
+    monkeypatch.setattr(trainer.prediction.predictor, "load_predictor", no_model)
     out = tmp_path / "grades" / "summary.csv"
     assert main(["summarize", "--data", str(synthetic_data), "--out", str(out)]) == 0
     printed = capsys.readouterr().out

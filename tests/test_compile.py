@@ -12,7 +12,7 @@ from trainer.cli import _overrides, build_parser, main
 from trainer.config import RunConfig, merge
 from trainer.engine import train
 from trainer.errors import InputError
-from trainer.inference import load_predictor
+from trainer.prediction.predictor import load_predictor
 
 
 def _losses(events):

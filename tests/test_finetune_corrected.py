@@ -8,7 +8,7 @@ from trainer.data.classes import GLEASON_SCHEME, IGNORE_INDEX
 from trainer.data.corrected import CorrectedCore, CorrectedCoreSet, MixedDataset, default_repeat
 from trainer.data.io import read_image, write_mask_png
 from trainer.engine import train
-from trainer.inference import load_predictor, predict_core
+from trainer.prediction.predictor import load_predictor, predict_core
 
 from test_engine import tiny_config
 

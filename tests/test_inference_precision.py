@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from trainer import device, inference
+from trainer import device
+from trainer.prediction import predictor as inference
 from trainer.data.augment import resize_image
-from trainer.inference import compute_dtype, load_predictor, predict_core
-from trainer.tiling import predict_tiled
+from trainer.prediction.predictor import compute_dtype, load_predictor, predict_core
+from trainer.prediction.tiling import predict_tiled
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,7 @@ def _with_running_statistics(net: torch.nn.Module, seed: int = 0) -> torch.nn.Mo
 
 @pytest.mark.parametrize("name", ["hrnet18", "unet", "deeplabv3plus", "pspnet"])
 def test_folding_batch_norms_keeps_each_table2_model_the_same_function(name):
-    from trainer.inference import fold_batchnorm
+    from trainer.prediction.predictor import fold_batchnorm
     from trainer.models import create_model
 
     net = _with_running_statistics(create_model(name, 4))
@@ -105,7 +106,7 @@ def test_folding_leaves_norms_with_an_activation_and_refuses_a_wrong_pairing():
     and the network comes back unchanged."""
     from timm.layers import BatchNormAct2d
 
-    from trainer.inference import fold_batchnorm
+    from trainer.prediction.predictor import fold_batchnorm
 
     class ConvNormAct(torch.nn.Sequential):
         pass
@@ -127,7 +128,7 @@ def test_folding_leaves_norms_with_an_activation_and_refuses_a_wrong_pairing():
 
 
 def test_class_map_is_the_first_largest_score_like_numpy_argmax():
-    from trainer.inference import class_map
+    from trainer.prediction.predictor import class_map
 
     g = torch.Generator().manual_seed(0)
     scores = torch.randint(0, 3, (4, 37, 53), generator=g).float()  # many ties between classes

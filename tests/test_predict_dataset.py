@@ -16,7 +16,7 @@ from trainer.cli import default_predict_out, main
 from trainer.data import load_core, open_dataset
 from trainer.data.io import read_mask
 from trainer.errors import InputError
-from trainer.inference import load_predictor
+from trainer.prediction.predictor import load_predictor
 from trainer.prediction import ArraySink, WholeCore, predict, upsample_nearest
 from trainer.prediction.dataset import predict_dataset, split_cores
 

@@ -6,8 +6,8 @@ import torch
 
 from trainer.data.augment import MEAN, STD
 from trainer.data.classes import GLEASON_SCHEME
-from trainer.inference import Predictor, load_predictor
-from trainer.tiling import blend_window, predict_tiled, tile_starts
+from trainer.prediction.predictor import Predictor, load_predictor
+from trainer.prediction.tiling import blend_window, predict_tiled, tile_starts
 
 
 def pointwise_predictor(seed=0) -> Predictor:
@@ -75,7 +75,7 @@ def test_reads_lazily_from_a_zarr_array(tmp_path):
     arr[:] = image
     pred = pointwise_predictor()
     out = zarr.create_array(str(tmp_path / "cls.zarr"), shape=(80, 80), chunks=(32, 32), dtype="uint8")
-    from trainer.tiling import zarr_sink
+    from trainer.prediction.tiling import zarr_sink
 
     predict_tiled(pred, arr, tile=32, overlap=8, sink=zarr_sink(out))
     assert (out[:] == whole_image(pred, image).argmax(0)).all()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainer.tissue import blank_outside, resize_mask, tissue_mask
+from trainer.prediction.tissue import blank_outside, resize_mask, tissue_mask
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_data" / "gleason_synthetic"
 CORES = sorted(p.stem for p in (SAMPLES / "Train Imgs").glob("*.jpg"))

@@ -50,7 +50,7 @@ def _predictor(a: argparse.Namespace):
     import os
 
     from .device import resolve_device
-    from .inference import load_predictor
+    from .prediction.predictor import load_predictor
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = resolve_device(a.device, int(os.environ.get("LOCAL_RANK", "0")) if world > 1 else None)
@@ -125,7 +125,7 @@ def run_name(checkpoint: str | Path) -> str:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     from .data import open_dataset
     from .evaluation import evaluate, table2_header, table2_row
-    from .inference import load_predictor
+    from .prediction.predictor import load_predictor
     from .prediction.dataset import split_cores
 
     predictor = load_predictor(a.checkpoint, a.device)
@@ -163,7 +163,7 @@ def cmd_summarize(a: argparse.Namespace) -> int:
     from .data.vote import majority_vote
     from .grading import grade_core, grade_row, pattern_of_class
     from .metrics import cohen_kappa_ratings, fleiss_kappa_ratings
-    from .tissue import tissue_mask
+    from .prediction.tissue import tissue_mask
 
     if not 0 <= a.min_share < 1:
         raise InputError(f"--min-share must be in [0, 1), got {a.min_share}")

@@ -17,7 +17,7 @@ import torch
 
 from .data.records import CoreRecord, MultiExpertSet, load_core, natural_key, natural_sorted
 from .data.vote import majority_vote
-from .inference import Predictor
+from .prediction.predictor import Predictor
 from .grading import grade_core, pattern_of_class
 from .metrics import (DiceAccumulator, cohen_kappa_from_confusion, cohen_kappa_ratings, confusion_matrix,
                       fleiss_kappa_ratings, mean_ignoring_nan)

@@ -48,7 +48,7 @@ PANDA challenge's ISUP grade 0: Bulten et al., Nat Med 28:154-163, 2022), so agr
 labelled tissue at all (an expert who left it unlabelled) has no grade (``None``).
 
 Shares. Pixels of :data:`~trainer.data.classes.IGNORE_INDEX` are unlabelled and count nowhere.
-``tissue`` (a bool mask, e.g. :func:`trainer.tissue.tissue_mask`) removes glass from the shares of the
+``tissue`` (a bool mask, e.g. :func:`trainer.prediction.tissue.tissue_mask`) removes glass from the shares of the
 tissue: Gleason 2019 maps write glass as background, which this project reads as benign. A pixel
 labelled with a tumour pattern counts as tissue whatever the mask says, so the grade never depends
 on the tissue mask, only the shares of the tissue do.

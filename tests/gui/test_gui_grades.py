@@ -18,7 +18,7 @@ from napari_gleason._session import session_of
 from trainer.data.classes import CLASS_COLORS, GLEASON_SCHEME
 from trainer.grading import grade_core
 from trainer.prediction.confusion import CoreConfusion
-from trainer.tissue import tissue_mask
+from trainer.prediction.tissue import tissue_mask
 
 NAMES = GLEASON_SCHEME.names
 CODING = LabelCoding.from_scheme(GLEASON_SCHEME)

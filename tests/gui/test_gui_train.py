@@ -17,7 +17,7 @@ from napari_gleason._session import session_of
 from napari_gleason._train_status import TrainState
 from trainer import events as ev
 from trainer.checkpoint import load_checkpoint
-from trainer.inference import load_predictor
+from trainer.prediction.predictor import load_predictor
 
 #: The responsiveness bound for a loaded 2-core CI machine (the benchmark's target is 50 ms).
 MAX_GAP_MS = 250

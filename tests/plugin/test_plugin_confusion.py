@@ -9,11 +9,11 @@ from napari_gleason._predict import prediction_job
 from napari_gleason._session import Session
 from trainer.data.augment import resize_image, resize_masks
 from trainer.data.classes import GLEASON_SCHEME, LabelCoding
-from trainer.inference import load_predictor, predict_core
+from trainer.prediction.predictor import load_predictor, predict_core
 from trainer.prediction import PRIOR_NOTE, StoreSink, Tiled, predict, upsample_nearest
 from trainer.prediction.confusion import CoreConfusion, main_confusion, percent_cells, summary_line, summary_lines
 from trainer.review_store import ReviewStore
-from trainer.tissue import tissue_mask
+from trainer.prediction.tissue import tissue_mask
 
 CODING = LabelCoding.from_scheme(GLEASON_SCHEME)
 CORE = "slide001_core004"  # experts 1, 2, 4; the tiny runs know 1, 3, 4

@@ -5,7 +5,7 @@ import pytest
 
 from napari_gleason._predict import prediction_job
 from trainer.data.classes import GLEASON_SCHEME, LabelCoding
-from trainer.inference import load_predictor
+from trainer.prediction.predictor import load_predictor
 from trainer.prediction import Tiled, WholeCore, predict, upsample_nearest
 
 CODING = LabelCoding.from_scheme(GLEASON_SCHEME)

@@ -13,7 +13,7 @@ from napari_gleason._core_sources import FolderSource
 from napari_gleason._layers import CoreData, core_layer_tuples
 from napari_gleason._predict import STORE_NAME, STREAM_ABOVE, prediction_job, streaming_store
 from trainer.data.classes import GLEASON_SCHEME, LabelCoding
-from trainer.inference import load_predictor
+from trainer.prediction.predictor import load_predictor
 from trainer.losses import heatmap_options, roughness_map_numpy
 from trainer.prediction import StoreSink, Tiled, WholeCore, learned_consensus, predict
 from trainer.review_store import ReviewStore, load_maps, roughness_into

@@ -5,7 +5,6 @@ import dataclasses
 import math
 
 import numpy as np
-import pytest
 
 from napari_gleason._core_sources import FolderSource
 from napari_gleason._scores import CoreScore, score_masks
@@ -13,7 +12,7 @@ from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.config import LossConfig
 from trainer.data.generic import open_generic
 from trainer.data.records import natural_key, natural_sorted
-from trainer.inference import load_predictor
+from trainer.prediction.predictor import load_predictor
 from trainer.metrics import confusion_matrix, kappa_per_class
 from trainer.prediction import predict
 from trainer.prediction.confusion import annotator_untrained, summary_lines

@@ -330,7 +330,7 @@ def score_subset(refs: list[CoreRef], preds: list[CorePred], experts: tuple[str,
 
 def evaluate_run(checkpoint: str, ds, refs: dict[str, list[CoreRef]], device: str) -> dict:
     """Score one checkpoint: the training images first (the global matrices are fitted there), then test."""
-    from ..inference import load_predictor
+    from ..prediction.predictor import load_predictor
 
     predictor = load_predictor(checkpoint, device)
     classes = tuple(ds.scheme.names)

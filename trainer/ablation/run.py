@@ -141,8 +141,8 @@ def train_one(plan: RunPlan, log=print) -> dict:
 
 def evaluate_run(checkpoint: str, data: BenchData, device: str, figure_path: Path | None = None) -> dict:
     """Score one checkpoint on the test cores (see the module docstring for what)."""
-    from ..inference import load_predictor, predict_core
-    from ..tissue import tissue_mask
+    from ..prediction.predictor import load_predictor, predict_core
+    from ..prediction.tissue import tissue_mask
 
     predictor = load_predictor(checkpoint, device)
     ds = open_dataset(data.data)
@@ -233,7 +233,7 @@ def fit_global_matrices(predictor, ds, train: list[str]) -> dict[str, np.ndarray
     from ..annotators.global_confusion import fit_global_confusion
     from ..data.records import load_core
     from ..prediction import ArraySink, WholeCore, predict
-    from ..tissue import tissue_mask
+    from ..prediction.tissue import tissue_mask
 
     probs: dict[str, list] = {e: [] for e in predictor.experts}
     labels: dict[str, list] = {e: [] for e in predictor.experts}

@@ -17,7 +17,7 @@ more than HRNet18 itself on its 270-channel, 256² features at a 1024² input; t
 
 The heads run at the decoder's resolution (stride 4 for HRNet and DeepLabV3+, 8 for PSPNet, 1 for
 U-Net); training resizes the logits to the input, inference computes every map at the decoder's
-resolution and resizes only the finished maps (:mod:`trainer.inference`).
+resolution and resizes only the finished maps (:mod:`trainer.prediction.predictor`).
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from trainer.atomic import atomic_write
 from trainer.data.classes import IGNORE_INDEX
-from trainer.data.io import image_header, mask_classes, read_image, read_mask_value_set, values_to_classes
+from trainer.data.io import image_header, read_image, read_mask_value_set, values_to_classes
 from trainer.data.records import CoreRecord, MultiExpertSet
 from trainer.data.splits import Split, default_split, load_split
 from trainer.errors import CacheWarning, InputError

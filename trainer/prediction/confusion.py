@@ -2,7 +2,7 @@
 
 A checkpoint trained with ``--confusion`` (Zhang, Tanno et al. 2020, beyond the paper) predicts per
 pixel, for every training expert, a C×C matrix: row = the true class (as the model sees it),
-column = the label the expert writes. :func:`trainer.inference.predict_core` averages them over the
+column = the label the expert writes. :func:`trainer.prediction.predictor.predict_core` averages them over the
 core's tissue, weighted by the predicted class probabilities; :class:`CoreConfusion` holds that
 per-core summary with each class's share of the tissue, and the functions below word it for the
 review widget (no Qt here).
@@ -58,7 +58,7 @@ class CoreConfusion:
     @classmethod
     def from_prediction(cls, core: str, classes, matrices: Mapping[str, np.ndarray], probabilities: np.ndarray,
                         tissue: np.ndarray | None = None, untrained: str | None = None) -> CoreConfusion:
-        """From :class:`trainer.inference.Prediction` fields: its ``confusion`` and ``probabilities`` (C×H×W)."""
+        """From :class:`trainer.prediction.predictor.Prediction` fields: its ``confusion`` and ``probabilities`` (C×H×W)."""
         p = np.asarray(probabilities, np.float64)
         if tissue is not None and tissue.any():
             share = p[:, tissue].mean(axis=1)

@@ -5,7 +5,7 @@ is said by two small objects, not by flags:
 
 - the **mode**: :class:`WholeCore` (the paper's setting, §3.2: the core resized to the model's
   input and predicted whole) or :class:`Tiled` (full resolution, blended overlapping tiles at a
-  chosen magnification, :func:`trainer.tiling.predict_tiled`);
+  chosen magnification, :func:`trainer.prediction.tiling.predict_tiled`);
 - the **sink**: :class:`ArraySink` (in memory), :class:`StoreSink` (streamed band by band into a
   core of a review store, bounded memory) or :class:`FileSink` (mask PNG + ``.npy`` maps + JSON,
   the CLI's files).
@@ -21,7 +21,7 @@ was trained with, softmax-normalised over them (eq. 2); with a confusion model (
 ``error:<expert>``, the chance that the expert's label is wrong — given that label in the paper
 setting (pass ``labels``), before seeing it when tiled — and each expert's confusion matrices on
 the core (:class:`.confusion.CoreConfusion`; when tiled, summed from the same tiles). Both
-are NaN off the tissue (:func:`trainer.tissue.tissue_mask`). Label values are turned into classes
+are NaN off the tissue (:func:`trainer.prediction.tissue.tissue_mask`). Label values are turned into classes
 by :class:`trainer.data.classes.LabelCoding` only (pass ``coding`` with labels in label values).
 """
 
@@ -264,8 +264,8 @@ def _whole_core(predictor, image, core, experts, labels, coding, mode: WholeCore
     """Generator: the paper setting's output without per-expert maps (``complete=False``; only when
     the checkpoint has an annotator model), then the complete output."""
     from trainer.data.augment import resize_image, resize_masks
-    from trainer.inference import predict_core_stages
-    from trainer.tissue import blank_outside, tissue_mask
+    from .predictor import predict_core_stages
+    from .tissue import blank_outside, tissue_mask
 
     kind, known, notes = annotator_notes(predictor, experts)
     img = np.asarray(image)
@@ -304,7 +304,7 @@ def _whole_core(predictor, image, core, experts, labels, coding, mode: WholeCore
 
 
 def tiled_confusion(predictor, res, core: str, known) -> CoreConfusion | None:
-    """The per-core confusion matrices that :func:`trainer.tiling.predict_tiled` summed from its tiles
+    """The per-core confusion matrices that :func:`trainer.prediction.tiling.predict_tiled` summed from its tiles
     (each pixel once, over the tissue), for this core's experts ``known``."""
     if annotator_kind(predictor) != "error" or not known or getattr(res, "confusion", None) is None:
         return None
@@ -315,8 +315,8 @@ def tiled_confusion(predictor, res, core: str, known) -> CoreConfusion | None:
 
 def _tiled(predictor, image, core, experts, mode: Tiled) -> PredictOutput:
     from trainer.losses import roughness_map_numpy
-    from trainer.tiling import predict_tiled
-    from trainer.tissue import blank_outside, tissue_mask
+    from .tiling import predict_tiled
+    from .tissue import blank_outside, tissue_mask
 
     kind, known, notes = annotator_notes(predictor, experts)
     batch = mode.tile_batch or (1 if predictor.device.type == "cpu" else 4)
@@ -347,8 +347,8 @@ def _tiled_into_store(predictor, sink: StoreSink, core, experts, labels, coding,
     from ``labels``), or the error maps (before seeing the labels), and the roughness map. Returns
     lazy pyramids of the stored outputs."""
     from trainer.review_store import PredictionWriter, ReviewStore, StoredCore, roughness_into
-    from trainer.tiling import predict_tiled
-    from trainer.tissue import tissue_mask
+    from .tiling import predict_tiled
+    from .tissue import tissue_mask
 
     kind, known, notes = annotator_notes(predictor, experts)
     store = ReviewStore.open(sink.path, StoredCore)

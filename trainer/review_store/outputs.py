@@ -2,7 +2,7 @@
 
 Full-resolution (tiled) prediction of a 5120² core yields ≈ 10 float maps of 26 M pixels each
 (class probabilities, one weight or error map per expert, roughness): ≈ 1 GB in float32, too much to hold
-next to napari. :class:`PredictionWriter` takes the bands :func:`trainer.tiling.predict_tiled`
+next to napari. :class:`PredictionWriter` takes the bands :func:`trainer.prediction.tiling.predict_tiled`
 hands to its sink and writes them straight into zarr arrays, so memory stays at one band::
 
     <core>/labels/prediction/          OME-Zarr label image (role "prediction")

@@ -17,20 +17,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import load_checkpoint, networks_from_payload, run_config_of
-from .config import LossConfig
-from .data.augment import normalise_tensor
-from .data.classes import ClassScheme
-from .device import PRECISIONS, amp_policy, compute_dtype, cpu_has_bf16, resolve_device  # noqa: F401 (re-exported)
-from .losses import heatmap_options, roughness_map
-from .annotators.confusion import (
+from ..checkpoint import load_checkpoint, networks_from_payload, run_config_of
+from ..config import LossConfig
+from ..data.augment import normalise_tensor
+from ..data.classes import ClassScheme
+from ..device import PRECISIONS, amp_policy, compute_dtype, cpu_has_bf16, resolve_device  # noqa: F401 (re-exported)
+from ..losses import heatmap_options, roughness_map
+from ..annotators.confusion import (
     ConfusionCNN,
     confusion_summary,
     error_map_prior,
     wrong_if_labelled,
 )
-from .annotators.heads import ConfusionHeads
-from .reweighting import WeightingCNN
+from ..annotators.heads import ConfusionHeads
+from ..reweighting import WeightingCNN
 
 
 @dataclass

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data.augment import MEAN, normalise_tensor
-from .inference import Predictor, class_map
+from ..data.augment import MEAN, normalise_tensor
+from .predictor import Predictor, class_map
 
 Sink = Callable[[int, int, np.ndarray, np.ndarray, np.ndarray | None], None]
 
