@@ -93,12 +93,19 @@ class CheckReport:
         lines += [f"{f:<{width}}  {why}" for f, why in rows]
         return "\n".join(lines)
 
+    #: How :meth:`summary` names what was checked: the kind of folder, the unit counted, and how
+    #: (with ``full``, without); a review store's report says "arrays" and "chunks".
+    KIND, UNIT, HOW = "", "files", ("images decoded", "image headers")
+
+    def note_text(self, note: Problem) -> str:
+        return f"{self.shown_path(note.path)}: {note.problem}"
+
     def summary(self) -> str:
         """One line: what was checked and how many problems were found; then one ``note:`` line per note."""
-        how = "images decoded" if self.full else "image headers"
+        how = self.HOW[0] if self.full else self.HOW[1]
         found = f"{len(self.problems)} problem{'s' * (len(self.problems) != 1)}" if self.problems else "no problems"
-        lines = [f"{self.root}: {self.cores} cores, {self.files} files checked ({how}): {found}"]
-        lines += [f"note: {self.shown_path(n.path)}: {n.problem}" for n in self.notes]
+        lines = [f"{self.root}: {self.KIND}{self.cores} cores, {self.files} {self.UNIT} checked ({how}): {found}"]
+        lines += [f"note: {self.note_text(n)}" for n in self.notes]
         return "\n".join(lines)
 
 
@@ -116,7 +123,7 @@ class DataProblemsError(InputError):
                              f"(python -m trainer check --data DIR lists them all)", first.path)
 
 
-def _reason(exc: InputError) -> str:
+def problem_text(exc: InputError) -> str:
     """An :class:`InputError`'s message without the ``path: `` prefix it starts with."""
     text = " ".join(str(exc).split())
     prefix = f"{exc.path}: " if exc.path is not None else ""
@@ -223,7 +230,7 @@ def _cached(cache: CheckCache | None, kind: str, path: Path, context, compute: C
         try:
             entry = compute()
         except InputError as exc:
-            entry = {"problem": _reason(exc)}
+            entry = {"problem": problem_text(exc)}
         if cache is not None:
             cache.put(key, entry)
     return entry

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.data.check import CheckReport, Problem, _reason
+from trainer.data.check import CheckReport, Problem, problem_text
 from trainer.errors import InputError
 
 from .store import ReviewStore
@@ -23,12 +23,10 @@ from .store import ReviewStore
 class StoreCheckReport(CheckReport):
     """A :class:`CheckReport` of a review store: ``files`` counts arrays."""
 
-    def summary(self) -> str:
-        how = "every chunk read" if self.full else "chunk files listed"
-        found = f"{len(self.problems)} problem{'s' * (len(self.problems) != 1)}" if self.problems else "no problems"
-        lines = [f"{self.root}: review store, {self.cores} cores, {self.files} arrays checked ({how}): {found}"]
-        lines += [f"note: {n.problem}" for n in self.notes]
-        return "\n".join(lines)
+    KIND, UNIT, HOW = "review store, ", "arrays", ("every chunk read", "chunk files listed")
+
+    def note_text(self, note: Problem) -> str:
+        return note.problem
 
 
 def check_store(path: str | Path, full: bool = False, progress=None) -> StoreCheckReport:
@@ -55,7 +53,7 @@ def check_store(path: str | Path, full: bool = False, progress=None) -> StoreChe
                 if full:
                     array.read_all()
             except InputError as e:
-                report.problems.append(Problem(folder, _reason(e), name))
+                report.problems.append(Problem(folder, problem_text(e), name))
         if progress is not None:
             progress(i + 1, len(names))
     report.notes += [Problem(Path(path), n) for n in store.notes]
@@ -63,4 +61,4 @@ def check_store(path: str | Path, full: bool = False, progress=None) -> StoreChe
 
 
 def _why(e: Exception) -> str:
-    return _reason(e) if isinstance(e, InputError) else f"{type(e).__name__}: {e}"
+    return problem_text(e) if isinstance(e, InputError) else f"{type(e).__name__}: {e}"
