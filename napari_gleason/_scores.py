@@ -47,7 +47,7 @@ from PIL import Image
 from trainer.data.check import CheckCache, Problem, default_cache_folder
 from trainer.data.classes import IGNORE_INDEX, ClassScheme
 from trainer.data.geojson import is_geojson
-from trainer.data.io import _open_decoded, image_header, read_mask_values, values_to_classes
+from trainer.data.io import open_decoded, image_header, read_mask_values, values_to_classes
 from trainer.data.records import natural_key, natural_sorted
 from trainer.errors import InputError
 from trainer.grading import grade_core, pattern_of_class
@@ -83,7 +83,7 @@ def read_mask_grid(path: str | Path, scheme: ClassScheme, shape: tuple[int, int]
     path = Path(path)
     if is_geojson(path):  # rasterised at the image's size, then sampled
         return values_to_classes(read_mask_values(path, shape, scheme), scheme, path)[::step, ::step].copy()
-    img = _open_decoded(path)  # the data check's reader: the same messages for a broken file
+    img = open_decoded(path)  # the data check's reader: the same messages for a broken file
     if shape is not None and tuple(shape[:2]) != (img.height, img.width):
         return read_mask_values(path, shape)  # raises the size message, naming both sizes
     if img.mode not in ("L", "P"):

@@ -63,7 +63,7 @@ def _decoding(path: Path):
         raise InputError(f"cannot read image (corrupt or truncated?): {e}", path) from None
 
 
-def _open_decoded(path: Path) -> Image.Image:
+def open_decoded(path: Path) -> Image.Image:
     """Open ``path`` read-only and decode every pixel, so truncation is detected now."""
     with _decoding(path), open(path, "rb") as f:
         img = Image.open(f)
@@ -241,7 +241,7 @@ def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as ``uint8 H×W×3`` RGB (read-only; see module notes for modes)."""
     path = Path(path)
     try:
-        img = _open_decoded(path)
+        img = open_decoded(path)
     except InputError:
         arr = _read_tiff(path) if path.suffix.lower() in (".tif", ".tiff") and path.is_file() else None
         if arr is None:
@@ -342,7 +342,7 @@ def read_mask_values(path: str | Path, shape: tuple[int, int] | None = None,
     path = Path(path)
     if is_geojson(path):
         return read_geojson_values(path, shape, _geojson_scheme(scheme, path))
-    img = _open_decoded(path)
+    img = open_decoded(path)
     if shape is not None and tuple(shape[:2]) != (img.height, img.width):
         raise InputError(
             f"mask size {img.width}×{img.height} (W×H) differs from its image's "
@@ -363,7 +363,7 @@ def read_mask_value_set(path: str | Path, shape: tuple[int, int] | None = None,
     path = Path(path)
     if is_geojson(path):
         return geojson_value_set(path, shape, _geojson_scheme(scheme, path))
-    img = _open_decoded(path)
+    img = open_decoded(path)
     if shape is not None and tuple(shape[:2]) != (img.height, img.width):
         raise InputError(
             f"mask size {img.width}×{img.height} (W×H) differs from its image's {shape[1]}×{shape[0]}", path)

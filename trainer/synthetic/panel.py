@@ -374,10 +374,10 @@ def write_panel_dataset(out: str | Path, cores: int = 8, size: int = 512, seed: 
     ``assignment`` (experts per core) replaces :func:`panel_assignment`. Everything follows from
     ``seed``; the files are byte-identical between runs.
     """
-    from .writer import _check_args
+    from .writer import check_args
 
     out = Path(out)
-    _check_args(out, cores, size, seed)
+    check_args(out, cores, size, seed)
     cores, size, seed = int(cores), int(size), int(seed)
     if assignment is None:
         assignment = panel_assignment(cores, seed, pair_fraction)

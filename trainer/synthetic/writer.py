@@ -136,7 +136,8 @@ def _fractions(core: SyntheticCore) -> dict:
     }
 
 
-def _check_args(out: Path, cores: int, size: int, seed: int) -> None:
+def check_args(out: Path, cores: int, size: int, seed: int) -> None:
+    """The synthetic writers' arguments: integers in range, a folder that is new or empty (one InputError)."""
     for name, value in (("cores", cores), ("size", size), ("seed", seed)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise InputError(f"{name} must be an integer, got {value!r}")
@@ -161,7 +162,7 @@ def write_dataset(out: str | Path, cores: int = 8, size: int = 512, seed: int = 
     Prints nothing.
     """
     out = Path(out)
-    _check_args(out, cores, size, seed)
+    check_args(out, cores, size, seed)
     existed = out.exists()
     try:
         return _write_dataset(out, int(cores), int(size), int(seed), assignment)
