@@ -4,7 +4,7 @@ and predict as before, and a compiler failure as one line with exit code 2."""
 from __future__ import annotations
 
 import pytest
-from test_engine import tiny_config
+from tiny_runs import tiny_config
 
 from trainer import events as ev
 from trainer.checkpoint import load_checkpoint

@@ -6,7 +6,7 @@ import socket
 import pytest
 import torch.multiprocessing as mp
 
-from test_engine import tiny_config
+from tiny_runs import tiny_config
 
 
 def _free_port() -> int:

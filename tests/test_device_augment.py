@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_engine import tiny_config
+from tiny_runs import tiny_config
 from torch.utils.data import DataLoader
 
 from trainer import events as ev

@@ -10,7 +10,7 @@ from trainer.data.io import read_image, write_mask_png
 from trainer.engine import train
 from trainer.prediction.predictor import load_predictor, predict_core
 
-from test_engine import tiny_config
+from tiny_runs import tiny_config
 
 
 def test_corrected_items_train_the_vote_only(synthetic_data, tmp_path):

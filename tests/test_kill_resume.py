@@ -15,7 +15,7 @@ from trainer import events as ev
 from trainer.checkpoint import load_checkpoint
 from trainer.engine import train
 
-from test_engine import tiny_config
+from tiny_runs import tiny_config
 
 ITERS = 6
 

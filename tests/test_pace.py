@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from tests.test_engine import tiny_config
+from tiny_runs import tiny_config
 from trainer import events as ev
 from trainer.checkpoint import load_checkpoint
 from trainer.config import interval_of

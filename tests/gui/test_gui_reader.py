@@ -134,7 +134,7 @@ def test_large_jpeg_core_shows_its_draft_first_and_full_resolution_arrives(make_
                                                                           monkeypatch, wait_idle):
     """Coarse first in a viewer: napari gets the draft pyramid; the roughness worker reads level 0
     (off the GUI thread), which is then the full decode. Thresholds lowered: 128×96 counts as large."""
-    from test_plugin_reader import _jpeg_core
+    from helpers_plugin import jpeg_core
 
     from napari_gleason import _core_sources
     from napari_gleason._core_sources import Deferred
@@ -142,7 +142,7 @@ def test_large_jpeg_core_shows_its_draft_first_and_full_resolution_arrives(make_
 
     monkeypatch.setattr(_core_sources, "COARSE_ABOVE", 32)
     monkeypatch.setattr(_core_sources, "SMALLEST_LEVEL", 16)
-    path, _ = _jpeg_core(tmp_path / "big", name=CORE1)
+    path, _ = jpeg_core(tmp_path / "big", name=CORE1)
     viewer = make_napari_viewer()
     review = _review(viewer)
     viewer.open(path, plugin=PLUGIN)

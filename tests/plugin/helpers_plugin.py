@@ -104,3 +104,14 @@ def click_predict(widget, wait_idle, checkpoint) -> None:
     widget.offer_checkpoint(checkpoint)
     assert widget._on_predict()
     wait_idle(widget)
+
+
+def jpeg_core(root, shape=(128, 96), name="j"):
+    """A Gleason folder with one JPEG core ``name`` and one expert (class map of 8×8 blocks)."""
+    (root / "Train Imgs").mkdir(parents=True)
+    (root / "Maps1_T").mkdir()
+    Image.fromarray(textured_image(shape, 7)).save(root / "Train Imgs" / f"{name}.jpg", quality=92)
+    classes = np.kron(np.arange(4, dtype=np.uint8)[np.indices((shape[0] // 8, shape[1] // 8)).sum(0) % 4],
+                      np.ones((8, 8), np.uint8))
+    Image.fromarray(GLEASON_VALUES[classes]).save(root / "Maps1_T" / f"{name}_classimg_nonconvex.png")
+    return root / "Train Imgs" / f"{name}.jpg", classes

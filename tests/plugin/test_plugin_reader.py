@@ -1,7 +1,7 @@
 """The reader without a viewer: which paths it takes, what layers it returns, how it fails."""
 
 import numpy as np
-from helpers_plugin import A, B, blocks, write_generic
+from helpers_plugin import A, B, blocks, jpeg_core, write_generic
 
 from napari_gleason._core_sources import dataset_root_of_image
 from napari_gleason._reader import napari_get_reader
@@ -48,21 +48,6 @@ def test_dataset_root_of_image_layouts(tmp_path):
 # --- coarse first: a large JPEG core opens from its draft level ---------------------------------
 
 
-def _jpeg_core(root, shape=(128, 96), name="j"):
-    """A Gleason folder with one JPEG core ``name`` and one expert (class map of 8×8 blocks)."""
-    from PIL import Image
-
-    from helpers_plugin import GLEASON_VALUES, textured_image
-
-    (root / "Train Imgs").mkdir(parents=True)
-    (root / "Maps1_T").mkdir()
-    Image.fromarray(textured_image(shape, 7)).save(root / "Train Imgs" / f"{name}.jpg", quality=92)
-    classes = np.kron(np.arange(4, dtype=np.uint8)[np.indices((shape[0] // 8, shape[1] // 8)).sum(0) % 4],
-                      np.ones((8, 8), np.uint8))
-    Image.fromarray(GLEASON_VALUES[classes]).save(root / "Maps1_T" / f"{name}_classimg_nonconvex.png")
-    return root / "Train Imgs" / f"{name}.jpg", classes
-
-
 def test_large_jpeg_opens_from_its_draft_level_while_full_resolution_decodes(tmp_path, monkeypatch):
     """First frame from a 1/4-size DCT decode; level 0 arrives from a background decode, and
     reading it gives exactly the full decode. (Thresholds lowered so a 128×96 core counts as large.)"""
@@ -74,7 +59,7 @@ def test_large_jpeg_opens_from_its_draft_level_while_full_resolution_decodes(tmp
 
     monkeypatch.setattr(_core_sources, "COARSE_ABOVE", 32)
     monkeypatch.setattr(_core_sources, "SMALLEST_LEVEL", 16)
-    path, classes = _jpeg_core(tmp_path / "big")
+    path, classes = jpeg_core(tmp_path / "big")
     release = threading.Event()
     full_decodes = []
 
@@ -101,7 +86,7 @@ def test_large_jpeg_opens_from_its_draft_level_while_full_resolution_decodes(tmp
 
 
 def test_small_jpeg_and_png_cores_open_whole(tmp_path, two_expert_dataset):
-    path, _ = _jpeg_core(tmp_path / "small", shape=(64, 48))
+    path, _ = jpeg_core(tmp_path / "small", shape=(64, 48))
     image = napari_get_reader(str(path))(str(path))[0][0]
     assert isinstance(image, np.ndarray) and image.shape == (64, 48, 3)
 
@@ -110,7 +95,7 @@ def test_broken_jpeg_is_one_notification_naming_it(tmp_path, monkeypatch):
     from napari_gleason import _core_sources, _reader
 
     monkeypatch.setattr(_core_sources, "COARSE_ABOVE", 32)
-    path, _ = _jpeg_core(tmp_path / "broken")
+    path, _ = jpeg_core(tmp_path / "broken")
     path.write_bytes(path.read_bytes()[:600])  # truncated: the draft decode finds it
     shown = []
     monkeypatch.setattr(_reader, "show_error", shown.append)
