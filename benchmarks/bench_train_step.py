@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainer.config import build_run_config  # noqa: E402
 from trainer.device import resolve_device  # noqa: E402
+from trainer.engine import backward_and_step, step_losses  # noqa: E402
 from trainer.training_setup import build_setup  # noqa: E402
 
 CPU_CLOCK = False  # --cpu-time: process CPU seconds (robust to other load on a shared machine)
@@ -66,8 +67,8 @@ def time_step(setup, batches, i: int) -> float:
     if dev.type == "cuda":
         torch.cuda.synchronize()
     t0 = clock()
-    terms, _, _ = setup.step_losses(batch_, i)
-    setup.backward_and_step(terms["total"])
+    terms, _, _ = step_losses(setup, batch_, i)
+    backward_and_step(setup, terms["total"])
     if dev.type == "cuda":
         torch.cuda.synchronize()
     return clock() - t0

@@ -94,6 +94,7 @@ def time_compiled_step(data: str, dev: torch.device, model: str, size: int, iter
     import statistics
 
     from trainer.config import build_run_config
+    from trainer.engine import backward_and_step, step_losses
     from trainer.training_setup import build_setup
 
     print(f"\n## torch.compile ({backend}): {model} + re-weighting, GAFL, {size}², batch 2, device augmentation")
@@ -111,8 +112,8 @@ def time_compiled_step(data: str, dev: torch.device, model: str, size: int, iter
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            terms, _, _ = setup.step_losses(batch, i)
-            setup.backward_and_step(terms["total"])
+            terms, _, _ = step_losses(setup, batch, i)
+            backward_and_step(setup, terms["total"])
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - t0)

@@ -4,7 +4,10 @@
 them; there is no second loop. Each iteration implements Fig. 1 of the paper: the segmentation
 network's logits are compared with the vote and with every expert (N+1 focal or GAF losses in one
 batched call), the weighting CNN re-weights the N expert losses (eq. 2–3) and the λ schedule mixes
-the two terms (eq. 4, 7–8).
+the two terms (eq. 4, 7–8). The file reads top to bottom: one iteration's losses
+(:func:`step_losses`) and step (:func:`backward_and_step`), then the loop (:func:`train`); what the
+run is made of (data, networks, optimiser, DDP and compile wrappers) is
+:mod:`trainer.training_setup`'s.
 
 Exact resume: batches and augmentations are a pure function of (seed, iteration) through
 :class:`~trainer.data.dataset.IterationSampler`, and the torch RNG state is saved in every
@@ -14,6 +17,7 @@ checkpoint, so ``--resume`` continues with the same losses an uninterrupted run 
 from __future__ import annotations
 
 import contextlib
+from contextlib import nullcontext
 import itertools
 import json
 import math
@@ -34,7 +38,9 @@ from .config import RunConfig, check_run_folder, interval_of
 from .errors import CheckpointError, InputError, NonFiniteLossError
 from .device import resolve_device
 from .pace import Interruptible, StopInIteration, project_run, projection_message
-from .training_setup import TrainingSetup, build_setup
+from .annotators.heads import ConfusionHeads
+from .objective import training_loss
+from .training_setup import TrainingSetup, build_setup, first_of
 
 StopSignal = Callable[[], bool] | threading.Event | None
 
@@ -58,6 +64,56 @@ def _ddp_env() -> tuple[int, int, int]:
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
     return world, rank, local
+
+
+# --- one iteration (Fig. 1): the losses, then backward and the optimiser step -----------------------
+def step_losses(setup: TrainingSetup, batch: dict, iteration: int):
+    """Losses of one iteration (Fig. 1, :func:`trainer.objective.training_loss`).
+    Returns ({term: scalar tensor}, λ1, λ2)."""
+    batch = setup.device_batch(batch)
+    image, vote = batch["image"], batch["vote"]
+    if setup.cfg.train.channels_last and setup.device.type == "cuda":
+        image = image.contiguous(memory_format=torch.channels_last)
+    model = first_of(setup.ddp_model, setup.compiled_model, setup.model)
+    setup.model.train()
+    autocast = (torch.autocast("cuda", dtype=setup.amp_dtype) if setup.amp_dtype is not None
+                else nullcontext())
+    heads = isinstance(setup.confusion, ConfusionHeads)
+    with autocast, setup.compiling():
+        out = model(image, features=True) if heads else model(image)
+    logits, feats = (out[0].float(), out[1]) if heads else (out.float(), None)
+    extra = {"total_iters": setup.cfg.train.iters}
+    if setup.annotator is not None:
+        extra.update(experts=batch["experts"], present=batch["present"], expert_names=setup.experts)
+        if setup.weighting is not None:
+            net = first_of(setup.ddp_weighting, setup.compiled_weighting, setup.weighting)
+            with autocast, setup.compiling():
+                extra["weights"] = net(image, present=batch["present"], size=logits.shape[-2:]).float()
+        else:
+            net = first_of(setup.ddp_confusion, setup.compiled_confusion, setup.confusion)
+            with autocast, setup.compiling():
+                if heads:  # Zhang et al.: heads on the segmentation network's decoder features, each
+                    # cell's matrix applying to the pixels it covers (never resized to every pixel)
+                    extra["log_confusion"] = net(feats).float()
+                    extra["confusion_cover"] = setup.model.padded_size(*logits.shape[-2:])
+                else:
+                    extra["log_confusion"] = net(image, size=logits.shape[-2:]).float()
+    return training_loss(setup.cfg.loss, logits, image, vote, iteration, **extra)
+
+
+
+def backward_and_step(setup: TrainingSetup, total: torch.Tensor) -> None:
+    """Backward through ``total`` and one optimiser step (with the GPU's grad scaler where it has one)."""
+    setup.optimizer.zero_grad(set_to_none=True)
+    if setup.scaler is not None:
+        with setup.compiling():  # a compiled backward is compiled at its first call
+            setup.scaler.scale(total).backward()
+        setup.scaler.step(setup.optimizer)
+        setup.scaler.update()
+    else:
+        with setup.compiling():
+            total.backward()
+        setup.optimizer.step()
 
 
 def train(cfg: RunConfig, stop: StopSignal = None, resume: bool = False) -> Iterator[ev.Event]:
@@ -185,12 +241,12 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
             group["lr"] = lr
         try:
             with hooks, guard.iteration(setup.device) if guard is not None else contextlib.nullcontext():
-                terms, lam1, lam2 = setup.step_losses(batch, iteration)
+                terms, lam1, lam2 = step_losses(setup, batch, iteration)
                 total = terms["total"]
                 if any_rank(not bool(torch.isfinite(total.detach()).all())):
                     what = f"loss became {total.item()}" + (" (on at least one rank)" if world > 1 else "")
                     raise NonFiniteLossError(_diverged(what, iteration + 1, saved_at["last"], last_path))
-                setup.backward_and_step(total)
+                backward_and_step(setup, total)
         except StopInIteration:
             setup.optimizer.zero_grad(set_to_none=True)
             stopped = True

@@ -12,7 +12,6 @@ engine (``engine.py``) drives it. What it wires lives elsewhere, one place each:
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -35,7 +34,6 @@ from .device import amp_policy, resolve_augment_device, resolve_device
 from .errors import CheckpointError, InputError
 from .evaluation import validation_dice
 from .models import create_model
-from .objective import training_loss
 from .pace import project_run
 from .reweighting import WeightingCNN
 
@@ -107,7 +105,7 @@ class TrainingSetup:
         keys = ("image", "vote", "experts", "present") if self.annotator is not None else ("image", "vote")
         return {k: batch[k].to(self.device, non_blocking=nb) for k in keys}
 
-    def _compiling(self):
+    def compiling(self):
         t = self.cfg.train
         return compile_failures(bool(t.compile), t.compile_backend, t.compile)
 
@@ -116,51 +114,6 @@ class TrainingSetup:
     def annotator(self) -> torch.nn.Module | None:
         """The per-expert network of this run: the weighting CNN, the confusion CNN, or None."""
         return self.weighting if self.weighting is not None else self.confusion
-
-    def step_losses(self, batch: dict, iteration: int):
-        """Losses of one iteration (Fig. 1, :func:`trainer.objective.training_loss`).
-        Returns ({term: scalar tensor}, λ1, λ2)."""
-        batch = self.device_batch(batch)
-        image, vote = batch["image"], batch["vote"]
-        if self.cfg.train.channels_last and self.device.type == "cuda":
-            image = image.contiguous(memory_format=torch.channels_last)
-        model = _first(self.ddp_model, self.compiled_model, self.model)
-        self.model.train()
-        autocast = (torch.autocast("cuda", dtype=self.amp_dtype) if self.amp_dtype is not None
-                    else nullcontext())
-        heads = isinstance(self.confusion, ConfusionHeads)
-        with autocast, self._compiling():
-            out = model(image, features=True) if heads else model(image)
-        logits, feats = (out[0].float(), out[1]) if heads else (out.float(), None)
-        extra = {"total_iters": self.cfg.train.iters}
-        if self.annotator is not None:
-            extra.update(experts=batch["experts"], present=batch["present"], expert_names=self.experts)
-            if self.weighting is not None:
-                net = _first(self.ddp_weighting, self.compiled_weighting, self.weighting)
-                with autocast, self._compiling():
-                    extra["weights"] = net(image, present=batch["present"], size=logits.shape[-2:]).float()
-            else:
-                net = _first(self.ddp_confusion, self.compiled_confusion, self.confusion)
-                with autocast, self._compiling():
-                    if heads:  # Zhang et al.: heads on the segmentation network's decoder features, each
-                        # cell's matrix applying to the pixels it covers (never resized to every pixel)
-                        extra["log_confusion"] = net(feats).float()
-                        extra["confusion_cover"] = self.model.padded_size(*logits.shape[-2:])
-                    else:
-                        extra["log_confusion"] = net(image, size=logits.shape[-2:]).float()
-        return training_loss(self.cfg.loss, logits, image, vote, iteration, **extra)
-
-    def backward_and_step(self, total: torch.Tensor) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            with self._compiling():  # a compiled backward is compiled at its first call
-                self.scaler.scale(total).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            with self._compiling():
-                total.backward()
-            self.optimizer.step()
 
     # ----------------------------------------------------------- validation
     def validate(self):
@@ -233,7 +186,7 @@ class TrainingSetup:
         return total
 
 
-def _first(*modules):
+def first_of(*modules):
     """The first module that is not None (``or`` would call a compiled module's ``__len__``)."""
     return next(m for m in modules if m is not None)
 
@@ -316,11 +269,11 @@ def build_setup(cfg: RunConfig, device: torch.device, world: int = 1, rank: int 
             setup.compiled_confusion = compile_module(confusion, cfg.train.compile, cfg.train.compile_backend)
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
-        setup.ddp_model = DDP(_first(setup.compiled_model, model), device_ids=ids)
+        setup.ddp_model = DDP(first_of(setup.compiled_model, model), device_ids=ids)
         if weighting is not None:
-            setup.ddp_weighting = DDP(_first(setup.compiled_weighting, weighting), device_ids=ids)
+            setup.ddp_weighting = DDP(first_of(setup.compiled_weighting, weighting), device_ids=ids)
         if confusion is not None:
-            setup.ddp_confusion = DDP(_first(setup.compiled_confusion, confusion), device_ids=ids)
+            setup.ddp_confusion = DDP(first_of(setup.compiled_confusion, confusion), device_ids=ids)
     return setup
 
 
