@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     def save(name: str) -> Path:
         out = a.out_dir / name
         shot = viewer.screenshot(canvas_only=False, flash=False)
-        Image.fromarray(shot).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT,
-                                                      dither=Image.Dither.NONE).save(out, optimize=True)
+        # true colour: a 256-colour palette merged the legend's small red swatch into a dark red
+        Image.fromarray(shot).convert("RGB").save(out, optimize=True)
         print(out, shot.shape[1], "×", shot.shape[0], flush=True)
         return out
 

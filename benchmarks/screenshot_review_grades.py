@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     shot = viewer.screenshot(canvas_only=False, flash=False)
     # 256 colours, no dithering: a third of the size, the text as sharp (a GUI has few colours)
-    Image.fromarray(shot).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT,
-                                                  dither=Image.Dither.NONE).save(a.out, optimize=True)
+    # true colour: a 256-colour palette can merge the legend's small swatches into other colours
+    Image.fromarray(shot).convert("RGB").save(a.out, optimize=True)
     print(a.out, flush=True)
     viewer.close()
     return 0
