@@ -17,7 +17,6 @@ checkpoint, so ``--resume`` continues with the same losses an uninterrupted run 
 from __future__ import annotations
 
 import contextlib
-from contextlib import nullcontext
 import itertools
 import json
 import math
@@ -77,7 +76,7 @@ def step_losses(setup: TrainingSetup, batch: dict, iteration: int):
     model = first_of(setup.ddp_model, setup.compiled_model, setup.model)
     setup.model.train()
     autocast = (torch.autocast("cuda", dtype=setup.amp_dtype) if setup.amp_dtype is not None
-                else nullcontext())
+                else contextlib.nullcontext())
     heads = isinstance(setup.confusion, ConfusionHeads)
     with autocast, setup.compiling():
         out = model(image, features=True) if heads else model(image)
@@ -231,56 +230,56 @@ def _train(cfg: RunConfig, should_stop, resume: bool, device: torch.device, worl
     hooks = guard if guard is not None else contextlib.nullcontext()
     measured_at = start_iter + 2  # the second iteration: the first one also builds kernels
 
-    for batch in loader:
-        if any_rank(should_stop()):
-            stopped = True
-            break
-        t0 = time.perf_counter()
-        lr = poly_lr(cfg.train.lr, iteration, cfg.train.iters, cfg.train.poly_power, cfg.train.min_lr)
-        for group in setup.optimizer.param_groups:
-            group["lr"] = lr
-        try:
-            with hooks, guard.iteration(setup.device) if guard is not None else contextlib.nullcontext():
-                terms, lam1, lam2 = step_losses(setup, batch, iteration)
-                total = terms["total"]
-                if any_rank(not bool(torch.isfinite(total.detach()).all())):
-                    what = f"loss became {total.item()}" + (" (on at least one rank)" if world > 1 else "")
-                    raise NonFiniteLossError(_diverged(what, iteration + 1, saved_at["last"], last_path))
-                backward_and_step(setup, total)
-        except StopInIteration:
-            setup.optimizer.zero_grad(set_to_none=True)
-            stopped = True
-            yield emit(ev.Message(f"stopped inside iteration {iteration + 1}; its partial work is discarded"))
-            break
-        iteration += 1
-        seconds = time.perf_counter() - t0
-        losses = _mean_over_ranks(terms, world)
-        yield emit(ev.IterationDone(iteration, cfg.train.iters, losses, lam1, lam2, lr, seconds))
-        if is_main and iteration == measured_at and iteration < cfg.train.iters:
-            yield emit(ev.Message(projection_message(seconds, cfg.train.iters - iteration, cfg.data.size,
-                                                     setup.device, measured=True).replace(
-                "projected run time", "remaining run time", 1)))
+    with hooks:  # installed once for the loop; they act only inside guard.iteration()
+        for batch in loader:
+            if any_rank(should_stop()):
+                stopped = True
+                break
+            t0 = time.perf_counter()
+            lr = poly_lr(cfg.train.lr, iteration, cfg.train.iters, cfg.train.poly_power, cfg.train.min_lr)
+            for group in setup.optimizer.param_groups:
+                group["lr"] = lr
+            try:
+                with guard.iteration(setup.device) if guard is not None else contextlib.nullcontext():
+                    terms, lam1, lam2 = step_losses(setup, batch, iteration)
+                    total = terms["total"]
+                    if any_rank(not bool(torch.isfinite(total.detach()).all())):
+                        what = f"loss became {total.item()}" + (" (on at least one rank)" if world > 1 else "")
+                        raise NonFiniteLossError(_diverged(what, iteration + 1, saved_at["last"], last_path))
+                    backward_and_step(setup, total)
+            except StopInIteration:
+                setup.optimizer.zero_grad(set_to_none=True)
+                stopped = True
+                yield emit(ev.Message(f"stopped inside iteration {iteration + 1}; its partial work is discarded"))
+                break
+            iteration += 1
+            seconds = time.perf_counter() - t0
+            losses = _mean_over_ranks(terms, world)
+            yield emit(ev.IterationDone(iteration, cfg.train.iters, losses, lam1, lam2, lr, seconds))
+            if is_main and iteration == measured_at and iteration < cfg.train.iters:
+                yield emit(ev.Message(projection_message(seconds, cfg.train.iters - iteration, cfg.data.size,
+                                                         setup.device, measured=True, what="remaining run time")))
 
-        last_one = iteration == cfg.train.iters
-        if iteration % val_every == 0 or last_one:
-            val = setup.validate() if is_main else None
-            if val is not None:
-                dice, mean = val
-                is_best = not math.isnan(mean) and mean > best
-                if is_best:
-                    best, best_iter = mean, iteration
-                yield emit(ev.ValidationDone(iteration, dice, mean, is_best))
-                if is_best:
-                    yield emit(checkpoint(iteration, "best"))
-            if world > 1:
-                dist.barrier()
-        if iteration % checkpoint_every == 0 and not last_one:
-            saved = checkpoint(iteration, "last")
-            if saved:
-                yield emit(saved)
-        if any_rank(should_stop()):
-            stopped = iteration < cfg.train.iters
-            break
+            last_one = iteration == cfg.train.iters
+            if iteration % val_every == 0 or last_one:
+                val = setup.validate() if is_main else None
+                if val is not None:
+                    dice, mean = val
+                    is_best = not math.isnan(mean) and mean > best
+                    if is_best:
+                        best, best_iter = mean, iteration
+                    yield emit(ev.ValidationDone(iteration, dice, mean, is_best))
+                    if is_best:
+                        yield emit(checkpoint(iteration, "best"))
+                if world > 1:
+                    dist.barrier()
+            if iteration % checkpoint_every == 0 and not last_one:
+                saved = checkpoint(iteration, "last")
+                if saved:
+                    yield emit(saved)
+            if any_rank(should_stop()):
+                stopped = iteration < cfg.train.iters
+                break
 
     saved = checkpoint(iteration, "last")
     if saved:

@@ -84,11 +84,11 @@ def project_step_seconds(probe_seconds: float, size: int, probe_size: int = PROB
 
 
 def projection_message(step_seconds: float, iters: int, size: int, device: torch.device,
-                       budget: float = CPU_BUDGET_S, measured: bool = False) -> str:
-    """One line: the projected run time, and on a CPU over ``budget`` the sizes that fit."""
+                       budget: float = CPU_BUDGET_S, measured: bool = False, what: str = "projected run time") -> str:
+    """One line: ``what`` (the projected run time), and on a CPU over ``budget`` the sizes that fit."""
     how = "measured" if measured else "estimated"
     total = step_seconds * iters
-    line = (f"projected run time: {format_duration(total)} ({how} {step_seconds:.2f} s per iteration × "
+    line = (f"{what}: {format_duration(total)} ({how} {step_seconds:.2f} s per iteration × "
             f"{iters} iterations at {size}² on {device.type})")
     if device.type != "cpu" or total <= budget:
         return line
