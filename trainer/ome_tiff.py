@@ -4,9 +4,9 @@
 or a class mask) or a ``C×H×W`` stack (the probabilities of every class) as one tiled, zlib-compressed
 (lossless) OME-TIFF with its smaller levels as sub-IFDs, the layout QuPath and Bio-Formats read as a
 pyramid. Each level halves the one before until the smaller side is at most ``min_size`` (512):
-float maps by the mean of 2×2 blocks (:func:`skimage.transform.downscale_local_mean`, odd sizes
-floored; NaN off the tissue stays NaN), integer maps (labels) by taking every other pixel so that
-they keep their values — the review store's rule (:mod:`trainer.review_store.ngff`).
+float maps by the mean of 2×2 blocks (odd sizes floored; NaN off the tissue stays NaN), integer
+maps (labels) by taking every other pixel so that they keep their values — the review store's rule
+(:mod:`trainer.pyramid`).
 
 The pixel size is written (OME ``PhysicalSizeX/Y`` in µm, and the TIFF resolution tags in
 centimetres for readers without Bio-Formats) only when it is known: napari-gleason's own data never
@@ -26,6 +26,7 @@ import numpy as np
 
 from .atomic import atomic_write
 from .errors import InputError
+from .pyramid import pyramid
 
 #: The pyramid stops once the smaller side of a level is at most this.
 MIN_LEVEL_SIZE = 512
@@ -34,22 +35,6 @@ TILE = 256
 _OME_UNITS_UM = {"µm": 1.0, "um": 1.0, "micron": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6, "Å": 1e-4}
 #: A TIFF resolution of this many µm per pixel or more is a screen or print dpi, not a microscope's.
 _MAX_PLAUSIBLE_UM = 20.0
-
-
-def pyramid(array: np.ndarray, min_size: int = MIN_LEVEL_SIZE) -> list[np.ndarray]:
-    """``array`` (``…×H×W``) and its halvings until the smaller side is ≤ ``min_size`` (see module notes)."""
-    from skimage.transform import downscale_local_mean
-
-    levels = [array]
-    while min(levels[-1].shape[-2:]) > min_size:
-        last = levels[-1]
-        if np.issubdtype(last.dtype, np.floating):
-            h, w = last.shape[-2] // 2 * 2, last.shape[-1] // 2 * 2
-            factors = (1,) * (last.ndim - 2) + (2, 2)
-            levels.append(downscale_local_mean(last[..., :h, :w], factors).astype(last.dtype))
-        else:
-            levels.append(np.ascontiguousarray(last[..., ::2, ::2]))
-    return levels
 
 
 def write_ome_tiff(
@@ -95,7 +80,8 @@ def write_ome_tiff(
     if size_yx is not None:
         metadata.update(PhysicalSizeY=size_yx[0], PhysicalSizeYUnit="µm",
                         PhysicalSizeX=size_yx[1], PhysicalSizeXUnit="µm")
-    levels = pyramid(array, min_size)
+    kind = "map" if np.issubdtype(array.dtype, np.floating) else "labels"  # integers: class masks
+    levels = pyramid(array, kind, min_size=min_size)
     options = {"tile": (TILE, TILE), "compression": "zlib", "photometric": "minisblack"}
     with atomic_write(path, "wb", what=what) as f:
         # named here: tifffile takes the name from ``f.name``, an int for a file opened from a descriptor

@@ -1,9 +1,6 @@
 """OME-Zarr (NGFF 0.5) pieces shared by the store's reader and writers: JSON files replaced
-atomically, ``multiscales`` metadata, the one label-image metadata helper and the one pyramid rule.
-
-Pyramid rule: each level halves the one before; images and float maps by the mean of 2×2 blocks
-(floor of odd sizes; integer images rounded), labels by taking every other pixel (ceil of odd
-sizes) so that they keep their values.
+atomically, ``multiscales`` metadata, the one label-image metadata helper, label key names; the
+pyramid rule is :mod:`trainer.pyramid`'s (re-exported here).
 """
 
 from __future__ import annotations
@@ -14,9 +11,9 @@ import re
 import json
 from pathlib import Path
 
-import numpy as np
 
 from trainer.atomic import atomic_write
+from trainer.pyramid import halve, level_shapes, pyramid  # noqa: F401 (the store's names for them)
 from trainer.data.classes import LabelCoding
 
 NGFF_VERSION = "0.5"
@@ -66,35 +63,6 @@ def label_image_attrs(key: str, shapes: list[tuple[int, int]], coding: LabelCodi
     ome = {"version": NGFF_VERSION, "multiscales": [multiscale(key, YX, shapes, "nearest")],
            "image-label": {"colors": colors, "properties": props, "source": {"image": "../../"}}}
     return {"ome": ome, STORE_KEY: extra}
-
-
-def level_shapes(h: int, w: int, n_levels: int, kind: str) -> list[tuple[int, int]]:
-    """The ``(h, w)`` of each level under the pyramid rule (``kind``: ``labels`` or anything else)."""
-    shapes = [(h, w)]
-    for _ in range(n_levels - 1):
-        ph, pw = shapes[-1]
-        shapes.append(((ph + 1) // 2, (pw + 1) // 2) if kind == "labels" else (ph // 2, pw // 2))
-    return shapes
-
-
-def halve(block: np.ndarray, kind: str) -> np.ndarray:
-    """The next level of ``block`` (``…×h×w``) under the pyramid rule."""
-    if kind == "labels":
-        return np.ascontiguousarray(block[..., ::2, ::2])
-    h, w = block.shape[-2] // 2 * 2, block.shape[-1] // 2 * 2
-    integer = np.issubdtype(block.dtype, np.integer)
-    b = block[..., :h, :w].astype(np.uint32 if integer else np.float32)
-    total = b[..., ::2, ::2] + b[..., 1::2, ::2] + b[..., ::2, 1::2] + b[..., 1::2, 1::2]
-    return ((total + 2) // 4 if integer else total / 4).astype(block.dtype)
-
-
-def pyramid(level0: np.ndarray, kind: str, n_levels: int | None = None, min_size: int = 512) -> list[np.ndarray]:
-    """In-memory pyramid of ``level0`` (``…×h×w``): ``n_levels`` levels, or until the smaller side
-    is at most ``min_size``."""
-    levels = [np.ascontiguousarray(level0)]
-    while (len(levels) < n_levels) if n_levels is not None else min(levels[-1].shape[-2:]) > min_size:
-        levels.append(halve(levels[-1], kind))
-    return levels
 
 
 def safe_key(name: str) -> str:
