@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
-    from broken_inputs import Ctx
+    from tests.broken_inputs import Ctx
 
 
 def _from_tiny_run(ctx: Ctx, name: str, change: Callable[[dict], None]) -> Path:

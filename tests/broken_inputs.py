@@ -3,7 +3,7 @@
 Dataset breakers take a dataset folder and break one file in it; row makers take a :class:`Ctx` (the
 row's temporary folder, fixtures on demand, a viewer) and return what the row's entry point is given:
 an argv for the CLI, a call for a plugin function, a path for the reader, an action for a widget.
-Everything is built on the tiny fakes (tests/fakes.py, tests/plugin/helpers_plugin.py) and the
+Everything is built on the tiny fakes (tests/fakes.py, tests/napari_gleason/helpers_plugin.py) and the
 session's ``tiny_run`` checkpoint, so that the whole catalogue runs in a couple of minutes.
 """
 
@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fakes import make_fake_gleason
-from full_disk import DEV_FULL, fill_disk
-from helpers_plugin import A, B, blocks, make_two_expert_dataset, write_generic
+from tests.fakes import make_fake_gleason
+from tests.full_disk import DEV_FULL, fill_disk
+from tests.napari_gleason.helpers_plugin import A, B, blocks, make_two_expert_dataset, write_generic
 from PIL import Image
 
 from trainer.cli import main
@@ -265,7 +265,7 @@ DISK_FULL_AT_WRITE = (tempfile, "mkstemp", _mkstemp_on_full_disk)
 
 
 # --- checkpoints: tests/broken_checkpoints.py ------------------------------------------------------
-from broken_checkpoints import tiny_best  # noqa: E402  (the default checkpoint of the rows below)
+from tests.broken_checkpoints import tiny_best  # noqa: E402  (the default checkpoint of the rows below)
 
 
 def predict_cli(checkpoint: Callable[[Ctx], Path] = tiny_best, image: Callable[[Path], None] | None = None,
@@ -425,7 +425,7 @@ def remove(relative: str) -> Callable[[Path], None]:
 
 # --- QuPath GeoJSON experts (a generic dataset: expert ann as PNG, expert qupath as GeoJSON) ---------
 def qupath_generic(ctx: Ctx) -> Path:
-    from fakes_qupath import make_mixed_dataset
+    from tests.fakes_qupath import make_mixed_dataset
 
     return make_mixed_dataset(ctx.tmp / "qupath data")
 
@@ -434,7 +434,7 @@ def broken_geojson(kind: str) -> Callable[[Path], None]:
     """Every core's ``masks/qupath/<core>.geojson`` made ``kind``: ``invalid JSON``, ``unknown class``
     (``Gleason 7``), ``outside the image`` (x up to 90 on a 32 px wide core), ``self-intersecting``
     (a bow tie crossing at x=2, y=2)."""
-    from fakes_qupath import collection, feature, poly, square
+    from tests.fakes_qupath import collection, feature, poly, square
 
     docs = {
         "unknown class": collection(feature("Gleason 7", poly(square(0, 0, 4, 4)))),

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from broken_checkpoints import tiny_best
-from broken_inputs import Ctx, _no_space, damage_chunk, garbage_json, gleason, newer_format, review_store
-from helpers_plugin import A, B, blocks, make_two_expert_dataset, open_core, write_generic
+from tests.broken_checkpoints import tiny_best
+from tests.broken_inputs import Ctx, _no_space, damage_chunk, garbage_json, gleason, newer_format, review_store
+from tests.napari_gleason.helpers_plugin import A, B, blocks, make_two_expert_dataset, open_core, write_generic
 from PIL import Image
 
 

@@ -8,12 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from broken_checkpoints import (
+from tests.broken_checkpoints import (
     ckpt_damaged_confusion, ckpt_empty_run_folder, ckpt_foreign, ckpt_garbage, ckpt_missing, ckpt_newer_format,
     ckpt_other_architecture, ckpt_pickle_payload, ckpt_six_classes, ckpt_three_classes, ckpt_truncated, tiny_best,
 )
-from broken_data import UNSAMPLED, three_broken_files, value_7_on_unsampled_core
-from broken_inputs import (
+from tests.broken_data import UNSAMPLED, three_broken_files, value_7_on_unsampled_core
+from tests.broken_inputs import (
     CORE, DISK_FULL, MASK, READ_ONLY, Ctx, broken_classes_json, config, corrupt_corrected_mask,
     corrupt_image, drop_training_experts, earlier_run, empty_expert_folder, core_named, export_core_named,
     export_cli, export_into, predict_into_expert_folder, float_image, full_disk_at_first_checkpoint, garbage_chunks,
@@ -22,14 +22,14 @@ from broken_inputs import (
     rgb_mask_channels_differ, settings, split_file, synth_into_full_folder, train_on, truncate_image, with_file,
     without_cuda,
 )
-from broken_inputs import broken_geojson, qupath_generic
-from broken_inputs import DISK_FULL_AT_WRITE, full_disk_at_next_checkpoint, predict_on_full_disk
-from broken_inputs import damage_chunk
-from broken_widgets import (
+from tests.broken_inputs import broken_geojson, qupath_generic
+from tests.broken_inputs import DISK_FULL_AT_WRITE, full_disk_at_next_checkpoint, predict_on_full_disk
+from tests.broken_inputs import damage_chunk
+from tests.broken_widgets import (
     a_file, beside, broken, browser, export_file, finetune, predict_widget, stop_before_start, to_store, train_start,
     under_a_file,
 )
-from broken_widgets import browser_damaged_core
+from tests.broken_widgets import browser_damaged_core
 
 
 CLI, PLUGIN, READER, WIDGET = "CLI", "plugin", "reader", "widget"

@@ -1,21 +1,22 @@
-"""Shared fixtures: tiny data and runs for every test; the napari ones for tests/gui and the catalogue.
+"""Shared fixtures: tiny data and runs for every test; the napari ones for tests/napari_gleason/_qt and
+the catalogue.
 
 GUI fixtures build on napari's pytest plugin (``make_napari_viewer``, headless under pytest-xvfb)
 and pytest-qt's ``qtbot``; they are only instantiated by tests that ask for them.
+
+Layout: the folders mirror the packages (tests/trainer/data/ for trainer/data/, tests/napari_gleason/_qt/
+for the widgets); project-wide tests and the shared helpers (fakes*.py, tiny_runs.py, broken_*.py, ...) sit
+here. Every folder is a package (``__init__.py``), so a test is ``tests.trainer.data.test_x`` and never
+shadows the real ``trainer``; helpers are imported as ``tests.fakes``, paths come from ``tests.paths``.
 """
 
 import os
-import sys
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # timm/SMP must fail at once, not after 40 s
 # the data check's cache (trainer.data.check) goes to a folder of this session, not ~/.cache
 os.environ.setdefault("NAPARI_GLEASON_CACHE", __import__("tempfile").mkdtemp(prefix="napari-gleason-test-cache-"))
 
 import pytest
-
-# The hand-made cores and datasets (helpers_plugin) live beside the plain plugin tests.
-sys.path.insert(0, str(Path(__file__).resolve().parent / "plugin"))
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +35,7 @@ def _tiny_run(data, out, loss: dict | None = None) -> str:
     from trainer.engine import train
 
     # stride 8: the authors' stride-4 weighting trunk would cost ~2 s an iteration here, and these
-    # runs are fixtures for prediction, not tests of that architecture (tests/test_reweighting.py)
+    # runs are fixtures for prediction, not tests of that architecture (tests/trainer/test_reweighting.py)
     cfg = RunConfig.from_dict({"loss": {"weight_stride": 8, **(loss or {})}})
     cfg.data.path = str(data)
     cfg.data.size = 64
@@ -63,8 +64,9 @@ def tiny_confusion_run(synthetic_data, tmp_path_factory):
 
 @pytest.fixture
 def two_expert_dataset(tmp_path):
-    """Gleason folder: core ``c1`` (experts 1, 2) and ``c2`` (experts 1, 3); see helpers_plugin."""
-    from helpers_plugin import make_two_expert_dataset
+    """Gleason folder: core ``c1`` (experts 1, 2) and ``c2`` (experts 1, 3); see
+    tests/napari_gleason/helpers_plugin.py."""
+    from tests.napari_gleason.helpers_plugin import make_two_expert_dataset
 
     return make_two_expert_dataset(tmp_path / "gleason data")
 

@@ -13,7 +13,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from fakes import fake_image
+from tests.fakes import fake_image
 
 
 def stripes(values: list[int], shape: tuple[int, int] = (32, 32), dtype=np.uint8) -> np.ndarray:

@@ -24,7 +24,8 @@ grimp = pytest.importorskip("grimp")
 
 from importlinter.application.use_cases import lint_imports  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.paths import ROOT  # noqa: E402
+
 PYPROJECT = ROOT / "pyproject.toml"
 
 #: Plugin modules allowed to import napari_gleason._qt: the demo launcher (an application).

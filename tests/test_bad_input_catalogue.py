@@ -29,7 +29,7 @@ a diverging loss) may add to that run's own log, ``config.json`` and ``events.js
 
 Inputs that look wrong but are valid (RGBA or grey images, a core with one expert, spaces and
 non-ASCII in paths) are in ``WORKS``: they must train; a checkpoint without a weighting CNN (issue 4)
-must predict, without weight layers (tests/gui/test_gui_predict.py, beside the layers it checks).
+must predict, without weight layers (tests/napari_gleason/_qt/test_gui_predict.py, beside the layers it checks).
 Clicks while a run is going (Start or Stop twice, closing the dock or the viewer) need a run and
 are the last test.
 """
@@ -41,8 +41,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from broken_inputs import PLUGIN_NAME, TRAIN, Ctx, gleason, image_of, mask_of
-from catalogue_rows import CLI, PLUGIN, READER, ROWS, WIDGET, WORKS, Row
+from tests.broken_inputs import PLUGIN_NAME, TRAIN, Ctx, gleason, image_of, mask_of
+from tests.catalogue_rows import CLI, PLUGIN, READER, ROWS, WIDGET, WORKS, Row
 from PIL import Image
 
 from trainer.cli import main

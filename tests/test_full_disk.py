@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fakes import make_fake_gleason
-from full_disk import fill_disk, mounted_tmpfs, needs_dev_full, unmount
+from tests.fakes import make_fake_gleason
+from tests.full_disk import fill_disk, mounted_tmpfs, needs_dev_full, unmount
 from PIL import Image
 
 from trainer.atomic import atomic_files, os_reason

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers_plugin import A, blocks, make_two_expert_dataset
+from tests.napari_gleason.helpers_plugin import A, blocks, make_two_expert_dataset
 
 from trainer.data.classes import GLEASON_SCHEME
 from trainer.errors import InputError
@@ -175,7 +175,7 @@ def test_export_checks_the_final_path_against_every_expert_folder(tmp_path):
 
 
 def test_expert_folder_of_generic_annotators(tmp_path):
-    from helpers_plugin import write_generic
+    from tests.napari_gleason.helpers_plugin import write_generic
 
     root = write_generic(tmp_path / "gen", {"x": {"ann": blocks(A, 4)}}, shape=blocks(A, 4).shape)
     assert expert_folder_of(root / "masks" / "ann" / "x.png") is not None

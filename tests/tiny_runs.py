@@ -18,7 +18,7 @@ def tiny_config(data, out, **over) -> RunConfig:
     cfg.train.out = str(out)
     cfg.loss.lambda_step = over.pop("lambda_step", 2)
     # the authors' stride-4 weighting trunk costs ~2 s an iteration at 64² on 2 cores; the engine's
-    # behaviour does not depend on it (tests/test_reweighting.py covers that architecture)
+    # behaviour does not depend on it (tests/trainer/test_reweighting.py covers that architecture)
     cfg.loss.weight_stride = 8
     for k, v in over.items():
         section, key = k.split("__")
