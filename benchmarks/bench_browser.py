@@ -69,7 +69,7 @@ def build_dataset(workdir: Path, cores: int, size: int, experts: int) -> Path:
     """The Gleason-layout folder (kept between runs: a ``done.json`` marks it complete)."""
     from PIL import Image
 
-    from trainer.data.augment import resize_image
+    from trainer.resample import resize_image
     from trainer.synthetic import sample_core, to_gleason_values
 
     root = workdir / f"gleason_{cores}x{size}_{experts}e"

@@ -183,7 +183,7 @@ def make_checkpoint(workdir: Path, size: int, weight_stride: int = 4, annotator:
 
 def big_core(size: int):
     from napari_gleason._sample_data import synthetic_core
-    from trainer.data.augment import resize_image
+    from trainer.resample import resize_image
 
     core = synthetic_core(seed=3, size=1024)
     k = -(-size // 1024)
@@ -198,10 +198,8 @@ def bench_predict(viewer, app, args, workdir: Path) -> None:
 
     from napari_gleason._layers import show_core
     from napari_gleason._qt import PredictWidget, dock
-    from trainer.data.augment import resize_image
     from trainer.prediction.predictor import image_to_tensor
-
-    from napari_gleason._llvm_guard import guard_triton
+    from trainer.resample import resize_image
 
     guard_triton()  # the viewer mapped Mesa's LLVM: building the checkpoint imports torchvision next
     ckpt = make_checkpoint(workdir, args.input, args.weight_stride, args.annotator)

@@ -53,7 +53,7 @@ def build_dataset(workdir: Path, size: int) -> Path:
     """A Gleason-layout folder with one ``size``² core and six experts (cached)."""
     from PIL import Image
 
-    from trainer.data.augment import resize_image
+    from trainer.resample import resize_image
     from trainer.synthetic import sample_core, to_gleason_values
 
     root = workdir / f"gleason_{size}"

@@ -28,11 +28,19 @@ import numpy as np  # noqa: E402
 
 def main(argv=None) -> int:
     from _common import machine
+
     from napari_gleason._sample_data import synthetic_core
     from napari_gleason.demo import DEMO_MODEL
-    from trainer.ablation.auroc import BASELINE_LABEL, BASELINE_MAX, auroc, auroc_within_classes, network_baselines
+    from trainer.ablation.auroc import (
+        BASELINE_LABEL,
+        BASELINE_MAX,
+        auroc,
+        auroc_within_classes,
+        network_baselines,
+    )
+    from trainer.prediction import predict
     from trainer.prediction.predictor import load_predictor
-    from trainer.prediction import predict, upsample_nearest
+    from trainer.resample import resize_nearest
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", type=Path, default=DEMO_MODEL, help="default: the shipped demo model")
@@ -41,7 +49,7 @@ def main(argv=None) -> int:
     core = synthetic_core(with_truth=True)
     truth = core.extras["truth"]
     out = predict(predictor, core.image, core=core.name, experts=list(core.masks), labels=dict(core.masks))
-    probs = np.stack([upsample_nearest(out.maps[f"probability:{c}"], truth.shape) for c in predictor.classes])
+    probs = np.stack([resize_nearest(out.maps[f"probability:{c}"], truth.shape) for c in predictor.classes])
     print(f"# demo core {core.name} ({truth.shape[0]}², seed 3), checkpoint {a.checkpoint.name}; {machine()}")
     print(f"# {BASELINE_LABEL} and {BASELINE_MAX}: the segmentation network alone")
     print("| expert | wrong pixels of its tissue | map | AUROC, all tissue | AUROC, same true class |")
@@ -49,12 +57,12 @@ def main(argv=None) -> int:
     for e in predictor.experts:
         if e not in out.errors:
             continue
-        given = upsample_nearest(out.errors[e], truth.shape)
-        on = ~np.isnan(upsample_nearest(out.maps[f"error:{e}"], truth.shape))
+        given = resize_nearest(out.errors[e], truth.shape)
+        on = ~np.isnan(resize_nearest(out.maps[f"error:{e}"], truth.shape))
         label = core.masks[e]
         labelled = on & (label < len(predictor.classes))
         wrong = (label != truth)[labelled]
-        maps = {"error (given the label)": given, "error (image only)": upsample_nearest(out.errors_prior[e], truth.shape),
+        maps = {"error (given the label)": given, "error (image only)": resize_nearest(out.errors_prior[e], truth.shape),
                 **network_baselines(probs, np.where(labelled, label, 0))}
         for name, m in maps.items():
             score = m[labelled]

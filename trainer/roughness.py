@@ -6,8 +6,7 @@ both take their Gaussian from :func:`gaussian_kernel1d` here, and a test holds t
 every kernel × border option (:data:`KERNELS`, :data:`BORDERS`).
 
 The GUI shows the map "as the loss sees it", on the core resized to the model's input size:
-:func:`resize_image` is the trainer's antialiased bilinear resize (``trainer.data.augment``, torch's
-``interpolate(..., antialias=True)``, itself Pillow's filter) as two sparse matrix products.
+:func:`trainer.resample.resize_image` is the one antialiased bilinear resize, training's too.
 
 This module imports neither torch nor anything that does: a napari process draws the map with it.
 """
@@ -151,54 +150,3 @@ def roughness_map(
     return heat
 
 
-#: Columns converted to float32 at a time by :func:`resize_image`: a 5120² core never holds a full
-#: float32 plane (~100 MB).
-_RESIZE_COLUMNS = 1024
-
-
-def _aa_bilinear_weights(n_in: int, n_out: int):
-    """Sparse ``n_out × n_in`` matrix of the antialiased bilinear resize along one axis.
-
-    Pillow's ``precompute_coeffs`` (which torch's ``interpolate(..., antialias=True)`` follows): a
-    triangle filter widened by the scale factor when shrinking, each row normalised to sum 1.
-    """
-    from scipy.sparse import csr_matrix
-
-    scale = n_in / n_out
-    support = scale if scale > 1.0 else 1.0  # bilinear: support 1, stretched when shrinking
-    inv = 1.0 / scale if scale > 1.0 else 1.0
-    rows, cols, vals = [], [], []
-    for i in range(n_out):
-        centre = scale * (i + 0.5)
-        lo = max(int(centre - support + 0.5), 0)
-        hi = min(int(centre + support + 0.5), n_in)
-        j = np.arange(lo, hi)
-        w = np.clip(1.0 - np.abs((j - centre + 0.5) * inv), 0.0, None)
-        total = w.sum()
-        if total > 0:
-            w = w / total
-        rows += [i] * len(j)
-        cols += j.tolist()
-        vals += w.tolist()
-    return csr_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=(n_out, n_in))
-
-
-def resize_image(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    """Antialiased bilinear resize of ``H×W×C`` to ``size`` (uint8 stays uint8, rounded; floats
-    become float32): the trainer's :func:`trainer.data.augment.resize_image` without torch."""
-    h, w = (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
-    image = np.asarray(image)
-    if image.shape[:2] == (h, w):
-        return image
-    wy = _aa_bilinear_weights(image.shape[0], h)
-    wx = _aa_bilinear_weights(image.shape[1], w)
-    out = np.empty((h, w, image.shape[2]), np.float32)
-    rows = np.empty((h, image.shape[1]), np.float32)
-    step = _RESIZE_COLUMNS
-    for c in range(image.shape[2]):
-        for x in range(0, image.shape[1], step):  # sparse · dense: a few taps per output pixel
-            rows[:, x:x + step] = wy @ np.asarray(image[:, x:x + step, c], dtype=np.float32)
-        out[..., c] = (wx @ np.ascontiguousarray(rows.T)).T
-    if image.dtype == np.uint8:
-        return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    return out

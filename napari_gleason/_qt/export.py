@@ -21,7 +21,7 @@ from qtpy.QtWidgets import (
 )
 
 from trainer.errors import InputError
-from trainer.prediction import upsample_nearest
+from trainer.resample import resize_nearest
 from trainer.review_store import ReviewStore, label_key
 
 from . import workers
@@ -320,7 +320,7 @@ class ExportPanel(QGroupBox):
 def classes_at_core(info, layer) -> np.ndarray:
     """``layer``'s class map at the core's shape: the full-size copy of a model-resolution layer
     (the paper setting's prediction) is made here, when someone edits or exports it."""
-    return upsample_nearest(info.coding.to_classes(level0(layer)), tuple(level0(info.image).shape[:2]))
+    return resize_nearest(info.coding.to_classes(level0(layer)), tuple(level0(info.image).shape[:2]))
 
 
 def _is_map(layer) -> bool:
@@ -333,5 +333,5 @@ def _write_map(data, shape: tuple[int, int], source: str | None, core: str, role
     predict's files are), with the pixel size the core's image states, as a pyramidal OME-TIFF."""
     from trainer.ome_tiff import pixel_size_um
 
-    full = upsample_nearest(np.asarray(data, np.float32), shape)
+    full = resize_nearest(np.asarray(data, np.float32), shape)
     return export_map(full, core, role, folder, pixel_size_um=pixel_size_um(source), **kwargs)

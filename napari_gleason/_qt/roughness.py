@@ -10,18 +10,24 @@ on the original pixels instead (seconds on a 5120² core).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from qtpy.QtCore import QTimer
-from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QLabel, QSpinBox
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QLabel,
+    QSpinBox,
+)
 
 from trainer.roughness import HeatmapParams
 
-from . import workers
 from .._layers import CoreInfo, level0, set_layer
+from . import workers
 
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
     import napari
@@ -43,7 +49,8 @@ class RoughnessParams(HeatmapParams):
 
 def roughness_job(image: np.ndarray, params: RoughnessParams) -> tuple[np.ndarray, RoughnessParams]:
     """Headless: eq. (5) on ``image`` (uint8 H×W×3), resized to ``params.size`` first if set."""
-    from trainer.roughness import resize_image, roughness_map
+    from trainer.resample import resize_image
+    from trainer.roughness import roughness_map
 
     image = np.asarray(image)
     if params.size is not None and image.shape[:2] != (params.size, params.size):

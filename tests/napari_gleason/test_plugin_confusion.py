@@ -7,10 +7,10 @@ from napari_gleason._core_data import CoreData
 from napari_gleason._core_sources import FolderSource
 from napari_gleason._predict import prediction_job
 from napari_gleason._session import Session
-from trainer.data.augment import resize_image, resize_masks
 from trainer.data.classes import GLEASON_SCHEME, LabelCoding
 from trainer.prediction.predictor import load_predictor, predict_core
-from trainer.prediction import PRIOR_NOTE, StoreSink, Tiled, predict, upsample_nearest
+from trainer.prediction import PRIOR_NOTE, StoreSink, Tiled, predict
+from trainer.resample import resize_image, resize_nearest
 from trainer.prediction.confusion import CoreConfusion, main_confusion, percent_cells, summary_line, summary_lines
 from trainer.review_store import ReviewStore
 from trainer.prediction.tissue import tissue_mask
@@ -38,7 +38,7 @@ def test_paper_setting_gives_error_maps_given_the_labels_blank_off_the_tissue(pr
     # what predict_core says for the same resized core and resized labels, at the model's resolution
     small = resize_image(core.image, predictor.size)
     tissue = tissue_mask(small)
-    stack = resize_masks(np.stack([labels["1"], labels["4"]]), predictor.size)
+    stack = resize_nearest(np.stack([labels["1"], labels["4"]]), predictor.size)
     p = predict_core(predictor, small, experts=("1", "4"), labels={"1": stack[0], "4": stack[1]}, tissue=tissue)
     on = tissue
     assert 0.3 < on.mean() < 0.95  # the synthetic core has glass around it
@@ -124,9 +124,9 @@ def test_shipped_demo_model_finds_each_experts_wrong_pixels_on_the_demo_core():
     core = synthetic_core(with_truth=True)  # the demo's core: not among the model's training cores
     truth = core.extras["truth"]
     out = predict(predictor, core.image, core=core.name, experts=list(core.masks), labels=dict(core.masks))
-    p = np.stack([upsample_nearest(out.maps[f"probability:{c}"], truth.shape) for c in predictor.classes])
+    p = np.stack([resize_nearest(out.maps[f"probability:{c}"], truth.shape) for c in predictor.classes])
     for e in ("1", "3", "4"):
-        m = upsample_nearest(out.maps[f"error:{e}"], truth.shape)  # model resolution -> the core's, as shown
+        m = resize_nearest(out.maps[f"error:{e}"], truth.shape)  # model resolution -> the core's, as shown
         on = ~np.isnan(m)
         wrong = (core.masks[e] != truth)[on]
         ours = roc_auc_score(wrong, m[on])

@@ -2,11 +2,13 @@
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 
-from trainer.data.augment import resize_masks
 from trainer.data.classes import IGNORE_INDEX
 from trainer.data.vote import majority_vote
-from trainer.prediction.learned import learned_consensus, renormalise, upsample_nearest
+from trainer.prediction.learned import learned_consensus, renormalise
+from trainer.resample import resize_nearest
 
 X = IGNORE_INDEX
 
@@ -57,7 +59,9 @@ def test_renormalise_equals_a_softmax_over_the_subset(rng):
 
 
 def test_upsample_nearest_is_the_training_resize_of_masks(rng):
-    """The full-size copy of a model-resolution map: the mask resize the network was trained with."""
+    """The full-size copy of a model-resolution map: the mask resize the network was trained with
+    (torch's nearest-exact, which the device-side augmentation uses)."""
     src = rng.integers(0, 4, (7, 5)).astype(np.uint8)
-    np.testing.assert_array_equal(upsample_nearest(src, (23, 16)), resize_masks(src[None], (23, 16))[0])
-    assert upsample_nearest(np.array([[1, 2]], np.uint8), (2, 4)).tolist() == [[1, 1, 2, 2], [1, 1, 2, 2]]
+    theirs = F.interpolate(torch.from_numpy(src)[None, None], size=(23, 16), mode="nearest-exact")[0, 0].numpy()
+    np.testing.assert_array_equal(resize_nearest(src, (23, 16)), theirs)
+    assert resize_nearest(np.array([[1, 2]], np.uint8), (2, 4)).tolist() == [[1, 1, 2, 2], [1, 1, 2, 2]]

@@ -6,7 +6,8 @@ import pytest
 from napari_gleason._predict import prediction_job
 from trainer.data.classes import GLEASON_SCHEME, LabelCoding
 from trainer.prediction.predictor import load_predictor
-from trainer.prediction import Tiled, WholeCore, predict, upsample_nearest
+from trainer.prediction import Tiled, WholeCore, predict
+from trainer.resample import resize_nearest
 
 CODING = LabelCoding.from_scheme(GLEASON_SCHEME)
 
@@ -47,7 +48,7 @@ def test_a_full_size_class_map_is_the_nearest_model_pixel(predictor, rng):
     assert full.shape == (150, 96)
     for y, x in [(0, 0), (149, 95), (75, 40), (31, 77)]:  # by hand: floor((i + 0.5) · 64 / n)
         assert full[y, x] == out.classes[int((y + 0.5) * 64 / 150), int((x + 0.5) * 64 / 96)]
-    np.testing.assert_array_equal(upsample_nearest(out.classes, (64, 64)), out.classes)
+    np.testing.assert_array_equal(resize_nearest(out.classes, (64, 64)), out.classes)
 
 
 def test_full_resolution_is_tiled_and_matches_the_shapes(predictor, rng):

@@ -154,7 +154,8 @@ def test_predict_with_confusion_writes_error_maps_and_matrices(tiny_confusion_ru
     from trainer.data import open_dataset
     from trainer.data.records import load_core
     from trainer.prediction.predictor import load_predictor
-    from trainer.prediction import predict, upsample_nearest
+    from trainer.prediction import predict
+    from trainer.resample import resize_nearest
 
     assert meta["errors_map"] == {e: "given the expert's label" for e in ("1", "3", "4")}
     ds = open_dataset(synthetic_data)
@@ -163,8 +164,8 @@ def test_predict_with_confusion_writes_error_maps_and_matrices(tiny_confusion_ru
                    experts=list(core.masks), labels=core.masks)
     prior = np.load(tmp_path / "pred" / f"{image.stem}_errors_image_only.npy")
     for k, e in enumerate(("1", "3", "4")):
-        np.testing.assert_allclose(errors[k], upsample_nearest(want.errors[e], (h, w)), atol=1e-5)
-        np.testing.assert_allclose(prior[k], upsample_nearest(want.errors_prior[e], (h, w)), atol=1e-5)
+        np.testing.assert_allclose(errors[k], resize_nearest(want.errors[e], (h, w)), atol=1e-5)
+        np.testing.assert_allclose(prior[k], resize_nearest(want.errors_prior[e], (h, w)), atol=1e-5)
     assert not np.allclose(errors, prior, atol=1e-3)  # the label changes the map
 
 

@@ -1,11 +1,11 @@
-"""The torch-free roughness map (eq. 5) the GUI draws equals the loss's torch map, and so does its resize."""
+"""The torch-free roughness map (eq. 5) the GUI draws equals the loss's torch map (its resize: test_resample.py)."""
 
 import numpy as np
 import pytest
 import torch
 
 from trainer import roughness as R
-from trainer.data.augment import MEAN, STD, resize_image
+from trainer.data.augment import MEAN, STD
 from trainer.losses import gaussian_kernel1d, heatmap_options, roughness_map
 
 
@@ -49,15 +49,3 @@ def test_grey_image_counts_as_three_equal_channels():
     np.testing.assert_array_equal(R.roughness_map(grey), R.roughness_map(np.repeat(grey[..., None], 3, axis=-1)))
     with pytest.raises(ValueError, match="H×W×3"):
         R.roughness_map(np.zeros((4, 4, 2), np.uint8))
-
-
-@pytest.mark.parametrize("shape,size", [((200, 300, 3), 64), ((64, 48, 3), (100, 90)), ((128, 128, 3), 128)])
-def test_resize_is_the_trainers_antialiased_bilinear(shape, size, monkeypatch):
-    monkeypatch.setattr(R, "_RESIZE_COLUMNS", 20)  # several column blocks, one ragged
-    image = np.random.default_rng(3).integers(0, 256, shape, dtype=np.uint8)
-    mine, theirs = R.resize_image(image, size), resize_image(image, size)
-    assert mine.dtype == np.uint8 and mine.shape == theirs.shape
-    diff = np.abs(mine.astype(int) - theirs)
-    assert diff.max() <= 1 and (diff > 0).mean() < 0.01  # float rounding at .5 only
-    floats = image.astype(np.float32)
-    np.testing.assert_allclose(R.resize_image(floats, size), resize_image(floats, size), atol=2e-3)

@@ -10,7 +10,7 @@ a small UNet-ResNet-18 on one CPU thread, for each seed. Training reads the expe
 
 Evaluation goes through :func:`trainer.prediction.predict` (whole image at the model's size, every
 expert's labels given) and compares everything at the model's resolution (gold and masks resized
-with the training's nearest rule, :func:`trainer.data.augment.resize_masks`):
+with the training's nearest rule, :func:`trainer.resample.resize_nearest`):
 
 - Dice vs gold (per class and mean) of each run, of each expert and of the vote of the ten;
 - for every expert, the AUROC of its error maps — given its label, and image-only — against its
@@ -168,15 +168,15 @@ class CoreRef:
 
 def load_refs(ds, names: list[str], size: int) -> list[CoreRef]:
     from ..data import load_core
-    from ..data.augment import resize_masks
     from ..data.bubil import gold_standard
+    from ..resample import resize_nearest
 
     refs = []
     for name in names:
         core = load_core(ds.core(name), ds.scheme)
         gold = gold_standard(ds.root, name, core.image.shape[:2])
         experts = list(core.masks)
-        small = resize_masks(np.stack([gold, *(core.masks[e] for e in experts)]), size)
+        small = resize_nearest(np.stack([gold, *(core.masks[e] for e in experts)]), size)
         full_errors = {e: (int((m != gold).sum()), int(m.size)) for e, m in core.masks.items()}
         refs.append(CoreRef(name, core.image, core.masks, small[0], dict(zip(experts, small[1:])), full_errors))
     return refs
@@ -273,7 +273,13 @@ def score_subset(refs: list[CoreRef], preds: list[CorePred], experts: tuple[str,
     """Dice vs gold of the run, and per expert the AUROC of every detector and the ranking (Spearman ρ)."""
     from ..annotators.global_confusion import global_error_map
     from ..metrics import DiceAccumulator
-    from .auroc import BASELINE_LABEL, BASELINE_MAX, auroc, auroc_within_classes, network_baselines
+    from .auroc import (
+        BASELINE_LABEL,
+        BASELINE_MAX,
+        auroc,
+        auroc_within_classes,
+        network_baselines,
+    )
 
     dice = DiceAccumulator(len(classes))
     for r, p in zip(refs, preds):

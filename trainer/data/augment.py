@@ -4,9 +4,9 @@ Paper §3.2: each image is resized to the model size (1024² in the paper); the 
 flips, rotates by 90°, 180° or 270° with probability 0.5, and is randomly rescaled within
 0.9–1.1. Every geometric step is applied identically to the image and to every expert mask.
 
-- Images are resized bilinearly with antialiasing (``torch.nn.functional.interpolate``, the
-  same filter as Pillow), masks with nearest-neighbour ("nearest-exact"), so masks only ever
-  hold values that were already there.
+- Images are resized bilinearly with antialiasing, masks with nearest-neighbour, so masks only
+  ever hold values that were already there (:mod:`trainer.resample`, the one rule of each; the
+  random rescale uses torch's implementation of the same filter, :func:`rescale_image`).
 - Rescaling keeps the output size: a zoomed-in core is centre-cropped, a zoomed-out one is
   centre-padded — the image with the mean colour (0 after normalisation; pass
   ``image_fill=0.0`` for an already normalised image), the masks with ``IGNORE_INDEX``.
@@ -27,16 +27,14 @@ import torch
 import torch.nn.functional as F
 
 from trainer.data.classes import IGNORE_INDEX
-from trainer.roughness import MEAN, STD  # ImageNet mean/std, 0-255 scale: one definition, torch-free
-
+from trainer.resample import resize_image, resize_nearest
+from trainer.roughness import (  # ImageNet mean/std, 0-255 scale: one definition, torch-free
+    MEAN,
+    STD,
+)
 
 Masks = Union[np.ndarray, Sequence[np.ndarray], Mapping[str, np.ndarray]]
 M = TypeVar("M", np.ndarray, list, dict)
-
-
-def size_hw(size: int | tuple[int, int]) -> tuple[int, int]:
-    """``(h, w)`` of a size given as one side or as ``(h, w)``."""
-    return (int(size), int(size)) if np.isscalar(size) else (int(size[0]), int(size[1]))
 
 
 def _split_masks(masks: Masks) -> tuple[np.ndarray, object]:
@@ -64,35 +62,26 @@ def _join_masks(stack: np.ndarray, kind: object) -> Masks:
     return dict(zip(kind, stack))  # type: ignore[arg-type]
 
 
-def resize_image(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    """Bilinear, antialiased resize of ``H×W×C`` (uint8 stays uint8, floats become float32)."""
-    h, w = size_hw(size)
-    if image.shape[:2] == (h, w):
-        return image
+def rescale_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The augmentation's rescale of ``H×W×C`` (uint8 stays uint8, floats become float32): torch's
+    antialiased bilinear ``interpolate``, the filter of :func:`trainer.resample.resize_image` (tests
+    hold the two equal), because the device-side augmentation rescales with the same torch call and a
+    seed must give the same sample bit for bit on both paths (a float-rounding difference grows to
+    1e-3 of the loss within three iterations)."""
+    h, w = size
     out = np.empty((h, w, image.shape[2]), np.float32)
-    for c in range(image.shape[2]):  # one channel at a time: a 5120² core stays ~100 MB in float
+    for c in range(image.shape[2]):  # one channel at a time, as the device path's batched call computes it
         t = torch.from_numpy(np.ascontiguousarray(image[..., c], dtype=np.float32))[None, None]
         out[..., c] = F.interpolate(t, size=(h, w), mode="bilinear", align_corners=False, antialias=True)[0, 0].numpy()
     if image.dtype == np.uint8:
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(out)
-
-
-def resize_masks(stack: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of an ``E×H×W`` uint8 stack (no new values appear)."""
-    h, w = size_hw(size)
-    if stack.shape[0] == 0:
-        return np.zeros((0, h, w), np.uint8)
-    if stack.shape[-2:] == (h, w):
-        return stack
-    t = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.uint8))[None]
-    return F.interpolate(t, size=(h, w), mode="nearest-exact")[0].numpy()
+    return out
 
 
 def resize_core(image: np.ndarray, masks: M, size: int | tuple[int, int]) -> tuple[np.ndarray, M]:
     """Resize a core to the model size: image bilinear (antialiased), masks nearest."""
     stack, kind = _split_masks(masks)
-    return resize_image(image, size), _join_masks(resize_masks(stack, size), kind)  # type: ignore[return-value]
+    return resize_image(image, size), _join_masks(resize_nearest(stack, size), kind)  # type: ignore[return-value]
 
 
 def centre_slices(have_hw, want_hw) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
@@ -188,9 +177,9 @@ def augment(
         fill_c = np.asarray(fill, dtype=np.float64).reshape(-1, 1, 1) * np.ones((img.shape[0], 1, 1))
         if image.dtype == np.uint8:
             fill_c = np.rint(fill_c)
-        scaled = np.moveaxis(resize_image(image, p.scaled), -1, 0)
+        scaled = np.moveaxis(rescale_image(image, p.scaled), -1, 0)
         img = _centre_fit(scaled, h, w, fill_c.astype(image.dtype))
-        stack = _centre_fit(resize_masks(stack, p.scaled), h, w, IGNORE_INDEX)
+        stack = _centre_fit(resize_nearest(stack, p.scaled), h, w, IGNORE_INDEX)
     if p.hflip:
         img, stack = img[..., ::-1], stack[..., ::-1]
     if p.vflip:

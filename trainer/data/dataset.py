@@ -30,6 +30,31 @@ from trainer.data.io import read_image, read_mask
 from trainer.data.records import CoreRecord, MultiExpertSet
 from trainer.data.vote import majority_vote
 from trainer.errors import InputError
+from trainer.resample import resize_image, resize_nearest, size_hw
+
+
+def resized_planes(name: str, image: Path, masks: Sequence[tuple[str, Path | None]], scheme: ClassScheme,
+                   size: int | tuple[int, int], disk: CoreCache | None = None) -> np.ndarray:
+    """The one loader of a training core (the dataset's and a corrected one): uint8 ``(3+E)×h×w``,
+    the image resized to ``size`` (antialiased bilinear), then each ``(role, mask file)``'s class
+    map resized nearest (``IGNORE_INDEX`` for a role without a file). With ``disk`` the planes come
+    from (or go to) the core cache, keyed on the files' identities, the size and the scheme."""
+    h, w = size_hw(size)
+
+    def decode() -> np.ndarray:
+        pixels = read_image(image)
+        planes = np.full((3 + len(masks), h, w), IGNORE_INDEX, dtype=np.uint8)
+        planes[:3] = resize_image(pixels, (h, w)).transpose(2, 0, 1)
+        have = [i for i, (_role, path) in enumerate(masks) if path is not None]
+        if have:
+            stack = np.stack([read_mask(masks[i][1], scheme, shape=pixels.shape[:2]) for i in have])
+            planes[[3 + i for i in have]] = resize_nearest(stack, (h, w))
+        return planes
+
+    if disk is None:
+        return decode()
+    key = disk.key(image, list(masks), (h, w), scheme.to_dict())
+    return disk.get(key, name, (3 + len(masks), h, w), decode)
 
 
 class MultiExpertDataset(Dataset):

@@ -12,8 +12,9 @@ workers otherwise do in numpy (:func:`~trainer.data.augment.augment` after
   ``np.random.default_rng(seed)`` — the same function, so the same draws in the same order as
   the worker path; a seed means the same transform on both paths;
 - the image is normalised first and rescaled in normalised space (bilinear, antialiased), so the
-  padding of a zoomed-out core is 0, the mean colour; masks are rescaled "nearest-exact" and
-  padded with ``IGNORE_INDEX``. Rescaling is the one per-sample loop: each sample has its own
+  padding of a zoomed-out core is 0, the mean colour; masks are rescaled nearest and padded with
+  ``IGNORE_INDEX`` (the image with torch's antialiased bilinear, as
+  :func:`~trainer.data.augment.rescale_image` does; the masks with :mod:`trainer.resample`'s indices). Rescaling is the one per-sample loop: each sample has its own
   intermediate size;
 - flips and 90° rotations of the whole batch are one gather with a per-sample index map (the 8
   flips/rotations of a square are permutations of its pixels), so there is no loop over samples or
@@ -21,7 +22,7 @@ workers otherwise do in numpy (:func:`~trainer.data.augment.augment` after
 - the vote is :func:`~trainer.data.vote.majority_vote_torch` (same tie rules as the numpy one).
 
 Equal to the worker path: the images to float rounding, masks and vote exactly
-(``tests/test_device_augment.py``).
+(``tests/trainer/data/test_device_augment.py``).
 
 An expert channel whose ``present`` is False still votes if it holds labels, and is reset to
 ``IGNORE_INDEX`` after the vote (as the worker path returns it): that is how a corrected core
@@ -40,6 +41,7 @@ import torch.nn.functional as F
 from trainer.data.augment import AugmentParams, centre_slices, draw_params, normalise_tensor
 from trainer.data.classes import IGNORE_INDEX
 from trainer.data.vote import majority_vote_torch
+from trainer.resample import source_index
 
 _UINT64 = 1 << 64
 
@@ -66,10 +68,12 @@ def _centre_fit(t: torch.Tensor, h: int, w: int, fill: float) -> torch.Tensor:
 def _rescale(image: torch.Tensor, masks: torch.Tensor, scaled: tuple[int, int]):
     """One sample (``1×3×H×W`` float, ``1×E×H×W`` uint8) rescaled to ``scaled``, fitted back to H×W."""
     h, w = image.shape[-2:]
-    img = F.interpolate(image, size=scaled, mode="bilinear", align_corners=False, antialias=True)
+    img = F.interpolate(image, size=scaled, mode="bilinear", align_corners=False, antialias=True)  # = augment.rescale_image
     img = _centre_fit(img, h, w, 0.0)  # 0 in normalised space: the mean colour
-    if masks.shape[1]:
-        masks = _centre_fit(F.interpolate(masks, size=scaled, mode="nearest-exact"), h, w, IGNORE_INDEX)
+    if masks.shape[1]:  # the one nearest rule (trainer.resample), as index lists on the device
+        rows = torch.from_numpy(source_index(scaled[0], h)).to(masks.device)
+        cols = torch.from_numpy(source_index(scaled[1], w)).to(masks.device)
+        masks = _centre_fit(masks.index_select(-2, rows).index_select(-1, cols), h, w, IGNORE_INDEX)
     return img, masks
 
 

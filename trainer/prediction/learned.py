@@ -21,24 +21,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from trainer.data.classes import IGNORE_INDEX
+from trainer.resample import source_index
 
 BAND_ROWS = 256
-
-
-def source_index(out_len: int, src_len: int) -> np.ndarray:
-    """Source index of each output pixel: the source pixel its centre falls in (``nearest-exact``,
-    the rule of :func:`trainer.data.augment.resize_masks`)."""
-    idx = ((np.arange(out_len) + 0.5) * (src_len / out_len)).astype(np.intp)
-    return np.minimum(idx, src_len - 1)
-
-
-def upsample_nearest(source: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A 2-D model-resolution map at ``shape`` (nearest-exact): the full-size copy of a class map
-    that is made only when someone edits or exports it."""
-    source = np.asarray(source)
-    if source.shape[:2] == tuple(shape):
-        return source
-    return source[np.ix_(source_index(shape[0], source.shape[0]), source_index(shape[1], source.shape[1]))]
 
 
 def learned_consensus(labels: Mapping[str, np.ndarray], weights: Mapping[str, np.ndarray], num_classes: int,

@@ -13,7 +13,7 @@ is said by two small objects, not by flags:
 No work the screen does not need: in the paper setting every output stays at the model's
 resolution (``PredictOutput.scale`` says how many core pixels one output pixel covers, so napari
 registers the layers with ``scale``/``translate``); a full-size copy of the class map is made only
-for whoever edits or exports it (:func:`.learned.upsample_nearest`), and the file sink writes the
+for whoever edits or exports it (:func:`trainer.resample.resize_nearest`), and the file sink writes the
 mask at the image's size.
 
 Per-expert maps: with a weighting CNN, ``weight:<expert>`` for the experts of *this* core that it
@@ -36,11 +36,18 @@ from typing import Any
 import numpy as np
 
 from trainer import jsonsafe
-from trainer.data.classes import ClassScheme, LabelCoding
-from trainer.errors import CheckpointError
+from trainer.atomic import atomic_files
+from trainer.data.classes import GLEASON_SCHEME, ClassScheme, LabelCoding
+from trainer.data.generic import core_name, is_generic_dir
+from trainer.data.gleason2019 import IMAGE_DIRS, is_gleason_dir
+from trainer.data.io import MaskExistsError, classes_to_values
+from trainer.errors import CheckpointError, InputError
+from trainer.resample import resize_image, resize_nearest
+from trainer.review_store import PredictionWriter, ReviewStore, roughness_into
 
 from .confusion import CoreConfusion, annotator_untrained
-from .learned import learned_consensus, renormalise, upsample_nearest
+from .learned import learned_consensus, renormalise
+from .tissue import blank_outside, tissue_mask
 
 
 # --- modes ------------------------------------------------------------------------------------------
@@ -150,7 +157,7 @@ class PredictOutput:
     def classes_full(self) -> np.ndarray:
         """The class map at the core's shape (a real array: for editing and export)."""
         level0 = self.classes[0] if isinstance(self.classes, (list, tuple)) else self.classes
-        return upsample_nearest(np.asarray(level0), self.shape)
+        return resize_nearest(np.asarray(level0), self.shape)
 
 
 # --- checks and notes ---------------------------------------------------------------------------------
@@ -263,9 +270,7 @@ def _as_classes(data, coding: LabelCoding | None) -> np.ndarray:
 def _whole_core(predictor, image, core, experts, labels, coding, mode: WholeCore):
     """Generator: the paper setting's output without per-expert maps (``complete=False``; only when
     the checkpoint has an annotator model), then the complete output."""
-    from trainer.data.augment import resize_image, resize_masks
-    from .predictor import predict_core_stages
-    from .tissue import blank_outside, tissue_mask
+    from .predictor import predict_core_stages  # torch: imported when a prediction runs, not with the reader
 
     kind, known, notes = annotator_notes(predictor, experts)
     img = np.asarray(image)
@@ -277,7 +282,7 @@ def _whole_core(predictor, image, core, experts, labels, coding, mode: WholeCore
     if kind == "error" and labels:
         names = [e for e in known if e in labels]
         if names:  # the masks' training resize (nearest), so each label sits where the network saw it
-            stack = resize_masks(np.stack([_as_classes(labels[e], coding) for e in names]), size)
+            stack = resize_nearest(np.stack([_as_classes(labels[e], coding) for e in names]), size)
             small_labels = dict(zip(names, stack))
     stages = predict_core_stages(predictor, small, experts=tuple(known), labels=small_labels, tissue=tissue)
     maps_to_come = kind is not None and bool(known)  # else the first stage is all there is to show
@@ -422,7 +427,7 @@ def _write_all(predictor, out: PredictOutput, sink: FileSink, folder: Path) -> N
     from trainer.data.io import classes_to_values
 
     def full(m) -> np.ndarray:
-        return upsample_nearest(np.asarray(m, np.float32), out.shape)
+        return resize_nearest(np.asarray(m, np.float32), out.shape)
 
     meta: dict[str, Any] = {"checkpoint": str(predictor.path), "classes": list(predictor.classes),
                             "mode": out.mode.name, "seconds": out.seconds, "device": out.device,

@@ -20,6 +20,8 @@ import math
 import numpy as np
 from scipy import ndimage as ndi
 
+from trainer.resample import resize_nearest
+
 #: The Otsu threshold on optical density is clamped to this range: glass of a bright-field scan is
 #: below ~0.06 (every channel ≥ 240), the palest stroma's darkest channel above ~0.2 (≤ 210).
 OD_RANGE = (0.06, 0.2)
@@ -72,16 +74,7 @@ def tissue_mask(image, *, max_side: int | None = 1024, min_object: float = 0.002
     mask = ndi.binary_fill_holes(mask)
     if step == 1 and mask.shape == (h, w):
         return mask
-    return resize_mask(mask, (h, w))
-
-
-def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of a 2-D mask to ``shape`` (pixel centres, as a nearest-exact zoom)."""
-    sh, sw = mask.shape
-    h, w = shape
-    rows = np.minimum(((np.arange(h) + 0.5) * sh / h).astype(np.intp), sh - 1)
-    cols = np.minimum(((np.arange(w) + 0.5) * sw / w).astype(np.intp), sw - 1)
-    return mask[rows[:, None], cols[None, :]]
+    return resize_nearest(mask, (h, w))
 
 
 def blank_outside(values: np.ndarray, mask: np.ndarray, fill: float = np.nan) -> np.ndarray:
@@ -93,8 +86,8 @@ def blank_outside(values: np.ndarray, mask: np.ndarray, fill: float = np.nan) ->
     values = np.asarray(values, dtype=np.float32)
     hw = values.shape[-2:]
     if mask.shape != hw:
-        mask = resize_mask(mask, hw)
+        mask = resize_nearest(mask, hw)
     return np.where(mask, values, np.float32(fill)).astype(np.float32, copy=False)
 
 
-__all__ = ["OD_RANGE", "optical_density", "tissue_mask", "resize_mask", "blank_outside"]
+__all__ = ["OD_RANGE", "optical_density", "tissue_mask", "blank_outside"]

@@ -11,7 +11,7 @@ from napari_gleason._layers import (
     role_of,
 )
 from trainer.checkpoint import load_checkpoint, save_checkpoint
-from trainer.data.augment import resize_masks
+from trainer.resample import resize_nearest
 from trainer.data.classes import GLEASON_SCHEME, LabelCoding
 
 # the core of predict_viewer has experts 1, 2, 4; the tiny run's weighting CNN knows 1, 3, 4
@@ -60,7 +60,7 @@ def test_predict_adds_every_layer_registered_to_the_image(predict_viewer, tiny_r
     review.export._on_make_editable("prediction")
     corrected = find_layer(viewer, "corrected")
     coding = LabelCoding.from_scheme(GLEASON_SCHEME)
-    want = coding.to_labels(resize_masks(w.output.classes[None], shape)[0])
+    want = coding.to_labels(resize_nearest(w.output.classes[None], shape)[0])
     np.testing.assert_array_equal(np.asarray(corrected.data), want)
     np.testing.assert_allclose(world_box(corrected), world_box(image))
 
@@ -68,7 +68,7 @@ def test_predict_adds_every_layer_registered_to_the_image(predict_viewer, tiny_r
     n_layers = len(viewer.layers)
     prediction = find_layer(viewer, "prediction")
     w.mode.setCurrentIndex(1)
-    assert w._on_predict()
+    assert w.predict()
     wait_idle(w)
     assert len(viewer.layers) == n_layers and find_layer(viewer, "prediction") is prediction
     assert isinstance(level0(find_layer(viewer, "probability:G3")), np.ndarray)

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from tests.napari_gleason.helpers_plugin import A, B, blocks, textured_image
 
-from napari_gleason._layers import CoreData, LabelCoding, find_layer, layers_with_prefix, show_core
+from napari_gleason._layers import Core, LabelCoding, find_layer, layers_with_prefix, show_core
 from napari_gleason._qt.consensus import fmt
 from napari_gleason._session import session_of
-from trainer.data.augment import resize_image
+from trainer.resample import resize_image
 from trainer.data.classes import GLEASON_SCHEME
 from trainer.losses import roughness_map_numpy
 
@@ -18,7 +18,7 @@ KAPPA_AB = [3 / 5, 5 / 7, 3 / 5, 5 / 7]
 
 def core_ab(k=4, extra=None, name="c1"):
     masks = {"1": blocks(A, k), "2": blocks(B, k), **(extra or {})}
-    return CoreData(name, textured_image(masks["1"].shape), masks, GLEASON_SCHEME)
+    return Core(name, textured_image(masks["1"].shape), masks, GLEASON_SCHEME)
 
 
 def test_toggle_solo_step_and_all(review):
@@ -28,7 +28,7 @@ def test_toggle_solo_step_and_all(review):
     assert not layer["2"].visible and not w.experts._checks["2"].isChecked()
     layer["2"].visible = True  # from napari's layer list: the box follows
     assert w.experts._checks["2"].isChecked()
-    w.experts._on_solo("3")
+    w.experts.show_alone("3")
     assert w.experts.visible_experts() == ["3"]
     assert w.experts._on_step(+1) == "1" and w.experts.visible_experts() == ["1"]
     assert w.experts._on_step(-1) == "3" and w.experts.visible_experts() == ["3"]

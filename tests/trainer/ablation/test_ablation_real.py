@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from trainer.ablation.real import RealPreset, split_images
-from trainer.data.augment import resize_masks
+from trainer.resample import resize_nearest
 from trainer.errors import InputError
 
 from tests.fakes_bubil import write_fake_bubil
@@ -105,7 +105,7 @@ def test_expert_error_rates_and_dice_match_a_hand_computation(smoke):
             wrong_full = sum(int((by_core[n] != gold[n]).sum()) for n in cores)
             total_full = sum(gold[n].size for n in cores)
             assert ref[expert]["error_rate_full_size"] == pytest.approx(wrong_full / total_full, abs=1e-12)
-            small = [resize_masks(np.stack([gold[n], by_core[n]]), SIZE) for n in cores]
+            small = [resize_nearest(np.stack([gold[n], by_core[n]]), SIZE) for n in cores]
             wrong = sum(int((g != m).sum()) for g, m in small)
             assert ref[expert]["error_rate"] == pytest.approx(wrong / (len(cores) * SIZE * SIZE), abs=1e-12)
             for run in results["runs"]:

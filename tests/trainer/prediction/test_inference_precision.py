@@ -8,7 +8,7 @@ import torch
 
 from trainer import device
 from trainer.prediction import predictor as inference
-from trainer.data.augment import resize_image
+from trainer.resample import resize_image
 from trainer.prediction.predictor import compute_dtype, load_predictor, predict_core
 from trainer.prediction.tiling import predict_tiled
 

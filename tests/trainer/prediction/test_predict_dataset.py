@@ -17,7 +17,8 @@ from trainer.data import load_core, open_dataset
 from trainer.data.io import read_mask
 from trainer.errors import InputError
 from trainer.prediction.predictor import load_predictor
-from trainer.prediction import ArraySink, WholeCore, predict, upsample_nearest
+from trainer.prediction import ArraySink, WholeCore, predict
+from trainer.resample import resize_nearest
 from trainer.prediction.dataset import predict_dataset, split_cores
 
 
@@ -47,7 +48,7 @@ def test_every_core_once_with_its_experts_labels_then_skipped(confusion_predicto
     assert meta["experts"] == known
     saved = np.load(out / f"{record.name}_errors.npy")
     for i, e in enumerate(known):
-        expected = upsample_nearest(ref.errors[e], core.image.shape[:2])
+        expected = resize_nearest(ref.errors[e], core.image.shape[:2])
         np.testing.assert_allclose(saved[i], expected, atol=1e-6)
         assert not np.allclose(ref.errors[e], ref.errors_prior[e])  # not the image-only map
     assert (read_mask(_mask(out, record.name), ds.scheme) == ref.classes_full()).all()

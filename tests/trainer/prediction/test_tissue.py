@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainer.prediction.tissue import blank_outside, resize_mask, tissue_mask
+from trainer.prediction.tissue import blank_outside, tissue_mask
+from trainer.resample import resize_nearest
 
 from tests.paths import SAMPLES
 
@@ -71,7 +72,7 @@ def test_all_glass_all_tissue_and_debris():
 def test_blank_outside_and_resize():
     mask = np.zeros((4, 4), bool)
     mask[1:3, 1:3] = True
-    big = resize_mask(mask, (8, 8))
+    big = resize_nearest(mask, (8, 8))
     np.testing.assert_array_equal(big, np.kron(mask, np.ones((2, 2), bool)))
     values = np.arange(64, dtype=np.float32).reshape(8, 8)
     out = blank_outside(values, mask)  # a low-resolution mask for a full map: resized
