@@ -6,8 +6,9 @@ experts, input size and RNG state. It is written atomically (:func:`save_checkpo
 ``torch.load(weights_only=True)`` (:func:`load_checkpoint`), which refuses any pickle that would
 construct arbitrary Python objects, so a file from elsewhere cannot run code.
 
-Compatibility: :func:`run_config_of`, :func:`weighting_config_of` and :func:`confusion_config_of` fill in what checkpoints
-written before today's defaults trained with; :func:`networks_from_payload` rebuilds the networks
+Compatibility: one table (:data:`OLDER_CHECKPOINTS`) says what checkpoints written before today's
+defaults trained with; :func:`run_config_of`, :func:`weighting_config_of` and
+:func:`confusion_config_of` fill it in; :func:`networks_from_payload` rebuilds the networks
 (inference, evaluation), :func:`check_compatible` says why a checkpoint cannot start this run.
 """
 
@@ -145,45 +146,63 @@ def training_payload(*, model: torch.nn.Module, weighting: torch.nn.Module | Non
 
 
 # ------------------------------------------------------------------------------ older checkpoints
-#: What a run trained with when its config predates a setting (the defaults before the authors'
-#: GAF kernel, loss reduction and weighting-CNN architecture became this project's defaults).
+#: A run's loss section with ``gauss_ksize`` was written by this project; a setting it lacks is newer
+#: than the run, which trained with the value before that setting existed: the sampled σ-in-pixels
+#: GAF kernel with reflect borders, per-pixel loss reduction, the stride-32 weighting CNN with a 1×1 head.
 LEGACY_LOSS = {"gauss_kernel": "sampled", "gauss_border": "reflect", "reduction": "pixel",
                "weight_stride": 32, "weight_head_kernel": 1}
-#: A weighting CNN config without these keys is the stride-32 ResNet-18 with a 1×1 head.
-LEGACY_WEIGHTING = WeightingCNN.LEGACY_CONFIG
-#: A loss section that has ``confusion`` but none of these trained the confusion model as it was
-#: before Zhang et al.'s heads and objective became the default: a separate ResNet-18, λ1·vote +
-#: λ2·(the run's focal/GAF loss under A_n + μ·tr/C).
+#: A loss section that has ``confusion`` but no ``confusion_form`` trained the confusion model as it
+#: was before Zhang et al.'s heads and objective became the default: a separate ResNet-18,
+#: λ1·vote + λ2·(the run's focal/GAF loss under A_n + μ·tr/C).
 LEGACY_CONFUSION_LOSS = {"confusion_form": "trunk", "confusion_objective": "vote", "confusion_nll": False}
+#: A weighting CNN config without these keys is the stride-32 ResNet-18 with a 1×1 head.
+LEGACY_WEIGHTING = {"stride": 32, "head_kernel": 1}
 #: A confusion config without ``form`` is the separate ResNet-18 trunk.
 LEGACY_CONFUSION = {"form": "trunk"}
+
+#: The one table of older-checkpoint rules: (part of the payload, when the rule applies to that
+#: part, the settings it fills in where the part names none). The networks, the losses and the
+#: heatmap of eq. (5) read these parts only through :func:`run_config_of`,
+#: :func:`weighting_config_of` and :func:`confusion_config_of`, so none of them knows an older rule.
+OLDER_CHECKPOINTS = (
+    ("config.loss", lambda part: "gauss_ksize" in part, LEGACY_LOSS),
+    ("config.loss", lambda part: "confusion" in part and "confusion_form" not in part, LEGACY_CONFUSION_LOSS),
+    ("weighting_config", bool, LEGACY_WEIGHTING),
+    ("confusion_config", bool, LEGACY_CONFUSION),
+)
+
+
+def _as_trained(where: str, part: dict | None) -> dict | None:
+    """``part`` (a copy) with every rule of :data:`OLDER_CHECKPOINTS` for ``where`` that applies filled in."""
+    if part is None:
+        return None
+    part = dict(part)
+    for name, applies, fills in OLDER_CHECKPOINTS:
+        if name == where and applies(part):
+            for key, value in fills.items():
+                part.setdefault(key, value)
+    return part
 
 
 def run_config_of(payload: dict) -> dict:
     """The checkpoint's run config (``RunConfig.to_dict`` form) with the settings an older run
-    trained with filled in (:data:`LEGACY_LOSS`), so that fine-tuning or predicting with it uses
-    the same losses and heatmap. A config that names a setting keeps it; an empty one stays empty
-    (today's defaults)."""
+    trained with filled in (:data:`OLDER_CHECKPOINTS`), so that fine-tuning or predicting with it
+    uses the same losses and heatmap. A config that names a setting keeps it; an empty one stays
+    empty (today's defaults)."""
     config = {k: dict(v) if isinstance(v, dict) else v for k, v in (payload.get("config") or {}).items()}
-    loss = config.get("loss")
-    if loss and "gauss_ksize" in loss:  # a written loss section: keys it lacks are older than them
-        for key, value in LEGACY_LOSS.items():
-            loss.setdefault(key, value)
-    if loss and "confusion" in loss and "confusion_form" not in loss:
-        loss.update(LEGACY_CONFUSION_LOSS)
+    if config.get("loss"):
+        config["loss"] = _as_trained("config.loss", config["loss"])
     return config
 
 
 def confusion_config_of(payload: dict) -> dict | None:
-    """The checkpoint's confusion-model config with :data:`LEGACY_CONFUSION` filled in (None if none)."""
-    config = payload.get("confusion_config")
-    return None if not config else {**LEGACY_CONFUSION, **config}
+    """The checkpoint's confusion-model config as it trained (None if none)."""
+    return _as_trained("confusion_config", payload.get("confusion_config") or None)
 
 
 def weighting_config_of(payload: dict) -> dict | None:
-    """The checkpoint's weighting-CNN config with :data:`LEGACY_WEIGHTING` filled in (None if none)."""
-    config = payload.get("weighting_config")
-    return None if not config else {**LEGACY_WEIGHTING, **config}
+    """The checkpoint's weighting-CNN config as it trained (None if none)."""
+    return _as_trained("weighting_config", payload.get("weighting_config") or None)
 
 
 def check_compatible(payload: dict, model_config: dict, what: str) -> None:

@@ -214,8 +214,8 @@ def roughness_map_numpy(
 
 def heatmap_options(loss_config: dict | None) -> dict:
     """The eq. (5) settings a run used, as keyword arguments of :func:`roughness_map` (and the
-    numpy and banded versions), read from a checkpoint's ``config["loss"]``
-    (:meth:`trainer.roughness.HeatmapParams.from_loss`: older runs keep the kernel they trained with)."""
+    numpy and banded versions), read from a run's ``config["loss"]`` (an older checkpoint's as
+    :func:`trainer.checkpoint.run_config_of` fills it in: the kernel it trained with)."""
     return HeatmapParams.from_loss(loss_config).kwargs()
 
 

@@ -63,16 +63,11 @@ class WeightingCNN(nn.Module):
         self.backbone, channels = resnet18_trunk(pretrained, self.stride, "the weighting CNN (resnet18)")
         self.head = nn.Conv2d(channels, num_experts, kernel_size=head_kernel, padding=head_kernel // 2)
 
-    #: What a config written before the authors' architecture became the default lacks: those
-    #: checkpoints hold the stride-32 ResNet-18 with a 1×1 head (trainer.checkpoint's table of
-    #: older-checkpoint rules names this as ``LEGACY_WEIGHTING``).
-    LEGACY_CONFIG = {"stride": 32, "head_kernel": 1}
-
     @classmethod
     def from_config(cls, config: dict) -> "WeightingCNN":
-        """Rebuild from a checkpoint's ``weighting_config``, :data:`LEGACY_CONFIG` filling in
-        what older checkpoints lack."""
-        return cls(**{**cls.LEGACY_CONFIG, **dict(config)})
+        """Rebuild from a checkpoint's ``weighting_config`` (older ones filled in by
+        :func:`trainer.checkpoint.weighting_config_of`)."""
+        return cls(**dict(config))
 
     def forward(self, x: Tensor, present: Tensor | None = None, size: tuple[int, int] | None = None) -> Tensor:
         """Weights for each expert at each pixel.

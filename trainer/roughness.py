@@ -45,16 +45,13 @@ class HeatmapParams:
 
     @classmethod
     def from_loss(cls, loss: Mapping | None) -> "HeatmapParams":
-        """From a run's ``loss`` section (``gauss_ksize``, ``gauss_sigma``, ``gauss_kernel``, …). A
-        section written before the authors' kernel became the default (``gauss_ksize`` without
-        ``gauss_kernel``) trained with the sampled σ-in-pixels kernel and reflect borders; an empty
-        one means today's defaults."""
-        lc = dict(loss or {})
-        legacy = "gauss_ksize" in lc and "gauss_kernel" not in lc
-        return cls(float(lc.get("lambda_a", LAMBDA_A)), float(lc.get("lambda_b", LAMBDA_B)),
-                   int(lc.get("gauss_ksize", KSIZE)), float(lc.get("gauss_sigma", SIGMA)),
-                   lc.get("gauss_kernel", "sampled" if legacy else "authors"),
-                   lc.get("gauss_border", "reflect" if legacy else "zero"))
+        """From a run's ``loss`` section (``gauss_ksize``, ``gauss_sigma``, ``gauss_kernel``, …); what
+        it does not name takes today's default (an older checkpoint's section is filled in first by
+        :func:`trainer.checkpoint.run_config_of`)."""
+        lc, d = dict(loss or {}), cls()
+        return cls(float(lc.get("lambda_a", d.lambda_a)), float(lc.get("lambda_b", d.lambda_b)),
+                   int(lc.get("gauss_ksize", d.ksize)), float(lc.get("gauss_sigma", d.sigma)),
+                   lc.get("gauss_kernel", d.kernel), lc.get("gauss_border", d.border))
 
     def kwargs(self) -> dict:
         """Keyword arguments of :func:`roughness_map` (and the torch and banded versions)."""

@@ -236,7 +236,10 @@ def test_heatmap_options_follow_the_checkpoint_that_trained():
            "gauss_border": "zero"}
     assert heatmap_options(run) == {"lambda_a": 7.0, "lambda_b": 2.0, "ksize": 3, "sigma": 1.5,
                                     "kernel": "sampled", "border": "zero"}
-    old = heatmap_options({"lambda_a": 50.0, "lambda_b": 1.0, "gauss_ksize": 5, "gauss_sigma": 3.0})
+    from trainer.checkpoint import run_config_of  # the one table of older-checkpoint rules
+
+    older = {"config": {"loss": {"lambda_a": 50.0, "lambda_b": 1.0, "gauss_ksize": 5, "gauss_sigma": 3.0}}}
+    old = heatmap_options(run_config_of(older)["loss"])
     assert (old["kernel"], old["border"]) == ("sampled", "reflect")
     assert heatmap_options({}) == {"lambda_a": 50.0, "lambda_b": 1.0, "ksize": 5, "sigma": 3.0,
                                    "kernel": "authors", "border": "zero"}

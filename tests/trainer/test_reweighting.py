@@ -150,10 +150,15 @@ def test_weighting_cnn_older_checkpoints_rebuild():
     # checkpoints written before the authors' architecture became the default hold
     # {"num_experts", "input_scale"} (stride 32, 1×1 head) or also {"stride"} (8/16)
     old = WeightingCNN(2, stride=32, head_kernel=1)
-    clone = WeightingCNN.from_config({"num_experts": 2, "input_scale": 1.0})
+    from trainer.checkpoint import weighting_config_of  # the one table of older-checkpoint rules
+
+    def from_checkpoint(config):
+        return WeightingCNN.from_config(weighting_config_of({"weighting_config": config}))
+
+    clone = from_checkpoint({"num_experts": 2, "input_scale": 1.0})
     clone.load_state_dict(old.state_dict())
     assert clone.config["stride"] == 32 and clone.head.kernel_size == (1, 1)
-    assert WeightingCNN.from_config({"num_experts": 2, "input_scale": 1.0, "stride": 8}).head.in_channels == 128
+    assert from_checkpoint({"num_experts": 2, "input_scale": 1.0, "stride": 8}).head.in_channels == 128
     with pytest.raises(ValueError, match="stride"):
         WeightingCNN(2, stride=12)
     from trainer.config import RunConfig

@@ -32,8 +32,10 @@ def test_every_checkpoint_setting_gives_the_same_map():
     """What ``heatmap_options`` reads from a checkpoint (today's defaults, legacy runs) is accepted
     by both versions alike."""
     image = np.random.default_rng(1).integers(0, 256, (24, 24, 3), dtype=np.uint8)
+    from trainer.checkpoint import run_config_of  # older runs' settings come from the checkpoint's table
+
     for config in (None, {"gauss_ksize": 5, "gauss_sigma": 3.0}, {"lambda_a": 7.0, "gauss_border": "reflect"}):
-        kw = heatmap_options(config)
+        kw = heatmap_options(run_config_of({"config": {"loss": config}}).get("loss"))
         np.testing.assert_allclose(R.roughness_map(image, **kw), _torch_map(image, **kw), rtol=1e-5, atol=1e-4)
 
 

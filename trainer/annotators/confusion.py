@@ -198,12 +198,12 @@ def confusion_summary(probs: Tensor, a: Tensor, mask: Tensor | None = None) -> T
 
 def confusion_from_config(config: dict) -> nn.Module:
     """The confusion model a checkpoint's ``confusion_config`` describes: Zhang et al.'s heads on the
-    segmentation network (``"form": "heads"``) or the separate ResNet-18 trunk (``"trunk"``; a config
-    without ``form`` predates the heads and is the trunk)."""
+    segmentation network (``"form": "heads"``) or the separate ResNet-18 trunk (``"trunk"``; an older
+    config without ``form`` is filled in by :func:`trainer.checkpoint.confusion_config_of`)."""
     from .heads import ConfusionHeads
 
     config = dict(config)
-    form = config.pop("form", "trunk")
+    form = config.pop("form", None)
     if form == "heads":
         return ConfusionHeads(**config)
     if form == "trunk":

@@ -185,15 +185,10 @@ class Prediction:
 
 
 def loss_config_of(d: dict | None) -> LossConfig:
-    """A checkpoint's ``config["loss"]`` as a :class:`LossConfig`. One written before the authors'
-    kernel became the default (``gauss_ksize`` but no ``gauss_kernel``) trained with the sampled
-    kernel and reflect borders (:func:`trainer.losses.heatmap_options`); unknown keys are dropped."""
-    d = dict(d or {})
-    legacy = heatmap_options(d)
+    """A checkpoint's ``config["loss"]`` (as :func:`trainer.checkpoint.run_config_of` gives it, older
+    runs filled in) as a :class:`LossConfig`; unknown keys are dropped."""
     known = {f.name for f in fields(LossConfig)}
-    cfg = LossConfig(**{k: v for k, v in d.items() if k in known})
-    cfg.gauss_kernel, cfg.gauss_border = legacy["kernel"], legacy["border"]
-    return cfg
+    return LossConfig(**{k: v for k, v in dict(d or {}).items() if k in known})
 
 
 def ready_for_inference(pred: Predictor) -> Predictor:

@@ -58,7 +58,9 @@ def test_heads_start_near_identity_and_rebuild_from_config():
     assert torch.allclose(torch.diagonal(a, dim1=2, dim2=3), torch.full((1, 2, 5, 5, 4), 0.9), atol=0.02)
     clone = confusion_from_config(heads.config)
     assert isinstance(clone, ConfusionHeads) and clone.config == heads.config
-    old = confusion_from_config({"num_experts": 2, "num_classes": 4, "stride": 8})  # no "form": the trunk
+    from trainer.checkpoint import confusion_config_of  # the one table of older-checkpoint rules
+
+    old = confusion_from_config(confusion_config_of({"confusion_config": {"num_experts": 2, "num_classes": 4, "stride": 8}}))
     assert old.config["form"] == "trunk"
 
 
