@@ -126,7 +126,7 @@ def bench_train(viewer, app, args, workdir: Path, label: str, screenshot: Path |
     before = load()
     probe.start()
     t0 = time.perf_counter()
-    w._on_start()
+    w.start_training()
     click_ms = (time.perf_counter() - t0) * 1000
     process_until(app, lambda: not w.runner.running, timeout=3600)
     seconds = time.perf_counter() - t0
@@ -225,7 +225,7 @@ def bench_predict(viewer, app, args, workdir: Path) -> None:
         before, previous = load(), w.output
         shows.clear()
         t0 = time.perf_counter()
-        w._on_predict()
+        w.predict()
         # the segmentation's layers, then the per-expert maps' (the widget shows each when it exists)
         process_until(app, lambda: w.output is not previous and w.output.complete, timeout=900)
         process_until(app, lambda: not w.busy, timeout=900)  # … and the learned consensus too

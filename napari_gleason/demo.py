@@ -51,11 +51,11 @@ def build(viewer, size: int, seed: int):
     wait_until_idle(widget)
     # A readable first picture: the majority vote filled, expert 3 as outlines on top of it, the
     # disagreement map showing through; the other experts are a click away in the widget.
-    widget.experts._on_solo("3")
+    widget.experts.show_alone("3")
     expert = find_layer(viewer, "expert:3")
     expert.contour = max(2, size // 256)
     expert.opacity = 1.0
-    widget.consensus._radios["vote"].setChecked(True)
+    widget.consensus.show_consensus("vote")
     find_layer(viewer, "consensus:vote").opacity = 0.45
     rough = find_layer(viewer, "roughness")
     if rough is not None:
@@ -72,7 +72,7 @@ def predict_core_on_screen(viewer, checkpoint: str | Path):
     widget = dock(viewer, PredictWidget)
     widget.device.setCurrentText("cpu")
     widget.offer_checkpoint(checkpoint)
-    if not widget._on_predict():
+    if not widget.predict():
         raise SystemExit(f"the predict widget did not start with {checkpoint}")
     wait_until_idle(widget)
     if widget.output is None:

@@ -131,7 +131,7 @@ def predict_widget(checkpoint: Callable[[Ctx], Path] | None = tiny_best, device:
             w.offer_checkpoint(checkpoint(ctx))
 
         def act():
-            w._on_predict()
+            w.predict()
             ctx.wait(w)
             assert w._predict.isEnabled()
 
@@ -179,7 +179,7 @@ def train_start(data: Callable[[Ctx], Path] | None = None, init: Callable[[Ctx],
         _offer_device(w, device)
 
         def act():
-            if w._on_start():
+            if w.start_training():
                 ctx.fixture("qtbot").waitUntil(lambda: not w.runner.running, timeout=120_000)
             assert w.status.resting and w._start.isEnabled() and not w._stop.isEnabled()
 

@@ -181,8 +181,8 @@ def test_clicks_during_training_stop_it_cleanly(click, train_widget, synthetic_d
 
     viewer, w = train_widget(synthetic_data, tmp_path / "run", iters=500)
     runner = w.runner
-    assert w._on_start()
-    assert not w._on_start(), "Start while training starts nothing"
+    assert w.start_training()
+    assert not w.start_training(), "Start while training starts nothing"
     qtbot.waitUntil(lambda: runner.status.iteration >= 1, timeout=120_000)
     if click == "Stop twice":
         assert (w._on_stop(), w._on_stop()) == (True, False)

@@ -99,6 +99,12 @@ class ConsensusPanel(QGroupBox):
         layout.addWidget(self.table)
         self._add_callbacks()
 
+    def show_consensus(self, kind: str) -> None:
+        """Show the ``kind`` consensus (``vote``, ``staple``, ``both``, ``none`` or ``learned``), as its
+        radio button does."""
+        button = self._learned if kind == "learned" else self._radios[kind]
+        button.setChecked(True)
+
     def _add_callbacks(self) -> None:
         for key, r in [*self._radios.items(), ("learned", self._learned)]:
             r.toggled.connect(lambda on, k=key: on and self._on_consensus_choice(k))

@@ -21,10 +21,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from trainer.data.records import natural_sorted
+from trainer.data.core import natural_sorted
 
 from .._layers import expert_name, layers_with_prefix, role_of, role_prefix, role_style
-
 
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
     import napari
@@ -129,9 +128,9 @@ class ExpertsPanel(QGroupBox):
         if self.solo == name and self._before_solo is not None:
             self.leave_solo()
         else:
-            self._on_solo(name)
+            self.show_alone(name)
 
-    def _on_solo(self, name: str) -> None:
+    def show_alone(self, name: str) -> None:
         """Show expert ``name`` alone: every other labels layer of the core hidden (remembered once,
         when solo begins, so stepping from expert to expert still restores the view before solo)."""
         layers = self._labels_layers()
@@ -169,5 +168,5 @@ class ExpertsPanel(QGroupBox):
             target = names[(names.index(shown[0]) + delta) % len(names)]
         else:
             target = names[0] if delta > 0 else names[-1]
-        self._on_solo(target)
+        self.show_alone(target)
         return target

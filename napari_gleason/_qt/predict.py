@@ -140,7 +140,7 @@ class PredictWidget(QWidget):
 
     def _add_callbacks(self) -> None:
         self._browse.clicked.connect(self._on_browse)
-        self._predict.clicked.connect(self._on_predict)
+        self._predict.clicked.connect(self.predict)
         self.mode.currentIndexChanged.connect(self._on_mode_changed)
         self._on_mode_changed()
 
@@ -179,7 +179,7 @@ class PredictWidget(QWidget):
         if session.checkpoint:
             self.offer_checkpoint(session.checkpoint)
         follow = lambda path: path and self.offer_checkpoint(path)  # noqa: E731
-        again = lambda: self._on_predict()  # noqa: E731
+        again = lambda: self.predict()  # noqa: E731
         session.checkpoint_changed.connect(follow)
         session.prediction_requested.connect(again)
         self.destroyed.connect(lambda *_: (session.checkpoint_changed.disconnect(follow),
@@ -203,7 +203,7 @@ class PredictWidget(QWidget):
         return "fp32" if self.fp32.isChecked() else "auto"
 
     # --- predicting --------------------------------------------------------------------------
-    def _on_predict(self) -> bool:
+    def predict(self) -> bool:
         """Snapshot the core and settings, then load/predict in a worker. False if nothing started."""
         if self._worker is not None:
             return False

@@ -179,7 +179,7 @@ class TrainWidget(ArrangeOnFirstShow, QWidget):
         self.fit_scroll = scroll  # the horizontal scroll bar is off: nothing may be cut at the right edge
 
     def _add_callbacks(self) -> None:
-        self._start.clicked.connect(self._on_start)
+        self._start.clicked.connect(self.start_training)
         self._stop.clicked.connect(self._on_stop)
         self._estimate.clicked.connect(self._on_estimate)
         self._use_opened.clicked.connect(lambda: self._on_use_opened_dataset())
@@ -250,7 +250,8 @@ class TrainWidget(ArrangeOnFirstShow, QWidget):
             show_error(f"Train: {exc}")
             return None
 
-    def _on_start(self) -> bool:
+    def start_training(self) -> bool:
+        """Start the run the form describes in a child process (what Start does). False if nothing started."""
         cfg = self._run_config()
         if cfg is None:
             return False

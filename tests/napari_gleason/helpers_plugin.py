@@ -103,7 +103,7 @@ SCHEME = GLEASON_SCHEME
 def click_predict(widget, wait_idle, checkpoint) -> None:
     """Offer ``checkpoint`` to a predict widget, click Predict, wait until it is idle again."""
     widget.offer_checkpoint(checkpoint)
-    assert widget._on_predict()
+    assert widget.predict()
     wait_idle(widget)
 
 

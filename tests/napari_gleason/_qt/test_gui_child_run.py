@@ -69,7 +69,7 @@ def test_multi_gpu_run_takes_the_same_launch_path(fake_child, monkeypatch, train
     viewer, w = train_widget(synthetic_data, tmp_path / "ddp run", iters=5)
     assert w.gpus.value() == 2
     w.use_torchrun.setChecked(True)
-    finished = run_to_end(w, w._on_start)
+    finished = run_to_end(w, w.start_training)
     (config_path, nproc), = fake_child
     assert nproc == 2
     assert not finished.stopped and finished.iteration == 5
@@ -85,7 +85,7 @@ def test_a_crash_is_a_notification_with_the_last_lines_of_stderr(fake_child, mon
 
     monkeypatch.setenv("CRASH", "1")
     viewer, w = train_widget(synthetic_data, tmp_path / "run", iters=50)
-    assert run_to_end(w, w._on_start) is None
+    assert run_to_end(w, w.start_training) is None
     assert w.status.state is TrainState.CRASHED and w._start.isEnabled() and not w._stop.isEnabled()
     (note,) = [n for n in notes if n.severity is NotificationSeverity.ERROR]
     text = note.message
@@ -103,7 +103,7 @@ def test_a_crash_is_a_notification_with_the_last_lines_of_stderr(fake_child, mon
 def test_closing_the_viewer_stops_the_child_which_writes_its_last_checkpoint(fake_child, train_widget,
                                                                              synthetic_data, tmp_path, qtbot):
     viewer, w = train_widget(synthetic_data, tmp_path / "run", iters=100_000)
-    assert w._on_start()
+    assert w.start_training()
     qtbot.waitUntil(lambda: w.status.iteration >= 1, timeout=30_000)
     (child,) = live_children()
     viewer.close()

@@ -29,7 +29,7 @@ def test_finetune_on_an_edited_core_starts_from_the_checkpoint_and_changes_the_p
     predict.offer_checkpoint(tiny_run)  # the model chosen in the predict widget is the session's
     start = (Path(tiny_run) / "best.pt").resolve()
     assert session_of(viewer).checkpoint == str(start)
-    assert predict._on_predict()
+    assert predict.predict()
     wait_idle(predict)
     before = np.asarray(level0(find_layer(viewer, "probability:G5"))).copy()
 

@@ -18,7 +18,7 @@ def predict_full_resolution(viewer, checkpoint, wait_idle) -> PredictWidget:
     w.device.setCurrentText("cpu")
     w.offer_checkpoint(checkpoint)
     w.mode.setCurrentIndex(w.mode.findData("full"))
-    assert w._on_predict()
+    assert w.predict()
     wait_idle(w)
     return w
 

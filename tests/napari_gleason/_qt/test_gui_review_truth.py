@@ -27,7 +27,7 @@ def test_solo_hides_every_other_labels_layer_and_leaving_it_restores_them(review
     assert [lyr.visible for lyr in others] == [False, False, False]
     w.experts._on_solo_clicked("3")  # solo again on the expert alone: leave solo
     assert {lyr.name: lyr.visible for lyr in viewer.layers} == before
-    w.experts._on_solo("1")
+    w.experts.show_alone("1")
     w.experts._on_show_all()  # "all" leaves solo too: every expert, the rest as before
     assert {lyr.name: lyr.visible for lyr in viewer.layers} == before
 

@@ -37,7 +37,7 @@ def test_tiny_training_to_the_end_progress_plot_checkpoint_and_offer(train_widge
     w.status.changed.connect(seen_states.append)
     w.runner.signals.event.connect(lambda e: bars.append(w.progress.value()))
 
-    finished = run_to_end(w, w._on_start)
+    finished = run_to_end(w, w.start_training)
 
     events = w.runner.events
     (launched,) = [e for e in of(events, ev.Message) if "child process (pid" in e.text]
@@ -88,7 +88,7 @@ def test_stop_mid_run_keeps_last_pt_and_the_gui_stays_responsive(train_widget, s
     _, w = train_widget(synthetic_data, tmp_path / "run", iters=500)
     probe = GapProbe()
     probe.start()
-    assert w._on_start()
+    assert w.start_training()
     qtbot.waitUntil(lambda: w.status.iteration >= 2, timeout=120_000)
     assert w.progress.value() >= 2 and w.runner.series.series("losses", "total")[0][:2] == [1, 2]
     (child,) = live_children()
@@ -115,7 +115,7 @@ def test_stop_mid_run_keeps_last_pt_and_the_gui_stays_responsive(train_widget, s
 
 def test_closing_the_dock_ends_the_child_which_keeps_last_pt(train_widget, synthetic_data, tmp_path, qtbot):
     viewer, w = train_widget(synthetic_data, tmp_path / "run", iters=500)
-    assert w._on_start()
+    assert w.start_training()
     qtbot.waitUntil(lambda: w.status.iteration >= 1, timeout=120_000)
     (child,) = live_children()
     viewer.window.remove_dock_widget(w)
