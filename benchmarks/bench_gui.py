@@ -198,8 +198,10 @@ def bench_predict(viewer, app, args, workdir: Path) -> None:
 
     from napari_gleason._layers import show_core
     from napari_gleason._qt import PredictWidget, dock
-    from trainer.prediction.predictor import image_to_tensor
     from trainer.resample import resize_image
+    from trainer.prediction.predictor import image_to_tensor
+
+    from napari_gleason._llvm_guard import guard_triton
 
     guard_triton()  # the viewer mapped Mesa's LLVM: building the checkpoint imports torchvision next
     ckpt = make_checkpoint(workdir, args.input, args.weight_stride, args.annotator)
