@@ -20,13 +20,12 @@ from torch.utils.data import DataLoader
 
 from .annotators.confusion import ConfusionCNN
 from .annotators.heads import ConfusionHeads
-from .checkpoint import (check_compatible, confusion_config_of, load_checkpoint, training_payload,
-                         weighting_config_of)
+from .checkpoint import check_compatible, confusion_config_of, load_checkpoint, training_payload, weighting_config_of
 from .compilation import compile_failures, compile_module
 from .config import RunConfig
 from .data import open_dataset
 from .data.classes import ClassScheme
-from .data.corrected import CorrectedCore, CorrectedCoreSet, MixedDataset, default_repeat
+from .data.corrected import CorrectedCoreSet, CorrectedRecord, MixedDataset, default_repeat
 from .data.dataset import IterationSampler, MultiExpertDataset
 from .data.device_augment import augment_batch, seed_from_int64
 from .data.splits import Split
@@ -229,7 +228,7 @@ def build_setup(cfg: RunConfig, device: torch.device, world: int = 1, rank: int 
                                    augment=cfg.data.augment, tie=cfg.data.vote_tie, cache_dir=cache_dir,
                                    device_augment=on_device)
     if cfg.data.corrected:
-        extra = CorrectedCoreSet([CorrectedCore.from_dict(d) for d in cfg.data.corrected], ds.scheme,
+        extra = CorrectedCoreSet([CorrectedRecord.from_dict(d) for d in cfg.data.corrected], ds.scheme,
                                  len(train_experts), size, augment=cfg.data.augment, cache_dir=cache_dir,
                                  device_augment=on_device)
         repeat = cfg.data.corrected_repeat or default_repeat(len(train_set), len(extra))

@@ -5,7 +5,7 @@ import pytest
 
 from trainer.data import open_dataset
 from trainer.data.classes import GLEASON_SCHEME, IGNORE_INDEX
-from trainer.data.corrected import CorrectedCore, CorrectedCoreSet, MixedDataset, default_repeat
+from trainer.data.corrected import CorrectedRecord, CorrectedCoreSet, MixedDataset, default_repeat
 from trainer.data.io import read_image, write_mask_png
 from trainer.engine import train
 from trainer.prediction.predictor import load_predictor, predict_core
@@ -18,7 +18,7 @@ def test_corrected_items_train_the_vote_only(synthetic_data, tmp_path):
     rec = ds.cores[0]
     mask = np.full(read_image(rec.image_path).shape[:2], 3, np.uint8)  # all G5
     write_mask_png(tmp_path / "m.png", mask, GLEASON_SCHEME)
-    items = CorrectedCoreSet([CorrectedCore("c", rec.image_path, tmp_path / "m.png")], GLEASON_SCHEME, 3, 64)
+    items = CorrectedCoreSet([CorrectedRecord("c", rec.image_path, tmp_path / "m.png")], GLEASON_SCHEME, 3, 64)
     item = items[(0, 5)]
     assert item["image"].shape == (3, 64, 64)
     assert not item["present"].any() and (item["experts"] == IGNORE_INDEX).all()

@@ -16,21 +16,24 @@ import torch
 from torch.utils.data import Dataset
 
 from .augment import augment as augment_core
-from .augment import normalise, resize_image, resize_masks, size_hw
+from .augment import normalise
 from .classes import IGNORE_INDEX, ClassScheme
 from .core_cache import CoreCache
+from .dataset import resized_planes
 from .device_augment import seed_to_int64
-from .io import read_image, read_mask
 
 
 @dataclass(frozen=True)
-class CorrectedCore:
+class CorrectedRecord:
+    """A corrected core's files (an entry of ``data.corrected``), as :class:`~trainer.data.records.CoreRecord`
+    holds a dataset core's."""
+
     name: str
     image: Path
     mask: Path  # PNG in the dataset's raw values (e.g. Gleason values), as the exporter writes it
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CorrectedCore":
+    def from_dict(cls, d: dict) -> "CorrectedRecord":
         return cls(str(d["name"]), Path(d["image"]), Path(d["mask"]))
 
 
@@ -43,7 +46,7 @@ class CorrectedCoreSet(Dataset):
     (:mod:`trainer.data.device_augment`). ``cache_dir`` keeps the resized core on disk.
     """
 
-    def __init__(self, cores: list[CorrectedCore], scheme: ClassScheme, num_experts: int, size: int,
+    def __init__(self, cores: list[CorrectedRecord], scheme: ClassScheme, num_experts: int, size: int,
                  augment: bool = True, cache_dir: str | Path | None = None, device_augment: bool = False):
         self.cores, self.scheme, self.num_experts = list(cores), scheme, num_experts
         self.size, self.augment = size, augment
@@ -54,26 +57,12 @@ class CorrectedCoreSet(Dataset):
     def __len__(self) -> int:
         return len(self.cores)
 
-    def _decode(self, index: int) -> np.ndarray:
-        core = self.cores[index]
-        image = read_image(core.image)
-        mask = read_mask(core.mask, self.scheme, shape=image.shape[:2])
-        image_s = resize_image(image, self.size)
-        planes = np.empty((4, *image_s.shape[:2]), np.uint8)
-        planes[:3] = image_s.transpose(2, 0, 1)
-        planes[3:] = resize_masks(mask[None], image_s.shape[:2])
-        return planes
-
     def _load(self, index: int) -> np.ndarray:
         """uint8 4×S×S: the resized image's colour planes, then the corrected class map."""
         if index not in self._cache:
-            if self.disk is not None:
-                core = self.cores[index]
-                h, w = size_hw(self.size)
-                key = self.disk.key(core.image, [("corrected", core.mask)], (h, w), self.scheme.to_dict())
-                self._cache[index] = self.disk.get(key, core.name, (4, h, w), lambda: self._decode(index))
-            else:
-                self._cache[index] = self._decode(index)
+            core = self.cores[index]
+            self._cache[index] = resized_planes(core.name, core.image, [("corrected", core.mask)], self.scheme,
+                                                self.size, self.disk)
         return self._cache[index]
 
     def __getitem__(self, key) -> dict:

@@ -22,8 +22,8 @@ import torch
 from torch.utils.data import Dataset, Sampler
 
 from trainer.data.augment import augment as augment_core
-from trainer.data.augment import normalise, resize_image, resize_masks, size_hw
-from trainer.data.classes import IGNORE_INDEX
+from trainer.data.augment import normalise
+from trainer.data.classes import IGNORE_INDEX, ClassScheme
 from trainer.data.core_cache import CoreCache
 from trainer.data.device_augment import seed_to_int64
 from trainer.data.io import read_image, read_mask
@@ -110,32 +110,14 @@ class MultiExpertDataset(Dataset):
         """bool E: which of the experts annotated core ``index``."""
         return np.array([e in self.records[index].masks for e in self.experts], dtype=bool)
 
-    def _decode(self, index: int) -> np.ndarray:
-        rec = self.records[index]
-        image = read_image(rec.image_path)
-        present = self.present(index)
-        masks = [read_mask(rec.masks[e], self.ds.scheme, shape=image.shape[:2]) for e in self.experts if e in rec.masks]
-        image_s = resize_image(image, self.size)
-        h, w = image_s.shape[:2]
-        planes = np.full((3 + len(self.experts), h, w), IGNORE_INDEX, dtype=np.uint8)
-        planes[:3] = image_s.transpose(2, 0, 1)
-        if masks:
-            planes[3:][present] = resize_masks(np.stack(masks), (h, w))
-        return planes
-
     def load_planes(self, index: int) -> np.ndarray:
         """uint8 (3+E)×S×S for core ``index``: the resized image's colour planes, then each
         expert's resized class map (cached; read-only when it comes from the disk cache)."""
         if index in self._cache:
             return self._cache[index]
-        if self.disk is not None:
-            rec = self.records[index]
-            h, w = size_hw(self.size)
-            key = self.disk.key(rec.image_path, [(e, rec.masks.get(e)) for e in self.experts], (h, w),
-                                self.ds.scheme.to_dict())
-            planes = self.disk.get(key, rec.name, (3 + len(self.experts), h, w), lambda: self._decode(index))
-        else:
-            planes = self._decode(index)
+        rec = self.records[index]
+        planes = resized_planes(rec.name, rec.image_path, [(e, rec.masks.get(e)) for e in self.experts],
+                                self.ds.scheme, self.size, self.disk)
         if self.cache:
             self._cache[index] = planes
         return planes

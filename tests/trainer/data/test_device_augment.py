@@ -15,7 +15,7 @@ from trainer.config import RunConfig
 from trainer.data import open_dataset
 from trainer.data.augment import augment, draw_params, normalise
 from trainer.data.classes import GLEASON_SCHEME, IGNORE_INDEX
-from trainer.data.corrected import CorrectedCore, CorrectedCoreSet, MixedDataset
+from trainer.data.corrected import CorrectedRecord, CorrectedCoreSet, MixedDataset
 from trainer.data.dataset import IterationSampler, MultiExpertDataset
 from trainer.data.device_augment import augment_batch, seed_from_int64, seed_to_int64
 from trainer.data.io import write_mask_png
@@ -111,7 +111,7 @@ def test_uint8_items_through_a_loader_equal_the_worker_items(synthetic_data, tmp
     mask = np.full((96, 96), 2, np.uint8)
     mask[:20] = 0
     write_mask_png(tmp_path / "corrected.png", mask, GLEASON_SCHEME)
-    corrected = [CorrectedCore("edited", ds.cores[0].image_path, tmp_path / "corrected.png")]
+    corrected = [CorrectedRecord("edited", ds.cores[0].image_path, tmp_path / "corrected.png")]
 
     def datasets(on_device):
         base = MultiExpertDataset(ds, ds.cores[:4], experts, 48, device_augment=on_device)
