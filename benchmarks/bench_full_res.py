@@ -38,8 +38,8 @@ def _predictor(model_name: str, size: int):
     import torch
 
     from trainer.data.classes import GLEASON_SCHEME
-    from trainer.prediction.predictor import Predictor, ready_for_inference
     from trainer.models import create_model
+    from trainer.prediction.predictor import Predictor, ready_for_inference
     from trainer.reweighting import WeightingCNN
 
     torch.manual_seed(0)
@@ -52,8 +52,9 @@ def scenario(kind: str, store_path: str, model_name: str, size: int, overlap: in
     """Child process: predict the store's core at full resolution; time and peak RSS."""
     from bench_open_core import rss_peak_mb
 
+    from trainer.data.core import role_prefix
     from trainer.prediction import StoreSink, Tiled, predict
-    from trainer.review_store import ReviewStore, role_prefix
+    from trainer.review_store import ReviewStore
 
     pred = _predictor(model_name, size)
     store = ReviewStore.open(store_path)

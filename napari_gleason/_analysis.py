@@ -27,7 +27,7 @@ from itertools import combinations
 import numpy as np
 
 from trainer.data.classes import IGNORE_INDEX
-from trainer.data.records import natural_sorted
+from trainer.data.core import natural_sorted
 from trainer.data.staple import STAPLE_MAX_PIXELS, staple  # noqa: F401  (the one STAPLE, also used here)
 from trainer.data.vote import majority_vote
 from trainer.metrics import (  # noqa: F401  (kappa_per_class: also imported from here)

@@ -1,7 +1,7 @@
 """Where cores come from: a dataset folder (via the trainer's readers) or a review store.
 
 Both sources offer the same small interface the browser and the reader use: ``names``,
-``experts_of(name)``, ``load(name) -> CoreData``, ``scheme``, ``root``, ``notes``. Reading
+``experts_of(name)``, ``load(name) -> Core``, ``scheme``, ``root``, ``notes``. Reading
 and checking files is the trainer's job (:mod:`trainer.data`); this module only adapts it.
 
 What a viewer opens (:func:`core_for_viewer`) is built for the first frame: a large JPEG core
@@ -26,14 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.data import MultiExpertSet, load_core, open_dataset
-from trainer.data.classes import IGNORE_INDEX, ClassScheme
+from trainer.data import MultiExpertSet, open_dataset
+from trainer.data.classes import IGNORE_INDEX, ClassScheme, LabelCoding
+from trainer.data.core import Core
 from trainer.data.gleason2019 import IMAGE_DIRS, maps_dir_name
 from trainer.data.io import (IMAGE_SUFFIXES, image_header, open_tiff_levels, read_image, read_image_draft, read_mask,
                              read_mask_values, values_to_classes)
 from trainer.errors import InputError
-
-from ._core_data import CoreData, LabelCoding
 
 #: Cores whose larger side exceeds this open from a coarse level first (napari's own pyramid
 #: threshold, :data:`._layers.PYRAMID_ABOVE`); smaller ones are decoded whole.
@@ -177,7 +176,7 @@ def mask_labels(path: Path, scheme: ClassScheme, coding: LabelCoding, shape: tup
     return labels
 
 
-def _load_for_viewer(record, scheme: ClassScheme, origin: dict) -> CoreData:
+def _load_for_viewer(record, scheme: ClassScheme, origin: dict) -> Core:
     """A core's image (coarse first) and masks (label values, decoded in parallel). A mask that
     cannot be read is left out, its file and reason in the core's ``notes`` (the other experts are
     still worth reviewing); with no readable mask at all, the first mask's error is raised."""
@@ -198,7 +197,7 @@ def _load_for_viewer(record, scheme: ClassScheme, origin: dict) -> CoreData:
     if broken and not labels:
         raise broken[0][1]
     notes = [f"{record.name} opened without expert {e}'s mask: {exc}" for e, exc in broken]
-    return CoreData(record.name, image, {}, scheme, origin=origin, labels=labels, notes=notes)
+    return Core(record.name, image, {}, scheme, origin=origin, labels=labels, notes=notes)
 
 
 class FolderSource:
@@ -229,21 +228,16 @@ class FolderSource:
         shape = image_header(record.image_path).shape  # a GeoJSON mask is rasterised at its image's size
         return {e: read_mask(p, self.scheme, shape) for e, p in record.masks.items()}
 
-    def load(self, name: str) -> CoreData:
-        record = self.ds.core(name)
-        loaded = load_core(record, self.scheme)  # raises InputError naming the bad file
-        return CoreData(loaded.name, loaded.image, loaded.masks, self.scheme, origin=self._origin(record))
+    def load(self, name: str) -> Core:
+        return self.ds.load(name)  # raises InputError naming the bad file
 
-    def _origin(self, record) -> dict:
-        return {"source": str(record.image_path), "dataset": str(self.root), "layout": self.ds.layout}
-
-    def view(self, name: str) -> CoreData:
+    def view(self, name: str) -> Core:
         """What a viewer opens: coarse image levels first (large JPEGs), masks as label values."""
         record = self.ds.core(name)
-        return _load_for_viewer(record, self.scheme, self._origin(record))
+        return _load_for_viewer(record, self.scheme, self.ds.origin(name))
 
 
-def core_for_viewer(source, name: str) -> CoreData:
+def core_for_viewer(source, name: str) -> Core:
     """Core ``name`` of a folder or a review store as a viewer should open it (fast first frame);
     a damaged store core raises here (:func:`read_coarsest`), before any layer changes."""
     if isinstance(source, FolderSource):
@@ -295,7 +289,7 @@ def dataset_root_of_image(path: str | Path) -> Path | None:
     return None
 
 
-def load_core_file(path: str | Path, for_viewer: bool = False) -> CoreData:
+def load_core_file(path: str | Path, for_viewer: bool = False) -> Core:
     """Load the core whose image is ``path`` with every expert mask found for it (``for_viewer``:
     as :meth:`FolderSource.view` gives it, coarse levels first).
 
@@ -320,9 +314,7 @@ def open_source(path: str | Path):
     """A :class:`FolderSource` or a review store for ``path`` (``InputError`` if neither)."""
     from trainer.review_store import ReviewStore, is_review_store
 
-    from ._core_data import CoreData
-
     path = Path(path)
     if is_review_store(path):
-        return ReviewStore.open(path, CoreData)
+        return ReviewStore.open(path)
     return FolderSource.open(path)

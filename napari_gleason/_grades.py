@@ -16,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from trainer.data.classes import LabelCoding
 from trainer.grading import MIN_PATTERN_SHARE, CoreGrade, grade_core, pattern_of_class
 from trainer.prediction.tissue import tissue_mask
-
-from ._core_data import LabelCoding
 
 #: The command line's defaults (``python -m trainer summarize --rule/--min-share``).
 RULE = "isup"

@@ -28,10 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from trainer.data.classes import ClassScheme
-from trainer.data.records import natural_sorted
-
-from ._core_data import CoreData, LabelCoding, role_prefix  # noqa: F401  (CoreData: also imported from here)
+from trainer.data.classes import ClassScheme, LabelCoding
+from trainer.data.core import Core, natural_sorted, role_prefix  # noqa: F401  (role_prefix: the widgets read it from here)
 
 if TYPE_CHECKING:  # napari is only needed to type-check; layer tuples need no viewer
     import napari
@@ -164,7 +162,7 @@ def _alpha_colormap(name: str, rgb: tuple[float, float, float]):
     return Colormap(colors=[[*rgb, 0.0], [*rgb, 1.0]], name=name, display_name=name)
 
 
-def core_layer_tuples(core: CoreData) -> list[tuple[Any, dict, str]]:
+def core_layer_tuples(core: Core) -> list[tuple[Any, dict, str]]:
     """Image, one labels layer per expert, then any extras, all registered to the image and marked
     with one ``opened`` token."""
     geo = {"core": core.name, "scheme": core.scheme, "origin": core.origin, "scale": core.scale,
@@ -308,7 +306,7 @@ def remove_role(viewer: napari.Viewer, role: str) -> None:
         viewer.layers.remove(layer)
 
 
-def show_core(viewer: napari.Viewer, core: CoreData) -> dict[str, Any]:
+def show_core(viewer: napari.Viewer, core: Core) -> dict[str, Any]:
     """Show ``core``: the image, one layer per expert, its extras; drop what belonged to the last core.
 
     Expert layers of experts this core lacks are removed; derived layers (consensus, disagreement,

@@ -53,7 +53,7 @@ def streaming_store(origin: dict, shape, mode) -> str | None:
 
 
 def ensure_cached(store_path: str | Path, core) -> tuple[bool, str | None]:
-    """Make sure ``core`` (a :class:`CoreData` from files) is in the store: (usable, note).
+    """Make sure ``core`` (a :class:`Core` from files) is in the store: (usable, note).
 
     A core already there is used as it is (it may hold a pathologist's saved layers), provided it
     has the same shape; an unwritable dataset folder means "not usable", with a note saying why.
@@ -91,7 +91,7 @@ def prediction_job(predictor, checkpoint, device: str, image, core: str, scheme:
     ``expert_labels`` maps expert -> label data in *label values* (the expert layers' level 0,
     read-only, so the worker may read them); each output is yielded as soon as it exists, so its
     layers appear as early as possible. ``store`` (tiled mode): the
-    review store to stream through; ``cache_core`` (a :class:`CoreData` from files) is first cached
+    review store to stream through; ``cache_core`` (a :class:`Core` from files) is first cached
     there if it is not yet (:func:`ensure_cached`); if that fails the prediction runs in memory and
     says why in its notes.
     """

@@ -57,7 +57,6 @@ from trainer.data.gleason2019 import is_gleason_dir
 from trainer.errors import InputError
 from trainer.review_store import DamagedStoreError, ReviewStore, is_review_store
 
-from ._core_data import CoreData
 from ._core_sources import core_for_viewer, dataset_root_of_image, load_core_file, new_notes, open_source
 from ._layers import META_KEY, core_layer_tuples
 from ._warmup import make_way
@@ -137,7 +136,7 @@ def _read_store(path: Path) -> list:
     store without checksums opens with a note (once)."""
     damaged: list[str] = []
     try:
-        store = ReviewStore.open(path, CoreData)
+        store = ReviewStore.open(path)
         names = store.names
         if not names:
             raise InputError("review store holds no core yet", path)

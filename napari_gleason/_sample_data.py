@@ -10,9 +10,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 from trainer.data.classes import GLEASON_SCHEME
+from trainer.data.core import Core
 from trainer.synthetic import sample_core
 
-from ._core_data import CoreData
 from ._layers import core_layer_tuples
 
 SEED = 3
@@ -25,12 +25,12 @@ def _sample(seed: int, size: int):
     return sample_core(seed=seed, size=size)
 
 
-def synthetic_core(seed: int = SEED, size: int = SIZE, with_truth: bool = False) -> CoreData:
-    """The sample core as :class:`CoreData` (also used by the demo and the tests)."""
+def synthetic_core(seed: int = SEED, size: int = SIZE, with_truth: bool = False) -> Core:
+    """The sample core as :class:`Core` (also used by the demo and the tests)."""
     image, truth, experts = _sample(seed, size)
     extras = {"truth": truth.copy()} if with_truth else {}
     origin = {"source": f"synthetic seed={seed} size={size}", "layout": "gleason2019"}
-    return CoreData(f"synthetic_core_s{seed}", image, {e: m.copy() for e, m in experts.items()},
+    return Core(f"synthetic_core_s{seed}", image, {e: m.copy() for e, m in experts.items()},
                     GLEASON_SCHEME, extras=extras, origin=origin)
 
 

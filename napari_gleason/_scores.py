@@ -46,9 +46,9 @@ from PIL import Image
 
 from trainer.data.check import CheckCache, Problem, default_cache_folder
 from trainer.data.classes import IGNORE_INDEX, ClassScheme
+from trainer.data.core import natural_key, natural_sorted
 from trainer.data.geojson import is_geojson
-from trainer.data.io import open_decoded, image_header, read_mask_values, values_to_classes
-from trainer.data.records import natural_key, natural_sorted
+from trainer.data.io import image_header, open_decoded, read_mask_values, values_to_classes
 from trainer.errors import InputError
 from trainer.grading import grade_core, pattern_of_class
 from trainer.metrics import cohen_kappa_from_confusion

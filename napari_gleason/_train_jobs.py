@@ -9,33 +9,25 @@ passing the engine's events through; the stop flag stops the child (it still sav
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from trainer import events as ev
-from trainer.data.classes import ClassScheme
+from trainer.data.core import Core
 
 from ._child_run import run_in_child
 from ._llvm_guard import guard_triton
 from ._train_settings import finetune_config
 
-
-@dataclass
-class CorrectedCore:
-    """A core whose labels a pathologist corrected, snapshot on the GUI thread."""
-
-    name: str
-    classes: np.ndarray  # uint8 class indices (IGNORE_INDEX where unlabelled), the image's shape
-    scheme: ClassScheme
-    image_path: str | None = None  # the core's image file, when it came from one
-    image: Any = None  # else the pixels (H×W×3 uint8, array-like), written to a PNG here
+#: The role of a core's corrected class map (``Core.extras``) that fine-tuning trains on.
+CORRECTED = "corrected"
 
 
-def export_corrected(core: CorrectedCore, folder: str | Path) -> dict:
-    """Write the corrected mask (dataset values, via the exporter) and, if needed, the image.
+def export_corrected(core: Core, folder: str | Path) -> dict:
+    """Write ``core``'s corrected class map (``extras["corrected"]``, snapshot on the GUI thread) as
+    a mask in the dataset's values (via the exporter) and, unless the core's ``origin`` names its
+    image file, the image.
 
     Returns the ``{"name", "image", "mask"}`` entry of ``data.corrected``. The files live in the
     run folder, so the run's config.json keeps pointing at what it was trained on.
@@ -46,9 +38,10 @@ def export_corrected(core: CorrectedCore, folder: str | Path) -> dict:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    mask = export_mask(np.asarray(core.classes, np.uint8), core.name, core.scheme, folder,
+    mask = export_mask(np.asarray(core.extras[CORRECTED], np.uint8), core.name, core.scheme, folder,
                        ask_overwrite=lambda _p: True)
-    image = Path(core.image_path) if core.image_path else None
+    source = core.origin.get("source")
+    image = Path(source) if source else None
     if image is None or not image.is_file():
         if core.image is None:
             raise ValueError(f"corrected core {core.name}: neither an image file nor its pixels")
@@ -57,11 +50,14 @@ def export_corrected(core: CorrectedCore, folder: str | Path) -> dict:
     return {"name": core.name, "image": str(image), "mask": str(mask)}
 
 
-def finetune_job(checkpoint: str | Path, core: CorrectedCore, *, iters: int, lr: float, device: str,
+def finetune_job(checkpoint: str | Path, core: Core, *, iters: int, lr: float, device: str,
                  out: str | Path, data: str | None = None, stop=None):
     """Fine-tune ``checkpoint`` on its dataset (or ``data``) plus the corrected ``core``, in a child process."""
     guard_triton()
-    from trainer.checkpoint import load_checkpoint, run_config_of  # the checkpoint's own configuration only
+    from trainer.checkpoint import (  # the checkpoint's own configuration only
+        load_checkpoint,
+        run_config_of,
+    )
 
     payload = load_checkpoint(checkpoint)
     corrected = [export_corrected(core, Path(out) / "corrected")]

@@ -15,14 +15,15 @@ from typing import Iterable
 import numpy as np
 import torch
 
-from .data.records import CoreRecord, MultiExpertSet, load_core, natural_key, natural_sorted
+from .data.core import natural_key, natural_sorted
+from .data.records import CoreRecord, MultiExpertSet, load_core
 from .data.vote import majority_vote
-from .prediction.predictor import Predictor
 from .grading import grade_core, pattern_of_class
 from .metrics import (DiceAccumulator, cohen_kappa_from_confusion, cohen_kappa_ratings, confusion_matrix,
                       fleiss_kappa_ratings, mean_ignoring_nan)
 from .prediction import ArraySink, WholeCore, predict
 from .prediction.pipeline import check_compatible
+from .prediction.predictor import Predictor
 
 
 def is_gleason_scheme(names) -> bool:

@@ -41,15 +41,15 @@ from qtpy.QtWidgets import (
 )
 
 from trainer.data.check import Problem
-from trainer.data.records import natural_sorted
+from trainer.data.core import natural_sorted
 from trainer.errors import InputError
 
+from .._core_sources import FolderSource, core_for_viewer, new_notes, open_source
+from .._layers import find_layer, layer_meta, show_core
+from .._scores import CoreScore, DatasetScores, score_store_core
 from . import workers
 from .docking import ArrangeOnFirstShow
 from .tables import add_csv_actions
-from .._core_sources import FolderSource, core_for_viewer, new_notes, open_source
-from .._scores import CoreScore, DatasetScores, score_store_core
-from .._layers import find_layer, layer_meta, show_core
 
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
     import napari

@@ -20,11 +20,11 @@ from qtpy.QtWidgets import (
     QPushButton,
 )
 
+from trainer.data.core import Core
 from trainer.errors import InputError
 from trainer.resample import resize_nearest
 from trainer.review_store import ReviewStore, label_key
 
-from . import workers
 from .._export import (
     check_destination,
     default_folder,
@@ -34,16 +34,8 @@ from .._export import (
     export_to_store,
     map_filename,
 )
-from .._layers import (
-    CoreData,
-    CoreInfo,
-    current_core,
-    find_layer,
-    level0,
-    role_of,
-    role_prefix,
-    set_layer,
-)
+from .._layers import CoreInfo, current_core, find_layer, level0, role_of, role_prefix, set_layer
+from . import workers
 
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
     import napari
@@ -279,7 +271,7 @@ class ExportPanel(QGroupBox):
         masks = {e: info.coding.to_classes(level0(lyr)) for e, lyr in info.experts.items()}
         extras = {role_of(lyr): classes_at_core(info, lyr) for lyr in self.viewer.layers
                   if role_of(lyr) in EXPORTABLE}
-        core = CoreData(info.name, level0(info.image), masks, info.scheme, extras=extras, origin=info.origin)
+        core = Core(info.name, level0(info.image), masks, info.scheme, extras=extras, origin=info.origin)
 
         def job():
             new_store = not path.exists()

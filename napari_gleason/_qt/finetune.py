@@ -20,9 +20,11 @@ import numpy as np
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox, QLabel, QPushButton, QSpinBox
 
+from trainer.data.core import Core
+
 from .._layers import current_core, find_layer, level0
 from .._session import session_of
-from .._train_jobs import CorrectedCore, finetune_job
+from .._train_jobs import CORRECTED, finetune_job
 
 #: Labels layers a correction can come from, in order of preference.
 SOURCES = ("corrected", "prediction", "consensus:learned", "consensus:vote", "consensus:staple")
@@ -100,8 +102,8 @@ class FinetunePanel(QGroupBox):
             show_error(f"Fine-tune: layer {layer.name!r} holds label values {unknown} that are no class "
                        f"(classes are {dict(zip(info.coding.names, info.coding.values))}); repaint them")
             return False
-        core = CorrectedCore(info.name, info.coding.to_classes(labels), info.scheme,
-                             image_path=info.origin.get("source"), image=level0(info.image))
+        core = Core(info.name, level0(info.image), {}, info.scheme, origin=info.origin,
+                    extras={CORRECTED: info.coding.to_classes(labels)})
         data = self.owner.data.text().strip() or (str(info.dataset_root) if info.dataset_root else None)
         out = finetune_out(checkpoint)
         self.status.setText(f"fine-tuning {checkpoint.name} on {info.name} ({role}) → {out}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from qtpy.QtGui import QColor, QPixmap
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QWidget
 
-from .._core_data import LabelCoding
+from trainer.data.classes import LabelCoding
 
 SWATCH = 14
 

@@ -36,16 +36,16 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from trainer.data.core import Core
 from trainer.prediction import Tiled, WholeCore
 
-from . import workers
-from .._llvm_guard import guard_triton
 from .._layers import current_core, layers_with_prefix, level0, remove_role, role_of, set_layer
-from .._session import session_of
-from .._core_data import CoreData
+from .._llvm_guard import guard_triton
 from .._predict import prediction_job, predictor_key, streaming_store
 from .._recent import checkpoint_in, recent_checkpoints, remember_checkpoint
+from .._session import session_of
 from .._train_settings import device_choices
+from . import workers
 
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
     import napari
@@ -230,7 +230,7 @@ class PredictWidget(QWidget):
         store = streaming_store(info.origin, image.shape, mode)
         cache = None
         if store and not info.origin.get("store"):  # a big core from files: cache it in its dataset's store
-            cache = CoreData(info.name, image, {}, info.scheme, origin=info.origin,
+            cache = Core(info.name, image, {}, info.scheme, origin=info.origin,
                              labels={f"expert:{e}": m for e, m in experts.items()})  # label values, no copy
         self._worker = workers.start(
             prediction_job, predictor, path, device, image, info.name, info.scheme, info.coding,

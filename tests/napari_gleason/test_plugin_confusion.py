@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 
-from napari_gleason._core_data import CoreData
 from napari_gleason._core_sources import FolderSource
 from napari_gleason._predict import prediction_job
 from napari_gleason._session import Session
@@ -92,14 +91,14 @@ def test_full_resolution_gives_prior_error_maps_and_the_whole_core_matrices(pred
 
 
 def test_store_path_writes_the_error_maps(predictor, synthetic_data, core, tmp_path):
-    store = ReviewStore.create(tmp_path / "review.zarr", GLEASON_SCHEME, core_type=CoreData)
+    store = ReviewStore.create(tmp_path / "review.zarr", GLEASON_SCHEME)
     store.write_core(core)
     experts = store.load(CORE).labels
     expert_labels = {r.split(":", 1)[1]: v[0] if isinstance(v, list) else v
                      for r, v in experts.items() if r.startswith("expert:")}
     out = predict(predictor, None, Tiled(), StoreSink(store.path), core=CORE, experts=list(expert_labels),
                   labels=expert_labels, coding=CODING)
-    stored = ReviewStore.open(store.path, CoreData).load(CORE)
+    stored = ReviewStore.open(store.path).load(CORE)
     assert sorted(r for r in stored.maps if r.startswith(("error", "weight"))) == ["error:1", "error:4"]
     assert "consensus:learned" not in stored.labels and out.learned is None
     on = tissue_mask(core.image)

@@ -5,7 +5,7 @@ from tests.napari_gleason.helpers_plugin import GLEASON_VALUES, A, B, blocks, tr
 from PIL import Image
 
 from napari_gleason._export import default_folder, export_mask, export_to_store
-from napari_gleason._layers import CoreData
+from napari_gleason._layers import Core
 from trainer.review_store import ReviewStore
 from trainer.data.classes import GLEASON_SCHEME, IGNORE_INDEX
 
@@ -49,7 +49,7 @@ def test_generic_layout_exports_outside_masks(tmp_path):
 def test_export_to_store_asks_before_replacing(tmp_path):
     store = ReviewStore.create(tmp_path / "r.zarr", GLEASON_SCHEME)
     a, b = blocks(A, 4), blocks(B, 4)
-    store.write_core(CoreData("c1", np.zeros(a.shape + (3,), np.uint8), {"1": a}, GLEASON_SCHEME))
+    store.write_core(Core("c1", np.zeros(a.shape + (3,), np.uint8), {"1": a}, GLEASON_SCHEME))
     assert export_to_store(store, "c1", "consensus:vote", a) is not None
     assert export_to_store(store, "c1", "consensus:vote", b, ask_overwrite=lambda p: False) is None
     np.testing.assert_array_equal(store.load("c1").class_maps()["consensus:vote"], a)

@@ -4,7 +4,7 @@ the browser's mask-only loading and its scores read the GeoJSON like a PNG exper
 import numpy as np
 from tests.fakes_qupath import collection, feature, make_mixed_dataset, poly, qupath_classes, save, square
 
-from napari_gleason._core_data import LabelCoding
+from trainer.data.classes import LabelCoding
 from napari_gleason._core_sources import FolderSource, load_core_file
 from napari_gleason._reader import napari_get_reader
 from napari_gleason._scores import read_mask_grid

@@ -3,14 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_gleason._layers import (
-    ROLE_STYLES,
-    CoreData,
-    LabelCoding,
-    core_layer_tuples,
-    layer_tuple,
-    role_style,
-)
+from napari_gleason._layers import ROLE_STYLES, Core, LabelCoding, core_layer_tuples, layer_tuple, role_style
 from trainer.data.classes import GLEASON_SCHEME, IGNORE_INDEX, ClassScheme
 
 ALL_ROLES = ["image", "expert:1", "consensus:vote", "consensus:staple", "consensus:learned", "corrected",
@@ -68,7 +61,7 @@ def test_unknown_role_lists_the_valid_prefixes():
 
 def test_core_layer_tuples_one_labels_layer_per_expert_plus_extras():
     masks = {"2": np.zeros((4, 4), np.uint8), "5": np.ones((4, 4), np.uint8)}
-    core = CoreData("c", np.zeros((4, 4, 3), np.uint8), masks, GLEASON_SCHEME, extras={"truth": masks["5"]})
+    core = Core("c", np.zeros((4, 4, 3), np.uint8), masks, GLEASON_SCHEME, extras={"truth": masks["5"]})
     tuples = core_layer_tuples(core)
     assert [kw["name"] for _, kw, _ in tuples] == ["c", "expert:2", "expert:5", "truth"]
     assert [t for *_, t in tuples] == ["image", "labels", "labels", "labels"]

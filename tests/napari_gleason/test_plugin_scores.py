@@ -210,16 +210,15 @@ def test_files_changed_in_the_last_seconds_are_scored_but_not_cached(tmp_path):
 
 
 def test_a_review_stores_cores_score_as_their_dataset_folders(three_cores, tmp_path):
-    from napari_gleason._core_data import CoreData
     from napari_gleason._core_sources import FolderSource
     from napari_gleason._scores import score_store_core
     from trainer.review_store import ReviewStore
 
     folder = FolderSource.open(three_cores)
-    store = ReviewStore.create(tmp_path / "r.zarr", GLEASON_SCHEME, core_type=CoreData)
+    store = ReviewStore.create(tmp_path / "r.zarr", GLEASON_SCHEME)
     for name in ("c0", "c2"):
         store.write_core(folder.load(name))
-    store = ReviewStore.open(tmp_path / "r.zarr", CoreData)
+    store = ReviewStore.open(tmp_path / "r.zarr")
     for name in ("c0", "c2"):
         got, want = score_store_core(store, name), score_core(folder.ds.core(name), folder.scheme)
         assert not got.problems and got.experts == ("1", "2", "3")

@@ -8,7 +8,7 @@ import pytest
 from tests.napari_gleason.helpers_plugin import textured_image, tree_digest
 
 from trainer.review_store import store as _store
-from napari_gleason._layers import CoreData
+from napari_gleason._layers import Core
 from trainer.review_store import (
     ReviewStore,
     StoreExistsError,
@@ -22,7 +22,7 @@ from trainer.errors import InputError
 def core(rng):
     shape = (1100, 600)  # odd halvings and more than one pyramid level
     masks = {e: rng.integers(0, 4, shape).astype(np.uint8) for e in ("1", "3", "4")}
-    return CoreData("slide 7 core é", textured_image(shape), masks, GLEASON_SCHEME,
+    return Core("slide 7 core é", textured_image(shape), masks, GLEASON_SCHEME,
                     extras={"consensus:vote": masks["3"]}, origin={"dataset": "/data/gleason", "layout": "gleason2019"})
 
 
@@ -31,7 +31,7 @@ def test_round_trip_image_pyramid_experts_extras(tmp_path, core):
     (data / "Maps1_T").mkdir(parents=True)
     store = ReviewStore.create(tmp_path / "review.zarr", GLEASON_SCHEME, dataset=str(data), layout="gleason2019")
     store.write_core(core)
-    again = ReviewStore.open(tmp_path / "review.zarr", CoreData)
+    again = ReviewStore.open(tmp_path / "review.zarr")
     assert again.names == [core.name]
     assert again.experts_of(core.name) == ("1", "3", "4")
     loaded = again.load(core.name)
@@ -106,7 +106,7 @@ def test_other_zarr_folders_are_not_review_stores(tmp_path):
     assert not is_review_store(tmp_path / "plain.zarr")
     assert not is_review_store(tmp_path / "missing.zarr")
     with pytest.raises(InputError, match="not a napari-gleason review store"):
-        ReviewStore.open(tmp_path / "plain.zarr", CoreData)
+        ReviewStore.open(tmp_path / "plain.zarr")
 
 
 def test_store_refuses_a_core_with_other_classes(tmp_path, core):

@@ -12,7 +12,7 @@ import pytest
 from tests.broken_inputs import damage_chunk
 from tests.napari_gleason.helpers_plugin import textured_image, tree_digest
 
-from napari_gleason._layers import CoreData
+from napari_gleason._layers import Core
 from trainer.cli import main
 from trainer.data.classes import GLEASON_SCHEME, IGNORE_INDEX
 from trainer.errors import InputError
@@ -28,13 +28,13 @@ SHAPE = (1100, 600)  # two pyramid levels; level 0 is two chunks high
 def write(path, rng):
     # expert 2 labelled nothing: every chunk of its label image holds only the fill value (0)
     masks = {"1": rng.integers(0, 4, SHAPE).astype(np.uint8), "2": np.full(SHAPE, IGNORE_INDEX, np.uint8)}
-    store = ReviewStore.create(path, GLEASON_SCHEME, core_type=CoreData)
-    store.write_core(CoreData(NAME, textured_image(SHAPE), masks, GLEASON_SCHEME))
+    store = ReviewStore.create(path, GLEASON_SCHEME)
+    store.write_core(Core(NAME, textured_image(SHAPE), masks, GLEASON_SCHEME))
     with PredictionWriter(store, NAME, GLEASON_SCHEME.names, roughness=False) as w:
         w.write_labels("prediction", 0, SHAPE[0], np.zeros(SHAPE, np.uint8))
         w.write_map("probability", 0, SHAPE[0], np.full((len(GLEASON_SCHEME.names), *SHAPE), 0.25, np.float32))
         w.finish()
-    return ReviewStore.open(path, CoreData)
+    return ReviewStore.open(path)
 
 
 @pytest.fixture
@@ -163,7 +163,7 @@ def old_store(tmp_path, rng, monkeypatch):
 
 def test_an_old_store_opens_with_one_note(old_store, capsys):
     assert not chunk_files(old_store.path / NAME / "labels" / "expert_2" / "0")  # all-fill chunks never written
-    again = ReviewStore.open(old_store.path, CoreData)
+    again = ReviewStore.open(old_store.path)
     core = again.load(NAME)
     np.testing.assert_array_equal(again.masks(NAME)["2"], np.full(SHAPE, IGNORE_INDEX))
     again.load(NAME)
@@ -183,7 +183,7 @@ def test_a_full_disk_while_caching_a_core_leaves_nothing(tmp_path, store, rng, m
 
     before = tree_digest(store.path)
     monkeypatch.setattr(local, "_put", no_space)  # zarr's every chunk and metadata write
-    core = CoreData("c2", textured_image(SHAPE), {"1": rng.integers(0, 4, SHAPE).astype(np.uint8)}, GLEASON_SCHEME)
+    core = Core("c2", textured_image(SHAPE), {"1": rng.integers(0, 4, SHAPE).astype(np.uint8)}, GLEASON_SCHEME)
     with pytest.raises(InputError, match="No space left on device") as error:
         store.write_core(core)
     assert error.value.path == store.path / "c2"

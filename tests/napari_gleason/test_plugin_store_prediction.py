@@ -10,7 +10,7 @@ from tests.fakes import make_fake_gleason
 from tests.napari_gleason.helpers_plugin import textured_image, tree_digest
 
 from napari_gleason._core_sources import FolderSource
-from napari_gleason._layers import CoreData, core_layer_tuples
+from napari_gleason._layers import Core, core_layer_tuples
 from napari_gleason._predict import STORE_NAME, STREAM_ABOVE, prediction_job, streaming_store
 from trainer.data.classes import GLEASON_SCHEME, LabelCoding
 from trainer.prediction.predictor import load_predictor
@@ -34,8 +34,8 @@ def make_store(path):
     rng = np.random.default_rng(3)
     masks = {e: rng.integers(0, 4, SHAPE).astype(np.uint8) for e in ("1", "3", "alice")}
     masks["3"][:40] = 255  # an unlabelled strip
-    store = ReviewStore.create(path, GLEASON_SCHEME, core_type=CoreData)
-    store.write_core(CoreData(NAME, textured_image(SHAPE), masks, GLEASON_SCHEME))
+    store = ReviewStore.create(path, GLEASON_SCHEME)
+    store.write_core(Core(NAME, textured_image(SHAPE), masks, GLEASON_SCHEME))
     return store
 
 
@@ -55,7 +55,7 @@ def predicted(predictor, tmp_path_factory):
 @pytest.fixture
 def predicted_copy(predicted, tmp_path):
     shutil.copytree(predicted[0].path, tmp_path / "copy.zarr")
-    return ReviewStore.open(tmp_path / "copy.zarr", CoreData)
+    return ReviewStore.open(tmp_path / "copy.zarr")
 
 
 def into_store(predictor, store, mode):
@@ -93,7 +93,7 @@ def test_store_path_equals_the_in_memory_tiled_prediction(predictor, predicted):
 
 def test_reopened_core_shows_the_stored_prediction(predicted):
     store = predicted[0]
-    again = ReviewStore.open(store.path, CoreData).load(NAME)
+    again = ReviewStore.open(store.path).load(NAME)
     assert {"prediction", "consensus:learned"} <= set(again.labels)
     assert sorted(again.maps) == ["probability:G3", "probability:G4", "probability:G5", "probability:benign",
                                   "roughness", "weight:1", "weight:3"]
@@ -177,7 +177,7 @@ def file_core(tmp_path):
     root = make_fake_gleason(tmp_path / "data set", size=(150, 130)).root
     core = FolderSource.open(root).load("slide001_core001")  # experts 1-6, opened from files
     labels = {e: CODING.to_labels(m) for e, m in core.masks.items()}
-    cache = CoreData(core.name, core.image, {}, core.scheme, origin=core.origin,
+    cache = Core(core.name, core.image, {}, core.scheme, origin=core.origin,
                      labels={f"expert:{e}": m for e, m in labels.items()})
     return root, core, labels, cache
 
@@ -190,7 +190,7 @@ def test_a_core_from_files_is_cached_in_its_dataset_store_then_predicted_into_it
                                 MODE, target, cache_core=cache))
     out = steps[1][1]
     assert out.store == str(root / STORE_NAME) and any("cached in" in n for n in out.notes)
-    store = ReviewStore.open(root / STORE_NAME, CoreData)
+    store = ReviewStore.open(root / STORE_NAME)
     stored = store.load(core.name)
     np.testing.assert_array_equal(np.asarray(stored.image[0]), core.image)
     for e, m in core.masks.items():
@@ -222,7 +222,7 @@ def test_an_unwritable_dataset_folder_means_an_in_memory_prediction_with_a_note(
 
 def test_a_store_holding_the_core_at_another_shape_is_left_alone(tiny_run, file_core, tmp_path):
     root, core, labels, cache = file_core
-    other = CoreData(core.name, core.image[:100], {e: m[:100] for e, m in core.masks.items()}, core.scheme)
+    other = Core(core.name, core.image[:100], {e: m[:100] for e, m in core.masks.items()}, core.scheme)
     ReviewStore.create(root / STORE_NAME, core.scheme).write_core(other)
     before = tree_digest(root / STORE_NAME)
     target = str(root / STORE_NAME)

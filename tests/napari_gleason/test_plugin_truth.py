@@ -11,7 +11,7 @@ from napari_gleason._scores import CoreScore, score_masks
 from trainer.checkpoint import load_checkpoint, save_checkpoint
 from trainer.config import LossConfig
 from trainer.data.generic import open_generic
-from trainer.data.records import natural_key, natural_sorted
+from trainer.data.core import natural_key, natural_sorted
 from trainer.prediction.predictor import load_predictor
 from trainer.metrics import confusion_matrix, kappa_per_class
 from trainer.prediction import predict

@@ -1,7 +1,8 @@
 """Datasets of cores annotated by several experts: reading, voting, splitting, augmenting.
 
 :func:`open_dataset` detects the layout (Gleason 2019, BU-BIL or the generic ``images/`` + ``masks/``)
-and returns a :class:`MultiExpertSet` that lists files only; pixels are read on demand.
+and returns a :class:`MultiExpertSet` that lists files only; pixels are read on demand into a
+:class:`Core` (:mod:`trainer.data.core`, the one in-memory core type of every source).
 :func:`trainer.data.check.check_dataset` checks every core's files at once;
 :func:`trainer.data.splits.default_split` chooses the split (the paper's rule where it applies).
 """
@@ -11,12 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from trainer.data.bubil import is_bubil_dir, open_bubil
+from trainer.data.core import Core
 from trainer.data.generic import is_generic_dir, open_generic
 from trainer.data.gleason2019 import is_gleason_dir, open_gleason2019
-from trainer.data.records import CoreRecord, LoadedCore, MultiExpertSet, load_core
+from trainer.data.records import CoreRecord, MultiExpertSet, load_core
 from trainer.errors import InputError
 
-__all__ = ["open_dataset", "CoreRecord", "LoadedCore", "MultiExpertSet", "load_core"]
+__all__ = ["open_dataset", "Core", "CoreRecord", "MultiExpertSet", "load_core"]
 
 
 def open_dataset(path: str | Path) -> MultiExpertSet:

@@ -37,8 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from trainer.data.classes import ClassScheme
+from trainer.data.core import natural_key
 from trainer.data.io import IMAGE_SUFFIXES, read_mask_values
-from trainer.data.records import CoreRecord, MultiExpertSet, natural_key
+from trainer.data.records import CoreRecord, MultiExpertSet
 from trainer.errors import InputError
 
 LAYOUT = "bubil"

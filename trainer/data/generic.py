@@ -37,9 +37,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from trainer.data.classes import IGNORE_INDEX, ClassScheme
+from trainer.data.core import natural_key
 from trainer.data.geojson import GEOJSON_SUFFIXES, is_geojson
 from trainer.data.io import IMAGE_SUFFIXES, read_mask_values
-from trainer.data.records import CoreRecord, MultiExpertSet, natural_key
+from trainer.data.records import CoreRecord, MultiExpertSet
 from trainer.errors import InputError
 from trainer.jsonsafe import read_document
 

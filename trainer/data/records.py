@@ -1,35 +1,19 @@
 """What a multi-expert dataset holds: cores, their image file and each expert's mask file.
 
 Layout readers (:mod:`gleason2019`, :mod:`generic`) only list files and build these records;
-pixels are read on demand by :func:`load_core`. Not every expert annotated every core: a
-core's ``masks`` holds only the experts that did.
+pixels are read on demand by :func:`load_core` into a :class:`~trainer.data.core.Core`. Not
+every expert annotated every core: a core's ``masks`` holds only the experts that did.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from trainer.data.classes import ClassScheme
+from trainer.data.core import Core, natural_sorted
 from trainer.data.io import read_image, read_mask
 from trainer.errors import InputError
-
-
-def natural_key(name: str) -> tuple:
-    """Sort key of an expert (or folder) name: case-insensitive, digit runs compared as numbers —
-    ``NP2`` before ``NP10``, ``expert`` before ``NP1``; names that tie (``NP01``, ``NP1``) keep a
-    fixed order by the name itself. Every view and output that lists experts uses this order."""
-    parts = re.split(r"(\d+)", str(name))  # text at even positions, digits at odd: comparable pairwise
-    return tuple(int(p) if i % 2 else p.casefold() for i, p in enumerate(parts)), str(name)
-
-
-def natural_sorted(names: Iterable[str]) -> list[str]:
-    """``names`` in :func:`natural_key` order."""
-    return sorted(names, key=natural_key)
 
 
 @dataclass
@@ -55,7 +39,7 @@ class MultiExpertSet:
     """A dataset of cores annotated by several experts.
 
     ``layout`` is ``"gleason2019"`` or ``"generic"``; ``experts`` lists every expert of the
-    dataset in natural order (:func:`natural_key`), as does each core's ``masks``; ``notes``
+    dataset in natural order (:func:`~trainer.data.core.natural_key`), as does each core's ``masks``; ``notes``
     records what was skipped while reading, for the user.
     """
 
@@ -67,7 +51,7 @@ class MultiExpertSet:
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        # one expert order from here on, whatever the layout reader listed (:func:`natural_key`)
+        # one expert order from here on, whatever the layout reader listed (:func:`~trainer.data.core.natural_key`)
         self.experts = tuple(natural_sorted(self.experts))
         for c in self.cores:
             c.masks = {e: c.masks[e] for e in natural_sorted(c.masks)}
@@ -91,18 +75,18 @@ class MultiExpertSet:
     def __contains__(self, name: object) -> bool:
         return name in self._by_name
 
+    def origin(self, name: str) -> dict[str, str]:
+        """Where core ``name`` comes from: its image file, this dataset's root and layout."""
+        return {"source": str(self.core(name).image_path), "dataset": str(self.root), "layout": self.layout}
 
-@dataclass
-class LoadedCore:
-    """Pixels of one core: ``image`` uint8 H×W×3 and ``masks`` expert -> uint8 H×W class map."""
-
-    name: str
-    image: np.ndarray
-    masks: dict[str, np.ndarray]
+    def load(self, name: str) -> Core:
+        """Core ``name`` read into memory (:func:`load_core`), its origin in this dataset."""
+        return load_core(self.core(name), self.scheme, self.origin(name))
 
 
-def load_core(record: CoreRecord, scheme: ClassScheme) -> LoadedCore:
-    """Read a core's image and every expert mask (checked against the image size)."""
+def load_core(record: CoreRecord, scheme: ClassScheme, origin: dict | None = None) -> Core:
+    """Read a core's image and every expert mask (checked against the image size) into a
+    :class:`~trainer.data.core.Core`; ``origin`` defaults to the image file."""
     image = read_image(record.image_path)
     masks = {e: read_mask(p, scheme, shape=image.shape[:2]) for e, p in record.masks.items()}
-    return LoadedCore(record.name, image, masks)
+    return Core(record.name, image, masks, scheme, origin=origin or {"source": str(record.image_path)})

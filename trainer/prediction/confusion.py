@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from trainer.config import LossConfig, lambda_step_of
-from trainer.data.records import natural_sorted
+from trainer.data.core import natural_sorted
 
 #: A true class must cover at least this share of the core's tissue (by predicted probability) before
 #: its row goes into an expert's one-line summary: a row estimated from a few pixels is noise.

@@ -22,16 +22,21 @@ prediction) is refused before any prediction, as is a mask path in an expert's f
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from trainer.data import open_dataset
 from trainer.data.records import CoreRecord, MultiExpertSet, load_core
+from trainer.data.splits import default_split, load_split
 from trainer.errors import InputError
+from trainer.review_store import ReviewStore
+from trainer.safe_paths import check_not_expert_file
 
-from .pipeline import FileSink, Tiled, WholeCore, check_compatible, predict
+from .pipeline import FileSink, StoreSink, Tiled, WholeCore, check_compatible, predict
 
 SPLITS = ("train", "val", "test", "all")
 
@@ -43,8 +48,6 @@ def split_cores(ds: MultiExpertSet, split: str, split_file: str | Path | None = 
 
     Without ``split_file`` the split is the one training chose by default: the same rule, with
     ``experts`` (the checkpoint's training experts) when the dataset has all of them."""
-    from trainer.data.splits import default_split, load_split
-
     if split not in SPLITS:
         raise InputError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}", ds.root)
     if split == "all":
@@ -102,8 +105,6 @@ def check_targets(predictor, ds: MultiExpertSet, cores: list[CoreRecord], folder
     """Every core's sink, refusing (one :class:`InputError`) a mask path in an expert's folder of
     ``ds`` (or of any dataset above ``folder``) or on the core's own image. Path checks only: every
     rank runs them on all cores before predicting, so a bad ``--out`` fails the job at once."""
-    from trainer.safe_paths import check_not_expert_file
-
     check_compatible(predictor, ds.scheme, ds.root)  # never a foreign class written in this dataset's values
     sinks = [core_sink(folder, r, predictor) for r in cores]
     for record, sink in zip(cores, sinks):
@@ -167,7 +168,6 @@ def gather_summaries(summary: DatasetSummary) -> list[DatasetSummary]:
     one exists), with a long timeout: a rank done early waits for the slowest shard."""
     if summary.world <= 1:
         return [summary]
-    import datetime
 
     import torch.distributed as dist
 
@@ -203,8 +203,6 @@ def experts_beside(image: str | Path, scheme=None):
     (``Train Imgs/`` of Gleason 2019, ``images/`` of the generic layout, ``RawImages/`` of BU-BIL) and
     its scheme is ``scheme``'s: the confusion model's error maps are then given each expert's label.
     ``((), None)`` for any other image, or a dataset that cannot be read."""
-    from trainer.data import open_dataset
-
     image = Path(image)
     try:
         ds = open_dataset(image.parent.parent)
@@ -226,10 +224,6 @@ def predict_dataset_into_store(predictor, ds: MultiExpertSet, cores: list[CoreRe
     """Predict this rank's share ``cores[rank::world]`` into the review store at ``store_path``
     (created if absent; each rank writes only its own cores, each in its own folder), with the
     core's experts and their labels; cores already predicted there are skipped unless ``overwrite``."""
-    from trainer.review_store import StoredCore
-
-    from .pipeline import StoreSink
-
     if not isinstance(mode, Tiled):
         raise InputError("a review store holds full-resolution predictions: use --mode full (or --tiled)", store_path)
     check_compatible(predictor, ds.scheme, ds.root)
@@ -242,10 +236,9 @@ def predict_dataset_into_store(predictor, ds: MultiExpertSet, cores: list[CoreRe
     summary.skipped = [r.name for r in mine if r not in todo]
 
     def one(record):
-        core = load_core(record, ds.scheme)
+        core = ds.load(record.name)
         if record.name not in store.names:
-            store.write_core(StoredCore(record.name, [core.image], core.masks, ds.scheme,
-                                        origin={"dataset": str(ds.root), "layout": ds.layout}))
+            store.write_core(core)
         return predict(predictor, None, mode, StoreSink(store.path), core=record.name, experts=list(core.masks),
                        labels=core.masks, scheme=ds.scheme)
 
@@ -257,8 +250,6 @@ def predict_dataset_into_store(predictor, ds: MultiExpertSet, cores: list[CoreRe
 def _open_or_create(path: str | Path, ds: MultiExpertSet):
     """The review store at ``path`` for ``ds``'s classes; ranks that start together may race to create
     it: whoever loses opens the one the winner made."""
-    from trainer.review_store import ReviewStore
-
     try:
         return ReviewStore.create(path, ds.scheme, dataset=str(ds.root), layout=ds.layout)
     except OSError:

@@ -1,5 +1,8 @@
 """The one prediction pipeline: ``predict(predictor, source, mode, sink)``.
 
+Importing it loads no torch (the reader and the widgets import it with the napari process): the
+predictor, the tiling and the torch losses are imported when a prediction runs.
+
 The CLI, the predict widget (both settings) and the benchmarks make this one call; what differs
 is said by two small objects, not by flags:
 
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from trainer import jsonsafe
 from trainer.atomic import atomic_files
@@ -111,9 +115,6 @@ class FileSink:
         """The sink for predicting ``image``: its core name as stem, the convention of the dataset it
         lies in (``images/`` of a generic set, ``Train Imgs/``… of a Gleason one), else Gleason 2019
         for a model of the paper's classes and the generic naming for any other."""
-        from trainer.data.classes import GLEASON_SCHEME
-        from trainer.data.generic import core_name, is_generic_dir
-        from trainer.data.gleason2019 import IMAGE_DIRS, is_gleason_dir
 
         image = Path(image)
         parent, root = image.parent, image.parent.parent
@@ -319,9 +320,8 @@ def tiled_confusion(predictor, res, core: str, known) -> CoreConfusion | None:
 
 
 def _tiled(predictor, image, core, experts, mode: Tiled) -> PredictOutput:
-    from trainer.losses import roughness_map_numpy
+    from trainer.losses import roughness_map_numpy  # torch (see _whole_core)
     from .tiling import predict_tiled
-    from .tissue import blank_outside, tissue_mask
 
     kind, known, notes = annotator_notes(predictor, experts)
     batch = mode.tile_batch or (1 if predictor.device.type == "cpu" else 4)
@@ -351,12 +351,10 @@ def _tiled_into_store(predictor, sink: StoreSink, core, experts, labels, coding,
     maps of this core's experts (renormalised over them, eq. 2) and the learned consensus (per band
     from ``labels``), or the error maps (before seeing the labels), and the roughness map. Returns
     lazy pyramids of the stored outputs."""
-    from trainer.review_store import PredictionWriter, ReviewStore, StoredCore, roughness_into
-    from .tiling import predict_tiled
-    from .tissue import tissue_mask
+    from .tiling import predict_tiled  # torch (see _whole_core)
 
     kind, known, notes = annotator_notes(predictor, experts)
-    store = ReviewStore.open(sink.path, StoredCore)
+    store = ReviewStore.open(sink.path)
     source = store.image(core)
     index = [list(predictor.experts).index(e) for e in known]
     nc = predictor.scheme.num_classes
@@ -400,9 +398,6 @@ def _write_files(predictor, out: PredictOutput, sink: FileSink) -> None:
     """The CLI's files (see :class:`FileSink`), all or none: each is written to a temporary name and
     they are renamed together, the mask last (:func:`trainer.atomic.atomic_files`), so a full disk
     leaves neither a partial file nor a mask without its maps. Never over a mask unless ``overwrite``."""
-    from trainer.data.io import MaskExistsError
-    from trainer.errors import InputError
-
     folder = Path(sink.folder)
     if sink.mask_path.exists() and not sink.overwrite:
         raise MaskExistsError("file exists; refusing to overwrite it (overwrite=True replaces it)", sink.mask_path)
@@ -421,10 +416,7 @@ def _write_files(predictor, out: PredictOutput, sink: FileSink) -> None:
 
 
 def _write_all(predictor, out: PredictOutput, sink: FileSink, folder: Path) -> None:
-    from PIL import Image
 
-    from trainer.atomic import atomic_files
-    from trainer.data.io import classes_to_values
 
     def full(m) -> np.ndarray:
         return resize_nearest(np.asarray(m, np.float32), out.shape)

@@ -2,7 +2,8 @@
 zarr v3 folder. Qt- and napari-free: the plugin, the CLI and the benchmarks use this public API.
 
 - :class:`ReviewStore` (``open``, ``create``, ``names``, ``experts_of``, ``label_roles``,
-  ``write_core``, ``write_labels``, ``masks``, ``load``, ``image``, ``shape``), :class:`StoredCore`,
+  ``write_core``, ``write_labels``, ``masks``, ``load``, ``image``, ``shape``; cores are
+  :class:`trainer.data.core.Core`),
   :func:`is_review_store`, :func:`label_key`, :class:`StoreExistsError`
 - :class:`PredictionWriter`, :func:`load_maps`, :func:`roughness_into`, :class:`StoreImage`
 - :mod:`.ngff`: the shared NGFF metadata and pyramid helpers
@@ -11,23 +12,13 @@ zarr v3 folder. Qt- and napari-free: the plugin, the CLI and the benchmarks use 
 """
 
 from .integrity import DamagedStoreError
-from .ngff import STORE_KEY
 from .maps import MAPS, StoreImage, load_maps, store_image
+from .ngff import STORE_KEY
 from .outputs import PredictionWriter, roughness_into
-from .store import (
-    FORMAT_VERSION,
-    ReviewStore,
-    StoredCore,
-    StoreExistsError,
-    image_pyramid,
-    is_review_store,
-    label_key,
-    role_prefix,
-    safe_key,
-)
+from .store import FORMAT_VERSION, ReviewStore, StoreExistsError, image_pyramid, is_review_store, label_key, safe_key
 
 __all__ = [
     "DamagedStoreError", "FORMAT_VERSION", "MAPS", "STORE_KEY", "PredictionWriter", "ReviewStore", "StoreExistsError",
-    "StoreImage", "StoredCore", "image_pyramid", "is_review_store", "label_key", "load_maps", "role_prefix",
+    "StoreImage", "image_pyramid", "is_review_store", "label_key", "load_maps",
     "roughness_into", "safe_key", "store_image",
 ]

@@ -35,13 +35,12 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from trainer.data.classes import ClassScheme, LabelCoding
+from trainer.data.core import Core, role_prefix
 from trainer.errors import InputError
 from trainer.safe_paths import check_name, check_relative_path, safe_child, trusted_dataset_root
 
@@ -65,49 +64,6 @@ FORMAT_VERSION = 1
 #: Pyramid levels are added until the smaller side is at most this many pixels.
 MIN_LEVEL_SIZE = 512
 _STAGING = ".staging"
-
-
-def role_prefix(role: str) -> str:
-    """``"expert:3"`` -> ``"expert"``."""
-    return role.split(":", 1)[0]
-
-
-@dataclass
-class StoredCore:
-    """A core as the store hands it out: lazy pyramids, labels in label values, nothing read yet.
-
-    ``image``: levels ``H×W×3`` (dask); ``labels``: role -> levels (or one full-resolution array
-    for ``corrected``) in label values; ``maps``: role -> lazy float pyramids of the stored
-    prediction (:func:`.maps.load_maps`); ``origin``: ``store`` (and ``dataset``/``layout``).
-    The plugin passes its own core type with the same constructor to :meth:`ReviewStore.open`.
-    """
-
-    name: str
-    image: Any
-    masks: dict[str, np.ndarray]
-    scheme: ClassScheme
-    origin: dict[str, str] = field(default_factory=dict)
-    labels: dict[str, Any] = field(default_factory=dict)
-    maps: dict[str, Any] = field(default_factory=dict)
-
-    multiscale = True
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return tuple(self.image[0].shape[:2])
-
-    def class_maps(self) -> dict[str, np.ndarray]:
-        """role -> uint8 class map at full resolution (reads level 0 of every label image)."""
-        coding = LabelCoding.from_scheme(self.scheme)
-        return {role: coding.to_classes(np.asarray(data[0] if isinstance(data, (list, tuple)) else data))
-                for role, data in self.labels.items()}
-
-    def label_roles(self) -> dict[str, tuple[Any, bool]]:
-        """role -> (data, in label values) of what :meth:`ReviewStore.write_core` stores: the experts'
-        masks (class maps) first, then the other labels (label values)."""
-        out = {f"expert:{e}": (m, False) for e, m in self.masks.items()}
-        out.update({r: (m, True) for r, m in self.labels.items() if role_prefix(r) != "expert"})
-        return out
 
 
 class StoreExistsError(InputError, FileExistsError):
@@ -174,15 +130,13 @@ def _level_path(dataset: dict, folder: Path) -> str:
 class ReviewStore:
     """A review store on disk (see module docstring). Open with :meth:`open` or :meth:`create`.
 
-    ``core_type``: what :meth:`load` builds (called as ``core_type(name, image, masks, scheme,
-    origin=, labels=, maps=)``); :class:`StoredCore` unless the caller has its own (the plugin's
-    ``CoreData``).
+    :meth:`load` hands out a :class:`trainer.data.core.Core` (lazy pyramids, labels in label values);
+    :meth:`write_core` takes one from any source.
     """
 
     kind = "store"
 
-    def __init__(self, path: Path, attrs: dict, core_type: type = StoredCore):
-        self.core_type = core_type
+    def __init__(self, path: Path, attrs: dict):
         self.path = Path(path)
         self.root = self.path
         self.attrs = attrs
@@ -192,7 +146,7 @@ class ReviewStore:
 
     # opening -----------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path, core_type: type = StoredCore) -> ReviewStore:
+    def open(cls, path: str | Path) -> ReviewStore:
         path = Path(path)
         attrs = _store_attrs(path)
         if attrs is None:
@@ -208,17 +162,17 @@ class ReviewStore:
             )
         if "scheme" not in attrs:
             raise InputError("review store lacks its class scheme", path)
-        return cls(path, attrs, core_type)
+        return cls(path, attrs)
 
     @classmethod
     def create(cls, path: str | Path, scheme: ClassScheme, *, dataset: str | None = None,
-               layout: str | None = None, core_type: type = StoredCore) -> ReviewStore:
+               layout: str | None = None) -> ReviewStore:
         """Create an empty store (atomically), or open an existing one holding the same classes."""
         import zarr
 
         path = Path(path)
         if path.exists():
-            store = cls.open(path, core_type)
+            store = cls.open(path)
             if store.scheme != scheme:
                 raise InputError("review store holds other classes than this dataset", path)
             return store
@@ -231,7 +185,7 @@ class ReviewStore:
                 os.replace(staged, path)
         finally:
             shutil.rmtree(staged, ignore_errors=True)
-        return cls(path, attrs, core_type)
+        return cls(path, attrs)
 
     # listing -----------------------------------------------------------------------------
     def _core_dirs(self) -> dict[str, Path]:
@@ -297,13 +251,8 @@ class ReviewStore:
         except OSError:
             pass
 
-    def write_core(self, core, overwrite: bool = False) -> Path:
-        """Cache ``core``: image pyramid, every expert mask and its extras, in one atomic step.
-
-        ``core``: anything with ``name``, ``scheme``, ``origin``, ``image`` (array or levels,
-        ``multiscale``) and ``label_roles() -> {role: (data, in_label_values)}`` (the plugin's
-        ``CoreData``).
-        """
+    def write_core(self, core: Core, overwrite: bool = False) -> Path:
+        """Cache ``core``: image pyramid, every expert mask and its extras, in one atomic step."""
         import zarr
 
         if core.scheme != self.scheme:
@@ -446,9 +395,9 @@ class ReviewStore:
         return int(shape[1]), int(shape[2])
 
     def load(self, name: str):
-        """The core (``core_type``) as lazy pyramids: nothing but metadata is read until napari draws a level.
+        """The core as lazy pyramids: nothing but metadata is read until napari draws a level.
 
-        Labels come back in label values (``CoreData.labels``), so no pixel is converted to
+        Labels come back in label values (``Core.labels``), so no pixel is converted to
         open a core; analysis reads level 0 when it needs it.
         """
         core_dir = self.core_dir(name)
@@ -465,4 +414,4 @@ class ReviewStore:
         except (KeyError, ValueError, OSError) as e:
             raise InputError(f"review store entry is damaged: {e}", core_dir) from None
         origin = {"store": str(self.path), **self.trusted_origin()}
-        return self.core_type(name, image, {}, self.scheme, origin=origin, labels=labels, maps=load_maps(self, name))
+        return Core(name, image, {}, self.scheme, origin=origin, labels=labels, maps=load_maps(self, name))

@@ -10,7 +10,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QGuiApplication
 from qtpy.QtWidgets import QTableWidgetSelectionRange
 
-from napari_gleason._layers import CoreData, LabelCoding, find_layer, level0, set_layer, show_core
+from napari_gleason._layers import Core, LabelCoding, find_layer, level0, set_layer, show_core
 from napari_gleason._qt import BrowserWidget, ReviewWidget
 from napari_gleason._qt.browser import COLUMNS
 from napari_gleason._qt.tables import copy_csv, save_table, table_cells
@@ -52,7 +52,7 @@ HAND = {  # rater -> shares of the tissue (benign, G3, G4, G5 %), primary, secon
 @pytest.fixture
 def review(make_napari_viewer, wait_idle):
     viewer = make_napari_viewer()
-    show_core(viewer, CoreData("c1", IMAGE, {"1": E1, "2": E2, "3": E3}, GLEASON_SCHEME, scale=(0.5, 2.0)))
+    show_core(viewer, Core("c1", IMAGE, {"1": E1, "2": E2, "3": E3}, GLEASON_SCHEME, scale=(0.5, 2.0)))
     widget = ReviewWidget(viewer)
     viewer.window.add_dock_widget(widget)
     wait_idle(widget)
@@ -188,7 +188,7 @@ def test_browser_grade_spread_sorts_by_number_and_copies(make_napari_viewer, gra
 
 def test_a_core_without_raters_has_an_empty_grade_table(make_napari_viewer, wait_idle):
     viewer = make_napari_viewer()
-    show_core(viewer, CoreData("bare", IMAGE, {}, GLEASON_SCHEME))
+    show_core(viewer, Core("bare", IMAGE, {}, GLEASON_SCHEME))
     w = ReviewWidget(viewer)
     viewer.window.add_dock_widget(w)
     wait_idle(w)

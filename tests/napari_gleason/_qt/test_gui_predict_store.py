@@ -5,7 +5,6 @@ import numpy as np
 from napari_gleason._core_sources import FolderSource
 from napari_gleason._layers import find_layer, level0, show_core
 from napari_gleason._qt import PredictWidget
-from napari_gleason._core_data import CoreData
 from trainer.review_store import ReviewStore
 
 CORE = "slide001_core004"  # experts 1, 2, 4; the tiny run's weighting CNN knows 1, 3, 4
@@ -25,14 +24,14 @@ def predict_full_resolution(viewer, checkpoint, wait_idle) -> PredictWidget:
 
 def test_full_resolution_writes_into_the_store_and_shows_it_lazily(make_napari_viewer, synthetic_data, tiny_run,
                                                                     tmp_path, wait_idle):
-    store = ReviewStore.create(tmp_path / "review.zarr", FolderSource.open(synthetic_data).scheme, core_type=CoreData)
+    store = ReviewStore.create(tmp_path / "review.zarr", FolderSource.open(synthetic_data).scheme)
     store.write_core(FolderSource.open(synthetic_data).load(CORE))
     viewer = make_napari_viewer()
     show_core(viewer, store.load(CORE))
     w = predict_full_resolution(viewer, tiny_run, wait_idle)
 
     assert "written into the review store" in w.status.text()
-    stored = ReviewStore.open(store.path, CoreData).load(CORE)
+    stored = ReviewStore.open(store.path).load(CORE)
     assert {"prediction", "consensus:learned"} <= set(stored.labels)
     np.testing.assert_array_equal(np.asarray(level0(find_layer(viewer, "prediction"))),
                                   np.asarray(stored.labels["prediction"][0]))
@@ -45,7 +44,7 @@ def test_full_resolution_writes_into_the_store_and_shows_it_lazily(make_napari_v
 
     # reopening the core brings the prediction back with it
     viewer.layers.clear()
-    show_core(viewer, ReviewStore.open(store.path, CoreData).load(CORE))
+    show_core(viewer, ReviewStore.open(store.path).load(CORE))
     assert find_layer(viewer, "prediction") is not None and find_layer(viewer, "weight:4") is not None
 
 
@@ -63,7 +62,7 @@ def test_a_big_core_from_files_streams_through_its_dataset_store(make_napari_vie
     w = predict_full_resolution(viewer, tiny_run, wait_idle)
 
     assert "written into the review store" in w.status.text() and "cached in" in w.note.text()
-    stored = ReviewStore.open(root / _predict.STORE_NAME, CoreData).load(CORE)
+    stored = ReviewStore.open(root / _predict.STORE_NAME).load(CORE)
     np.testing.assert_array_equal(np.asarray(level0(find_layer(viewer, "prediction"))),
                                   np.asarray(stored.labels["prediction"][0]))
     assert not isinstance(level0(find_layer(viewer, "probability:G3")), np.ndarray)

@@ -4,7 +4,7 @@ in every panel, κ of a class nobody used is "—" as Dice is."""
 import numpy as np
 from tests.napari_gleason.helpers_plugin import A, B, blocks, textured_image
 
-from napari_gleason._layers import CoreData, expert_name, find_layer, layers_with_prefix
+from napari_gleason._layers import Core, expert_name, find_layer, layers_with_prefix
 from trainer.data.classes import GLEASON_SCHEME
 
 NAMES = ["NP3", "expert", "NP1", "NP10", "NP2"]
@@ -14,7 +14,7 @@ NATURAL = ["expert", "NP1", "NP2", "NP3", "NP10"]
 def test_solo_hides_every_other_labels_layer_and_leaving_it_restores_them(review):
     masks = {"1": blocks(A, 4), "2": blocks(B, 4), "3": blocks(A, 4)}
     extras = {"corrected": blocks(B, 4), "prediction": blocks(A, 4)}
-    viewer, w = review(CoreData("c1", textured_image(masks["1"].shape), masks, GLEASON_SCHEME, extras=extras))
+    viewer, w = review(Core("c1", textured_image(masks["1"].shape), masks, GLEASON_SCHEME, extras=extras))
     vote = find_layer(viewer, "consensus:vote")
     assert vote is not None and vote.visible  # the review widget's vote, shown by default
     before = {lyr.name: lyr.visible for lyr in viewer.layers}
@@ -34,7 +34,7 @@ def test_solo_hides_every_other_labels_layer_and_leaving_it_restores_them(review
 
 def test_one_natural_expert_order_in_panel_layers_and_tables(review):
     masks = {n: blocks(A if k % 2 else B, 4) for k, n in enumerate(NAMES)}
-    viewer, w = review(CoreData("c1", textured_image(masks["NP1"].shape), masks, GLEASON_SCHEME))
+    viewer, w = review(Core("c1", textured_image(masks["NP1"].shape), masks, GLEASON_SCHEME))
     assert [expert_name(lyr) for lyr in layers_with_prefix(viewer, "expert")] == NATURAL
     assert list(w.experts._checks) == NATURAL
     assert [w.experts._rows.itemAtPosition(r, 0).widget().text() for r in range(5)] == [f"expert {n}" for n in
@@ -49,7 +49,7 @@ def test_one_natural_expert_order_in_panel_layers_and_tables(review):
 def test_kappa_of_a_class_neither_expert_used_is_a_dash(review):
     a = blocks(np.array([[0, 1], [1, 0]], np.uint8), 4)  # benign and G3 only: nobody used G4 or G5
     b = blocks(np.array([[0, 1], [1, 1]], np.uint8), 4)
-    viewer, w = review(CoreData("c1", textured_image(a.shape), {"1": a, "2": b}, GLEASON_SCHEME))
+    viewer, w = review(Core("c1", textured_image(a.shape), {"1": a, "2": b}, GLEASON_SCHEME))
     table = w.consensus.table
     row = [table.item(0, j).text() for j in range(table.columnCount())]  # expert 1 vs expert 2
     assert row[:2] == ["1", "2"]
@@ -64,7 +64,7 @@ def test_confusion_panel_of_a_model_that_never_trained_says_not_learned(review):
     from trainer.prediction.confusion import CoreConfusion
 
     masks = {"1": blocks(A, 4), "2": blocks(B, 4)}
-    viewer, w = review(CoreData("c1", textured_image(masks["1"].shape), masks, GLEASON_SCHEME))
+    viewer, w = review(Core("c1", textured_image(masks["1"].shape), masks, GLEASON_SCHEME))
     start = np.full((4, 4), 0.1 / 3) + np.eye(4) * (0.9 - 0.1 / 3)  # the heads' starting point
     why = "the confusion model never trained: the run gives its term no weight (λ2 = 0) for its first 6 of 60"
     conf = CoreConfusion("c1", GLEASON_SCHEME.names, {"2": start, "1": start}, np.array([0.4, 0.3, 0.3, 0.0]), why)

@@ -6,7 +6,6 @@ import pytest
 from tests.broken_inputs import damage_chunk
 from tests.napari_gleason.helpers_plugin import errors_of, make_two_expert_dataset
 
-from napari_gleason._core_data import CoreData
 from napari_gleason._core_sources import FolderSource
 from napari_gleason._layers import find_layer, level0
 from napari_gleason._qt import BrowserWidget
@@ -20,7 +19,7 @@ pytestmark = pytest.mark.gui
 
 def make_store(path, dataset):
     source = FolderSource.open(dataset)
-    store = ReviewStore.create(path, source.scheme, core_type=CoreData)
+    store = ReviewStore.create(path, source.scheme)
     for name in source.names:
         store.write_core(source.load(name))
     return store
