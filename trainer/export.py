@@ -26,8 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from . import safe_paths
+from .data import open_dataset
 from .data.classes import GLEASON_SCHEME, ClassScheme, LabelCoding
+from .data.generic import load_class_scheme
+from .data.geojson import write_geojson
+from .data.io import classes_to_values, image_header, read_mask, write_mask_png
+from .data.staple import staple
+from .data.vote import majority_vote
 from .errors import InputError
+from .ome_tiff import pixel_size_um, write_ome_tiff
 
 FORMATS = ("geojson", "ome-tiff", "png")
 SUFFIXES = {"geojson": ".geojson", "ome-tiff": ".ome.tif", "png": ".png"}
@@ -110,22 +117,14 @@ def class_map_writer(fmt: str, class_map: np.ndarray, scheme: ClassScheme, *, pi
                      skip_classes: Sequence[str] = (), name: str | None = None) -> Callable[[Path], Path]:
     """A function writing ``class_map`` (class indices, ``IGNORE_INDEX`` unlabelled) as ``fmt`` to a path:
     GeoJSON (class names and colours as in the viewer), a mask PNG or an OME-TIFF of the scheme's values."""
-    from .data.io import classes_to_values
-
     ignore_value = scheme.ignore[0] if scheme.ignore else 0  # Gleason: background
     if fmt == "geojson":
-        from .data.geojson import write_geojson
-
         coding = LabelCoding.from_scheme(scheme)
         skip = tuple(scheme.names.index(n) for n in skip_classes)
         return lambda path: write_geojson(path, class_map, qupath_names(scheme), list(coding.colors), skip_classes=skip)
     if fmt == "png":
-        from .data.io import write_mask_png
-
         return lambda path: write_mask_png(path, class_map, scheme, overwrite=True, ignore_value=ignore_value)
     if fmt == "ome-tiff":
-        from .ome_tiff import write_ome_tiff
-
         values = classes_to_values(class_map, scheme, ignore_value)
         return lambda path: write_ome_tiff(path, values, pixel_size_um, ["classes"], name=name)
     raise ValueError(f"unknown format {fmt!r}")
@@ -181,8 +180,6 @@ def check_skip(skip: Sequence[str], scheme: ClassScheme) -> None:
 
 def pixel_size_option(value: str | None) -> tuple[float, float] | None:
     """``--pixel-size``: µm per pixel, or an image whose (OME-)TIFF metadata states it."""
-    from .ome_tiff import pixel_size_um
-
     if value is None:
         return None
     try:
@@ -203,8 +200,6 @@ def pixel_size_option(value: str | None) -> tuple[float, float] | None:
 def _planned_file(path: Path, fmt: str | None, scheme: ClassScheme, skip: tuple[str, ...], pixel_size):
     """``(output name, make_writer)`` for one FILE argument: its kind and format are checked here, a
     map's header too (bad input fails before anything is written); the pixels are read when written."""
-    from .data.io import read_mask
-
     suffix = path.suffix.lower()
     if not path.is_file():
         raise InputError("file not found" if not path.exists() else "not a file", path)
@@ -220,8 +215,6 @@ def _planned_file(path: Path, fmt: str | None, scheme: ClassScheme, skip: tuple[
         if fmt != "ome-tiff":
             raise InputError(f"a .npy map is written as OME-TIFF, not {fmt}: use --to ome-tiff "
                              f"(GeoJSON is for class masks)", path)
-        from .ome_tiff import write_ome_tiff
-
         data = read_map(path)  # memory-mapped: the header is checked now, the pixels read when written
         names = plane_names(path, _core_of(path.stem)[1], 1 if data.ndim == 2 else data.shape[0])
         return f"{path.stem}{SUFFIXES[fmt]}", lambda: (
@@ -231,12 +224,6 @@ def _planned_file(path: Path, fmt: str | None, scheme: ClassScheme, skip: tuple[
 
 def _consensus_jobs(data: str | Path, method: str, fmt: str, skip: tuple[str, ...], pixel_size):
     """``(dataset, [(name, make_writer)])``: each core's consensus, computed when it is written."""
-    from .data import open_dataset
-    from .data.io import image_header, read_mask
-    from .data.staple import staple
-    from .data.vote import majority_vote
-    from .ome_tiff import pixel_size_um
-
     ds = open_dataset(data)
     n = len(ds.scheme.names)
     check_skip(skip, ds.scheme)
@@ -274,8 +261,6 @@ def cmd_export(a: argparse.Namespace) -> int:
     else:
         if not a.out:
             raise InputError("export FILE… needs --out: the folder the exports are written to")
-        from .data.generic import load_class_scheme
-
         scheme = load_class_scheme(a.classes) if a.classes else GLEASON_SCHEME
         check_skip(skip, scheme)
         out, root = Path(a.out), None
