@@ -1,8 +1,8 @@
 """How a long job shares the napari process with the GUI thread (measured on the 2-core CI machine).
 
-Training no longer runs here: it is a child process (:mod:`._child_run`, which also leaves one core
-to the GUI on CPU runs and lowers the child's priority). Prediction still runs in a worker thread.
-Two things stalled the GUI while a training ran in a worker thread, neither of them the worker's
+Training runs in a child process (:mod:`._child_run`, which also leaves one core to the GUI on CPU
+runs and lowers the child's priority); prediction runs in a worker thread of this process. Two
+things stall the GUI while torch works in a thread of its process, neither of them the worker's
 events or the plot:
 
 - **Python's cyclic garbage collector.** A full (generation-2) collection holds the GIL while it
