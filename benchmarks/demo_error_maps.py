@@ -31,13 +31,7 @@ def main(argv=None) -> int:
 
     from napari_gleason._sample_data import synthetic_core
     from napari_gleason.demo import DEMO_MODEL
-    from trainer.ablation.auroc import (
-        BASELINE_LABEL,
-        BASELINE_MAX,
-        auroc,
-        auroc_within_classes,
-        network_baselines,
-    )
+    from trainer.ablation.auroc import BASELINE_LABEL, BASELINE_MAX, auroc, auroc_within_classes, network_baselines
     from trainer.prediction import predict
     from trainer.prediction.predictor import load_predictor
     from trainer.resample import resize_nearest

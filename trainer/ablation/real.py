@@ -273,13 +273,7 @@ def score_subset(refs: list[CoreRef], preds: list[CorePred], experts: tuple[str,
     """Dice vs gold of the run, and per expert the AUROC of every detector and the ranking (Spearman ρ)."""
     from ..annotators.global_confusion import global_error_map
     from ..metrics import DiceAccumulator
-    from .auroc import (
-        BASELINE_LABEL,
-        BASELINE_MAX,
-        auroc,
-        auroc_within_classes,
-        network_baselines,
-    )
+    from .auroc import BASELINE_LABEL, BASELINE_MAX, auroc, auroc_within_classes, network_baselines
 
     dice = DiceAccumulator(len(classes))
     for r, p in zip(refs, preds):
