@@ -164,44 +164,29 @@ def gaussian_blur(x: Tensor, ksize: int = KSIZE, sigma: float = SIGMA, kernel: s
     return y.reshape(b, c, h, w)
 
 
-def roughness_map(
-    x: Tensor,
-    lambda_a: float = LAMBDA_A,
-    lambda_b: float = LAMBDA_B,
-    ksize: int = KSIZE,
-    sigma: float = SIGMA,
-    kernel: str = "authors",
-    border: str = "zero",
-) -> Tensor:
+def roughness_map(x: Tensor, **eq5) -> Tensor:
     """Gaussian attention heatmap of eq. (5) on the channel mean of the (normalised) network input.
 
     Args:
         x: ``B×3×H×W`` or ``B×1×H×W`` network input (ImageNet-normalised, as the network sees it).
-        kernel, border: see :func:`gaussian_blur` (defaults: the authors' kernel, zero padding).
+        eq5: the settings of eq. (5) by name, :class:`~trainer.roughness.HeatmapParams`' fields
+            (``lambda_a``, ``lambda_b``, ``ksize``, ``sigma``, ``kernel``, ``border``; defaults the authors').
 
     Returns:
         float32 ``B×H×W`` map ``λa·|I − Gauss(I)| + λb`` with ``I`` the channel mean. Detached: it is a
         prior computed from the input, not something to learn through.
     """
+    p = HeatmapParams(**eq5)  # an unknown name is a TypeError here
     if x.dim() != 4:
         raise ValueError(f"expected B×C×H×W input, got {tuple(x.shape)}")
     with torch.no_grad(), torch.autocast(device_type=x.device.type, enabled=False):
         i = x.detach().float().mean(dim=1, keepdim=True)  # B×1×H×W
-        heat = lambda_a * (i - gaussian_blur(i, ksize, sigma, kernel, border)).abs() + lambda_b  # eq. (5)
+        heat = p.lambda_a * (i - gaussian_blur(i, p.ksize, p.sigma, p.kernel, p.border)).abs() + p.lambda_b  # eq. (5)
     return heat[:, 0]
 
 
-def roughness_map_numpy(
-    image: np.ndarray,
-    lambda_a: float = LAMBDA_A,
-    lambda_b: float = LAMBDA_B,
-    ksize: int = KSIZE,
-    sigma: float = SIGMA,
-    mean: Sequence[float] = MEAN,
-    std: Sequence[float] = STD,
-    kernel: str = "authors",
-    border: str = "zero",
-) -> np.ndarray:
+def roughness_map_numpy(image: np.ndarray, mean: Sequence[float] = MEAN, std: Sequence[float] = STD,
+                        **eq5) -> np.ndarray:
     """Roughness map of an ``H×W×3`` (or grey ``H×W``) image on the 0-255 scale → float32 ``H×W``.
 
     Normalises like the network input (per-channel ``(v - mean) / std``) so the GUI shows exactly
@@ -209,7 +194,7 @@ def roughness_map_numpy(
     NumPy/SciPy (:func:`trainer.roughness.roughness_map`), equal to :func:`roughness_map` to float
     rounding.
     """
-    return _roughness_map_np(image, lambda_a, lambda_b, ksize, sigma, kernel, border, mean, std)
+    return _roughness_map_np(image, mean, std, **eq5)
 
 
 def heatmap_options(loss_config: dict | None) -> dict:
@@ -227,12 +212,7 @@ def gaf_loss(
     gamma: float = 0.1,
     ignore_index: int = IGNORE_INDEX,
     heatmap: Tensor | None = None,
-    lambda_a: float = LAMBDA_A,
-    lambda_b: float = LAMBDA_B,
-    ksize: int = KSIZE,
-    sigma: float = SIGMA,
-    kernel: str = "authors",
-    border: str = "zero",
+    **eq5,
 ) -> Tensor:
     """Gaussian attention focal loss, eq. (6): ``W_heat ⊙ L_focal`` per pixel.
 
@@ -241,6 +221,7 @@ def gaf_loss(
         target: ``B×H×W`` (one label map) or ``B×K×H×W`` (vote + experts in one batched call).
         image: ``B×3×H×W`` normalised network input; ignored if ``heatmap`` is given.
         heatmap: precomputed ``B×H×W`` :func:`roughness_map` (compute it once per batch).
+        eq5: the heatmap's settings, as :func:`roughness_map` takes them (when ``heatmap`` is None).
 
     Returns:
         float32 map shaped like ``target``, 0 at ignored pixels.
@@ -248,7 +229,7 @@ def gaf_loss(
     if heatmap is None:
         if image is None:
             raise ValueError("gaf_loss needs the network input image or a precomputed heatmap")
-        heatmap = roughness_map(image, lambda_a, lambda_b, ksize, sigma, kernel, border)
+        heatmap = roughness_map(image, **eq5)
     heatmap = heatmap.detach().float()
     if heatmap.shape[-2:] != target.shape[-2:]:
         # the model's logits are at the input size; this only triggers for a heatmap at another size

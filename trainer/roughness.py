@@ -123,27 +123,19 @@ def normalised_mean(image: np.ndarray, mean: Sequence[float] = MEAN, std: Sequen
     return out
 
 
-def roughness_map(
-    image: np.ndarray,
-    lambda_a: float = LAMBDA_A,
-    lambda_b: float = LAMBDA_B,
-    ksize: int = KSIZE,
-    sigma: float = SIGMA,
-    kernel: str = "authors",
-    border: str = "zero",
-    mean: Sequence[float] = MEAN,
-    std: Sequence[float] = STD,
-) -> np.ndarray:
+def roughness_map(image: np.ndarray, mean: Sequence[float] = MEAN, std: Sequence[float] = STD, **eq5) -> np.ndarray:
     """Eq. (5) of an ``H×W×3`` (or grey ``H×W``) image on the 0-255 scale → float32 ``H×W``.
 
     The same map as :func:`trainer.losses.roughness_map` on the normalised network input (the GUI
-    shows exactly the heatmap the loss uses); ``kernel``/``border`` as :func:`gaussian_blur`.
+    shows exactly the heatmap the loss uses); ``eq5``: :class:`HeatmapParams`' fields by name
+    (``kernel``/``border`` as :func:`gaussian_blur`).
     """
+    p = HeatmapParams(**eq5)  # an unknown name is a TypeError here
     i = normalised_mean(image, mean, std)
-    heat = i - gaussian_blur(i, ksize, sigma, kernel, border)
+    heat = i - gaussian_blur(i, p.ksize, p.sigma, p.kernel, p.border)
     np.abs(heat, out=heat)
-    heat *= np.float32(lambda_a)
-    heat += np.float32(lambda_b)
+    heat *= np.float32(p.lambda_a)
+    heat += np.float32(p.lambda_b)
     return heat
 
 

@@ -157,7 +157,8 @@ def test_banded_roughness_equals_the_whole_image_map(rows):
     image = textured_image((150, 97))
     writer = RowsWriter((150, 97))
     roughness_into(writer, image, heatmap_options({}), rows=rows)
-    np.testing.assert_allclose(writer.out, roughness_map_numpy(image, 50.0, 1.0, 5, 3.0), rtol=1e-5, atol=1e-5)
+    expected = roughness_map_numpy(image, lambda_a=50.0, lambda_b=1.0, ksize=5, sigma=3.0)
+    np.testing.assert_allclose(writer.out, expected, rtol=1e-5, atol=1e-5)
 
 
 # --- big cores opened from files stream through their dataset's store ------------------------------

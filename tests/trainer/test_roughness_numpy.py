@@ -51,3 +51,17 @@ def test_grey_image_counts_as_three_equal_channels():
     np.testing.assert_array_equal(R.roughness_map(grey), R.roughness_map(np.repeat(grey[..., None], 3, axis=-1)))
     with pytest.raises(ValueError, match="H×W×3"):
         R.roughness_map(np.zeros((4, 4, 2), np.uint8))
+
+
+def test_the_eq5_settings_are_one_list_and_a_misspelt_one_is_refused():
+    """Both maps and the GAF loss take eq. (5)'s settings by HeatmapParams' names: a typo fails
+    instead of silently using the default."""
+    from trainer.losses import gaf_loss
+
+    image = np.zeros((8, 8, 3), np.uint8)
+    for call in (lambda: R.roughness_map(image, lamda_a=7.0), lambda: _torch_map(image, lamda_a=7.0),
+                 lambda: gaf_loss(torch.zeros(1, 2, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long),
+                                  torch.zeros(1, 3, 8, 8), lamda_a=7.0)):
+        with pytest.raises(TypeError, match="lamda_a"):
+            call()
+    assert set(heatmap_options({})) == {f for f in R.HeatmapParams.__dataclass_fields__}

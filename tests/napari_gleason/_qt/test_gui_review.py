@@ -102,7 +102,8 @@ def test_roughness_follows_its_parameters(review, wait_idle):
     panel.resolution.setCurrentIndex(1)  # full resolution
     panel._on_params_changed()
     wait_idle(w)
-    np.testing.assert_allclose(layer.data, roughness_map_numpy(image, 20.0, 0.5, 7, 1.5), rtol=1e-6)
+    full = roughness_map_numpy(image, lambda_a=20.0, lambda_b=0.5, ksize=7, sigma=1.5)
+    np.testing.assert_allclose(layer.data, full, rtol=1e-6)
     np.testing.assert_allclose(layer.scale, [2.0, 2.0])
     assert find_layer(viewer, "roughness") is layer  # updated in place
 
