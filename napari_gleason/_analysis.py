@@ -76,21 +76,6 @@ def sample_step(shape: tuple[int, ...], max_pixels: int = MAX_TABLE_PIXELS) -> i
     return max(1, math.ceil(math.sqrt(n / max_pixels)))
 
 
-def disagreement_score(masks: Mapping[str, np.ndarray], num_classes: int, step: int = 4) -> float:
-    """One number per core for the browser: the mean disagreement map on a grid of ``step`` px.
-
-    NaN when fewer than two experts annotated the core (nothing to disagree about).
-    """
-    if len(masks) < 2:
-        return float("nan")
-    small = {e: np.asarray(m)[::step, ::step] for e, m in masks.items()}
-    v = vote(small, num_classes)
-    annotated = v != IGNORE_INDEX
-    if not annotated.any():
-        return float("nan")
-    return float(disagreement_map(small, v)[annotated].mean())
-
-
 @dataclass
 class Agreement:
     """Agreement of rater ``a`` with rater ``b`` on one core (``b`` may be ``"vote"``)."""

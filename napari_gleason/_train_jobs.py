@@ -54,10 +54,7 @@ def finetune_job(checkpoint: str | Path, core: Core, *, iters: int, lr: float, d
                  out: str | Path, data: str | None = None, stop=None):
     """Fine-tune ``checkpoint`` on its dataset (or ``data``) plus the corrected ``core``, in a child process."""
     guard_triton()
-    from trainer.checkpoint import (  # the checkpoint's own configuration only
-        load_checkpoint,
-        run_config_of,
-    )
+    from trainer.checkpoint import load_checkpoint, run_config_of  # the checkpoint's own configuration only
 
     payload = load_checkpoint(checkpoint)
     corrected = [export_corrected(core, Path(out) / "corrected")]

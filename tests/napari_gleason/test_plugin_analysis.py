@@ -10,12 +10,12 @@ from napari_gleason._analysis import (
     agreement_table,
     consensus_steps,
     disagreement_map,
-    disagreement_score,
     kappa_per_class,
     sample_step,
     staple,
     vote,
 )
+from napari_gleason._scores import score_masks
 from trainer.data.classes import IGNORE_INDEX
 
 # Hand computation for A vs B (rows A, columns B), see helpers_plugin:
@@ -63,8 +63,9 @@ def test_disagreement_is_the_share_of_present_experts_differing_from_the_vote():
 
 
 def test_disagreement_score_nan_for_one_expert_and_exact_on_block_grid():
-    assert math.isnan(disagreement_score({"1": A}, 4))
-    score = disagreement_score({"1": blocks(A, 4), "2": blocks(B, 4)}, 4, step=4)
+    assert math.isnan(score_masks({"1": A}, 4)[0])
+    grid = {e: blocks(m, 4)[::4, ::4] for e, m in (("1", A), ("2", B))}  # the browser's grid, step 4
+    score = score_masks(grid, 4)[0]
     assert score == pytest.approx(2 / 8 * 0.5)  # 2 of 8 pixels, 1 of 2 experts differs
 
 

@@ -27,11 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from trainer.data.classes import IGNORE_INDEX
-from trainer.resample import resize_image, resize_nearest
-from trainer.roughness import (  # ImageNet mean/std, 0-255 scale: one definition, torch-free
-    MEAN,
-    STD,
-)
+from trainer.resample import resize_nearest
+from trainer.roughness import MEAN, STD  # ImageNet mean/std, 0-255 scale: one definition, torch-free
 
 Masks = Union[np.ndarray, Sequence[np.ndarray], Mapping[str, np.ndarray]]
 M = TypeVar("M", np.ndarray, list, dict)
@@ -76,12 +73,6 @@ def rescale_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if image.dtype == np.uint8:
         return np.clip(np.rint(out), 0, 255).astype(np.uint8)
     return out
-
-
-def resize_core(image: np.ndarray, masks: M, size: int | tuple[int, int]) -> tuple[np.ndarray, M]:
-    """Resize a core to the model size: image bilinear (antialiased), masks nearest."""
-    stack, kind = _split_masks(masks)
-    return resize_image(image, size), _join_masks(resize_nearest(stack, size), kind)  # type: ignore[return-value]
 
 
 def centre_slices(have_hw, want_hw) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
@@ -204,8 +195,3 @@ def normalise_tensor(image: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(MEAN, dtype=torch.float32, device=image.device).view(1, 3, 1, 1)
     std = torch.tensor(STD, dtype=torch.float32, device=image.device).view(1, 3, 1, 1)
     return (image.float() - mean) / std
-
-
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """``uint8 H×W×3`` → normalised float32 tensor ``3×H×W`` (the network input)."""
-    return torch.from_numpy(np.ascontiguousarray(normalise(image).transpose(2, 0, 1)))

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from trainer.data.augment import MEAN, STD, augment, normalise, resize_core, to_tensor
+from trainer.data.augment import MEAN, STD, augment, normalise, normalise_tensor
+from trainer.resample import resize_image, resize_nearest
 from trainer.data.classes import IGNORE_INDEX
 
 
@@ -95,7 +96,7 @@ def test_same_seed_same_transform_and_non_square_keeps_shape():
 def test_resize_core_nearest_masks_and_bilinear_image():
     image, masks = _coords(40, 40)
     labels = {"a": (masks[0] // 10).astype(np.uint8)}  # 4 bands of 10 rows
-    img, out = resize_core(image, labels, 20)
+    img, out = resize_image(image, 20), {"a": resize_nearest(labels["a"], 20)}  # how a core is resized
     assert img.shape == (20, 20, 3) and out["a"].shape == (20, 20)
     np.testing.assert_array_equal(np.unique(out["a"]), [0, 1, 2, 3])
     np.testing.assert_array_equal(out["a"][:, 0], np.repeat([0, 1, 2, 3], 5))
@@ -106,7 +107,7 @@ def test_resize_core_nearest_masks_and_bilinear_image():
 def test_to_tensor_normalises_with_mmseg_mean_std():
     image = np.zeros((2, 3, 3), np.uint8)
     image[0, 0] = (255, 0, 128)
-    t = to_tensor(image)
+    t = normalise_tensor(torch.from_numpy(image).permute(2, 0, 1)[None])[0]  # the network input
     assert t.shape == (3, 2, 3) and t.dtype == torch.float32
     expected = (np.array([255, 0, 128]) - np.array(MEAN)) / np.array(STD)
     np.testing.assert_allclose(t[:, 0, 0].numpy(), expected, rtol=1e-6)
