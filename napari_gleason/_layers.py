@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from trainer.data.classes import ClassScheme, LabelCoding
-from trainer.data.core import Core, natural_sorted, role_prefix  # noqa: F401  (role_prefix: the widgets read it from here)
+from trainer.data.core import Core, natural_sorted, role_prefix
 
 if TYPE_CHECKING:  # napari is only needed to type-check; layer tuples need no viewer
     import napari

@@ -21,9 +21,9 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from trainer.data.core import natural_sorted
+from trainer.data.core import natural_sorted, role_prefix
 
-from .._layers import expert_name, layers_with_prefix, role_of, role_prefix, role_style
+from .._layers import expert_name, layers_with_prefix, role_of, role_style
 
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in
     import napari

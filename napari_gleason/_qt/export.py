@@ -20,7 +20,7 @@ from qtpy.QtWidgets import (
     QPushButton,
 )
 
-from trainer.data.core import Core
+from trainer.data.core import Core, role_prefix
 from trainer.errors import InputError
 from trainer.resample import resize_nearest
 from trainer.review_store import ReviewStore, label_key
@@ -34,7 +34,7 @@ from .._export import (
     export_to_store,
     map_filename,
 )
-from .._layers import CoreInfo, current_core, find_layer, level0, role_of, role_prefix, set_layer
+from .._layers import CoreInfo, current_core, find_layer, level0, role_of, set_layer
 from . import workers
 
 if TYPE_CHECKING:  # the annotation napari looks for to pass the viewer in

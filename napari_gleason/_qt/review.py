@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QLabel, QScrollArea, QVBoxLayout, QWidget
 
-from .._layers import CoreInfo, current_core, find_layer, layer_meta, level0, role_of, role_prefix
+from trainer.data.core import role_prefix
+
+from .._layers import CoreInfo, current_core, find_layer, layer_meta, level0, role_of
 from .._warmup import MODULES, prime_unit_registry, warm_imports
 from .confusion import ConfusionPanel
 from .consensus import ConsensusPanel
