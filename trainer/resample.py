@@ -53,8 +53,8 @@ def resize_nearest(array: np.ndarray, size: int | tuple[int, int]) -> np.ndarray
 
 @lru_cache(maxsize=64)
 def _weights(n_in: int, n_out: int):
-    """Sparse ``n_out × n_in`` matrix of the antialiased bilinear resize along one axis (cached:
-    the augmentation asks for the same few sizes again and again)."""
+    """Sparse ``n_out × n_in`` matrix of the antialiased bilinear resize along one axis (cached: a
+    dataset's cores, a prediction's and the GUI's resizes ask for the same few sizes again and again)."""
     from scipy.sparse import csr_matrix
 
     scale = n_in / n_out

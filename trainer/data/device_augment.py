@@ -14,8 +14,8 @@ workers otherwise do in numpy (:func:`~trainer.data.augment.augment` after
 - the image is normalised first and rescaled in normalised space (bilinear, antialiased), so the
   padding of a zoomed-out core is 0, the mean colour; masks are rescaled nearest and padded with
   ``IGNORE_INDEX`` (the image with torch's antialiased bilinear, as
-  :func:`~trainer.data.augment.rescale_image` does; the masks with :mod:`trainer.resample`'s indices). Rescaling is the one per-sample loop: each sample has its own
-  intermediate size;
+  :func:`~trainer.data.augment.rescale_image` does; the masks with :mod:`trainer.resample`'s
+  indices). Rescaling is the one per-sample loop: each sample has its own intermediate size;
 - flips and 90° rotations of the whole batch are one gather with a per-sample index map (the 8
   flips/rotations of a square are permutations of its pixels), so there is no loop over samples or
   experts;
@@ -68,7 +68,8 @@ def _centre_fit(t: torch.Tensor, h: int, w: int, fill: float) -> torch.Tensor:
 def _rescale(image: torch.Tensor, masks: torch.Tensor, scaled: tuple[int, int]):
     """One sample (``1×3×H×W`` float, ``1×E×H×W`` uint8) rescaled to ``scaled``, fitted back to H×W."""
     h, w = image.shape[-2:]
-    img = F.interpolate(image, size=scaled, mode="bilinear", align_corners=False, antialias=True)  # = augment.rescale_image
+    # the filter of augment.rescale_image, the worker path's: a seed gives the same sample bit for bit
+    img = F.interpolate(image, size=scaled, mode="bilinear", align_corners=False, antialias=True)
     img = _centre_fit(img, h, w, 0.0)  # 0 in normalised space: the mean colour
     if masks.shape[1]:  # the one nearest rule (trainer.resample), as index lists on the device
         rows = torch.from_numpy(source_index(scaled[0], h)).to(masks.device)
