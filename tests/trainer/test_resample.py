@@ -16,8 +16,9 @@ def _brute_nearest_index(out_len: int, src_len: int) -> list[int]:
     return [min(int((Fraction(2 * i + 1, 2) * src_len / out_len)), src_len - 1) for i in range(out_len)]
 
 
-@pytest.mark.parametrize("src,out", [(512, 431), (431, 512), (7, 23), (23, 7), (5120, 512), (3, 2), (1, 5)])
+@pytest.mark.parametrize("src,out", [(512, 431), (26, 23), (431, 512), (7, 23), (23, 7), (5120, 512), (3, 2), (1, 5)])
 def test_nearest_index_is_the_pixel_centre_rule_in_exact_arithmetic(src, out):
+    # 512 → 431 fails in float32 (torch's nearest-exact), 26 → 23 in float64
     assert resample.source_index(out, src).tolist() == _brute_nearest_index(out, src)
 
 
